@@ -1,0 +1,34 @@
+# Two commands for a newcomer: `make serve` and `make test` (see README).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup serve test lint format bench
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml .ci/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c .ci/constraints.txt -e ".[test]"
+	touch $@
+
+serve: setup
+	$(BIN)/facade serve
+
+test: setup
+	.ci/system-deps
+	.ci/fetch-fhir-schema || echo "make test: FHIR R4 schema not fetched; the tests that need it will skip" >&2
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python -m bench.ingest
