@@ -1,0 +1,71 @@
+"""Our CapabilityStatement (FHIR R4 CapabilityStatement), generated from the search registry
+so that it states exactly what the server does."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from mapping.fhir_models import FHIR_VERSION, CapabilityStatement
+from mapping.fhir_time import instant
+from mapping.prune import prune
+from mapping.search_params import INCLUDES, REGISTRY
+
+_COMMON = [
+    {"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token"},
+    {
+        "name": "_lastUpdated",
+        "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
+        "type": "date",
+    },
+]
+_DOCS = {
+    "ImagingStudy": "Published from the DICOM index: one per study, id = Study Instance UID. "
+    "Read-only; a read shows every instance committed so far.",
+    "Patient": "One per Patient ID and issuer seen in DICOM (a study without Patient ID gets its own). "
+    "Read-only.",
+    "Endpoint": "The DICOMweb service of this server (dicom-wado-rs). Read-only.",
+}
+
+
+def capability_statement(
+    *, fhir_base: str, software_version: str, published: datetime
+) -> CapabilityStatement:
+    resources: list[dict[str, Any]] = []
+    for res_type, params in REGISTRY.items():
+        resources.append(
+            {
+                "type": res_type,
+                "documentation": _DOCS.get(res_type),
+                "interaction": [{"code": c} for c in ("read", "vread", "history-instance", "search-type")],
+                "versioning": "versioned",
+                "readHistory": True,
+                "updateCreate": False,
+                "conditionalRead": "not-match",
+                "searchInclude": [f"{res_type}:{p}" for p in INCLUDES.get(res_type, ())] or None,
+                "searchParam": _COMMON
+                + [{"name": p.name, "definition": p.definition, "type": p.type} for p in params.values()],
+            }
+        )
+    body = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": instant(published),
+        "publisher": "fhir-imaging-facade",
+        "kind": "instance",
+        "software": {"name": "fhir-imaging-facade", "version": software_version},
+        "implementation": {"description": "FHIR R4 imaging facade over a DICOM archive", "url": fhir_base},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": (
+                    "Search supports _count, _offset, _sort, _include, _summary=count and _total. "
+                    "Unknown parameters are refused unless the request says Prefer: handling=lenient."
+                ),
+                "resource": resources,
+            }
+        ],
+    }
+    return CapabilityStatement.model_validate(prune(body))

@@ -1,0 +1,35 @@
+"""Indexed patient -> FHIR R4 Patient (PS3.3 C.7.1.1; FHIR Patient)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mapping.dicom_facts import PatientFacts
+from mapping.dicom_time import fhir_date
+from mapping.fhir_models import Patient
+from mapping.person_name import human_names
+
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+_GENDER = {"M": "male", "F": "female", "O": "other"}
+
+
+def patient_from_index(facts: PatientFacts, *, resource_id: str) -> Patient:
+    """Identifier = Patient ID in its issuer's system (type MR); absent sex stays absent."""
+    body: dict[str, Any] = {"resourceType": "Patient", "id": resource_id}
+    if facts.patient_id and facts.id_system:
+        body["identifier"] = [
+            {
+                "type": {"coding": [{"system": V2_0203, "code": "MR"}]},
+                "system": facts.id_system,
+                "value": facts.patient_id,
+            }
+        ]
+    names = human_names(facts.name)
+    if names:
+        body["name"] = names
+    if facts.sex in _GENDER:
+        body["gender"] = _GENDER[facts.sex]
+    birth = fhir_date(facts.birth_date)
+    if birth:
+        body["birthDate"] = birth
+    return Patient.model_validate(body)

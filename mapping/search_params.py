@@ -1,0 +1,271 @@
+"""FHIR R4 search parameters we support, and how their values are read from a resource.
+
+Pure: a resource's JSON in, index values out. The store writes what `index_values`
+returns into the search tables; the query parser refuses any name not listed here;
+the CapabilityStatement is generated from the same table, so it cannot claim more
+than the server does. Definitions follow R4 `search-parameters.json`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ParamType = Literal["token", "string", "date", "reference"]
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Token:
+    system: str | None
+    code: str
+
+
+@dataclass(frozen=True)
+class Ref:
+    target_type: str
+    target_id: str
+
+
+IndexValue = Token | str | Ref  # a date is indexed from its FHIR string (mapping.fhir_time)
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    name: str
+    type: ParamType
+    definition_id: str  # id of the R4 SearchParameter, e.g. "ImagingStudy-modality"
+    expression: str  # FHIRPath, for the CapabilityStatement and readers of this table
+    extract: Callable[[Json], Iterator[IndexValue]]
+    targets: tuple[str, ...] = field(default=())  # reference parameters: allowed target types
+
+    @property
+    def definition(self) -> str:
+        return f"http://hl7.org/fhir/SearchParameter/{self.definition_id}"
+
+
+def _walk(node: Any, path: list[str]) -> Iterator[Any]:
+    """Every value at `path` below `node`, flattening lists (a tiny FHIRPath for plain paths)."""
+    if not path:
+        if isinstance(node, list):
+            yield from node
+        elif node is not None:
+            yield node
+        return
+    if isinstance(node, list):
+        for item in node:
+            yield from _walk(item, path)
+    elif isinstance(node, dict):
+        yield from _walk(node.get(path[0]), path[1:])
+
+
+def _at(path: str) -> Callable[[Json], Iterator[Any]]:
+    parts = path.split(".")
+    return lambda resource: _walk(resource, parts)
+
+
+def tokens_of(value: Any, implicit_system: str | None = None) -> Iterator[Token]:
+    """Token values of a code, Coding, CodeableConcept, Identifier, boolean, id or uri."""
+    if isinstance(value, bool):
+        yield Token(None, "true" if value else "false")
+    elif isinstance(value, str):
+        yield Token(implicit_system, value)
+    elif isinstance(value, dict):
+        if "coding" in value:
+            for coding in value["coding"]:
+                yield from tokens_of(coding)
+        elif "code" in value:
+            yield Token(value.get("system"), value["code"])
+        elif "value" in value:  # Identifier
+            yield Token(value.get("system"), value["value"])
+
+
+def identifier_of_type(value: Any) -> Iterator[Token]:
+    """`identifier:of-type` rows: system 'typeSystem|typeCode', code = identifier value."""
+    if isinstance(value, dict) and "value" in value:
+        for coding in (value.get("type") or {}).get("coding", []):
+            if coding.get("code"):
+                yield Token(f"{coding.get('system', '')}|{coding['code']}", value["value"])
+
+
+def references_of(value: Any, targets: tuple[str, ...]) -> Iterator[Ref]:
+    """Relative literal references 'Type/id' to one of `targets`."""
+    ref = value.get("reference") if isinstance(value, dict) else None
+    if isinstance(ref, str) and ref.count("/") == 1:
+        kind, rid = ref.split("/")
+        if kind in targets:
+            yield Ref(kind, rid)
+
+
+def strings_of(value: Any) -> Iterator[str]:
+    """Searchable strings of a string or HumanName / Address-like element."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key in (
+            "text",
+            "family",
+            "given",
+            "prefix",
+            "suffix",
+            "line",
+            "city",
+            "state",
+            "postalCode",
+            "country",
+        ):
+            part = value.get(key)
+            for item in part if isinstance(part, list) else [part]:
+                if isinstance(item, str):
+                    yield item
+
+
+def _token(path: str, implicit_system: str | None = None) -> Callable[[Json], Iterator[IndexValue]]:
+    at = _at(path)
+    return lambda r: (t for v in at(r) for t in tokens_of(v, implicit_system))
+
+
+def _string(path: str) -> Callable[[Json], Iterator[IndexValue]]:
+    at = _at(path)
+    return lambda r: (s for v in at(r) for s in strings_of(v))
+
+
+def _date(path: str) -> Callable[[Json], Iterator[IndexValue]]:
+    at = _at(path)
+    return lambda r: (v for v in at(r) if isinstance(v, str))
+
+
+def _ref(path: str, targets: tuple[str, ...]) -> Callable[[Json], Iterator[IndexValue]]:
+    at = _at(path)
+    return lambda r: (x for v in at(r) for x in references_of(v, targets))
+
+
+_GENDER = "http://hl7.org/fhir/administrative-gender"
+_IMAGING_STATUS = "http://hl7.org/fhir/imagingstudy-status"
+_ENDPOINT_STATUS = "http://hl7.org/fhir/endpoint-status"
+_SUBJECTS = ("Patient", "Group", "Device")
+
+
+def _params(*params: SearchParam) -> dict[str, SearchParam]:
+    return {p.name: p for p in params}
+
+
+REGISTRY: dict[str, dict[str, SearchParam]] = {
+    "ImagingStudy": _params(
+        SearchParam(
+            "identifier", "token", "clinical-identifier", "ImagingStudy.identifier", _token("identifier")
+        ),
+        SearchParam(
+            "patient",
+            "reference",
+            "clinical-patient",
+            "ImagingStudy.subject.where(resolve() is Patient)",
+            _ref("subject", ("Patient",)),
+            ("Patient",),
+        ),
+        SearchParam(
+            "subject",
+            "reference",
+            "ImagingStudy-subject",
+            "ImagingStudy.subject",
+            _ref("subject", _SUBJECTS),
+            _SUBJECTS,
+        ),
+        SearchParam("started", "date", "ImagingStudy-started", "ImagingStudy.started", _date("started")),
+        SearchParam(
+            "status", "token", "ImagingStudy-status", "ImagingStudy.status", _token("status", _IMAGING_STATUS)
+        ),
+        SearchParam(
+            "modality",
+            "token",
+            "ImagingStudy-modality",
+            "ImagingStudy.series.modality",
+            _token("series.modality"),
+        ),
+        SearchParam(
+            "bodysite",
+            "token",
+            "ImagingStudy-bodysite",
+            "ImagingStudy.series.bodySite",
+            _token("series.bodySite"),
+        ),
+        SearchParam(
+            "series", "token", "ImagingStudy-series", "ImagingStudy.series.uid", _token("series.uid")
+        ),
+        SearchParam(
+            "instance",
+            "token",
+            "ImagingStudy-instance",
+            "ImagingStudy.series.instance.uid",
+            _token("series.instance.uid"),
+        ),
+        SearchParam(
+            "dicom-class",
+            "token",
+            "ImagingStudy-dicom-class",
+            "ImagingStudy.series.instance.sopClass",
+            _token("series.instance.sopClass"),
+        ),
+        SearchParam(
+            "reason", "token", "ImagingStudy-reason", "ImagingStudy.reasonCode", _token("reasonCode")
+        ),
+        SearchParam(
+            "endpoint",
+            "reference",
+            "ImagingStudy-endpoint",
+            "ImagingStudy.endpoint | ImagingStudy.series.endpoint",
+            lambda r: (
+                x
+                for path in ("endpoint", "series.endpoint")
+                for v in _at(path)(r)
+                for x in references_of(v, ("Endpoint",))
+            ),
+            ("Endpoint",),
+        ),
+    ),
+    "Patient": _params(
+        SearchParam("identifier", "token", "Patient-identifier", "Patient.identifier", _token("identifier")),
+        SearchParam("name", "string", "Patient-name", "Patient.name", _string("name")),
+        SearchParam("family", "string", "individual-family", "Patient.name.family", _string("name.family")),
+        SearchParam("given", "string", "individual-given", "Patient.name.given", _string("name.given")),
+        SearchParam("birthdate", "date", "individual-birthdate", "Patient.birthDate", _date("birthDate")),
+        SearchParam("gender", "token", "individual-gender", "Patient.gender", _token("gender", _GENDER)),
+    ),
+    "Endpoint": _params(
+        SearchParam(
+            "identifier", "token", "Endpoint-identifier", "Endpoint.identifier", _token("identifier")
+        ),
+        SearchParam("name", "string", "Endpoint-name", "Endpoint.name", _string("name")),
+        SearchParam(
+            "status", "token", "Endpoint-status", "Endpoint.status", _token("status", _ENDPOINT_STATUS)
+        ),
+        SearchParam(
+            "connection-type",
+            "token",
+            "Endpoint-connection-type",
+            "Endpoint.connectionType",
+            _token("connectionType"),
+        ),
+    ),
+}
+
+# Modifier-indexed variants written beside the plain parameter.
+OF_TYPE = "identifier:of-type"
+
+# References `_include` may follow, per type: "Type:param" -> parameter.
+INCLUDES: dict[str, tuple[str, ...]] = {
+    "ImagingStudy": ("patient", "subject", "endpoint"),
+}
+
+
+def index_values(resource: Json) -> Iterator[tuple[str, ParamType, IndexValue]]:
+    """(parameter name, type, value) for every value `resource` is searchable by."""
+    params = REGISTRY.get(resource["resourceType"], {})
+    for param in params.values():
+        for value in param.extract(resource):
+            yield param.name, param.type, value
+    if "identifier" in params:
+        for ident in resource.get("identifier", []):
+            for token in identifier_of_type(ident):
+                yield OF_TYPE, "token", token
