@@ -1,0 +1,146 @@
+"""Engine and sessions: SQLite (WAL) by default, PostgreSQL by URL.
+
+Durability: SQLite runs with `synchronous=FULL` (a committed transaction survives
+power loss; WAL with NORMAL does not) and writers take the write lock up front
+(`BEGIN IMMEDIATE`) so that two writers never deadlock on a lock upgrade.
+PostgreSQL runs READ COMMITTED; writers lock rows in one order (patient, study,
+series, instance) and `Database.write` retries what races lose.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.errors import Unavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_READONLY = "facade_readonly"
+_RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for `url` with the project's connection settings."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 60},
+            pool_size=20,
+            max_overflow=20,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=60000"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READONLY) else "BEGIN IMMEDIATE")
+
+
+class Database:
+    """Session factories: `write()` for a transaction that changes data, `read()` for one that doesn't."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer = sessionmaker(engine, expire_on_commit=False)
+        self._reader = sessionmaker(engine.execution_options(**{_READONLY: True}), expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with _unavailable_on_outage(), self._reader.begin() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction; committed when the block ends without an exception."""
+        with _unavailable_on_outage(), self._writer.begin() as session:
+            yield session
+
+    @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """A write transaction on a bare Connection (Core only; no ORM session to set up)."""
+        with _unavailable_on_outage(), self.engine.begin() as conn:
+            yield conn
+
+    def transact(self, work: Callable[[Session], T], *, attempts: int = 6) -> T:
+        """Run `work` in a write transaction, again from the start when it loses a race.
+
+        A lost race is a unique-key collision between concurrent first inserts, or a
+        PostgreSQL deadlock / serialization failure; `work` must be safe to repeat.
+        """
+        return self._retrying(self.write, work, attempts)
+
+    def transact_core(self, work: Callable[[Connection], T], *, attempts: int = 6) -> T:
+        """`transact` for Core work on a bare Connection (the per-instance ingest path)."""
+        return self._retrying(self.write_connection, work, attempts)
+
+    def _retrying(
+        self, begin: Callable[[], AbstractContextManager[Any]], work: Callable[[Any], T], attempts: int
+    ) -> T:
+        for attempt in range(1, attempts + 1):
+            try:
+                with begin() as handle:
+                    return work(handle)
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == attempts or not _retryable(exc):
+                    raise
+                log.info("db.retry", extra={"attempt": attempt, "error": type(exc).__name__})
+                time.sleep(0.002 * attempt)
+        raise AssertionError("unreachable")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if code in _RETRYABLE_PG:
+        return True
+    return "database is locked" in str(exc.orig)
+
+
+@contextmanager
+def _unavailable_on_outage() -> Iterator[None]:
+    """A database we cannot reach or write (disk full, server down) is Unavailable, not a crash."""
+    try:
+        yield
+    except OperationalError as exc:
+        message = str(exc.orig).lower()
+        outage = (
+            "disk is full",
+            "database or disk is full",
+            "connection",
+            "could not connect",
+            "server closed",
+            "terminating connection",
+            "no space left",
+        )
+        if any(word in message for word in outage):
+            raise Unavailable("the index database is unavailable") from exc
+        raise

@@ -1,0 +1,244 @@
+"""The versioned FHIR resource store: current version, retained history, search-index rows.
+
+Versions: every change of content makes a new `versionId`. A version written while
+its source is still changing (a study that is still receiving instances) is
+*provisional*: when the next version supersedes it before the source settles, the
+provisional one is dropped from history. So a 1,000-instance study read 50 times
+while it arrives keeps one version, not 50; version ids stay monotonic, and the
+content behind a version id never changes (ETags stay truthful).
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from mapping.fhir_time import instant, value_range
+from mapping.search_params import Ref, Token, index_values
+from storage.models import (
+    FhirResourceRow,
+    FhirVersionRow,
+    SearchDate,
+    SearchReference,
+    SearchString,
+    SearchToken,
+)
+
+Json = dict[str, Any]
+_SEARCH_TABLES = (SearchToken, SearchString, SearchDate, SearchReference)
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    res_type: str
+    res_id: str
+    version_id: int
+    last_updated: datetime
+    body: Json | None  # None: deleted
+
+    def to_json(self) -> Json:
+        """The resource as served: body plus meta.versionId / meta.lastUpdated."""
+        if self.body is None:
+            raise ValueError("a deleted version has no body")
+        meta = {
+            **self.body.get("meta", {}),
+            "versionId": str(self.version_id),
+            "lastUpdated": instant(self.last_updated),
+        }
+        out = {"resourceType": self.body["resourceType"], "id": self.res_id, "meta": meta}
+        out.update((k, v) for k, v in self.body.items() if k not in ("resourceType", "id", "meta"))
+        return out
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version_id}"'
+
+
+def normalise(text: str) -> str:
+    """Case- and accent-insensitive form used by string search (FHIR R4 3.1.1.4.6)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+class FhirStore:
+    """Reads and writes resources inside a caller's transaction."""
+
+    def __init__(self, site_zone: tzinfo) -> None:
+        self._zone = site_zone
+
+    def put(
+        self, session: Session, resource: Json, *, now: datetime, provisional: bool = False
+    ) -> StoredResource:
+        """Store `resource` as the new current version unless its content is unchanged."""
+        body = _without_version_meta(resource)
+        text = _dump(body)
+        res_type, res_id = body["resourceType"], body["id"]
+        row = session.get(FhirResourceRow, (res_type, res_id), with_for_update=True)
+        if row is not None and not row.deleted and row.body == text:
+            if row.provisional and not provisional:
+                row.provisional = False
+            return _stored(row)
+        if row is None:
+            row = FhirResourceRow(res_type=res_type, res_id=res_id, version_id=0, last_updated=now)
+            session.add(row)
+        _advance(session, row, text, now=now, provisional=provisional)
+        self._reindex(session, body)
+        return _stored(row)
+
+    def delete(self, session: Session, res_type: str, res_id: str, *, now: datetime) -> None:
+        """A deletion version; the resource reads as gone (410) and leaves search."""
+        row = session.get(FhirResourceRow, (res_type, res_id), with_for_update=True)
+        if row is None or row.deleted:
+            return
+        _advance(session, row, None, now=now, provisional=False)
+        _clear_index(session, res_type, res_id)
+
+    def settle(self, session: Session, res_type: str, res_id: str) -> None:
+        """The source stopped changing: the current version becomes a permanent one."""
+        row = session.get(FhirResourceRow, (res_type, res_id))
+        if row is not None:
+            row.provisional = False
+
+    def read(self, session: Session, res_type: str, res_id: str) -> StoredResource | None:
+        """The current version (body None when it was deleted), None when it never existed."""
+        row = session.get(FhirResourceRow, (res_type, res_id))
+        return _stored(row) if row is not None else None
+
+    def read_many(self, session: Session, keys: Sequence[tuple[str, str]]) -> list[StoredResource]:
+        """Current versions of `keys`, in the order given, skipping missing and deleted ones."""
+        if not keys:
+            return []
+        by_key: dict[tuple[str, str], StoredResource] = {}
+        for res_type in {k[0] for k in keys}:
+            ids = [k[1] for k in keys if k[0] == res_type]
+            for start in range(0, len(ids), 500):
+                rows = session.scalars(
+                    select(FhirResourceRow).where(
+                        FhirResourceRow.res_type == res_type,
+                        FhirResourceRow.res_id.in_(ids[start : start + 500]),
+                        FhirResourceRow.deleted.is_(False),
+                    )
+                )
+                by_key.update(((r.res_type, r.res_id), _stored(r)) for r in rows)
+        return [by_key[k] for k in keys if k in by_key]
+
+    def vread(self, session: Session, res_type: str, res_id: str, version_id: int) -> StoredResource | None:
+        row = session.get(FhirVersionRow, (res_type, res_id, version_id))
+        if row is None:
+            return None
+        return StoredResource(
+            res_type,
+            res_id,
+            row.version_id,
+            row.last_updated,
+            json.loads(row.body) if row.body is not None else None,
+        )
+
+    def history(self, session: Session, res_type: str, res_id: str) -> list[StoredResource]:
+        """Retained versions, newest first."""
+        rows = session.scalars(
+            select(FhirVersionRow)
+            .where(
+                FhirVersionRow.res_type == res_type,
+                FhirVersionRow.res_id == res_id,
+            )
+            .order_by(FhirVersionRow.version_id.desc())
+        )
+        return [
+            StoredResource(
+                res_type,
+                res_id,
+                r.version_id,
+                r.last_updated,
+                json.loads(r.body) if r.body is not None else None,
+            )
+            for r in rows
+        ]
+
+    def _reindex(self, session: Session, body: Json) -> None:
+        res_type, res_id = body["resourceType"], body["id"]
+        _clear_index(session, res_type, res_id)
+        rows: list[Any] = []
+        seen: set[tuple[Any, ...]] = set()
+        for name, kind, value in index_values(body):
+            key = (name, kind, value)
+            if key in seen:
+                continue
+            seen.add(key)
+            common = {"res_type": res_type, "res_id": res_id, "param": name}
+            if kind == "token" and isinstance(value, Token):
+                rows.append(SearchToken(**common, system=value.system, code=value.code[:255]))
+            elif kind == "string" and isinstance(value, str):
+                rows.append(SearchString(**common, value=normalise(value)[:255], exact=value[:255]))
+            elif kind == "date" and isinstance(value, str):
+                span = value_range(value, self._zone)
+                if span is not None:
+                    rows.append(SearchDate(**common, low=span[0], high=span[1]))
+            elif kind == "reference" and isinstance(value, Ref):
+                rows.append(
+                    SearchReference(**common, target_type=value.target_type, target_id=value.target_id)
+                )
+        session.add_all(rows)
+
+
+def _advance(
+    session: Session, row: FhirResourceRow, text: str | None, *, now: datetime, provisional: bool
+) -> None:
+    """Make `text` (None: a deletion) the next version; a provisional current version that is
+    superseded before its source settled is not retained."""
+    if row.provisional:
+        session.execute(
+            delete(FhirVersionRow).where(
+                FhirVersionRow.res_type == row.res_type,
+                FhirVersionRow.res_id == row.res_id,
+                FhirVersionRow.version_id == row.version_id,
+            )
+        )
+    row.version_id += 1
+    row.last_updated = max(now, row.last_updated)
+    row.deleted, row.provisional = text is None, provisional
+    if text is not None:
+        row.body = text
+    session.add(
+        FhirVersionRow(
+            res_type=row.res_type,
+            res_id=row.res_id,
+            version_id=row.version_id,
+            last_updated=row.last_updated,
+            body=text,
+        )
+    )
+
+
+def _clear_index(session: Session, res_type: str, res_id: str) -> None:
+    for table in _SEARCH_TABLES:
+        session.execute(delete(table).where(table.res_type == res_type, table.res_id == res_id))
+
+
+def _without_version_meta(resource: Json) -> Json:
+    body = dict(resource)
+    meta = {k: v for k, v in (body.pop("meta", None) or {}).items() if k not in ("versionId", "lastUpdated")}
+    if meta:
+        body["meta"] = meta
+    return body
+
+
+def _dump(body: Json) -> str:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, sort_keys=False)
+
+
+def _stored(row: FhirResourceRow) -> StoredResource:
+    return StoredResource(
+        row.res_type,
+        row.res_id,
+        row.version_id,
+        row.last_updated,
+        None if row.deleted else json.loads(row.body),
+    )

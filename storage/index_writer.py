@@ -1,0 +1,335 @@
+"""One instance into the DICOM index, in the caller's transaction.
+
+This runs once per received instance, so it is SQLAlchemy Core on a Connection with
+statements built once at import (their compiled form and cache key are memoised):
+five or six statements per instance, no ORM unit of work.
+
+Locks, in this order, so that concurrent associations never deadlock and counters
+stay exact on PostgreSQL: the instance row (if known), the patient row (when it
+is created or changed), the study row (its UPDATE is the study-level lock held for
+the rest of the transaction), then series rows. Publishing takes patient before
+study as well. A race lost on a unique key raises IntegrityError, and
+`Database.transact` runs the whole transaction again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, cast
+
+from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
+
+from mapping.dicom_facts import InstanceHeader, PatientFacts
+from storage.errors import Conflict
+from storage.models import InstanceReplacementRow, InstanceRow, PatientRow, SeriesRow, Stamp, StudyRow
+
+PATIENT, STUDY = cast(Table, PatientRow.__table__), cast(Table, StudyRow.__table__)
+SERIES, INSTANCE = cast(Table, SeriesRow.__table__), cast(Table, InstanceRow.__table__)
+REPLACEMENT = cast(Table, InstanceReplacementRow.__table__)
+_PATIENT_ATTRS = ("name", "birth_date", "sex")
+
+Outcome = Literal["stored", "duplicate", "replaced"]
+
+_INSTANCE_BY_UID = (
+    select(INSTANCE.c.pk, INSTANCE.c.sha256, INSTANCE.c.series_pk, INSTANCE.c.blob_key)
+    .where(INSTANCE.c.sop_uid == bindparam("uid"))
+    .with_for_update()
+)
+_STUDY_BY_UID = (
+    select(
+        STUDY, PATIENT.c.id_system, PATIENT.c.patient_id, PATIENT.c.name, PATIENT.c.birth_date, PATIENT.c.sex
+    )
+    .join(PATIENT, PATIENT.c.pk == STUDY.c.patient_pk)
+    .where(STUDY.c.study_uid == bindparam("uid"))
+)
+_SERIES_BY_UID = select(SERIES).where(SERIES.c.series_uid == bindparam("uid"))
+_PATIENT_BY_IDENTITY = (
+    select(PATIENT.c.pk, *(PATIENT.c[k] for k in _PATIENT_ATTRS))
+    .where(PATIENT.c.id_system == bindparam("system"), PATIENT.c.patient_id == bindparam("pid"))
+    .with_for_update()
+)
+_INSERT_PATIENT = insert(PATIENT).returning(PATIENT.c.pk)
+_INSERT_STUDY = insert(STUDY).returning(STUDY.c.pk)
+_INSERT_SERIES = insert(SERIES).returning(SERIES.c.pk)
+_INSERT_INSTANCE = insert(INSTANCE).returning(INSTANCE.c.pk)
+_TOUCH_STUDY = (
+    update(STUDY)
+    .where(STUDY.c.pk == bindparam("b_pk"))
+    .values(
+        change_seq=STUDY.c.change_seq + 1,
+        changed_at=bindparam("b_now", type_=Stamp),
+        num_series=STUDY.c.num_series + bindparam("b_series"),
+        num_instances=STUDY.c.num_instances + bindparam("b_instances"),
+    )
+)
+_TOUCH_SERIES = (
+    update(SERIES)
+    .where(SERIES.c.pk == bindparam("b_pk"))
+    .values(
+        changed_at=bindparam("b_now", type_=Stamp),
+        num_instances=SERIES.c.num_instances + bindparam("b_instances"),
+    )
+)
+_SERIES_MODALITIES = (
+    select(SERIES.c.modality).where(SERIES.c.study_pk == bindparam("study")).order_by(SERIES.c.pk)
+)
+
+
+@dataclass(frozen=True)
+class Indexed:
+    outcome: Outcome
+    instance_pk: int
+    superseded_key: str | None  # blob to delete after the commit
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Where the bytes are and how they came."""
+
+    blob_key: str
+    size: int
+    sha256: str
+    via: str
+    calling_ae: str | None
+    now: datetime
+
+
+def index_instance(conn: Connection, h: InstanceHeader, a: Arrival) -> Indexed:
+    inst = conn.execute(_INSTANCE_BY_UID, {"uid": h.instance.sop_uid}).first()
+    if inst is not None and inst.sha256 == a.sha256:  # a concurrent twin committed first
+        return Indexed("duplicate", inst.pk, None)
+    # Series before study: a series committed between the two reads then has its study visible
+    # too; the other order could see the series but not its study and refuse a valid instance.
+    series = conn.execute(_SERIES_BY_UID, {"uid": h.series.series_uid}).first()
+    study = conn.execute(_STUDY_BY_UID, {"uid": h.study.study_uid}).first()
+    if series is not None and (study is None or series.study_pk != study.pk):
+        raise Conflict("the series is already stored in a different study")
+    moved = inst is not None and (series is None or inst.series_pk != series.pk)
+    enters = inst is None or moved
+
+    patient_pk = _patient(conn, h.patient, study, a.now)
+    study_pk = _study(conn, h, study, patient_pk, a.now, new_series=series is None, enters=enters)
+    series_pk = _series(conn, h, series, study_pk, a.now, enters=enters)
+
+    values = _instance_values(h, a) | {"series_pk": series_pk}
+    if inst is None:
+        params = values | {"sop_uid": h.instance.sop_uid, "created_at": a.now}
+        return Indexed("stored", conn.execute(_INSERT_INSTANCE, params).scalar_one(), None)
+    old = conn.execute(
+        select(SERIES.c.series_uid, STUDY.c.study_uid)
+        .join(STUDY, STUDY.c.pk == SERIES.c.study_pk)
+        .where(SERIES.c.pk == inst.series_pk)
+    ).first()
+    conn.execute(
+        insert(REPLACEMENT).values(
+            sop_uid=h.instance.sop_uid,
+            old_sha256=inst.sha256,
+            new_sha256=a.sha256,
+            old_study_uid=old.study_uid if old else "",
+            new_study_uid=h.study.study_uid,
+            old_series_uid=old.series_uid if old else "",
+            new_series_uid=h.series.series_uid,
+            received_via=a.via,
+            replaced_at=a.now,
+        )
+    )
+    conn.execute(update(INSTANCE).where(INSTANCE.c.pk == inst.pk).values(**values))
+    if moved:
+        _move_out(conn, inst.series_pk, a.now)
+    return Indexed("replaced", inst.pk, inst.blob_key)
+
+
+def _patient(conn: Connection, facts: PatientFacts, study: Row[Any] | None, now: datetime) -> int:
+    """Patient ID + issuer picks the patient; a study keeps the patient it was first stored for."""
+    incoming = {"name": facts.name[:512], "birth_date": facts.birth_date[:8], "sex": facts.sex[:16]}
+    if study is not None:
+        if (facts.id_system, facts.patient_id) != (study.id_system, study.patient_id):
+            raise Conflict("the study is already stored for a different Patient ID or issuer")
+        pk, current = study.patient_pk, study._mapping
+    elif facts.patient_id is not None:
+        found = conn.execute(
+            _PATIENT_BY_IDENTITY, {"system": facts.id_system, "pid": facts.patient_id}
+        ).first()
+        if found is None:
+            return _new_patient(conn, facts, incoming, now)
+        pk, current = found.pk, found._mapping
+    else:
+        return _new_patient(conn, facts, incoming, now)
+    changes = newest_wins(current, incoming)
+    if changes:
+        conn.execute(
+            update(PATIENT)
+            .where(PATIENT.c.pk == pk)
+            .values(**changes, change_seq=PATIENT.c.change_seq + 1, changed_at=now)
+        )
+    return int(pk)
+
+
+def _new_patient(conn: Connection, facts: PatientFacts, values: dict[str, Any], now: datetime) -> int:
+    return int(
+        conn.execute(
+            _INSERT_PATIENT,
+            values
+            | {
+                "fhir_id": str(uuid.uuid4()),
+                "id_system": facts.id_system,
+                "patient_id": facts.patient_id,
+                "created_at": now,
+                "changed_at": now,
+                "change_seq": 1,
+                "published_seq": 0,
+            },
+        ).scalar_one()
+    )
+
+
+def _study(
+    conn: Connection,
+    h: InstanceHeader,
+    study: Row[Any] | None,
+    patient_pk: int,
+    now: datetime,
+    *,
+    new_series: bool,
+    enters: bool,
+) -> int:
+    s = h.study
+    incoming: dict[str, Any] = {
+        "study_date": s.study_date[:8],
+        "study_time": s.study_time[:16],
+        "tz_offset": s.tz_offset[:5],
+        "accession": s.accession[:16],
+        "accession_system": s.accession_system,
+        "accession_assigner": s.accession_assigner,
+        "study_id": s.study_id[:16],
+        "description": s.description[:64],
+        "referring_physician": s.referring_physician[:512],
+        "reason": s.reason[:64],
+    }
+    codes = [{"system": c.system, "code": c.code, "display": c.display} for c in s.procedure_codes]
+    if study is None:
+        return int(
+            conn.execute(
+                _INSERT_STUDY,
+                incoming
+                | {
+                    "study_uid": s.study_uid,
+                    "patient_pk": patient_pk,
+                    "procedure_codes": codes,
+                    "modalities": h.series.modality[:16],
+                    "num_series": 1,
+                    "num_instances": 1,
+                    "created_at": now,
+                    "changed_at": now,
+                    "change_seq": 1,
+                    "published_seq": 0,
+                },
+            ).scalar_one()
+        )
+    conn.execute(
+        _TOUCH_STUDY,
+        {"b_pk": study.pk, "b_now": now, "b_series": int(new_series), "b_instances": int(enters)},
+    )
+    changes = newest_wins(study._mapping, incoming)
+    if codes and codes != study.procedure_codes:
+        changes["procedure_codes"] = codes
+    if changes:
+        conn.execute(update(STUDY).where(STUDY.c.pk == study.pk).values(**changes))
+    return int(study.pk)
+
+
+def _series(
+    conn: Connection,
+    h: InstanceHeader,
+    series: Row[Any] | None,
+    study_pk: int,
+    now: datetime,
+    *,
+    enters: bool,
+) -> int:
+    f = h.series
+    incoming: dict[str, Any] = {
+        "modality": f.modality[:16],
+        "series_number": f.series_number,
+        "description": f.description[:64],
+        "body_part": f.body_part[:16],
+        "laterality": f.laterality[:16],
+        "series_date": f.series_date[:8],
+        "series_time": f.series_time[:16],
+        "performing_physician": f.performing_physician[:512],
+    }
+    if series is None:
+        pk = conn.execute(
+            _INSERT_SERIES,
+            incoming
+            | {
+                "series_uid": f.series_uid,
+                "study_pk": study_pk,
+                "num_instances": 1,
+                "created_at": now,
+                "changed_at": now,
+            },
+        ).scalar_one()
+        refresh_modalities(conn, study_pk)
+        return int(pk)
+    conn.execute(_TOUCH_SERIES, {"b_pk": series.pk, "b_now": now, "b_instances": int(enters)})
+    changes = newest_wins(series._mapping, incoming)
+    if changes:
+        conn.execute(update(SERIES).where(SERIES.c.pk == series.pk).values(**changes))
+        if "modality" in changes:
+            refresh_modalities(conn, study_pk)
+    return int(series.pk)
+
+
+def _move_out(conn: Connection, series_pk: int, now: datetime) -> None:
+    """A replacement moved the instance to another series: the old series (and study) lose it.
+    Runs after the instance row points at its new series, so an emptied series can go."""
+    old = conn.execute(
+        select(SERIES.c.study_pk, SERIES.c.num_instances).where(SERIES.c.pk == series_pk)
+    ).first()
+    if old is None:
+        return
+    emptied = old.num_instances <= 1
+    conn.execute(
+        _TOUCH_STUDY, {"b_pk": old.study_pk, "b_now": now, "b_series": -int(emptied), "b_instances": -1}
+    )
+    if emptied:
+        conn.execute(delete(SERIES).where(SERIES.c.pk == series_pk))
+    else:
+        conn.execute(_TOUCH_SERIES, {"b_pk": series_pk, "b_now": now, "b_instances": -1})
+    refresh_modalities(conn, old.study_pk)
+
+
+def refresh_modalities(conn: Connection, study_pk: int) -> None:
+    """ModalitiesInStudy (0008,0061): the distinct modalities of the study's series, in series order."""
+    rows = conn.scalars(_SERIES_MODALITIES, {"study": study_pk})
+    modalities = "\\".join(m for m in dict.fromkeys(rows) if m)[:255]
+    conn.execute(update(STUDY).where(STUDY.c.pk == study_pk).values(modalities=modalities))
+
+
+def _instance_values(h: InstanceHeader, a: Arrival) -> dict[str, Any]:
+    f = h.instance
+    return {
+        "sop_class_uid": f.sop_class_uid,
+        "instance_number": f.instance_number,
+        "title": f.title[:255],
+        "transfer_syntax_uid": f.transfer_syntax_uid,
+        "character_set": f.character_set[:255],
+        "rows": f.rows,
+        "columns": f.columns,
+        "number_of_frames": f.number_of_frames,
+        "blob_key": a.blob_key,
+        "size": a.size,
+        "sha256": a.sha256,
+        "received_via": a.via,
+        "calling_ae": a.calling_ae,
+        "changed_at": a.now,
+    }
+
+
+def newest_wins(current: Mapping[Any, Any], incoming: Mapping[str, Any]) -> dict[str, Any]:
+    """The incoming values that differ from the stored ones; empty values never blank stored ones."""
+    return {k: v for k, v in incoming.items() if v not in (None, "") and current[k] != v}

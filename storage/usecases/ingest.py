@@ -1,0 +1,155 @@
+"""Ingest: the one path by which C-STORE, STOW-RS and bulk import store an instance.
+
+Order of work, so that an acknowledgement always means "durable":
+1. parse and fingerprint the staged Part 10 file (bulk data never loaded);
+2. rename it into the blob store and fsync (a crash now orphans a blob, never leaves
+   a row without bytes). The key holds the content hash, so a resend of identical
+   bytes renames identical bytes over themselves: harmless, and cheaper than a
+   separate lookup before every instance;
+3. one index transaction: the same SOP Instance UID with the same data set bytes is
+   an idempotent success (nothing changes); otherwise patient, study, series,
+   instance, counters, and the change marks that make the FHIR resources
+   republish. Different bytes under a known SOP Instance UID replace the stored
+   instance (newest wins) and the replacement is recorded;
+4. only after the commit may the adapter answer success; the superseded blob is
+   removed last.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from mapping.dicom_facts import InstanceHeader, IssuerResolver, header_from_dataset
+from storage.blobs import BlobStore, instance_key, valid_uid
+from storage.db import Database
+from storage.dicom_file import read_part10
+from storage.errors import Conflict, Invalid, Unavailable
+from storage.index_writer import Arrival, Outcome, index_instance
+
+log = logging.getLogger(__name__)
+
+Via = Literal["c-store", "stow-rs", "import"]
+
+
+@dataclass(frozen=True)
+class Source:
+    via: Via
+    calling_ae: str | None = None
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What the protocol already said about the instance; a data set that disagrees is refused."""
+
+    sop_class_uid: str | None = None
+    sop_instance_uid: str | None = None
+    study_uid: str | None = None
+
+
+@dataclass(frozen=True)
+class Stored:
+    outcome: Outcome
+    sop_class_uid: str
+    sop_instance_uid: str
+    series_uid: str
+    study_uid: str
+    instance_pk: int
+
+
+@dataclass(frozen=True)
+class PatientIdentity:
+    """How a Patient ID is qualified when the instance names no universal issuer."""
+
+    default_system: str
+    issuer_system: IssuerResolver
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Ingest:
+    """Store one instance durably, then index it."""
+
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        identity: PatientIdentity,
+        now: Callable[[], datetime] = utcnow,
+        min_free_bytes: int = 0,
+    ) -> None:
+        self._db, self._blobs, self._identity, self._now = db, blobs, identity, now
+        self._min_free = min_free_bytes
+
+    def staging_dir(self) -> Path:
+        """Where adapters put incoming files so that storing them is a rename."""
+        return self._blobs.staging_dir()
+
+    def staged(self, path: Path, source: Source, expect: Expect = Expect()) -> Stored:
+        """Store the Part 10 file at `path`, which this call consumes (moved or deleted)."""
+        try:
+            return self._staged(path, source, expect)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _staged(self, path: Path, source: Source, expect: Expect) -> Stored:
+        # Refuse while there is still room: on a disk that is truly full, receiving the next
+        # data set already fails inside the protocol stack, before any refusal can be sent.
+        if self._blobs.free_bytes() < self._min_free:
+            raise Unavailable("the archive is nearly full (free space is below the configured minimum)")
+        part10 = read_part10(path)
+        h = header_from_dataset(
+            part10.dataset,
+            default_system=self._identity.default_system,
+            issuer_system=self._identity.issuer_system,
+        )
+        _check(h, expect)
+
+        key = instance_key(h.study.study_uid, h.series.series_uid, h.instance.sop_uid, part10.sha256)
+        self._blobs.put_file(key, path)
+        arrival = Arrival(
+            blob_key=key,
+            size=part10.size,
+            sha256=part10.sha256,
+            via=source.via,
+            calling_ae=source.calling_ae,
+            now=self._now(),
+        )
+        indexed = self._db.transact_core(lambda conn: index_instance(conn, h, arrival))
+        if indexed.superseded_key is not None and indexed.superseded_key != key:
+            self._blobs.delete(indexed.superseded_key)
+        if indexed.outcome == "replaced":
+            log.info("ingest.replaced", extra={"sop_instance_uid": h.instance.sop_uid, "via": source.via})
+        return Stored(
+            indexed.outcome,
+            h.instance.sop_class_uid,
+            h.instance.sop_uid,
+            h.series.series_uid,
+            h.study.study_uid,
+            indexed.instance_pk,
+        )
+
+
+def _check(h: InstanceHeader, expect: Expect) -> None:
+    if h.missing:
+        raise Invalid(f"the data set lacks {', '.join(h.missing)}")
+    for name, uid in (
+        ("SOP Instance UID", h.instance.sop_uid),
+        ("SOP Class UID", h.instance.sop_class_uid),
+        ("Study Instance UID", h.study.study_uid),
+        ("Series Instance UID", h.series.series_uid),
+    ):
+        if not valid_uid(uid):
+            raise Invalid(f"the {name} is not a valid DICOM UID")
+    if expect.sop_instance_uid and expect.sop_instance_uid != h.instance.sop_uid:
+        raise Invalid("the SOP Instance UID of the data set differs from the request")
+    if expect.sop_class_uid and expect.sop_class_uid != h.instance.sop_class_uid:
+        raise Invalid("the SOP Class UID of the data set differs from the request")
+    if expect.study_uid and expect.study_uid != h.study.study_uid:
+        raise Conflict("the Study Instance UID of the data set differs from the target study")

@@ -1,0 +1,224 @@
+"""The shared ingest path, end to end through the real database and blob store."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+from sqlalchemy import func, select
+
+from facade.wiring import Services
+from storage.errors import Conflict, Gone, Invalid
+from storage.models import InstanceReplacementRow, InstanceRow, PatientRow, StudyRow
+from storage.usecases.ingest import Expect, Source
+from tests.dicom_factory import make_instance, new_uid, write
+
+IMPORT = Source("import")
+
+
+def stage(services: Services, path: Path) -> Path:
+    """A copy of `path` in the staging area (ingest consumes what it is given)."""
+    target = services.ingest.staging_dir() / f"{new_uid()}.dcm"
+    shutil.copyfile(path, target)
+    return target
+
+
+def ingest(services: Services, path: Path, **kw: object) -> object:
+    return services.ingest.staged(stage(services, path), IMPORT, **kw)  # type: ignore[arg-type]
+
+
+def test_a_whole_deflated_file_is_stored(services: Services, tmp_path: Path) -> None:
+    source = Path(get_testdata_file("image_dfl.dcm", download=False) or "")
+    assert ingest(services, shutil.copy(source, tmp_path / "dfl.dcm")).outcome == "stored"  # type: ignore[attr-defined]
+
+
+def test_stored_bytes_are_the_received_file(services: Services, tmp_path: Path) -> None:
+    ds = make_instance(study_uid=new_uid(), series_uid=new_uid())
+    path = write(ds, tmp_path / "a.dcm")
+    stored = services.ingest.staged(stage(services, path), IMPORT)
+    assert stored.outcome == "stored"
+    with services.db.read() as s:
+        row = s.scalar(select(InstanceRow))
+        assert row is not None
+        key, ts = row.blob_key, row.transfer_syntax_uid
+    with services.blobs.open(key) as f:
+        assert f.read() == path.read_bytes()
+    assert ts == "1.2.840.10008.1.2.1"
+    assert list(services.ingest.staging_dir().iterdir()) == []
+
+
+def test_same_bytes_again_is_an_idempotent_duplicate(services: Services, tmp_path: Path) -> None:
+    path = write(make_instance(study_uid=new_uid(), series_uid=new_uid()), tmp_path / "a.dcm")
+    first = ingest(services, path)
+    again = ingest(services, path)
+    assert (first.outcome, again.outcome) == ("stored", "duplicate")  # type: ignore[attr-defined]
+    with services.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(InstanceRow)) == 1
+        assert s.scalar(select(StudyRow.num_instances)) == 1
+
+
+def test_different_bytes_replace_and_are_recorded(services: Services, tmp_path: Path) -> None:
+    study, series, sop = new_uid(), new_uid(), new_uid()
+    old = write(make_instance(study_uid=study, series_uid=series, sop_uid=sop), tmp_path / "old.dcm")
+    new = write(
+        make_instance(study_uid=study, series_uid=series, sop_uid=sop, SeriesDescription="Fixed"),
+        tmp_path / "new.dcm",
+    )
+    ingest(services, old)
+    with services.db.read() as s:
+        old_key = s.scalar(select(InstanceRow.blob_key))
+    assert ingest(services, new).outcome == "replaced"  # type: ignore[attr-defined]
+    with services.db.read() as s:
+        row = s.scalar(select(InstanceRow))
+        assert row is not None
+        assert s.scalar(select(func.count()).select_from(InstanceReplacementRow)) == 1
+        assert s.scalar(select(StudyRow.num_instances)) == 1
+        new_key = row.blob_key
+    assert new_key != old_key
+    assert not services.blobs.path(old_key).exists()  # type: ignore[arg-type]
+    with services.blobs.open(new_key) as f:
+        assert f.read() == new.read_bytes()
+
+
+def test_replacement_moving_to_another_series_keeps_counts_right(services: Services, tmp_path: Path) -> None:
+    study, sop = new_uid(), new_uid()
+    first, second = new_uid(), new_uid()
+    ingest(services, write(make_instance(study_uid=study, series_uid=first, sop_uid=sop), tmp_path / "a.dcm"))
+    ingest(
+        services,
+        write(
+            make_instance(study_uid=study, series_uid=second, sop_uid=sop, modality="CT"), tmp_path / "b.dcm"
+        ),
+    )
+    with services.db.read() as s:
+        row = s.scalar(select(StudyRow))
+        assert row is not None
+        assert (row.num_series, row.num_instances, row.modalities) == (1, 1, "CT")
+
+
+@pytest.mark.parametrize(
+    "missing", ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"]
+)
+def test_missing_uid_is_refused(services: Services, tmp_path: Path, missing: str) -> None:
+    ds = make_instance(study_uid=new_uid(), series_uid=new_uid())
+    delattr(ds, missing)
+    path = tmp_path / "bad.dcm"
+    ds.preamble = b"\0" * 128  # a well-formed Part 10 file that only lacks the UID
+    ds.save_as(path, enforce_file_format=False)
+    with pytest.raises(Invalid, match=missing):
+        ingest(services, path)
+    with services.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(InstanceRow)) == 0
+
+
+def test_crafted_uid_cannot_escape_the_store(services: Services, tmp_path: Path) -> None:
+    ds = make_instance(study_uid="../../etc", series_uid=new_uid())
+    with pytest.raises(Invalid, match="Study Instance UID"):
+        ingest(services, write(ds, tmp_path / "evil.dcm"))
+
+
+@pytest.mark.parametrize(
+    "mangle", ["no_preamble", "truncated", "truncated_large", "truncated_deflated", "not_dicom", "empty"]
+)
+def test_malformed_files_are_refused(services: Services, tmp_path: Path, mangle: str) -> None:
+    good = write(make_instance(study_uid=new_uid(), series_uid=new_uid()), tmp_path / "good.dcm").read_bytes()
+    large = write(
+        make_instance(study_uid=new_uid(), series_uid=new_uid(), rows=256, columns=256),
+        tmp_path / "large.dcm",
+    ).read_bytes()  # pixel data big enough to be read deferred
+    deflated = Path(get_testdata_file("image_dfl.dcm", download=False) or "").read_bytes()
+    data = {
+        "no_preamble": good[128:],
+        "truncated": good[:-1000],
+        "truncated_large": large[: len(large) // 2],
+        "truncated_deflated": deflated[: len(deflated) // 2],
+        "not_dicom": b"hello world" * 100,
+        "empty": b"",
+    }[mangle]
+    path = tmp_path / "bad.dcm"
+    path.write_bytes(data)
+    with pytest.raises(Invalid):
+        ingest(services, path)
+
+
+def test_request_and_data_set_must_agree(services: Services, tmp_path: Path) -> None:
+    path = write(make_instance(study_uid=new_uid(), series_uid=new_uid()), tmp_path / "a.dcm")
+    with pytest.raises(Invalid, match="differs from the request"):
+        ingest(services, path, expect=Expect(sop_instance_uid="1.2.3"))
+    with pytest.raises(Conflict, match="target study"):
+        ingest(services, path, expect=Expect(study_uid="1.2.3"))
+
+
+def test_a_study_keeps_its_patient(services: Services, tmp_path: Path) -> None:
+    study = new_uid()
+    ingest(
+        services,
+        write(make_instance(study_uid=study, series_uid=new_uid(), patient_id="A"), tmp_path / "a.dcm"),
+    )
+    with pytest.raises(Conflict, match="different Patient ID"):
+        ingest(
+            services,
+            write(make_instance(study_uid=study, series_uid=new_uid(), patient_id="B"), tmp_path / "b.dcm"),
+        )
+
+
+def test_patients_match_by_id_and_issuer(services: Services, tmp_path: Path) -> None:
+    for n, issuer in enumerate(["", "", "HOSP_B", "1.2.826.0.1.99"]):
+        attrs = {"IssuerOfPatientID": issuer} if issuer else {}
+        ingest(
+            services,
+            write(
+                make_instance(study_uid=new_uid(), series_uid=new_uid(), patient_id="SAME", **attrs),
+                tmp_path / f"{n}.dcm",
+            ),
+        )
+    with services.db.read() as s:
+        systems = sorted(s.scalars(select(PatientRow.id_system)))
+    assert systems == ["urn:facade:issuer:HOSP_B", "urn:facade:patient-id", "urn:oid:1.2.826.0.1.99"]
+
+
+def test_studies_without_patient_id_get_a_patient_each(services: Services, tmp_path: Path) -> None:
+    for n in range(2):
+        ingest(
+            services,
+            write(
+                make_instance(study_uid=new_uid(), series_uid=new_uid(), patient_id=None),
+                tmp_path / f"{n}.dcm",
+            ),
+        )
+    with services.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(PatientRow)) == 2
+
+
+def test_names_are_decoded_per_character_set(services: Services, tmp_path: Path) -> None:
+    ds = make_instance(study_uid=new_uid(), series_uid=new_uid())
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "Müller^Zoë"
+    ingest(services, write(ds, tmp_path / "utf8.dcm"))
+    latin = make_instance(study_uid=new_uid(), series_uid=new_uid(), patient_id="L1")
+    latin.SpecificCharacterSet = "ISO_IR 100"
+    latin.PatientName = "Gómez^José"
+    ingest(services, write(latin, tmp_path / "latin1.dcm"))
+    with services.db.read() as s:
+        names = sorted(s.scalars(select(PatientRow.name)))
+    assert names == ["Gómez^José", "Müller^Zoë"]
+
+
+def test_a_study_emptied_by_a_replacement_reads_as_gone(services: Services, tmp_path: Path) -> None:
+    sop, old_study, new_study = new_uid(), new_uid(), new_uid()
+    ingest(
+        services,
+        write(make_instance(study_uid=old_study, series_uid=new_uid(), sop_uid=sop), tmp_path / "a.dcm"),
+    )
+    assert services.search.read("ImagingStudy", old_study).version_id == 1  # published, still provisional
+    ingest(
+        services,
+        write(make_instance(study_uid=new_study, series_uid=new_uid(), sop_uid=sop), tmp_path / "b.dcm"),
+    )
+    with pytest.raises(Gone):
+        services.search.read("ImagingStudy", old_study)
+    history = services.search.history("ImagingStudy", old_study)
+    assert [(v.version_id, v.body) for v in history] == [(2, None)]  # the provisional v1 was not retained
+    assert services.search.read("ImagingStudy", new_study).body["numberOfInstances"] == 1  # type: ignore[index]
