@@ -1,0 +1,85 @@
+"""Our Application Entity: what it accepts and how it behaves on the wire (PS3.7, PS3.8)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pydicom.uid import (
+    UID,
+    AllTransferSyntaxes,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEG2000MCLossless,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+)
+from pynetdicom import AE, AllStoragePresentationContexts, _config, build_context
+
+VERIFICATION = "1.2.840.10008.1.1"  # Verification SOP Class (PS3.4 A.4): C-ECHO
+
+# The SCP receives each C-STORE data set straight into a file (bounded memory for
+# a 500 MB multi-frame) and hands its path to the handler: see `storage_scp`.
+_config.STORE_RECV_CHUNKED_DATASET = True
+
+
+@dataclass(frozen=True)
+class AeConfig:
+    ae_title: str = "FACADE"
+    max_pdu: int = 262144  # what we tell peers we can receive; bigger PDUs, fewer fragments
+    allowed_calling: Sequence[str] = field(default=())  # empty: any calling AE
+    require_called: bool = True  # refuse associations addressed to another AE title
+    max_associations: int = 32
+    network_timeout: float = 60.0
+
+
+_UNCOMPRESSED = [
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+]
+_LOSSLESS = [
+    RLELossless,
+    JPEGLosslessSV1,
+    JPEGLossless,
+    JPEGLSLossless,
+    JPEG2000Lossless,
+    JPEG2000MCLossless,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+]
+
+
+def preferred_transfer_syntaxes() -> list[UID]:
+    """Our choice when a context proposes several (pynetdicom takes the first of ours proposed):
+    uncompressed first, Explicit VR before Implicit (which loses the VRs of private elements),
+    then lossless compressed, then lossy and video last. Never prefer lossy: a sender holding
+    uncompressed pixels that also proposed JPEG Baseline would compress them lossily for us."""
+    return (
+        _UNCOMPRESSED + _LOSSLESS + [ts for ts in AllTransferSyntaxes if ts not in _UNCOMPRESSED + _LOSSLESS]
+    )
+
+
+def storage_ae(config: AeConfig) -> AE:
+    """An AE that accepts C-ECHO and C-STORE of every storage SOP class, in every transfer
+    syntax pydicom can read (stored as received, never transcoded)."""
+    ae = AE(ae_title=config.ae_title)
+    ae.maximum_pdu_size = config.max_pdu
+    ae.maximum_associations = config.max_associations
+    ae.network_timeout = config.network_timeout
+    ae.require_called_aet = config.require_called
+    if config.allowed_calling:
+        ae.require_calling_aet = list(config.allowed_calling)
+    syntaxes = [str(ts) for ts in preferred_transfer_syntaxes()]
+    contexts = [build_context(VERIFICATION, syntaxes[:3])]
+    contexts += [build_context(str(c.abstract_syntax), syntaxes) for c in AllStoragePresentationContexts]
+    ae.supported_contexts = contexts
+    return ae
