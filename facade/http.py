@@ -1,0 +1,80 @@
+"""The HTTP application: /fhir and /dicomweb mounted side by side, /healthz, /metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Response
+from sqlalchemy import func, select, text
+
+from dicom_bridge.dicomweb.app import DicomwebConfig, create_dicomweb_app
+from facade.wiring import Services, software_version
+from fhir_api.app import FhirConfig, create_fhir_app
+from storage.models import InstanceRow, PatientRow, SeriesRow, StudyRow
+
+
+def build_http_app(services: Services) -> FastAPI:
+    settings = services.settings
+    base = settings.resolved_base_url()
+    app = FastAPI(title="fhir-imaging-facade", openapi_url=None, docs_url=None, redoc_url=None)
+    app.mount(
+        "/fhir",
+        create_fhir_app(
+            services.search,
+            FhirConfig(
+                fhir_base=f"{base}/fhir", software_version=software_version(), started=datetime.now(UTC)
+            ),
+        ),
+    )
+    app.mount(
+        "/dicomweb",
+        create_dicomweb_app(
+            services.ingest,
+            DicomwebConfig(base_url=f"{base}/dicomweb", max_upload_bytes=settings.stow_max_bytes),
+        ),
+    )
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        try:
+            with services.db.read() as session:
+                session.execute(text("SELECT 1"))
+            probe = services.blobs.staging_dir() / ".healthz"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except Exception:
+            return Response('{"status":"unavailable"}', status_code=503, media_type="application/json")
+        return Response('{"status":"ok"}', media_type="application/json")
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        with services.db.read() as session:
+            counts = {
+                name: session.scalar(select(func.count()).select_from(model)) or 0
+                for name, model in (
+                    ("patients", PatientRow),
+                    ("studies", StudyRow),
+                    ("series", SeriesRow),
+                    ("instances", InstanceRow),
+                )
+            }
+            stored_bytes = session.scalar(select(func.coalesce(func.sum(InstanceRow.size), 0))) or 0
+            pending = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(StudyRow)
+                    .where(StudyRow.published_seq < StudyRow.change_seq)
+                )
+                or 0
+            )
+        lines = ["# TYPE facade_index_rows gauge"]
+        lines += [f'facade_index_rows{{level="{name}"}} {value}' for name, value in counts.items()]
+        lines += [
+            "# TYPE facade_stored_bytes gauge",
+            f"facade_stored_bytes {stored_bytes}",
+            "# TYPE facade_studies_unpublished gauge",
+            f"facade_studies_unpublished {pending}",
+        ]
+        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+    return app

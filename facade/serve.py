@@ -1,0 +1,88 @@
+"""`facade serve`: HTTP (FHIR, DICOMweb), the DICOM SCP and the settle worker in one process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from dicom_bridge.ae import AeConfig, storage_ae
+from dicom_bridge.storage_scp import StorageScp
+from facade.http import build_http_app
+from facade.logs import configure_logging
+from facade.settings import Settings
+from facade.settle import SettleWorker
+from facade.wiring import build_services
+
+log = logging.getLogger(__name__)
+
+
+def serve(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    services = build_services(settings)
+    services.publisher.endpoint()
+    # pynetdicom writes received data sets with tempfile: put them where storing them is a rename.
+    tempfile.tempdir = str(services.blobs.staging_dir())
+
+    ae = storage_ae(
+        AeConfig(
+            ae_title=settings.dicom_ae_title,
+            max_pdu=settings.dicom_max_pdu,
+            allowed_calling=settings.allowed_calling_aets(),
+            require_called=settings.dicom_require_called_aet,
+            max_associations=settings.dicom_max_associations,
+        )
+    )
+    dicom = ae.start_server(
+        (settings.dicom_host, settings.dicom_port),
+        block=False,
+        evt_handlers=StorageScp(services.ingest).handlers(),
+    )
+    assert dicom is not None  # block=False returns the running server
+    log.info(
+        "dicom.listening",
+        extra={
+            "host": settings.dicom_host,
+            "port": dicom.server_address[1],
+            "ae_title": settings.dicom_ae_title,
+        },
+    )
+    worker = SettleWorker(services.publisher, interval=max(0.5, min(5.0, settings.stable_age_seconds / 4)))
+    worker.start()
+    http = _HttpServer(
+        uvicorn.Config(
+            build_http_app(services),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+    )
+    log.info(
+        "http.listening",
+        extra={"host": settings.http_host, "port": settings.http_port, "url": settings.resolved_base_url()},
+    )
+    for sig in (signal.SIGINT, signal.SIGTERM):  # graceful on the first, forced on the second
+        signal.signal(sig, http.handle_exit)
+    try:
+        http.run()
+    finally:
+        dicom.shutdown()
+        worker.stop()
+        services.db.dispose()
+        log.info("facade.stopped")
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn, minus its signal capture: that re-raises SIGTERM after shutting down HTTP, which
+    would kill the process before the DICOM listener and the settle worker are stopped."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

@@ -1,0 +1,80 @@
+"""Settings: `FACADE_*` environment variables, read here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+from contextlib import suppress
+from datetime import timedelta, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACADE_", extra="ignore")
+
+    data_dir: Path = Path("./facade-data")
+    database_url: str | None = None  # None: SQLite file inside data_dir
+    base_url: str | None = None  # public URL (links, Endpoint.address); None: http://<http_host>:<http_port>
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    dicom_host: str = "127.0.0.1"
+    dicom_port: int = 11112
+    dicom_ae_title: str = "FACADE"
+    dicom_allowed_calling_aets: str = ""  # comma-separated; empty: any calling AE
+    dicom_require_called_aet: bool = True
+    dicom_max_pdu: int = 262144
+    dicom_max_associations: int = 32
+
+    timezone: str | None = None  # IANA zone of the site's modalities; None: this machine's zone
+    patient_id_system: str = "urn:facade:patient-id"  # system of Patient IDs with no issuer
+    issuer_system_base: str = "urn:facade:issuer"  # <base>:<issuer> for a local IssuerOfPatientID
+    issuer_systems: dict[str, str] = {}  # JSON: {"LOCAL_ISSUER": "urn:oid:..."}
+
+    stable_age_seconds: float = 60.0  # a study quiet this long gets its settled FHIR version
+    stow_max_bytes: int = 4 * 1024**3
+    min_free_bytes: int = 256 * 1024**2  # below this, storing is refused (0xA700 / 503) while still possible
+    search_default_count: int = 20
+    log_level: str = "INFO"
+
+    @field_validator("dicom_ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        if not 0 < len(value.strip()) <= 16 or "\\" in value:
+            raise ValueError("an AE title has 1 to 16 characters and no backslash")
+        return value.strip()
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'index.sqlite3').resolve()}"
+
+    def resolved_base_url(self) -> str:
+        return (self.base_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+    def allowed_calling_aets(self) -> list[str]:
+        return [ae.strip() for ae in self.dicom_allowed_calling_aets.split(",") if ae.strip()]
+
+    def site_zone(self) -> tzinfo:
+        return ZoneInfo(self.timezone) if self.timezone else local_zone()
+
+    def stable_age(self) -> timedelta:
+        return timedelta(seconds=self.stable_age_seconds)
+
+
+def local_zone() -> tzinfo:
+    """This machine's IANA zone (TZ, /etc/timezone, /etc/localtime), else UTC."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    with suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    with suppress(OSError):
+        target = os.readlink("/etc/localtime")
+        candidates.append(target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else "")
+    for name in candidates:
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")
