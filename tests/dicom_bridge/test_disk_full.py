@@ -1,0 +1,144 @@
+"""No room for the blob: C-STORE answers 0xA700, STOW-RS 503, nothing is indexed, the service goes on."""
+
+from __future__ import annotations
+
+import gc
+import io
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydicom.filewriter import dcmwrite
+from sqlalchemy import func, select
+
+from dicom_bridge.ae import AeConfig, storage_ae
+from dicom_bridge.storage_scp import StorageScp
+from facade.settings import Settings
+from facade.wiring import Services, build_services
+from storage.models import InstanceRow
+from tests.dicom_bridge.test_storage_scp import send_raw
+from tests.dicom_factory import make_instance, new_uid, write
+from tests.tools import missing
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (needs root: CI runs as root)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        missing("mounting a small tmpfs needs root")
+    yield mount
+    unmount(mount)
+
+
+def unmount(mount: Path) -> None:
+    """A file the server closes a moment late keeps the mount busy: collect, retry, then detach."""
+    for _ in range(50):
+        gc.collect()
+        if subprocess.run(["umount", str(mount)], capture_output=True, check=False).returncode == 0:
+            return
+        time.sleep(0.1)
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+@pytest.fixture
+def small_services(settings: Settings, full_disk: Path) -> Iterator[Services]:
+    """Blobs on the small file system, the index where it always was."""
+    built = build_services(
+        settings.model_copy(
+            update={
+                "data_dir": full_disk / "data",
+                "database_url": settings.resolved_database_url(),
+                "min_free_bytes": 256 * 1024,
+            }
+        )
+    )
+    yield built
+    built.db.dispose()
+
+
+def test_c_store_answers_out_of_resources(small_services: Services, tmp_path: Path) -> None:
+    server = storage_ae(AeConfig()).start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=StorageScp(small_services.ingest).handlers()
+    )
+    try:
+        big = write(
+            make_instance(study_uid=new_uid(), series_uid=new_uid(), rows=1024, columns=1024),
+            tmp_path / "big.dcm",
+        )  # 2 MiB of pixels
+        small = write(make_instance(study_uid=new_uid(), series_uid=new_uid()), tmp_path / "small.dcm")
+        assert send_raw(server.server_address[1], [big, small]) == [0xA700, 0]
+    finally:
+        server.shutdown()
+    with small_services.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(InstanceRow)) == 1
+
+
+def test_stow_answers_503(small_services: Services) -> None:
+    import threading
+
+    import uvicorn
+
+    from facade.http import build_http_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(build_http_app(small_services), host="127.0.0.1", port=0, log_config=None)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        buffer = io.BytesIO()
+        dcmwrite(
+            buffer,
+            make_instance(study_uid=new_uid(), series_uid=new_uid(), rows=1024, columns=1024),
+            enforce_file_format=True,
+        )
+        body = b"--b\r\nContent-Type: application/dicom\r\n\r\n" + buffer.getvalue() + b"\r\n--b--\r\n"
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/dicomweb/studies",
+            content=body,
+            timeout=60,
+            headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'},
+        )
+        assert r.status_code == 503
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+def test_below_the_reserve_c_store_is_refused_while_it_still_can_be(
+    small_services: Services, tmp_path: Path
+) -> None:
+    """As under `facade serve`: pynetdicom receives into the staging area on the same disk. Once free
+    space is below the reserve, instances still arrive but are refused with 0xA700, then accepted
+    again when room is made."""
+    import tempfile
+
+    old, tempfile.tempdir = tempfile.tempdir, str(small_services.ingest.staging_dir())
+    server = storage_ae(AeConfig()).start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=StorageScp(small_services.ingest).handlers()
+    )
+    filler = small_services.blobs.root / "filler"
+    try:
+        port = server.server_address[1]
+        free = small_services.blobs.free_bytes()
+        filler.write_bytes(b"\0" * (free - 200 * 1024))  # leave 200 KiB: below the 256 KiB reserve
+        first = write(make_instance(study_uid=new_uid(), series_uid=new_uid()), tmp_path / "a.dcm")
+        second = write(make_instance(study_uid=new_uid(), series_uid=new_uid()), tmp_path / "b.dcm")
+        assert send_raw(port, [first]) == [0xA700]
+        filler.unlink()
+        assert send_raw(port, [second]) == [0]
+    finally:
+        server.shutdown()
+        tempfile.tempdir = old
+    assert list(small_services.ingest.staging_dir().iterdir()) == []

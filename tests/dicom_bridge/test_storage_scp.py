@@ -1,0 +1,219 @@
+"""The C-STORE SCP against real peers: dcmtk's storescu / echoscu, and pynetdicom as SCU."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pynetdicom import AE, _config, build_context
+from pynetdicom.sop_class import Verification
+from sqlalchemy import select
+
+from dicom_bridge.ae import AeConfig, storage_ae
+from dicom_bridge.storage_scp import StorageScp
+from facade.wiring import Services
+from storage.dicom_file import peek_file_meta
+from storage.models import InstanceRow
+from tests.dicom_bridge import corpus
+from tests.dicom_factory import make_instance, new_uid, write
+from tests.tools import require_tool
+
+NODELAY = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def start(services: Services, config: AeConfig | None = None) -> tuple[object, int]:
+    server = storage_ae(config or AeConfig()).start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=StorageScp(services.ingest).handlers()
+    )
+    return server, server.server_address[1]
+
+
+@pytest.fixture
+def scp_port(services: Services) -> Iterator[int]:
+    server, port = start(services)
+    yield port
+    server.shutdown()  # type: ignore[attr-defined]
+
+
+def data_set_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    return data[peek_file_meta(data[: 1 << 20]).dataset_offset :]
+
+
+def stored_instances(services: Services) -> dict[str, tuple[str, str]]:
+    with services.db.read() as s:
+        return {r.sop_uid: (r.blob_key, r.transfer_syntax_uid) for r in s.scalars(select(InstanceRow))}
+
+
+def send_raw(port: int, paths: list[Path], ae_title: str = "FACADE") -> list[int]:
+    """pynetdicom as SCU, sending each file's encoded data set unchanged (no decoding)."""
+    ae = AE(ae_title="PYSCU")
+    contexts = {}
+    for path in paths:
+        meta = peek_file_meta(path.read_bytes()[: 1 << 16])
+        contexts.setdefault((meta.sop_class_uid, meta.transfer_syntax_uid), None)
+    ae.requested_contexts = [build_context(c, [t]) for c, t in contexts]
+    old, _config.STORE_SEND_CHUNKED_DATASET = _config.STORE_SEND_CHUNKED_DATASET, True
+    try:
+        assoc = ae.associate("127.0.0.1", port, ae_title=ae_title)
+        assert assoc.is_established
+        statuses = [int(assoc.send_c_store(path).Status) for path in paths]
+        assoc.release()
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = old
+    return statuses
+
+
+def storescu_profile(directory: Path, files: list[Path]) -> Path:
+    """A storescu configuration proposing each file's SOP class in its own transfer syntax only, so
+    that storescu sends compressed files unchanged (by default it proposes uncompressed syntaxes)."""
+    syntaxes, contexts = [], []
+    for n, path in enumerate(files, 1):
+        meta = peek_file_meta(path.read_bytes()[: 1 << 16])
+        syntaxes.append(f"[TS{n}]\nTransferSyntax1 = {meta.transfer_syntax_uid}")
+        contexts.append(f"PresentationContext{n} = {meta.sop_class_uid}\\TS{n}")
+    config = directory / "storescu.cfg"
+    config.write_text(
+        "[[TransferSyntaxes]]\n"
+        + "\n".join(syntaxes)
+        + "\n[[PresentationContexts]]\n[Files]\n"
+        + "\n".join(contexts)
+        + "\n[[Profiles]]\n[Files]\nPresentationContexts = Files\n"
+    )
+    return config
+
+
+def test_storescu_sends_every_transfer_syntax_in_one_association(
+    scp_port: int, services: Services, tmp_path: Path
+) -> None:
+    storescu = require_tool("storescu")
+    files = {**corpus.bundled(tmp_path), str(corpus.JPEGLossless): corpus.jpeg_lossless_process14(tmp_path)}
+    config = storescu_profile(tmp_path, list(files.values()))
+    result = subprocess.run(
+        [
+            storescu,
+            "-xf",
+            str(config),
+            "Files",
+            "-aec",
+            "FACADE",
+            "127.0.0.1",
+            str(scp_port),
+            *map(str, files.values()),
+        ],
+        env=NODELAY,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    stored = stored_instances(services)
+    assert len(stored) == len(files) == 13
+    for ts, path in files.items():
+        original = dcmread(path)
+        key, stored_ts = stored[original.SOPInstanceUID]
+        assert stored_ts == ts  # never transcoded
+        with services.blobs.open(key) as f:
+            received = dcmread(f)
+        assert received.file_meta.TransferSyntaxUID == ts
+        assert received.PixelData == original.PixelData, ts  # the (compressed) pixel data as sent
+        study = services.search.read("ImagingStudy", original.StudyInstanceUID).body
+        assert study is not None and study["numberOfInstances"] >= 1
+
+
+def test_every_transfer_syntax_is_stored_byte_identical(
+    scp_port: int, services: Services, tmp_path: Path
+) -> None:
+    """pynetdicom sends each file's encoded data set unchanged, so the blob must hold those bytes."""
+    files = {**corpus.bundled(tmp_path), **corpus.htj2k(tmp_path)}
+    if shutil.which("dcmcjpeg"):
+        files[str(corpus.JPEGLossless)] = corpus.jpeg_lossless_process14(tmp_path)
+    assert send_raw(scp_port, list(files.values())) == [0] * len(files)
+    stored = stored_instances(services)
+    for ts, path in files.items():
+        key, stored_ts = stored[dcmread(path, stop_before_pixels=True).SOPInstanceUID]
+        assert stored_ts == ts
+        with services.blobs.open(key) as f:
+            blob = f.read()
+        assert blob[peek_file_meta(blob[: 1 << 20]).dataset_offset :] == data_set_bytes(path), ts
+
+
+def test_a_study_over_one_association_has_the_right_counts(
+    scp_port: int, services: Services, tmp_path: Path
+) -> None:
+    storescu = require_tool("storescu")
+    study = new_uid()
+    for s in (1, 2):
+        series = new_uid()
+        for i in range(1, 6):
+            write(
+                make_instance(
+                    study_uid=study,
+                    series_uid=series,
+                    series_number=s,
+                    instance_number=i,
+                    modality="CT" if s == 2 else "MR",
+                ),
+                tmp_path / "in" / f"{s}-{i}.dcm",
+            )
+    subprocess.run(
+        [storescu, "-aec", "FACADE", "+sd", "127.0.0.1", str(scp_port), str(tmp_path / "in")],
+        env=NODELAY,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    body = services.search.read("ImagingStudy", study).body
+    assert body is not None
+    assert (body["numberOfSeries"], body["numberOfInstances"]) == (2, 10)
+    assert [m["code"] for m in body["modality"]] == ["MR", "CT"]
+
+
+def test_malformed_data_sets_are_refused_and_the_service_goes_on(
+    scp_port: int, services: Services, tmp_path: Path
+) -> None:
+    good = write(make_instance(study_uid=new_uid(), series_uid=new_uid()), tmp_path / "good.dcm")
+    data = good.read_bytes()
+    (tmp_path / "truncated.dcm").write_bytes(data[: len(data) - 3000])
+    no_study = make_instance(study_uid=new_uid(), series_uid=new_uid())
+    del no_study.StudyInstanceUID
+    write(no_study, tmp_path / "no-study.dcm")
+    statuses = send_raw(scp_port, [tmp_path / "truncated.dcm", tmp_path / "no-study.dcm"])
+    assert statuses == [0xC000, 0xC000]
+    assert send_raw(scp_port, [good]) == [0]  # a new association, same service
+    echoscu = require_tool("echoscu")
+    subprocess.run([echoscu, "-aec", "FACADE", "127.0.0.1", str(scp_port)], check=True, timeout=30)
+    assert list(stored_instances(services)) == [dcmread(good).SOPInstanceUID]
+    assert list(services.ingest.staging_dir().iterdir()) == []
+
+
+def test_request_uid_must_match_the_data_set(scp_port: int, services: Services, tmp_path: Path) -> None:
+    ds = make_instance(study_uid=new_uid(), series_uid=new_uid())
+    ds.file_meta.MediaStorageSOPInstanceUID = new_uid()  # the raw sender puts this in the C-STORE request
+    path = tmp_path / "mismatch.dcm"
+    ds.save_as(path, enforce_file_format=False)
+    assert send_raw(scp_port, [path]) == [0xC000]
+    assert stored_instances(services) == {}
+
+
+def test_called_and_calling_ae_titles(services: Services) -> None:
+    server, port = start(services, AeConfig(allowed_calling=["MODALITY1"]))
+    try:
+        ae = AE(ae_title="STRANGER")
+        ae.add_requested_context(Verification)
+        assert not ae.associate("127.0.0.1", port, ae_title="FACADE").is_established
+        ae = AE(ae_title="MODALITY1")
+        ae.add_requested_context(Verification)
+        assert not ae.associate("127.0.0.1", port, ae_title="SOMEONE-ELSE").is_established
+        assoc = ae.associate("127.0.0.1", port, ae_title="FACADE")
+        assert assoc.is_established
+        assert int(assoc.send_c_echo().Status) == 0
+        assoc.release()
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]

@@ -1,0 +1,144 @@
+"""`facade serve` as a user runs it: one process, HTTP + DICOM, JSON logs without PHI, clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from facade.settings import Settings
+from tests.dicom_factory import make_instance, new_uid, write
+from tests.tools import require_tool
+
+PATIENT_NAME, PATIENT_ID = "Secretname^Nobody", "SECRET-PID-42"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_serve_stores_publishes_logs_without_phi_and_stops(settings: Settings, tmp_path: Path) -> None:
+    storescu = require_tool("storescu")
+    http_port, dicom_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "FACADE_DATA_DIR": str(settings.data_dir),
+        "FACADE_DATABASE_URL": settings.resolved_database_url(),
+        "FACADE_HTTP_PORT": str(http_port),
+        "FACADE_DICOM_PORT": str(dicom_port),
+        "FACADE_TIMEZONE": "UTC",
+        "FACADE_STABLE_AGE_SECONDS": "1",
+    }
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "facade.cli", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        base = f"http://127.0.0.1:{http_port}"
+        wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).status_code == 200)
+        study = new_uid()
+        series = new_uid()
+        for n in range(1, 4):
+            write(
+                make_instance(
+                    study_uid=study,
+                    series_uid=series,
+                    instance_number=n,
+                    patient_name=PATIENT_NAME,
+                    patient_id=PATIENT_ID,
+                ),
+                tmp_path / "in" / f"{n}.dcm",
+            )
+        subprocess.run(
+            [storescu, "-aec", "FACADE", "+sd", "127.0.0.1", str(dicom_port), str(tmp_path / "in")],
+            env={**os.environ, "TCP_NODELAY": "1"},
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        found = httpx.get(
+            f"{base}/fhir/ImagingStudy",
+            params={"identifier": f"urn:dicom:uid|urn:oid:{study}", "patient.identifier": "x"},
+            headers={"Prefer": "handling=lenient"},
+            timeout=10,
+        ).json()
+        assert found["total"] == 1 and found["entry"][0]["resource"]["numberOfInstances"] == 3
+        httpx.get(f"{base}/fhir/Patient", params={"name": "Secretname"}, timeout=10)  # PHI in a query string
+        # the settle worker publishes the study's permanent version once it has been quiet for 1 s
+        wait_until(
+            lambda: (
+                len(
+                    httpx.get(f"{base}/fhir/ImagingStudy/{study}/_history", timeout=5).json().get("entry", [])
+                )
+                == 1
+                and _settled(settings, study)
+            ),
+            timeout=20,
+        )
+        metrics = httpx.get(f"{base}/metrics", timeout=5).text
+        assert 'facade_index_rows{level="instances"} 3' in metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 0
+    lines = log.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    events = {r.get("event") for r in records}
+    assert {"dicom.listening", "http.listening", "c_store.stored", "facade.stopped"} <= events
+    text = log.read_text()
+    for secret in (PATIENT_NAME, "Secretname", PATIENT_ID):
+        assert secret not in text
+
+
+def _settled(settings: Settings, study: str) -> bool:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(settings.resolved_database_url())
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                text("SELECT provisional FROM fhir_resource WHERE res_id = :id"), {"id": study}
+            ).scalar() in (False, 0)  # SQLite answers 0
+    finally:
+        engine.dispose()
+
+
+def test_db_upgrade_command(settings: Settings) -> None:
+    env = {
+        **os.environ,
+        "FACADE_DATA_DIR": str(settings.data_dir),
+        "FACADE_DATABASE_URL": settings.resolved_database_url(),
+    }
+    for _ in range(2):  # idempotent
+        done = subprocess.run(
+            [sys.executable, "-m", "facade.cli", "db", "upgrade"],
+            env=env,
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stderr.splitlines()[-1])["revision"] == "0001"

@@ -1,0 +1,32 @@
+"""System tools the tests talk to (dcmtk, chromium, npm packages).
+
+Locally a missing tool skips the test with the reason. In CI `.ci/run` sets
+FACADE_TEST_REQUIRE_TOOLS=1 after installing them, and a missing tool fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def tools_required() -> bool:
+    return os.environ.get("FACADE_TEST_REQUIRE_TOOLS") == "1"
+
+
+def missing(reason: str) -> None:
+    """Skip (locally) or fail (CI) because something the test needs is absent."""
+    if tools_required():
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+def require_tool(name: str, package: str = "dcmtk") -> str:
+    """Absolute path of a command on PATH."""
+    path = shutil.which(name)
+    if path is None:
+        missing(f"{name} not found (install Debian package {package})")
+    assert path is not None
+    return path
