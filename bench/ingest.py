@@ -1,0 +1,272 @@
+"""Ingest benchmark: storescu into our SCP and, in the same run, into Orthanc and a bare pynetdicom SCP.
+
+    make bench                      # or: .venv/bin/python -m bench.ingest [--quick]
+
+Sets (generated once under bench/.work/data): 2,000 small MR (64x64) and 500 CT (512x512),
+each sent by storescu (TCP_NODELAY=1) on one association, then as two halves on two
+associations at once; then one 500 MB multi-frame instance, while the peak memory of the
+receiving process is read from /proc (VmHWM). Orthanc 1.10 (Debian) runs with its defaults
+(fsync on, 16 KiB PDU, SQLite index); the bare pynetdicom SCP writes files and nothing else.
+
+Orthanc and storescp bind every address, so the whole run re-executes itself inside a
+private network namespace (`unshare -n`, loopback only): every server listens on
+127.0.0.1 as far as the rest of the machine is concerned. Not a test: it prints ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "bench" / ".work"
+PYTHON = sys.executable
+NETNS_FLAG = "FACADE_BENCH_IN_NETNS"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    ae_title: str
+    port: int
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10%% of the instances, no 500 MB instance")
+    parser.add_argument("--only", help="comma-separated targets: facade,orthanc,pynetdicom,pynetdicom-128k")
+    args = parser.parse_args()
+    if os.environ.get(NETNS_FLAG) != "1":
+        return _reexec_in_netns()
+    for tool in ("storescu", "echoscu", "Orthanc"):
+        if shutil.which(tool) is None:
+            print(f"bench: {tool} not found (apt-get install dcmtk orthanc)", file=sys.stderr)
+            return 2
+    scale = 0.1 if args.quick else 1.0
+    sets = {
+        "MR 64x64": _dataset("mr", int(2000 * scale), "MR", 64),
+        "CT 512x512": _dataset("ct", int(500 * scale), "CT", 512),
+    }
+    big = None if args.quick else _big_instance()
+    targets = (args.only or "orthanc,pynetdicom,pynetdicom-128k,facade").split(",")
+    results: dict[tuple[str, str, int], float] = {}
+    memory: dict[str, float] = {}
+    for name in targets:
+        for label, files in sets.items():
+            for associations in (1, 2):
+                with _server(name) as (target, pid):
+                    results[(name, label, associations)] = _send(target, files, associations)
+        if big is not None:
+            with _server(name) as (target, pid):
+                _send(target, [big], 1)
+                memory[name] = _peak_rss_mb(pid)
+    _report(results, memory, sets)
+    return 0
+
+
+def _reexec_in_netns() -> int:
+    if shutil.which("unshare") is None:
+        print("bench: unshare (util-linux) is needed", file=sys.stderr)
+        return 2
+    env = {**os.environ, NETNS_FLAG: "1"}
+    script = f"ip link set lo up && exec {PYTHON} -m bench.ingest " + " ".join(sys.argv[1:])
+    return subprocess.call(["unshare", "-n", "sh", "-c", script], cwd=ROOT, env=env)
+
+
+def _dataset(name: str, count: int, modality: str, size: int) -> list[Path]:
+    folder = WORK / "data" / f"{name}-{count}"
+    files = sorted(folder.glob("*.dcm")) if folder.exists() else []
+    if len(files) == count:
+        return files
+    sys.path.insert(0, str(ROOT))
+    from tests.dicom_factory import make_instance, new_uid, write
+
+    shutil.rmtree(folder, ignore_errors=True)
+    per_series = 100 if modality == "MR" else count
+    study, series = new_uid(), new_uid()
+    for n in range(count):
+        if n and n % per_series == 0:
+            study, series = (new_uid(), new_uid()) if n % (per_series * 2) == 0 else (study, new_uid())
+        ds = make_instance(
+            study_uid=study,
+            series_uid=series,
+            modality=modality,
+            rows=size,
+            columns=size,
+            instance_number=n % per_series + 1,
+            patient_id=f"BENCH{n // (per_series * 2)}",
+        )
+        write(ds, folder / f"{n:05d}.dcm")
+    return sorted(folder.glob("*.dcm"))
+
+
+def _big_instance() -> Path:
+    path = WORK / "data" / "multiframe-500mb.dcm"
+    if path.exists():
+        return path
+    sys.path.insert(0, str(ROOT))
+    from tests.dicom_factory import make_instance, new_uid, write
+
+    ds = make_instance(
+        study_uid=new_uid(), series_uid=new_uid(), modality="CT", rows=512, columns=512, frames=1000
+    )
+    return write(ds, path)
+
+
+@contextmanager
+def _server(name: str) -> Iterator[tuple[Target, int]]:
+    run = WORK / "run" / name
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    port = _free_port()
+    if name == "orthanc":
+        target, command, env = _orthanc(run, port)
+    elif name.startswith("pynetdicom"):
+        pdu = 131072 if name.endswith("128k") else 16382
+        target = Target(name, "BARE", port)
+        command = [PYTHON, "-m", "bench.bare_scp", str(run), str(port), str(pdu)]
+        env = dict(os.environ)
+    elif name == "facade":
+        target = Target(name, "FACADE", port)
+        command = [PYTHON, "-m", "facade.cli", "serve"]
+        env = {
+            **os.environ,
+            "FACADE_DATA_DIR": str(run),
+            "FACADE_DICOM_PORT": str(port),
+            "FACADE_HTTP_PORT": str(_free_port()),
+            "FACADE_LOG_LEVEL": "WARNING",
+        }
+    else:
+        raise SystemExit(f"unknown target {name}")
+    log = (run / "server.log").open("wb")
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_echo(target, proc)
+        yield target, proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _orthanc(run: Path, port: int) -> tuple[Target, list[str], dict[str, str]]:
+    config = {
+        "Name": "bench",
+        "StorageDirectory": str(run / "storage"),
+        "IndexDirectory": str(run / "index"),
+        "DicomAet": "ORTHANC",
+        "DicomPort": port,
+        "HttpPort": _free_port(),
+        "Plugins": [],
+        "RemoteAccessAllowed": False,
+        "HttpServerEnabled": True,
+    }
+    path = run / "orthanc.json"
+    path.write_text(json.dumps(config))
+    # Orthanc answers through DCMTK, which also needs TCP_NODELAY or Nagle delays every response.
+    return Target("orthanc", "ORTHANC", port), ["Orthanc", str(path)], {**os.environ, "TCP_NODELAY": "1"}
+
+
+def _wait_for_echo(target: Target, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{target.name} exited with {proc.returncode} before answering C-ECHO")
+        ok = (
+            subprocess.run(
+                ["echoscu", "-aec", target.ae_title, "127.0.0.1", str(target.port)],
+                capture_output=True,
+                check=False,
+            ).returncode
+            == 0
+        )
+        if ok:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"{target.name} did not answer C-ECHO within 60 s")
+
+
+def _send(target: Target, files: list[Path], associations: int) -> float:
+    """Instances per second for `files` sent on `associations` concurrent storescu associations."""
+    lists = [files[i::associations] for i in range(associations)]
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [
+                "storescu",
+                "-aet",
+                "BENCH",
+                "-aec",
+                target.ae_title,
+                "127.0.0.1",
+                str(target.port),
+                *map(str, part),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for part in lists
+    ]
+    failures = [p for p in procs if p.wait() != 0]
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"storescu to {target.name} failed: {failures[0].stderr.read()[-400:]!r}")  # type: ignore[union-attr]
+    return len(files) / elapsed
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _report(
+    results: dict[tuple[str, str, int], float], memory: dict[str, float], sets: dict[str, list[Path]]
+) -> None:
+    names = sorted({k[0] for k in results}, key=lambda n: (n != "facade", n))
+    print(
+        f"\n{'target':<18}"
+        + "".join(f"{f'{label} x{a}':>18}" for label in sets for a in (1, 2))
+        + f"{'peak RSS 500MB':>16}"
+    )
+    for name in names:
+        row = "".join(
+            f"{results.get((name, label, a), float('nan')):>16.1f}/s" for label in sets for a in (1, 2)
+        )
+        mem = f"{memory[name]:>13.0f} MB" if name in memory else f"{'-':>16}"
+        print(f"{name:<18}{row}{mem}")
+    if "orthanc" in names and "facade" in names:
+        ratios = "".join(
+            f"{results[('facade', label, a)] / results[('orthanc', label, a)]:>17.2f}x"
+            for label in sets
+            for a in (1, 2)
+        )
+        print(f"{'facade / orthanc':<18}{ratios}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
