@@ -19,6 +19,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     db_sub.add_parser("upgrade", help="bring the database schema up to date")
     imp = sub.add_parser("import", help="import DICOM files and folders (DICOMDIR too)")
     imp.add_argument("paths", nargs="+", type=Path)
+    from facade.auth_admin import add_arguments
+
+    add_arguments(sub)
     args = parser.parse_args(argv)
     settings = Settings()
 
@@ -35,6 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from facade.importer import run_import
 
         return run_import(settings, args.paths)
+    if args.command in ("client", "user", "launch", "keys"):
+        from facade.auth_admin import run
+
+        return run(args, settings)
     return 2
 
 

@@ -1,4 +1,4 @@
-"""The HTTP application: /fhir and /dicomweb mounted side by side, /healthz, /metrics."""
+"""The HTTP application: /fhir, /dicomweb and /auth mounted side by side, /healthz, /metrics."""
 
 from __future__ import annotations
 
@@ -6,24 +6,48 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI, Response
 from sqlalchemy import func, select, text
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount
 
 from dicom_bridge.dicomweb.app import DicomwebConfig, create_dicomweb_app
 from facade.wiring import Services, software_version
 from fhir_api.app import FhirConfig, create_fhir_app
+from smart_auth import discovery
+from smart_auth.audit import AuditMiddleware
+from smart_auth.cors import CorsMiddleware
+from smart_auth.routes import create_auth_app
 from storage.models import InstanceRow, PatientRow, SeriesRow, StudyRow
 
 
-def build_http_app(services: Services) -> FastAPI:
+def build_http_app(services: Services) -> Starlette:
+    """/fhir, /dicomweb and (built-in mode) /auth, behind CORS and the access audit."""
     settings = services.settings
     base = settings.resolved_base_url()
+    auth = services.auth
     app = FastAPI(title="fhir-imaging-facade", openapi_url=None, docs_url=None, redoc_url=None)
+    if auth.builtin is not None:
+        security = discovery.security(auth.builtin.config)
+        well_known = {
+            "smart-configuration": discovery.smart_configuration(auth.builtin.config),
+            "openid-configuration": discovery.openid_configuration(auth.builtin.config),
+        }
+    else:
+        assert auth.external is not None
+        security = discovery.external_security(auth.external)
+        well_known = {"smart-configuration": discovery.external_smart_configuration(auth.external)}
     app.mount(
         "/fhir",
         create_fhir_app(
             services.search,
             FhirConfig(
-                fhir_base=f"{base}/fhir", software_version=software_version(), started=datetime.now(UTC)
+                fhir_base=f"{base}/fhir",
+                software_version=software_version(),
+                started=datetime.now(UTC),
+                security=security,
+                well_known=well_known,
             ),
+            auth.guard,
         ),
     )
     app.mount(
@@ -31,8 +55,24 @@ def build_http_app(services: Services) -> FastAPI:
         create_dicomweb_app(
             services.ingest,
             DicomwebConfig(base_url=f"{base}/dicomweb", max_upload_bytes=settings.stow_max_bytes),
+            auth.guard,
         ),
     )
+    if auth.builtin is not None:
+        builtin = auth.builtin
+        app.mount(
+            "/auth",
+            create_auth_app(
+                config=builtin.config,
+                server=builtin.server,
+                authorization=builtin.authorization,
+                sessions=builtin.sessions,
+                search=services.search,
+            ),
+        )
+        origins = builtin.registry.registered_origins
+    else:
+        origins = set
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -77,4 +117,10 @@ def build_http_app(services: Services) -> FastAPI:
         ]
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
-    return app
+    return Starlette(
+        routes=[Mount("/", app)],
+        middleware=[
+            Middleware(AuditMiddleware, trail=auth.audit),
+            Middleware(CorsMiddleware, origins=origins),
+        ],
+    )

@@ -53,6 +53,9 @@ FACTS = frozenset(
         "data_dir",
         "revision",
         "parts",
+        "client_id",
+        "source",
+        "kid",
     }
 )
 _OURS = ("facade", "fhir_api", "dicom_bridge", "hl7_interface", "mapping", "smart_auth", "storage", "bench")

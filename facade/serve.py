@@ -23,7 +23,12 @@ log = logging.getLogger(__name__)
 
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
+    problem = settings.insecure_auth()
+    if problem is not None:
+        log.error("auth.misconfigured", extra={"reason": problem})
+        raise SystemExit(f"facade serve: {problem}")
     services = build_services(settings)
+    services.auth.audit.start()
     services.publisher.endpoint()
     # pynetdicom writes received data sets with tempfile: put them where storing them is a rename.
     tempfile.tempdir = str(services.blobs.staging_dir())
@@ -75,7 +80,7 @@ def serve(settings: Settings) -> None:
     finally:
         dicom.shutdown()
         worker.stop()
-        services.db.dispose()
+        services.close()
         log.info("facade.stopped")
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from contextlib import suppress
 from datetime import timedelta, tzinfo
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +43,26 @@ class Settings(BaseSettings):
     search_default_count: int = 20
     log_level: str = "INFO"
 
+    # SMART on FHIR: the built-in authorization server, or tokens from an external one
+    auth_mode: Literal["builtin", "external"] = "builtin"
+    auth_access_token_seconds: int = Field(3600, ge=60, le=3600)  # SMART: at most an hour
+    auth_backend_token_seconds: int = Field(300, ge=60, le=3600)
+    auth_code_seconds: int = Field(60, ge=10, le=600)
+    auth_session_seconds: int = Field(8 * 3600, ge=300)
+    auth_offline_refresh_days: int = Field(90, ge=1)
+    auth_external_issuer: str | None = None
+    auth_external_audience: str | None = None  # default: our FHIR base URL
+    auth_external_jwks_uri: str | None = None
+    auth_external_algorithms: str = "RS256,RS384,ES256,ES384,PS256"
+    auth_external_introspection_url: str | None = None
+    auth_external_client_id: str | None = None
+    auth_external_client_secret: str | None = None  # no default: a secret never has one
+    auth_external_authorize_url: str | None = None
+    auth_external_token_url: str | None = None
+    auth_external_scope_claim: str = "scope"
+    auth_external_patient_claim: str = "patient"
+    auth_external_fhir_user_claim: str = "fhirUser"
+
     @field_validator("dicom_ae_title")
     @classmethod
     def _ae_title(cls, value: str) -> str:
@@ -53,6 +76,26 @@ class Settings(BaseSettings):
     def resolved_base_url(self) -> str:
         return (self.base_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
+    def insecure_auth(self) -> str | None:
+        """Why the authorization setup must not serve, or None. OAuth needs TLS except on loopback
+        (RFC 6749 1.6, RFC 8252 7.3); external mode needs an issuer and a way to check tokens."""
+        base = urlsplit(self.resolved_base_url())
+        if self.auth_mode == "builtin":
+            if base.scheme != "https" and not _loopback(base.hostname or ""):
+                return "FACADE_BASE_URL must be https:// (plain http is accepted on loopback only)"
+            return None
+        if not self.auth_external_issuer:
+            return "FACADE_AUTH_EXTERNAL_ISSUER is required in external mode"
+        if not self.auth_external_jwks_uri and not self.auth_external_introspection_url:
+            return (
+                "external mode needs FACADE_AUTH_EXTERNAL_JWKS_URI or FACADE_AUTH_EXTERNAL_INTROSPECTION_URL"
+            )
+        if self.auth_external_introspection_url and not (
+            self.auth_external_client_id and self.auth_external_client_secret
+        ):
+            return "introspection needs FACADE_AUTH_EXTERNAL_CLIENT_ID and FACADE_AUTH_EXTERNAL_CLIENT_SECRET"
+        return None
+
     def allowed_calling_aets(self) -> list[str]:
         return [ae.strip() for ae in self.dicom_allowed_calling_aets.split(",") if ae.strip()]
 
@@ -61,6 +104,15 @@ class Settings(BaseSettings):
 
     def stable_age(self) -> timedelta:
         return timedelta(seconds=self.stable_age_seconds)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def local_zone() -> tzinfo:

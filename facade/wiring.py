@@ -2,18 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 
 from facade.settings import Settings
 from mapping.dicom_facts import local_issuer_system
+from smart_auth.access import VisibilityRules
+from smart_auth.audit import AuditTrail
+from smart_auth.authorize import Authorization
+from smart_auth.client_assertion import PrivateKeyJwt
+from smart_auth.config import AuthConfig, ExternalAuthConfig, utcnow
+from smart_auth.external import IntrospectionVerifier, JwtVerifier
+from smart_auth.guard import Guard, LocalVerifier, TokenVerifier
+from smart_auth.jwks_fetch import JwksFetcher
+from smart_auth.keys import KeyRing
+from smart_auth.registry import Registry
+from smart_auth.scopes import ScopeSet, parse_scopes
+from smart_auth.server import SmartServer
+from smart_auth.sessions import Sessions
+from smart_auth.tokens import Tokens
 from storage.blobs import FileBlobStore
 from storage.db import Database, make_engine
 from storage.fhir_store import FhirStore
 from storage.migrate import upgrade
 from storage.usecases.ingest import Ingest, PatientIdentity
 from storage.usecases.publish import PublishConfig, Publisher
-from storage.usecases.search import Search
+from storage.usecases.search import SUPPORTED_TYPES, Search
+
+
+@dataclass(frozen=True)
+class BuiltinAuth:
+    """The built-in SMART authorization server."""
+
+    config: AuthConfig
+    keys: KeyRing
+    registry: Registry
+    tokens: Tokens
+    sessions: Sessions
+    server: SmartServer
+    authorization: Authorization
+
+
+@dataclass(frozen=True)
+class AuthServices:
+    guard: Guard
+    rules: VisibilityRules
+    parse_scopes: Callable[[str | None], ScopeSet]
+    audit: AuditTrail
+    builtin: BuiltinAuth | None  # None in external mode
+    external: ExternalAuthConfig | None
 
 
 @dataclass(frozen=True)
@@ -25,9 +65,16 @@ class Services:
     store: FhirStore
     publisher: Publisher
     search: Search
+    auth: AuthServices
+
+    def close(self) -> None:
+        self.auth.audit.close()
+        self.db.dispose()
 
 
-def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+def build_services(
+    settings: Settings, *, migrate: bool = True, now: Callable[[], datetime] = utcnow
+) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(make_engine(settings.resolved_database_url()))
     if migrate:
@@ -48,7 +95,73 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     )
     search = Search(db, store, publisher, site_zone=zone, default_count=settings.search_default_count)
     ingest = Ingest(db, blobs, identity, min_free_bytes=settings.min_free_bytes)
-    return Services(settings, db, blobs, ingest, store, publisher, search)
+    auth = build_auth(settings, db, store, search, now=now)
+    return Services(settings, db, blobs, ingest, store, publisher, search, auth)
+
+
+def build_auth(
+    settings: Settings, db: Database, store: FhirStore, search: Search, *, now: Callable[[], datetime]
+) -> AuthServices:
+    rules = VisibilityRules(SUPPORTED_TYPES, search.criteria)
+
+    @lru_cache(maxsize=4096)
+    def parse(text: str | None) -> ScopeSet:
+        return parse_scopes(text, served=SUPPORTED_TYPES, valid_query=rules.valid_query)
+
+    audit = AuditTrail(db, now=now)
+    base = settings.resolved_base_url()
+    fetcher = JwksFetcher()
+    verifier: TokenVerifier
+    if settings.auth_mode == "external":
+        external = ExternalAuthConfig(
+            issuer=settings.auth_external_issuer or "",
+            audience=settings.auth_external_audience or f"{base}/fhir",
+            authorization_endpoint=settings.auth_external_authorize_url,
+            token_endpoint=settings.auth_external_token_url,
+            jwks_uri=settings.auth_external_jwks_uri,
+            algorithms=tuple(a.strip() for a in settings.auth_external_algorithms.split(",") if a.strip()),
+            introspection_url=settings.auth_external_introspection_url,
+            introspection_client_id=settings.auth_external_client_id,
+            introspection_client_secret=settings.auth_external_client_secret,
+            scope_claim=settings.auth_external_scope_claim,
+            patient_claim=settings.auth_external_patient_claim,
+            fhir_user_claim=settings.auth_external_fhir_user_claim,
+            now=now,
+        )
+        if external.jwks_uri:
+            verifier = JwtVerifier(external, rules, parse, fetcher)
+        else:
+            verifier = IntrospectionVerifier(external, rules, parse)
+        return AuthServices(Guard(verifier), rules, parse, audit, None, external)
+
+    config = AuthConfig(
+        base_url=base,
+        access_token_seconds=settings.auth_access_token_seconds,
+        backend_token_seconds=settings.auth_backend_token_seconds,
+        code_seconds=settings.auth_code_seconds,
+        session_seconds=settings.auth_session_seconds,
+        offline_refresh_days=settings.auth_offline_refresh_days,
+        now=now,
+    )
+    keys = KeyRing(settings.data_dir / "keys")
+    keys.ensure()
+    registry = Registry(db, store, now=now)
+    tokens = Tokens(db, now=now)
+    sessions = Sessions(db, now=now)
+    assertion = PrivateKeyJwt(
+        db,
+        fetcher,
+        token_url=config.token_url,
+        max_lifetime=config.assertion_max_seconds,
+        skew=config.clock_skew_seconds,
+        now=now,
+    )
+    server = SmartServer(
+        config=config, registry=registry, tokens=tokens, keys=keys, parse_scopes=parse, assertion=assertion
+    )
+    authorization = Authorization(server, sessions, search, config, parse)
+    builtin = BuiltinAuth(config, keys, registry, tokens, sessions, server, authorization)
+    return AuthServices(Guard(LocalVerifier(tokens, rules, parse)), rules, parse, audit, builtin, None)
 
 
 def software_version() -> str:

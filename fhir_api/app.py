@@ -1,18 +1,23 @@
-"""The FHIR R4 application mounted at /fhir."""
+"""The FHIR R4 application mounted at /fhir.
+
+Open: `metadata` and the discovery documents under `.well-known` (SMART App Launch requires
+them readable without a token). Everything else depends on the authorization `guard`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 
 from fhir_api import errors
 from fhir_api.responses import fhir_json, operation_outcome, wants_unsupported_format
 from fhir_api.routes.resources import resources_router
 from mapping.capability import capability_statement
+from smart_auth.guard import Guard
 from storage.usecases.search import Search
 
 
@@ -21,27 +26,48 @@ class FhirConfig:
     fhir_base: str  # public URL of this FHIR endpoint, e.g. https://host/fhir
     software_version: str
     started: datetime
+    security: dict[str, Any] | None = None  # CapabilityStatement.rest.security
+    well_known: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> document
 
 
-def create_fhir_app(search: Search, config: FhirConfig, guards: Sequence[Any] = ()) -> FastAPI:
-    """`guards`: FastAPI dependencies every resource route runs first (the authorization hook)."""
+def create_fhir_app(search: Search, config: FhirConfig, guard: Guard) -> FastAPI:
     app = FastAPI(title="FHIR R4", openapi_url=None, docs_url=None, redoc_url=None)
-    errors.install(app)
+    errors.install(app, realm=config.fhir_base)
     capability = capability_statement(
-        fhir_base=config.fhir_base, software_version=config.software_version, published=config.started
+        fhir_base=config.fhir_base,
+        software_version=config.software_version,
+        published=config.started,
+        security=config.security,
     ).model_dump(mode="json", exclude_none=True)
 
     @app.middleware("http")
     async def only_json(request: Request, call_next: Any) -> Response:
+        if request.url.path.startswith(("/.well-known/", "/fhir/.well-known/")):
+            response: Response = await call_next(request)
+            return response
         asked = wants_unsupported_format(request)
         if asked is not None:
             return fhir_json(operation_outcome("not-supported", "only JSON is supported"), status=406)
-        response: Response = await call_next(request)
+        response = await call_next(request)
         return response
 
     @app.get("/metadata")
     def metadata(request: Request) -> Response:
         return fhir_json(capability, request=request)
 
-    app.include_router(resources_router(search, config.fhir_base), dependencies=[Depends(g) for g in guards])
+    documents = {name: fhir_json_plain(doc) for name, doc in config.well_known.items()}
+
+    @app.get("/.well-known/{name}")
+    def well_known(name: str) -> Response:
+        """Discovery: always application/json, whatever the Accept header (SMART conformance)."""
+        body = documents.get(name)
+        if body is None:
+            return fhir_json(operation_outcome("not-found", "no such discovery document"), status=404)
+        return Response(body, media_type="application/json", headers={"Cache-Control": "max-age=300"})
+
+    app.include_router(resources_router(search, config.fhir_base, guard))
     return app
+
+
+def fhir_json_plain(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"))

@@ -9,7 +9,19 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from fhir_api.responses import fhir_json, operation_outcome
-from storage.errors import Conflict, DomainError, Forbidden, Gone, Invalid, NotFound, TooLarge, Unavailable
+from smart_auth.guard import www_authenticate
+from storage.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Gone,
+    InsufficientScope,
+    Invalid,
+    NotFound,
+    TooLarge,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -18,14 +30,17 @@ _HTTP: dict[type[DomainError], tuple[int, str]] = {
     Gone: (410, "deleted"),
     Invalid: (400, "invalid"),
     Conflict: (409, "conflict"),
+    Unauthenticated: (401, "login"),
     Forbidden: (403, "forbidden"),
+    InsufficientScope: (403, "forbidden"),
     TooLarge: (413, "too-costly"),
     Unavailable: (503, "transient"),
 }
 _HTTP_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported", 415: "not-supported"}
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, *, realm: str) -> None:
+    app.state.realm = realm
     app.add_exception_handler(DomainError, on_domain_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_exception)
@@ -36,7 +51,10 @@ def on_domain_error(request: Request, exc: Exception) -> Response:
     status, code = (
         _HTTP.get(type(exc), (400, "processing")) if isinstance(exc, DomainError) else (500, "exception")
     )
-    return fhir_json(operation_outcome(code, str(exc)), status=status)
+    headers = None
+    if isinstance(exc, Unauthenticated | InsufficientScope):
+        headers = {"WWW-Authenticate": www_authenticate(exc, request.app.state.realm)}
+    return fhir_json(operation_outcome(code, str(exc)), status=status, headers=headers)
 
 
 def on_validation_error(request: Request, exc: Exception) -> Response:

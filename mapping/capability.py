@@ -24,13 +24,15 @@ _DOCS = {
     "Read-only; a read shows every instance committed so far.",
     "Patient": "One per Patient ID and issuer seen in DICOM (a study without Patient ID gets its own). "
     "Read-only.",
+    "Practitioner": "The practitioners who sign in here (their fhirUser). Read-only.",
     "Endpoint": "The DICOMweb service of this server (dicom-wado-rs). Read-only.",
 }
 
 
 def capability_statement(
-    *, fhir_base: str, software_version: str, published: datetime
+    *, fhir_base: str, software_version: str, published: datetime, security: dict[str, Any] | None = None
 ) -> CapabilityStatement:
+    """`security`: CapabilityStatement.rest.security (SMART service, oauth-uris extension)."""
     resources: list[dict[str, Any]] = []
     for res_type, params in REGISTRY.items():
         resources.append(
@@ -60,6 +62,7 @@ def capability_statement(
         "rest": [
             {
                 "mode": "server",
+                "security": security,
                 "documentation": (
                     "Search supports _count, _offset, _sort, _include, _summary=count and _total. "
                     "Unknown parameters are refused unless the request says Prefer: handling=lenient."

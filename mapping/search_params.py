@@ -232,6 +232,16 @@ REGISTRY: dict[str, dict[str, SearchParam]] = {
         SearchParam("birthdate", "date", "individual-birthdate", "Patient.birthDate", _date("birthDate")),
         SearchParam("gender", "token", "individual-gender", "Patient.gender", _token("gender", _GENDER)),
     ),
+    "Practitioner": _params(
+        SearchParam(
+            "identifier", "token", "Practitioner-identifier", "Practitioner.identifier", _token("identifier")
+        ),
+        SearchParam("name", "string", "Practitioner-name", "Practitioner.name", _string("name")),
+        SearchParam(
+            "family", "string", "individual-family", "Practitioner.name.family", _string("name.family")
+        ),
+        SearchParam("given", "string", "individual-given", "Practitioner.name.given", _string("name.given")),
+    ),
     "Endpoint": _params(
         SearchParam(
             "identifier", "token", "Endpoint-identifier", "Endpoint.identifier", _token("identifier")
@@ -249,6 +259,10 @@ REGISTRY: dict[str, dict[str, SearchParam]] = {
         ),
     ),
 }
+
+# The Patient compartment (R4 CompartmentDefinition/patient) of the types we serve: the parameter
+# that names the patient ("_id" for Patient itself). Types not listed are outside it.
+PATIENT_COMPARTMENT: dict[str, str] = {"ImagingStudy": "patient", "Patient": "_id"}
 
 # Modifier-indexed variants written beside the plain parameter.
 OF_TYPE = "identifier:of-type"

@@ -5,7 +5,9 @@
     ├── NotFound           the thing asked for does not exist (or is not visible to the caller)
     │   └── Gone           it existed and was deleted
     ├── Conflict           the input contradicts what is stored
+    ├── Unauthenticated    no credential, or one that is not (or no longer) valid
     ├── Forbidden          the caller may not do this
+    │   └── InsufficientScope   the credential is valid but its scopes do not allow this
     ├── TooLarge           the input exceeds a configured size limit
     └── Unavailable        we cannot do it now (no room, database down); the peer may retry
 
@@ -34,8 +36,24 @@ class Conflict(DomainError):
     pass
 
 
+class Unauthenticated(DomainError):
+    """`presented`: a credential was sent (and refused), as opposed to none at all (RFC 6750 3.1)."""
+
+    def __init__(self, message: str, *, presented: bool = False) -> None:
+        super().__init__(message)
+        self.presented = presented
+
+
 class Forbidden(DomainError):
     pass
+
+
+class InsufficientScope(Forbidden):
+    """`needed`: the scope that would allow the request, for the WWW-Authenticate challenge."""
+
+    def __init__(self, message: str, *, needed: str) -> None:
+        super().__init__(message)
+        self.needed = needed
 
 
 class TooLarge(DomainError):

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, false, func, not_, o
 from storage.fhir_store import normalise
 from storage.models import FhirResourceRow, SearchDate, SearchReference, SearchString, SearchToken
 from storage.search_query import Criterion, DateValue, RefValue, SearchQuery, TokenValue
+from storage.visibility import Alternatives
 
 R = FhirResourceRow
 _TABLES: dict[str, Any] = {
@@ -27,12 +28,24 @@ _TABLES: dict[str, Any] = {
 }
 
 
-def matching(query: SearchQuery, param_types: Mapping[str, str]) -> Select[Any]:
-    """SELECT res_id of current, non-deleted resources of the type that meet every criterion."""
+def matching(
+    query: SearchQuery, param_types: Mapping[str, str], visible: Alternatives | None = None
+) -> Select[Any]:
+    """SELECT res_id of current, non-deleted resources of the type that meet every criterion and
+    one of the `visible` alternatives (None: no restriction)."""
     stmt = select(R.res_id).where(R.res_type == query.res_type, R.deleted.is_(False))
     for criterion in query.criteria:
         stmt = stmt.where(_criterion(criterion, param_types))
+    if visible is not None:
+        stmt = stmt.where(restricted(visible, param_types))
     return stmt
+
+
+def restricted(visible: Alternatives, param_types: Mapping[str, str]) -> ColumnElement[bool]:
+    """OR of the alternatives, each the AND of its criteria (storage.visibility)."""
+    if not visible:
+        return false()
+    return or_(*(and_(true(), *(_criterion(c, param_types) for c in alt)) for alt in visible))
 
 
 def ordered(stmt: Select[Any], query: SearchQuery, param_types: Mapping[str, str]) -> Select[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,13 +43,24 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def http_socket() -> Iterator[socket.socket]:
+    """A socket bound to 127.0.0.1 on an ephemeral port, so that the base URL is known before the
+    services are built (it is the SMART `aud` and `iss`); `live_http` serves on it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, http_socket: socket.socket) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
         timezone="Europe/Zurich",
         stable_age_seconds=3600,
-        base_url="http://testserver",
+        base_url=f"http://127.0.0.1:{http_socket.getsockname()[1]}",
     )
 
 
@@ -57,14 +69,20 @@ def services(settings: Settings) -> Iterator[Services]:
     built = build_services(settings)
     built.publisher.endpoint()
     yield built
-    built.db.dispose()
+    built.close()
 
 
 @pytest.fixture
-def live_http(services: Services) -> Iterator[str]:
-    """The real HTTP application under uvicorn on 127.0.0.1 (an ephemeral port); yields its base URL."""
-    import dataclasses
-    import socket
+def token(services: Services) -> str:
+    """A backend token that may read, search and store everything (issued by our token store)."""
+    from tests.smart import issue_token
+
+    return issue_token(services, "system/*.rs system/ImagingStudy.c")
+
+
+@pytest.fixture
+def live_http(services: Services, http_socket: socket.socket) -> Iterator[str]:
+    """The real HTTP application under uvicorn on the bound socket; yields its base URL."""
     import threading
     import time
 
@@ -72,12 +90,9 @@ def live_http(services: Services) -> Iterator[str]:
 
     from facade.http import build_http_app
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    live = dataclasses.replace(services, settings=services.settings.model_copy(update={"base_url": url}))
-    server = uvicorn.Server(uvicorn.Config(build_http_app(live), log_config=None, access_log=False))
+    sock = http_socket
+    url = services.settings.resolved_base_url()
+    server = uvicorn.Server(uvicorn.Config(build_http_app(services), log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -88,4 +103,3 @@ def live_http(services: Services) -> Iterator[str]:
     yield url
     server.should_exit = True
     thread.join(timeout=15)
-    sock.close()

@@ -1,14 +1,19 @@
-"""The DICOMweb application mounted at /dicomweb (PS3.18)."""
+"""The DICOMweb application mounted at /dicomweb (PS3.18), behind the same SMART tokens as /fhir.
+
+Every route depends on the authorization guard (a test walks the routes to keep it so). A
+missing or refused token answers 401 with a Bearer challenge, a token without the needed scope
+403 (PS3.18 8.5 leaves authorization to the origin server; RFC 6750 says how to refuse).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI, Request, Response
 
 from dicom_bridge.dicomweb.stow import stow_router
+from smart_auth.guard import Guard, www_authenticate
+from storage.errors import InsufficientScope, Unauthenticated
 from storage.usecases.ingest import Ingest
 
 
@@ -18,11 +23,20 @@ class DicomwebConfig:
     max_upload_bytes: int
 
 
-def create_dicomweb_app(ingest: Ingest, config: DicomwebConfig, guards: Sequence[Any] = ()) -> FastAPI:
-    """`guards`: FastAPI dependencies every route runs first (the authorization hook)."""
+def create_dicomweb_app(ingest: Ingest, config: DicomwebConfig, guard: Guard) -> FastAPI:
     app = FastAPI(title="DICOMweb", openapi_url=None, docs_url=None, redoc_url=None)
-    app.include_router(
-        stow_router(ingest, config.base_url, config.max_upload_bytes),
-        dependencies=[Depends(g) for g in guards],
-    )
+
+    def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Unauthenticated | InsufficientScope)
+        status = 401 if isinstance(exc, Unauthenticated) else 403
+        return Response(
+            f"{exc}\n",
+            status_code=status,
+            media_type="text/plain; charset=utf-8",
+            headers={"WWW-Authenticate": www_authenticate(exc, config.base_url)},
+        )
+
+    app.add_exception_handler(Unauthenticated, refused)
+    app.add_exception_handler(InsufficientScope, refused)
+    app.include_router(stow_router(ingest, config.base_url, config.max_upload_bytes, guard))
     return app

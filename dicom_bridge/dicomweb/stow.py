@@ -30,7 +30,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 from starlette.concurrency import run_in_threadpool
@@ -38,6 +38,8 @@ from starlette.requests import ClientDisconnect
 
 from dicom_bridge.dicomweb.multipart import MultipartSpooler, Part, media_type
 from dicom_bridge.statuses import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, PROCESSING_FAILURE, status_of
+from smart_auth.access import Access
+from smart_auth.guard import Guard
 from storage.blobs import valid_uid
 from storage.dicom_file import peek_file_meta
 from storage.errors import DomainError, Invalid, TooLarge, Unavailable
@@ -69,16 +71,20 @@ class _Refusal(Exception):
         self.status, self.reason = status, reason
 
 
-def stow_router(ingest: Ingest, base_url: str, max_upload_bytes: int) -> APIRouter:
-    """The Store Transaction on `/studies` and `/studies/{study}` (PS3.18 10.5.1.1)."""
+def stow_router(ingest: Ingest, base_url: str, max_upload_bytes: int, guard: Guard) -> APIRouter:
+    """The Store Transaction on `/studies` and `/studies/{study}` (PS3.18 10.5.1.1). The token
+    must allow creating ImagingStudy (user/ or system/ `c`), decided before the body is read."""
     router = APIRouter()
+    token = Depends(guard)
 
     @router.post("/studies")
-    async def store(request: Request) -> Response:
+    async def store(request: Request, access: Access = token) -> Response:
+        access.require_store()
         return await _store(request, None)
 
     @router.post("/studies/{study}")
-    async def store_in_study(study: str, request: Request) -> Response:
+    async def store_in_study(study: str, request: Request, access: Access = token) -> Response:
+        access.require_store()
         return await _store(request, study)
 
     async def _store(request: Request, study: str | None) -> Response:

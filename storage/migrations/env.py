@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import storage.auth_models  # noqa: F401  (registers the auth tables on Base.metadata)
 from storage.models import Base
 
 connection = context.config.attributes["connection"]

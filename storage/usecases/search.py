@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 from mapping.search_params import REGISTRY
 from storage.db import Database
 from storage.errors import Gone, NotFound
-from storage.fhir_search import matching, ordered
+from storage.fhir_search import matching, ordered, restricted
 from storage.fhir_store import FhirStore, StoredResource
-from storage.models import SearchReference
-from storage.search_query import SearchQuery, parse_search
+from storage.models import FhirResourceRow, SearchReference
+from storage.search_query import Criterion, SearchQuery, parse_search
 from storage.usecases.ingest import utcnow
 from storage.usecases.publish import DERIVED_TYPES, Publisher
+from storage.visibility import Visibility
 
 SUPPORTED_TYPES = tuple(REGISTRY)
 
@@ -60,11 +61,18 @@ class Search:
             now=self._now(),
         )
 
-    def read(self, res_type: str, res_id: str) -> StoredResource:
-        """The current version; NotFound when it never existed, Gone when it was deleted."""
+    def criteria(self, res_type: str, pairs: tuple[tuple[str, str], ...]) -> tuple[Criterion, ...]:
+        """Search criteria from parameter pairs (Invalid when they are not a valid search): how
+        granular scopes and compartments become restrictions (smart_auth.access)."""
+        return self.parse(res_type, list(pairs)).criteria
+
+    def read(self, res_type: str, res_id: str, *, visibility: Visibility) -> StoredResource:
+        """The current version; NotFound when it never existed or the caller may not see it (the
+        same answer, so that existence does not leak), Gone when it was deleted."""
         _supported(res_type)
         self._fresh(res_type, res_id)
         with self._db.read() as session:
+            self._visible(session, res_type, res_id, visibility)
             found = self._store.read(session, res_type, res_id)
         if found is None:
             raise NotFound(f"{res_type}/{res_id} is not known")
@@ -72,12 +80,13 @@ class Search:
             raise Gone(f"{res_type}/{res_id} was deleted")
         return found
 
-    def vread(self, res_type: str, res_id: str, version_id: str) -> StoredResource:
+    def vread(self, res_type: str, res_id: str, version_id: str, *, visibility: Visibility) -> StoredResource:
         _supported(res_type)
-        if not version_id.isdigit():
-            raise NotFound("no such version")
         self._fresh(res_type, res_id)
         with self._db.read() as session:
+            self._visible(session, res_type, res_id, visibility)
+            if not version_id.isdigit():
+                raise NotFound("no such version")
             found = self._store.vread(session, res_type, res_id, int(version_id))
             if found is None:
                 current = self._store.read(session, res_type, res_id)
@@ -87,32 +96,53 @@ class Search:
             raise Gone(f"version {version_id} of {res_type}/{res_id} is a deletion")
         return found
 
-    def history(self, res_type: str, res_id: str) -> list[StoredResource]:
+    def history(self, res_type: str, res_id: str, *, visibility: Visibility) -> list[StoredResource]:
         """Retained versions, newest first (provisional versions superseded while a study was
         still arriving are not retained)."""
         _supported(res_type)
         self._fresh(res_type, res_id)
         with self._db.read() as session:
+            self._visible(session, res_type, res_id, visibility)
             versions = self._store.history(session, res_type, res_id)
         if not versions:
             raise NotFound(f"{res_type}/{res_id} is not known")
         return versions
 
-    def search(self, query: SearchQuery) -> SearchResult:
+    def search(
+        self, query: SearchQuery, *, visibility: Visibility, include_visibility: Visibility | None = None
+    ) -> SearchResult:
+        """Matches restricted to `visibility`; included resources to `include_visibility` (default:
+        the same), so that every resource returned is one the caller may see."""
         if query.res_type in DERIVED_TYPES or any(i.target_type != "Endpoint" for i in query.includes):
             self._publisher.pending()
         types = self._types[query.res_type]
         with self._db.read() as session:
-            stmt = matching(query, types)
+            if not visibility.sees_type(query.res_type):
+                raise NotFound(f"resource type {query.res_type} is not visible to this caller")
+            stmt = matching(query, types, visibility.alternatives(query.res_type))
             total = session.scalar(select(func.count()).select_from(stmt.subquery())) if query.total else None
             if query.summary_count:
                 return SearchResult(query, total, [], [])
             ids = list(session.scalars(ordered(stmt, query, types).limit(query.count).offset(query.offset)))
             matches = self._store.read_many(session, [(query.res_type, i) for i in ids])
-            included = self._included(session, query, ids)
+            included = self._included(session, query, ids, include_visibility or visibility)
         return SearchResult(query, total, matches, included)
 
-    def _included(self, session: Session, query: SearchQuery, ids: list[str]) -> list[StoredResource]:
+    def _visible(self, session: Session, res_type: str, res_id: str, visibility: Visibility) -> None:
+        alts = visibility.alternatives(res_type)
+        if alts is None and visibility.sees_type(res_type):
+            return
+        stmt = select(FhirResourceRow.res_id).where(
+            FhirResourceRow.res_type == res_type,
+            FhirResourceRow.res_id == res_id,
+            restricted(alts or (), self._types[res_type]),
+        )
+        if session.scalar(stmt) is None:
+            raise NotFound(f"{res_type}/{res_id} is not known")
+
+    def _included(
+        self, session: Session, query: SearchQuery, ids: list[str], visibility: Visibility
+    ) -> list[StoredResource]:
         if not query.includes or not ids:
             return []
         keys: dict[tuple[str, str], None] = {}
@@ -126,7 +156,29 @@ class Search:
                 stmt = stmt.where(SearchReference.target_type == inc.target_type)
             for target_type, target_id in session.execute(stmt):
                 keys.setdefault((target_type, target_id), None)
-        return self._store.read_many(session, list(keys))
+        return self._store.read_many(session, self._only_visible(session, list(keys), visibility))
+
+    def _only_visible(
+        self, session: Session, keys: list[tuple[str, str]], visibility: Visibility
+    ) -> list[tuple[str, str]]:
+        by_type: dict[str, list[str]] = {}
+        for res_type, res_id in keys:
+            by_type.setdefault(res_type, []).append(res_id)
+        allowed: set[tuple[str, str]] = set()
+        for res_type, res_ids in by_type.items():
+            if res_type not in self._types or not visibility.sees_type(res_type):
+                continue
+            alts = visibility.alternatives(res_type)
+            if alts is None:
+                allowed.update((res_type, i) for i in res_ids)
+                continue
+            stmt = select(FhirResourceRow.res_id).where(
+                FhirResourceRow.res_type == res_type,
+                FhirResourceRow.res_id.in_(res_ids),
+                restricted(alts, self._types[res_type]),
+            )
+            allowed.update((res_type, i) for i in session.scalars(stmt))
+        return [k for k in keys if k in allowed]
 
     def _fresh(self, res_type: str, res_id: str) -> None:
         if res_type == "ImagingStudy":

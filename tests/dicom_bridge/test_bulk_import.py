@@ -18,6 +18,7 @@ from facade.importer import ProgressBar
 from facade.settings import Settings
 from facade.wiring import Services
 from storage.errors import NotFound
+from storage.visibility import ALL
 from tests.dicom_factory import make_instance, new_uid, write, write_study
 
 NOT_DICOM = "not a DICOM Part 10 file (no preamble, 'DICM' prefix or file meta)"
@@ -35,7 +36,7 @@ def counts(s: ImportSummary) -> tuple[int, int, int, int]:
 
 
 def study_counts(services: Services, study_uid: str) -> tuple[int, int]:
-    body = services.search.read("ImagingStudy", study_uid).body
+    body = services.search.read("ImagingStudy", study_uid, visibility=ALL).body
     assert body is not None
     return body["numberOfSeries"], body["numberOfInstances"]
 
@@ -80,7 +81,7 @@ def test_tree_imports_every_study_and_rejects_bad_files_with_reasons(
     assert study_counts(services, str(tree["mr"])) == (2, 6)
     assert study_counts(services, str(tree["ct"])) == (1, 2)
     with pytest.raises(NotFound):  # hidden folders are skipped
-        services.search.read("ImagingStudy", str(tree["hidden"]))
+        services.search.read("ImagingStudy", str(tree["hidden"]), visibility=ALL)
     assert sorted(p for p in src.rglob("*") if p.is_file()) == before  # the sources are left alone
     assert list(services.ingest.staging_dir().iterdir()) == []
 
@@ -256,7 +257,7 @@ def test_facade_import_clean_run_and_missing_path(
     assert missing.returncode == 2
     assert f"no such file or folder: {tmp_path / 'nowhere'}" in missing.stderr
     with pytest.raises(NotFound):  # nothing was imported
-        services.search.read("ImagingStudy", study)
+        services.search.read("ImagingStudy", study, visibility=ALL)
     done = facade_cli(settings, "import", str(tmp_path / "src"))
     assert done.returncode == 0, done.stderr
     assert "Rejections" not in done.stdout

@@ -21,6 +21,7 @@ from facade.wiring import Services, build_services
 from storage.models import InstanceRow
 from tests.dicom_bridge.test_storage_scp import send_raw
 from tests.dicom_factory import make_instance, new_uid, write
+from tests.smart import bearer, issue_token
 from tests.tools import missing
 
 
@@ -61,7 +62,7 @@ def small_services(settings: Settings, full_disk: Path) -> Iterator[Services]:
         )
     )
     yield built
-    built.db.dispose()
+    built.close()
 
 
 def test_c_store_answers_out_of_resources(small_services: Services, tmp_path: Path) -> None:
@@ -108,7 +109,10 @@ def test_stow_answers_503(small_services: Services) -> None:
             f"http://127.0.0.1:{port}/dicomweb/studies",
             content=body,
             timeout=60,
-            headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'},
+            headers={
+                "Content-Type": 'multipart/related; type="application/dicom"; boundary=b',
+                **bearer(issue_token(small_services, "system/ImagingStudy.c")),
+            },
         )
         assert r.status_code == 503
     finally:

@@ -19,6 +19,7 @@ from dicom_bridge.storage_scp import StorageScp
 from facade.wiring import Services
 from storage.dicom_file import peek_file_meta
 from storage.models import InstanceRow
+from storage.visibility import ALL
 from tests.dicom_bridge import corpus
 from tests.dicom_factory import make_instance, new_uid, write
 from tests.tools import require_tool
@@ -123,7 +124,7 @@ def test_storescu_sends_every_transfer_syntax_in_one_association(
             received = dcmread(f)
         assert received.file_meta.TransferSyntaxUID == ts
         assert received.PixelData == original.PixelData, ts  # the (compressed) pixel data as sent
-        study = services.search.read("ImagingStudy", original.StudyInstanceUID).body
+        study = services.search.read("ImagingStudy", original.StudyInstanceUID, visibility=ALL).body
         assert study is not None and study["numberOfInstances"] >= 1
 
 
@@ -169,7 +170,7 @@ def test_a_study_over_one_association_has_the_right_counts(
         capture_output=True,
         timeout=120,
     )
-    body = services.search.read("ImagingStudy", study).body
+    body = services.search.read("ImagingStudy", study, visibility=ALL).body
     assert body is not None
     assert (body["numberOfSeries"], body["numberOfInstances"]) == (2, 10)
     assert [m["code"] for m in body["modality"]] == ["MR", "CT"]

@@ -22,7 +22,9 @@ from sqlalchemy import func, select
 from facade.http import build_http_app
 from facade.wiring import Services
 from storage.models import InstanceRow
+from storage.visibility import ALL
 from tests.dicom_factory import make_instance, new_uid
+from tests.smart import bearer
 
 FAILED_SOP, REFERENCED_SOP, FAILURE_REASON, RETRIEVE_URL = "00081198", "00081199", "00081197", "00081190"
 SOP_CLASS, SOP_INSTANCE = "00081150", "00081155"
@@ -76,13 +78,13 @@ def instance_count(services: Services) -> int:
 
 
 @pytest.fixture
-def client(live_http: str) -> DICOMwebClient:
-    return DICOMwebClient(url=f"{live_http}/dicomweb")
+def client(live_http: str, token: str) -> DICOMwebClient:
+    return DICOMwebClient(url=f"{live_http}/dicomweb", headers=bearer(token))
 
 
 @pytest.fixture
-def http(live_http: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{live_http}/dicomweb", timeout=60) as c:
+def http(live_http: str, token: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{live_http}/dicomweb", timeout=60, headers=bearer(token)) as c:
         yield c
 
 
@@ -105,7 +107,7 @@ def test_dicomweb_client_stores_a_study(client: DICOMwebClient, services: Servic
         assert item.RetrieveURL == (
             f"{live_http}/dicomweb/studies/{study}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
         )
-    body = services.search.read("ImagingStudy", study).body
+    body = services.search.read("ImagingStudy", study, visibility=ALL).body
     assert body is not None and (body["numberOfSeries"], body["numberOfInstances"]) == (2, 6)
     assert staging_is_empty(services)
 
@@ -228,7 +230,7 @@ def test_invalid_study_uid_in_the_url(http: httpx.Client) -> None:
     assert http.post("/studies/not-a-uid", content=VALID, headers=content_type()).status_code == 400
 
 
-def test_client_going_away_leaves_no_spooled_files(live_http: str, services: Services) -> None:
+def test_client_going_away_leaves_no_spooled_files(live_http: str, services: Services, token: str) -> None:
     big = make_instance(study_uid=new_uid(), series_uid=new_uid(), rows=1024, columns=1024, frames=2)
     data = multipart(part10(big))  # 4 MiB: the first half is spooled before the client goes away
     staging = services.ingest.staging_dir()
@@ -236,6 +238,7 @@ def test_client_going_away_leaves_no_spooled_files(live_http: str, services: Ser
     with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
         head = (
             "POST /dicomweb/studies HTTP/1.1\r\nHost: test\r\n"
+            f"Authorization: Bearer {token}\r\n"
             'Content-Type: multipart/related; type="application/dicom"; boundary=xyzzy\r\n'
             f"Content-Length: {len(data)}\r\n\r\n"
         )
@@ -279,11 +282,11 @@ def small_limit(services: Services) -> Iterator[str]:
     sock.close()
 
 
-def test_over_the_limit_is_413(small_limit: str, services: Services) -> None:
+def test_over_the_limit_is_413(small_limit: str, services: Services, token: str) -> None:
     big = multipart(part10(make_instance(study_uid=new_uid(), series_uid=new_uid(), rows=256, columns=256)))
     small = multipart(part10(make_instance(study_uid=new_uid(), series_uid=new_uid())))
     assert len(small) < LIMIT < len(big)
-    with httpx.Client(base_url=f"{small_limit}/dicomweb", timeout=60) as http:
+    with httpx.Client(base_url=f"{small_limit}/dicomweb", timeout=60, headers=bearer(token)) as http:
         assert http.post("/studies", content=big, headers=content_type()).status_code == 413  # Content-Length
         r = http.post("/studies", content=chunked(big), headers=content_type())  # counted while streaming
         assert r.status_code == 413

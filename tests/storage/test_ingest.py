@@ -13,6 +13,7 @@ from facade.wiring import Services
 from storage.errors import Conflict, Gone, Invalid
 from storage.models import InstanceReplacementRow, InstanceRow, PatientRow, StudyRow
 from storage.usecases.ingest import Expect, Source
+from storage.visibility import ALL
 from tests.dicom_factory import make_instance, new_uid, write
 
 IMPORT = Source("import")
@@ -212,13 +213,15 @@ def test_a_study_emptied_by_a_replacement_reads_as_gone(services: Services, tmp_
         services,
         write(make_instance(study_uid=old_study, series_uid=new_uid(), sop_uid=sop), tmp_path / "a.dcm"),
     )
-    assert services.search.read("ImagingStudy", old_study).version_id == 1  # published, still provisional
+    assert (
+        services.search.read("ImagingStudy", old_study, visibility=ALL).version_id == 1
+    )  # published, still provisional
     ingest(
         services,
         write(make_instance(study_uid=new_study, series_uid=new_uid(), sop_uid=sop), tmp_path / "b.dcm"),
     )
     with pytest.raises(Gone):
-        services.search.read("ImagingStudy", old_study)
-    history = services.search.history("ImagingStudy", old_study)
+        services.search.read("ImagingStudy", old_study, visibility=ALL)
+    history = services.search.history("ImagingStudy", old_study, visibility=ALL)
     assert [(v.version_id, v.body) for v in history] == [(2, None)]  # the provisional v1 was not retained
-    assert services.search.read("ImagingStudy", new_study).body["numberOfInstances"] == 1  # type: ignore[index]
+    assert services.search.read("ImagingStudy", new_study, visibility=ALL).body["numberOfInstances"] == 1  # type: ignore[index]

@@ -1,0 +1,79 @@
+"""The one check every protected route depends on (FHIR, DICOMweb, WADO): a bearer token in, an
+`Access` out, or 401 (RFC 6750 3).
+
+`Guard` is a FastAPI dependency. A route that does not depend on it is unprotected; a test
+walks the application's routes and fails on any such route under /fhir (but the metadata and
+discovery documents), /dicomweb and /wado. The token may come from this server (`LocalVerifier`)
+or from an external authorization server (`smart_auth.external`); either gives an `Access`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from fastapi import Request
+
+from smart_auth.access import Access, VisibilityRules
+from smart_auth.audit import note_access
+from smart_auth.scopes import ScopeSet
+from smart_auth.tokens import Tokens
+from storage.errors import InsufficientScope, Unauthenticated
+
+MAX_TOKEN = 4096
+
+
+class TokenVerifier(Protocol):
+    def verify(self, token: str) -> Access | None:
+        """The access a valid token grants; None when it is unknown, expired, revoked or foreign."""
+        ...
+
+
+class LocalVerifier:
+    """Tokens issued by our own authorization server: one primary-key read."""
+
+    def __init__(
+        self, tokens: Tokens, rules: VisibilityRules, parse: Callable[[str | None], ScopeSet]
+    ) -> None:
+        self._tokens, self._rules, self._parse = tokens, rules, parse
+
+    def verify(self, token: str) -> Access | None:
+        info = self._tokens.active(token)
+        if info is None:
+            return None
+        scopes = self._parse(info.scope)
+        return Access(info.client_id, info.user_id, info.fhir_user, info.patient, scopes, self._rules)
+
+
+class Guard:
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self.verifier = verifier
+
+    def __call__(self, request: Request) -> Access:
+        header = request.headers.get("authorization")
+        if not header:
+            raise Unauthenticated("this request needs a bearer token")
+        scheme, _, value = header.partition(" ")
+        value = value.strip()
+        if scheme.lower() != "bearer" or not value or len(value) > MAX_TOKEN:
+            raise Unauthenticated("send the token as Authorization: Bearer <token>", presented=True)
+        access = self.verifier.verify(value)
+        if access is None:
+            raise Unauthenticated(
+                "the access token is not valid: unknown, expired or revoked", presented=True
+            )
+        note_access(request.scope, access)
+        return access
+
+
+def www_authenticate(exc: Unauthenticated | InsufficientScope, realm: str) -> str:
+    """The Bearer challenge of RFC 6750 3: `invalid_token` when a token was sent and refused,
+    `insufficient_scope` (with the scope that would do) when it was valid but not enough."""
+    parts = [f'Bearer realm="{realm}"']
+    if isinstance(exc, InsufficientScope):
+        parts.append('error="insufficient_scope"')
+        parts.append(f'scope="{exc.needed}"')
+    elif exc.presented:
+        parts.append('error="invalid_token"')
+        parts.append(f'error_description="{str(exc).replace(chr(34), chr(39))}"')
+    return ", ".join(parts)
