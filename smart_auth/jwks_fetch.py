@@ -3,8 +3,9 @@ Verification": cache no longer than Cache-Control allows; RFC 8725 3.10: only re
 never one a token names).
 
 A set is kept for its `max-age` (at most an hour, five minutes when none is given). A key id
-not found in the cached set forces one refetch, at most once a minute per URL, so that a
-client's key rotation works and a flood of unknown kids does not become a flood of requests.
+not found in the cached set forces a refetch, and such forced refetches happen at most once a
+minute per URL: a client's key rotation works at once, a flood of unknown kids does not become
+a flood of requests.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class JwksUnavailable(Exception):
 class _Entry:
     jwks: dict[str, Any]
     fresh_until: float
-    fetched_at: float
+    forced_at: float  # last refetch forced by an unknown kid
 
 
 class JwksFetcher:
@@ -47,7 +48,7 @@ class JwksFetcher:
         if (
             entry is not None
             and now < entry.fresh_until
-            and (want_kid is None or _has_kid(entry.jwks, want_kid) or now - entry.fetched_at < REFETCH_GAP)
+            and (want_kid is None or _has_kid(entry.jwks, want_kid) or now - entry.forced_at < REFETCH_GAP)
         ):
             return entry.jwks
         try:
@@ -56,8 +57,9 @@ class JwksFetcher:
             if entry is not None and now < entry.fresh_until:
                 return entry.jwks
             raise
+        forced = entry is not None and now < entry.fresh_until
         with self._lock:
-            self._cache[url] = _Entry(jwks, now + age, now)
+            self._cache[url] = _Entry(jwks, now + age, now if forced else -REFETCH_GAP)
         return jwks
 
     def _fetch(self, url: str) -> tuple[dict[str, Any], float]:

@@ -152,12 +152,13 @@ class SmartServer(AuthorizationServer):
         self, grant: Grant, scope: str, *, client: Client, user: User | None, nonce: str | None = None
     ) -> dict[str, Any]:
         scopes = self.parse_scopes(scope)
+        granted = self.parse_scopes(grant.scope)  # a narrowed refresh keeps the grant's refresh rights
         context = grant.context
         refresh_lifetime = None
         if client.check_grant_type("refresh_token") and user is not None:
-            if scopes.offline:
+            if granted.offline:
                 refresh_lifetime = self.config.offline_refresh_days * 86400
-            elif scopes.online:
+            elif granted.online:
                 refresh_lifetime = self.config.session_seconds
         issued = self.tokens.issue(
             grant,

@@ -6,7 +6,10 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -64,9 +67,27 @@ def settings(tmp_path: Path, database_url: str, http_socket: socket.socket) -> S
     )
 
 
+class Clock:
+    """Wall time plus an offset a test may move forward (code, token and launch expiry)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
 @pytest.fixture
-def services(settings: Settings) -> Iterator[Services]:
-    built = build_services(settings)
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def services(settings: Settings, clock: Clock) -> Iterator[Services]:
+    built = build_services(settings, now=clock)
     built.publisher.endpoint()
     yield built
     built.close()
@@ -80,19 +101,20 @@ def token(services: Services) -> str:
     return issue_token(services, "system/*.rs system/ImagingStudy.c")
 
 
-@pytest.fixture
-def live_http(services: Services, http_socket: socket.socket) -> Iterator[str]:
-    """The real HTTP application under uvicorn on the bound socket; yields its base URL."""
+@contextmanager
+def serving(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
+    """`app` under uvicorn on 127.0.0.1 (the bound `sock`, or an ephemeral port), in a thread;
+    yields http://127.0.0.1:<port>."""
     import threading
     import time
 
     import uvicorn
 
-    from facade.http import build_http_app
-
-    sock = http_socket
-    url = services.settings.resolved_base_url()
-    server = uvicorn.Server(uvicorn.Config(build_http_app(services), log_config=None, access_log=False))
+    if sock is None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -100,6 +122,18 @@ def live_http(services: Services, http_socket: socket.socket) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.01)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=15)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def live_http(services: Services, http_socket: socket.socket) -> Iterator[str]:
+    """The real HTTP application under uvicorn on the bound socket; yields its base URL."""
+    from facade.http import build_http_app
+
+    with serving(build_http_app(services), http_socket) as url:
+        assert url == services.settings.resolved_base_url()
+        yield url

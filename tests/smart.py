@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import html
+import json
 import re
 import secrets
 import time
@@ -84,6 +86,18 @@ def assertion(
     body = {k: v for k, v in body.items() if v is not None}
     head = {"alg": alg, "kid": key.kid, "typ": "JWT", **(header or {})}
     return jwt.encode(head, body, key, algorithms=[alg])
+
+
+def forged(header: dict[str, Any], claims: dict[str, Any], secret: bytes | None = None) -> str:
+    """A JWT an attacker makes: unsigned (`alg: none`) or HMAC-signed with `secret` (HS/RS
+    confusion: the secret being the victim's public key)."""
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    head, body = b64(json.dumps(header).encode()), b64(json.dumps(claims).encode())
+    sig = b64(hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()) if secret else ""
+    return f"{head}.{body}.{sig}"
 
 
 def pkce() -> tuple[str, str]:
@@ -166,10 +180,10 @@ class Launch:
         fields = form_fields(consent_page.text)
         offered = re.findall(r'name="scope" value="([^"]+)"', consent_page.text)
         chosen = offered if scopes is None else scopes
-        data = [*fields.items(), ("decision", "allow" if allow else "deny")]
-        data += [("scope", html.unescape(s)) for s in chosen]
+        data: dict[str, str | list[str]] = {**fields, "decision": "allow" if allow else "deny"}
+        data["scope"] = [html.unescape(s) for s in chosen]
         if patient:
-            data.append(("patient", patient))
+            data["patient"] = patient
         return self.browser.post(urljoin(str(consent_page.url), "consent"), data=data)
 
     def code(
@@ -181,8 +195,8 @@ class Launch:
         **extra: str | None,
     ) -> str:
         """authorize, sign in, allow; the code from the redirect (state checked)."""
-        login = self.follow(self.authorize(**extra))
-        consent = self.follow(self.sign_in(login, username))
+        page = self.follow(self.authorize(**extra))
+        consent = page if "Allow access?" in page.text else self.follow(self.sign_in(page, username))
         done = self.decide(consent, scopes=scopes, patient=patient)
         assert done.status_code == 303, done.text[:500]
         location = done.headers["location"]

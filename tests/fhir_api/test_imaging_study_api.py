@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,22 +9,12 @@ import httpx
 import pytest
 
 from facade.wiring import Services
-from storage.usecases.ingest import Source
-from tests.dicom_factory import make_instance, new_uid, write
+from tests.archive import store
+from tests.dicom_factory import new_uid
 from tests.fhir_schema import assert_valid_r4
 from tests.smart import bearer
 
 FHIR_JSON = "application/fhir+json"
-
-
-def store(services: Services, tmp_path: Path, **attrs: Any) -> str:
-    """Store one synthetic instance; returns its SOP Instance UID."""
-    ds = make_instance(**attrs)
-    path = write(ds, tmp_path / f"{ds.SOPInstanceUID}.dcm")
-    staged = services.ingest.staging_dir() / path.name
-    shutil.copyfile(path, staged)
-    services.ingest.staged(staged, Source("import"))
-    return str(ds.SOPInstanceUID)
 
 
 @pytest.fixture
