@@ -12,6 +12,7 @@ import uvicorn
 
 from dicom_bridge.ae import AeConfig, storage_ae
 from dicom_bridge.storage_scp import StorageScp
+from facade.housekeeping import Housekeeper
 from facade.http import build_http_app
 from facade.logs import configure_logging
 from facade.settings import Settings
@@ -56,6 +57,10 @@ def serve(settings: Settings) -> None:
             "ae_title": settings.dicom_ae_title,
         },
     )
+    builtin = services.auth.builtin
+    housekeeper = Housekeeper(
+        [builtin.tokens.purge_expired, builtin.sessions.purge_expired] if builtin is not None else []
+    ).start()
     worker = SettleWorker(services.publisher, interval=max(0.5, min(5.0, settings.stable_age_seconds / 4)))
     worker.start()
     http = _HttpServer(
@@ -80,6 +85,7 @@ def serve(settings: Settings) -> None:
     finally:
         dicom.shutdown()
         worker.stop()
+        housekeeper.stop()
         services.close()
         log.info("facade.stopped")
 

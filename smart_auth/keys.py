@@ -56,6 +56,11 @@ class KeyRing:
         self._reload_if_stale()
         return {"keys": [k.as_dict(private=False) for k in reversed(self._keys)]}
 
+    def reload(self) -> None:
+        """Read the key files again (a rotation by another process is otherwise seen within a minute)."""
+        with self._lock:
+            self._load()
+
     def _reload_if_stale(self) -> None:
         if not self._keys or time.monotonic() - self._loaded_at > 60:
             with self._lock:

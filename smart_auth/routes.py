@@ -33,8 +33,9 @@ from smart_auth.audit import note
 from smart_auth.authorize import Authorization, Held, Redirect, Refuse
 from smart_auth.config import AuthConfig
 from smart_auth.pages import GrantLine, consent_page, error_page, login_page, logout_page, manage_page
+from smart_auth.registry import User
 from smart_auth.server import FormRequest, SmartServer
-from smart_auth.sessions import LoginSession, Sessions
+from smart_auth.sessions import LoginSession, PendingRequest, Sessions
 from storage.errors import NotFound
 from storage.usecases.search import Search
 from storage.visibility import ALL
@@ -171,12 +172,21 @@ def create_auth_app(  # noqa: PLR0915  (one closure per endpoint)
         user = registry.user(session.user_id) if session else None
         if session is None or user is None:
             return see_other(f"{config.auth_base}/login?{urlencode({'request': request_id})}")
-        query = request.query_params.get("q", "")[:100]
+        return show_consent(pending, session, user, query=request.query_params.get("q", "")[:100])
+
+    def show_consent(
+        pending: PendingRequest,
+        session: LoginSession,
+        user: User,
+        *,
+        query: str = "",
+        error: str | None = None,
+    ) -> Response:
         view = authorization.view(pending, user, query)
         if isinstance(view, Refuse):
             return error_page(view.message, status=view.status)
         return consent_page(
-            request_id=request_id,
+            request_id=pending.id,
             csrf=session.csrf,
             client_name=view.client.name,
             username=user.username,
@@ -185,6 +195,7 @@ def create_auth_app(  # noqa: PLR0915  (one closure per endpoint)
             pick_patient=view.pick_patient,
             choices=view.choices,
             query=query,
+            error=error,
         )
 
     @app.post("/consent")
@@ -215,21 +226,7 @@ def create_auth_app(  # noqa: PLR0915  (one closure per endpoint)
             return see_other(outcome.url)
         if isinstance(outcome, Refuse):
             return error_page(outcome.message, status=outcome.status)
-        view = authorization.view(pending, user)
-        if isinstance(view, Refuse):
-            return error_page(view.message, status=view.status)
-        return consent_page(
-            request_id=pending.id,
-            csrf=session.csrf,
-            client_name=view.client.name,
-            username=user.username,
-            scopes=view.scopes,
-            patient_label=view.patient_label,
-            pick_patient=view.pick_patient,
-            choices=view.choices,
-            query="",
-            error=outcome,
-        )
+        return show_consent(pending, session, user, error=outcome)
 
     # --- logout and manage ----------------------------------------------------------------------
 

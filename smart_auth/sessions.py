@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from smart_auth.credentials import digest, new_secret
-from storage.auth_models import AuthLaunchRow, AuthRequestRow, AuthSessionRow
+from storage.auth_models import AssertionJtiRow, AuthLaunchRow, AuthRequestRow, AuthSessionRow
 from storage.db import Database
 
 
@@ -76,6 +76,16 @@ class Sessions:
             session.execute(
                 update(AuthSessionRow).where(AuthSessionRow.id_hash == digest(cookie)).values(revoked=True)
             )
+
+    def purge_expired(self) -> int:
+        """Delete sessions, requests, launches and seen assertion ids that expired a day ago."""
+        cutoff = self._now() - timedelta(days=1)
+        removed = 0
+        with self._db.write() as session:
+            for table in (AuthSessionRow, AuthRequestRow, AuthLaunchRow, AssertionJtiRow):
+                result = session.execute(delete(table).where(table.expires_at < cutoff))
+                removed += int(getattr(result, "rowcount", 0) or 0)
+        return removed
 
     # --- pending authorization requests ---------------------------------------------------------
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from smart_auth.credentials import digest, new_secret
 from storage.auth_models import AccessTokenRow, AuthCodeRow, AuthGrantRow, RefreshTokenRow
@@ -262,6 +262,17 @@ class Tokens:
     def revoke_grant(self, grant_id: str) -> None:
         with self._db.write() as session:
             _revoke_grant(session, grant_id)
+
+    def purge_expired(self) -> int:
+        """Delete codes and tokens that expired more than a day ago (their grants stay, for the
+        record); returns the number of rows removed."""
+        cutoff = self._now() - timedelta(days=1)
+        removed = 0
+        with self._db.write() as session:
+            for table in (AuthCodeRow, AccessTokenRow, RefreshTokenRow):
+                result = session.execute(delete(table).where(table.expires_at < cutoff))
+                removed += int(getattr(result, "rowcount", 0) or 0)
+        return removed
 
     def grants_of(self, user_id: str) -> list[tuple[Grant, datetime]]:
         """A user's grants that are not revoked, newest first, with when they were made."""

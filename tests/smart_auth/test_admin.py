@@ -1,0 +1,166 @@
+"""What the administrator and the user manage: the `facade client|user|launch|keys` commands, the
+grant manager page (management_endpoint), logout, expiry and housekeeping."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+from sqlalchemy import func, select
+
+from facade.housekeeping import Housekeeper
+from facade.settings import Settings
+from storage.auth_models import AccessTokenRow, AuthCodeRow
+from tests.conftest import Clock
+from tests.smart import PASSWORD, bearer, form_fields, query_of
+from tests.smart_auth.conftest import World
+
+
+def facade(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "FACADE_DATA_DIR": str(settings.data_dir),
+        "FACADE_DATABASE_URL": settings.resolved_database_url(),
+        "FACADE_BASE_URL": settings.resolved_base_url(),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "facade.cli", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_user_add_then_sign_in_with_that_password(world: World, settings: Settings) -> None:
+    done = facade(
+        settings,
+        "user",
+        "add",
+        "--username",
+        "rad",
+        "--practitioner",
+        "Riley Rad",
+        "--password-stdin",
+        stdin="a long enough password\n",
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"fhirUser {world.fhir}/Practitioner/" in done.stdout
+    short = facade(
+        settings, "user", "add", "--username", "x", "--practitioner", "X", "--password-stdin", stdin="short\n"
+    )
+    assert short.returncode == 2 and "12 characters" in short.stderr
+    taken = facade(
+        settings,
+        "user",
+        "add",
+        "--username",
+        "rad",
+        "--patient",
+        world.alice,
+        "--password-stdin",
+        stdin="a long enough password\n",
+    )
+    assert taken.returncode == 2
+    app = world.launch("launch/patient patient/*.rs")
+    login = app.follow(app.authorize())
+    consent = app.follow(app.sign_in(login, "rad", "a long enough password"))
+    assert "Signed in as rad" in consent.text
+
+
+def test_client_add_prints_what_the_client_needs_once(settings: Settings, world: World) -> None:
+    done = facade(
+        settings,
+        "client",
+        "add",
+        "--name",
+        "Portal",
+        "--kind",
+        "confidential",
+        "--redirect-uri",
+        "https://portal.example/cb",
+    )
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+    assert lines["token_endpoint"] == world.token_url and lines["client_secret"]
+    listed = facade(settings, "client", "list")
+    assert lines["client_id"] in listed.stdout and lines["client_secret"] not in listed.stdout
+    bad = facade(settings, "client", "add", "--name", "No keys", "--kind", "backend")
+    assert bad.returncode == 2 and "public keys" in bad.stderr
+
+
+def test_launch_create_and_key_rotation(world: World, settings: Settings) -> None:
+    made = facade(settings, "launch", "create", "--client", world.public_id, "--patient", world.bob)
+    assert made.returncode == 0, made.stderr
+    launch = query_of(made.stdout.strip())
+    assert launch["iss"] == world.fhir
+    app = world.launch("launch patient/*.rs")
+    assert "Sign in" in app.follow(app.authorize(launch=launch["launch"])).text
+    before = httpx.get(f"{world.base}/auth/jwks", timeout=10).json()["keys"]
+    rotated = facade(settings, "keys", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    world.auth.keys.reload()  # the running server would reread the files within a minute
+    after = httpx.get(f"{world.base}/auth/jwks", timeout=10).json()["keys"]
+    assert len(after) == len(before) + 1 and after[1]["kid"] == before[0]["kid"]
+
+
+def test_an_unused_launch_expires(world: World, clock: Clock) -> None:
+    r = httpx.post(
+        f"{world.base}/auth/launch",
+        data={"patient": world.bob},
+        auth=(world.ehr_id, world.ehr_secret),
+        timeout=10,
+    )
+    clock.advance(301)
+    app = world.launch("launch patient/*.rs")
+    assert (
+        query_of(app.authorize(launch=r.json()["launch"]).headers["location"])["error"] == "invalid_request"
+    )
+
+
+def test_the_user_revokes_an_app_on_the_manage_page_and_signs_out(world: World) -> None:
+    app = world.launch("launch/patient patient/*.rs offline_access")
+    token = app.token("doc", patient=world.alice)["access_token"]
+    manage = app.browser.get(f"{world.base}/auth/manage")
+    assert manage.status_code == 200 and "Viewer" in manage.text and "patient/*.rs" in manage.text
+    revoked = app.browser.post(f"{world.base}/auth/manage", data=form_fields(manage.text))
+    assert revoked.status_code == 303
+    assert (
+        httpx.get(f"{world.fhir}/Patient/{world.alice}", headers=bearer(token), timeout=10).status_code == 401
+    )
+    assert "No application has access" in app.browser.get(f"{world.base}/auth/manage").text
+    out = app.browser.get(f"{world.base}/auth/logout")
+    app.browser.post(f"{world.base}/auth/logout", data=form_fields(out.text))
+    after = app.browser.get(f"{world.base}/auth/manage")
+    assert after.status_code == 303 and after.headers["location"].endswith("/auth/login")
+
+
+def test_no_password_grant_and_no_form_no_token(world: World) -> None:
+    r = httpx.post(
+        world.token_url,
+        data={
+            "grant_type": "password",
+            "username": "doc",
+            "password": PASSWORD,
+            "client_id": world.public_id,
+        },
+        timeout=10,
+    )
+    assert r.status_code == 400 and r.json()["error"] == "unsupported_grant_type"
+    r = httpx.post(world.token_url, json={"grant_type": "client_credentials"}, timeout=10)
+    assert r.status_code == 400 and "no-store" in r.headers["cache-control"]
+
+
+def test_housekeeping_removes_what_expired(world: World, clock: Clock) -> None:
+    app = world.launch("launch/patient patient/*.rs")
+    app.token("doc", patient=world.alice)
+    clock.advance(2 * 86400)
+    removed = Housekeeper([world.auth.tokens.purge_expired, world.auth.sessions.purge_expired]).run_once()
+    assert removed >= 3  # the code, the access token, the browser session, the request
+    with world.services.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(AccessTokenRow)) == 0
+        assert s.scalar(select(func.count()).select_from(AuthCodeRow)) == 0
