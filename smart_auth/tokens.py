@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from sqlalchemy import delete, select, update
 from smart_auth.credentials import digest, new_secret
 from storage.auth_models import AccessTokenRow, AuthCodeRow, AuthGrantRow, RefreshTokenRow
 from storage.db import Database
+
+CACHE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class Issued:
 class Tokens:
     def __init__(self, db: Database, *, now: Callable[[], datetime]) -> None:
         self._db, self._now = db, now
+        self._cache: dict[str, tuple[float, TokenInfo]] = {}
 
     # --- grants and codes -----------------------------------------------------------------------
 
@@ -142,6 +146,7 @@ class Tokens:
                 return None
             if row.used:
                 _revoke_grant(session, row.grant_id)
+                self._cache.clear()
                 return None
             row.used = True
             grant_row = session.get(AuthGrantRow, row.grant_id)
@@ -196,24 +201,36 @@ class Tokens:
         return Issued(access, lifetime, refresh)
 
     def active(self, token: str) -> TokenInfo | None:
-        """The access token when it is known, unexpired and not revoked (the grant included)."""
-        with self._db.read() as session:
-            row = session.get(AccessTokenRow, digest(token))
-            if row is None or row.revoked or row.expires_at <= self._now():
-                return None
-            grant = session.get(AuthGrantRow, row.grant_id)
-            if grant is None or grant.revoked:
-                return None
-            return TokenInfo(
-                row.grant_id,
-                row.client_id,
-                row.user_id,
-                row.fhir_user,
-                row.patient,
-                row.scope,
-                row.issued_at,
-                row.expires_at,
+        """The access token when it is known, unexpired and not revoked, nor its grant.
+
+        This runs on every resource request: one indexed join on a bare connection, remembered for
+        `CACHE_SECONDS`. A revocation through this process forgets everything at once; one made by
+        another process of the same deployment is seen within that time."""
+        key = digest(token)
+        hit = self._cache.get(key)
+        now = self._now()
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1] if hit[1].expires_at > now else None
+        info = self._lookup(key)
+        if info is None or info.expires_at <= now:
+            return None
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        self._cache[key] = (time.monotonic() + CACHE_SECONDS, info)
+        return info
+
+    def _lookup(self, key: str) -> TokenInfo | None:
+        t, g = AccessTokenRow, AuthGrantRow
+        stmt = (
+            select(
+                t.grant_id, t.client_id, t.user_id, t.fhir_user, t.patient, t.scope, t.issued_at, t.expires_at
             )
+            .join(g, g.id == t.grant_id)
+            .where(t.token_hash == key, t.revoked.is_(False), g.revoked.is_(False))
+        )
+        with self._db.read_connection() as conn:
+            row = conn.execute(stmt).first()
+        return TokenInfo(*row) if row is not None else None
 
     def refresh(self, token: str) -> RefreshInfo | None:
         """A usable refresh token; a used (rotated) one revokes its grant (replay = theft)."""
@@ -223,6 +240,7 @@ class Tokens:
                 return None
             if row.used:
                 _revoke_grant(session, row.grant_id)
+                self._cache.clear()
                 return None
             grant = session.get(AuthGrantRow, row.grant_id)
             if grant is None or grant.revoked or row.expires_at <= self._now():
@@ -258,10 +276,12 @@ class Tokens:
             session.execute(
                 update(AccessTokenRow).where(AccessTokenRow.token_hash == digest(token)).values(revoked=True)
             )
+        self._cache.clear()
 
     def revoke_grant(self, grant_id: str) -> None:
         with self._db.write() as session:
             _revoke_grant(session, grant_id)
+        self._cache.clear()
 
     def purge_expired(self) -> int:
         """Delete codes and tokens that expired more than a day ago (their grants stay, for the

@@ -63,7 +63,8 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer = sessionmaker(engine, expire_on_commit=False)
-        self._reader = sessionmaker(engine.execution_options(**{_READONLY: True}), expire_on_commit=False)
+        self._read_engine = engine.execution_options(**{_READONLY: True})
+        self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -73,6 +74,12 @@ class Database:
     def read(self) -> Iterator[Session]:
         with _unavailable_on_outage(), self._reader.begin() as session:
             yield session
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A read-only transaction on a bare Connection (Core, for hot paths such as token checks)."""
+        with _unavailable_on_outage(), self._read_engine.begin() as conn:
+            yield conn
 
     @contextmanager
     def write(self) -> Iterator[Session]:

@@ -49,11 +49,20 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
 def http_socket() -> Iterator[socket.socket]:
     """A socket bound to 127.0.0.1 on an ephemeral port, so that the base URL is known before the
     services are built (it is the SMART `aud` and `iss`); `live_http` serves on it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket()
     yield sock
     sock.close()
+
+
+def listening_socket() -> socket.socket:
+    """Bound to 127.0.0.1 on an ephemeral port, with TCP_NODELAY (inherited by accepted connections;
+    uvicorn sets it only on sockets it binds itself): without it every keep-alive response waits
+    ~40 ms for the client's delayed ACK."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 @pytest.fixture
@@ -111,8 +120,7 @@ def serving(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
     import uvicorn
 
     if sock is None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
+        sock = listening_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,12 @@ class World:
         return Launch(self.base, client_id or self.public_id, APP_REDIRECT, scope)
 
 
+@cache
+def client_keys() -> tuple[RSAKey, ECKey]:
+    """The asymmetric and backend clients' keys, made once per run (RSA generation is slow)."""
+    return rsa_key("app-rsa"), ec_key("svc-ec")
+
+
 @pytest.fixture
 def jwks_host() -> Iterator[dict[str, Any]]:
     """A JWKS published on 127.0.0.1 (an app's web server, an identity provider); counts fetches."""
@@ -104,7 +111,7 @@ def world(services: Services, live_http: str, tmp_path: Path) -> World:
     reg.add_user(username="alice", password=PASSWORD, patient_id=alice)
     public = reg.add_client(name="Viewer", kind="public", redirect_uris=[APP_REDIRECT], launch_url=APP_LAUNCH)
     confidential = reg.add_client(name="Portal", kind="confidential", redirect_uris=[APP_REDIRECT])
-    rkey, ekey = rsa_key("app-rsa"), ec_key("svc-ec")
+    rkey, ekey = client_keys()
     asymmetric = reg.add_client(
         name="Reporting", kind="asymmetric", redirect_uris=[APP_REDIRECT], jwks=public_jwks(rkey)
     )
