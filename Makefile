@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve test lint format bench
+.PHONY: setup serve test lint format bench bench-auth
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml .ci/constraints.txt
@@ -32,3 +32,6 @@ format: setup
 
 bench: setup
 	$(BIN)/python -m bench.ingest
+
+bench-auth: setup
+	$(BIN)/python -m bench.auth

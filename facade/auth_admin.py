@@ -14,6 +14,9 @@ from facade.settings import Settings
 from facade.wiring import BuiltinAuth, build_services
 from smart_auth.routes import create_launch
 from storage.errors import DomainError
+from storage.visibility import ALL
+
+CLI_CLIENT = "facade-cli"  # the client id of tokens made by `facade token create`
 
 
 def add_arguments(sub: Any) -> None:
@@ -50,6 +53,13 @@ def add_arguments(sub: Any) -> None:
     create.add_argument("--user", dest="fhir_user", help="Practitioner/<id> the launch is for")
     create.add_argument("--intent")
     create.add_argument("--no-banner", action="store_true", help="need_patient_banner false")
+
+    token = sub.add_parser("token", help="access tokens for administrators")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    mint = token_sub.add_parser("create", help="print an access token (client facade-cli), e.g. for curl")
+    mint.add_argument("--scope", required=True, help='e.g. "system/*.rs"')
+    mint.add_argument("--patient", help="launch patient (for patient/ scopes)")
+    mint.add_argument("--seconds", type=int, default=300, help="lifetime, at most 3600")
 
     keys = sub.add_parser("keys", help="the server's signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -141,6 +151,31 @@ def _dispatch(args: argparse.Namespace, auth: BuiltinAuth, search: Any, out: Tex
             print(f"facade launch create: {exc}", file=sys.stderr)
             return 2
         print(launched.get("launch_url") or f"iss={launched['iss']} launch={launched['launch']}", file=out)
+        return 0
+    if args.command == "token":
+        scopes = auth.server.parse_scopes(args.scope)
+        if not scopes.resources or str(scopes) != " ".join(args.scope.split()):
+            print(
+                "facade token create: every scope must be a clinical scope this server serves",
+                file=sys.stderr,
+            )
+            return 2
+        if "patient" in scopes.contexts() and not args.patient:
+            print("facade token create: patient/ scopes need --patient", file=sys.stderr)
+            return 2
+        if args.patient:
+            search.read("Patient", args.patient, visibility=ALL)
+        context = {"patient": args.patient} if args.patient else {}
+        grant = auth.tokens.new_grant(client_id=CLI_CLIENT, user_id=None, scope=str(scopes), context=context)
+        issued = auth.tokens.issue(
+            grant,
+            scope=str(scopes),
+            lifetime=max(60, min(args.seconds, 3600)),
+            fhir_user=None,
+            patient=args.patient,
+            refresh_lifetime=None,
+        )
+        print(issued.access_token, file=out)
         return 0
     if args.command == "keys":
         kid = auth.keys.rotate()

@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from facade.importer import run_import
 
         return run_import(settings, args.paths)
-    if args.command in ("client", "user", "launch", "keys"):
+    if args.command in ("client", "user", "launch", "keys", "token"):
         from facade.auth_admin import run
 
         return run(args, settings)

@@ -108,6 +108,16 @@ def test_launch_create_and_key_rotation(world: World, settings: Settings) -> Non
     assert len(after) == len(before) + 1 and after[1]["kid"] == before[0]["kid"]
 
 
+def test_token_create_for_curl(world: World, settings: Settings) -> None:
+    made = facade(settings, "token", "create", "--scope", "patient/*.rs", "--patient", world.alice)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    seen = httpx.get(f"{world.fhir}/ImagingStudy", headers=bearer(token), timeout=10).json()
+    assert [e["resource"]["id"] for e in seen["entry"]] == [world.study_a]
+    assert facade(settings, "token", "create", "--scope", "patient/*.rs").returncode == 2
+    assert facade(settings, "token", "create", "--scope", "openid").returncode == 2
+
+
 def test_an_unused_launch_expires(world: World, clock: Clock) -> None:
     r = httpx.post(
         f"{world.base}/auth/launch",
