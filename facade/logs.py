@@ -100,3 +100,6 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # authlib logs issued tokens and client credentials at DEBUG; httpx logs URLs with query strings.
+    logging.getLogger("authlib").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -51,6 +51,7 @@ def test_serve_stores_publishes_logs_without_phi_and_stops(settings: Settings, t
         "FACADE_DICOM_PORT": str(dicom_port),
         "FACADE_TIMEZONE": "UTC",
         "FACADE_STABLE_AGE_SECONDS": "1",
+        "FACADE_LOG_LEVEL": "DEBUG",  # even then: no PHI, no credentials
     }
     key = ec_key()
     jwks = tmp_path / "jwks.json"
@@ -88,7 +89,8 @@ def test_serve_stores_publishes_logs_without_phi_and_stops(settings: Settings, t
             timeout=10,
         )
         assert issued.status_code == 200, issued.text
-        auth = bearer(issued.json()["access_token"])
+        access_token = issued.json()["access_token"]
+        auth = bearer(access_token)
         study = new_uid()
         series = new_uid()
         for n in range(1, 4):
@@ -141,7 +143,7 @@ def test_serve_stores_publishes_logs_without_phi_and_stops(settings: Settings, t
     events = {r.get("event") for r in records}
     assert {"dicom.listening", "http.listening", "c_store.stored", "facade.stopped"} <= events
     text = log.read_text()
-    for secret in (PATIENT_NAME, "Secretname", PATIENT_ID):
+    for secret in (PATIENT_NAME, "Secretname", PATIENT_ID, access_token):
         assert secret not in text
 
 
