@@ -33,11 +33,8 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from facade.settings import Settings  # noqa: E402
-from facade.wiring import Services, build_services  # noqa: E402
+from facade.settings import Settings
+from facade.wiring import Services, build_services
 
 
 class _Bypass:

@@ -42,20 +42,17 @@ def create_fhir_app(search: Search, config: FhirConfig, guard: Guard) -> FastAPI
 
     @app.middleware("http")
     async def only_json(request: Request, call_next: Any) -> Response:
-        if request.url.path.startswith(("/.well-known/", "/fhir/.well-known/")):
-            response: Response = await call_next(request)
-            return response
-        asked = wants_unsupported_format(request)
-        if asked is not None:
+        discovery = "/.well-known/" in request.url.path  # JSON whatever the Accept (SMART)
+        if not discovery and wants_unsupported_format(request) is not None:
             return fhir_json(operation_outcome("not-supported", "only JSON is supported"), status=406)
-        response = await call_next(request)
+        response: Response = await call_next(request)
         return response
 
     @app.get("/metadata")
     def metadata(request: Request) -> Response:
         return fhir_json(capability, request=request)
 
-    documents = {name: fhir_json_plain(doc) for name, doc in config.well_known.items()}
+    documents = {name: json.dumps(doc, separators=(",", ":")) for name, doc in config.well_known.items()}
 
     @app.get("/.well-known/{name}")
     def well_known(name: str) -> Response:
@@ -67,7 +64,3 @@ def create_fhir_app(search: Search, config: FhirConfig, guard: Guard) -> FastAPI
 
     app.include_router(resources_router(search, config.fhir_base, guard))
     return app
-
-
-def fhir_json_plain(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, separators=(",", ":"))

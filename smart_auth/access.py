@@ -63,12 +63,10 @@ class VisibilityRules:
     def _alternative(
         self, scope: ResourceScope, res_type: str, patient: str | None, user_patient: str | None
     ) -> tuple[Criterion, ...] | None:
-        criteria = list(self._criteria_of(res_type, scope.query)) if scope.query else []
-        compartment_of = patient if scope.context == "patient" else None
-        if scope.context == "user":
-            compartment_of = user_patient
         if scope.context == "patient" and patient is None:
             return None  # a patient/ scope without a patient context grants nothing
+        compartment_of = {"patient": patient, "user": user_patient}.get(scope.context)
+        criteria = list(self._criteria_of(res_type, scope.query)) if scope.query else []
         if compartment_of is not None and res_type in PATIENT_COMPARTMENT:
             param = PATIENT_COMPARTMENT[res_type]
             value = compartment_of if param == "_id" else f"Patient/{compartment_of}"

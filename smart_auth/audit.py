@@ -136,36 +136,40 @@ class AuditMiddleware:
             return
         holder: dict[str, Any] = {}
         scope[AUDIT_KEY] = holder
-        status = {"code": 500}
+        recorded = False
 
         async def sending(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+            nonlocal recorded
+            if message["type"] == "http.response.start" and not recorded:
+                recorded = True  # queued before the peer can see the answer
+                self._record(scope, path, holder, message["status"])
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         finally:
-            code = status["code"]
-            method = scope.get("method", "")
-            source, action = action_of(method, path)
-            outcome = "allowed" if code < 400 else ("refused" if code < 500 else "failed")
-            client = scope.get("client")
-            self.trail.record(
-                source=source,
-                action=holder.get("action") or action,
-                method=method[:8],
-                path=path[:500],
-                status=code,
-                outcome=outcome,
-                client_id=holder.get("client_id"),
-                user=holder.get("user"),
-                patient=holder.get("patient"),
-                peer=client[0][:64] if client else None,
-                detail=(holder.get("detail") or None),
+            if not recorded:  # the application failed before it answered
+                self._record(scope, path, holder, 500)
+
+    def _record(self, scope: Scope, path: str, holder: dict[str, Any], code: int) -> None:
+        method = scope.get("method", "")
+        source, action = action_of(method, path)
+        client = scope.get("client")
+        self.trail.record(
+            source=source,
+            action=holder.get("action") or action,
+            method=method[:8],
+            path=path[:500],
+            status=code,
+            outcome="allowed" if code < 400 else ("refused" if code < 500 else "failed"),
+            client_id=holder.get("client_id"),
+            user=holder.get("user"),
+            patient=holder.get("patient"),
+            peer=client[0][:64] if client else None,
+            detail=holder.get("detail") or None,
+        )
+        if code in (401, 403):
+            log.info(
+                "access.refused",
+                extra={"status": code, "client_id": holder.get("client_id"), "source": source},
             )
-            if code in (401, 403):
-                log.info(
-                    "access.refused",
-                    extra={"status": code, "client_id": holder.get("client_id"), "source": source},
-                )

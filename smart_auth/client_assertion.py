@@ -28,7 +28,6 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from smart_auth.jwks_fetch import JwksFetcher, JwksUnavailable
@@ -142,13 +141,12 @@ class PrivateKeyJwt:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > 255:
             raise InvalidClientError(description="the assertion needs a jti")
-        if not self._first_use(client.client_id, jti, datetime.fromtimestamp(exp, now.tzinfo), now):
+        if not self._first_use(client.client_id, jti, datetime.fromtimestamp(exp, now.tzinfo)):
             raise InvalidClientError(description="this jti was used before")
 
-    def _first_use(self, client_id: str, jti: str, expires: datetime, now: datetime) -> bool:
+    def _first_use(self, client_id: str, jti: str, expires: datetime) -> bool:
         try:
-            with self._db.write() as session:
-                session.execute(delete(AssertionJtiRow).where(AssertionJtiRow.expires_at < now))
+            with self._db.write() as session:  # expired rows go with housekeeping (Sessions.purge_expired)
                 session.add(
                     AssertionJtiRow(
                         client_id=client_id, jti=jti, expires_at=expires + timedelta(seconds=self._skew)

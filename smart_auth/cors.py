@@ -38,15 +38,15 @@ class CorsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        origin = headers.get("origin")
-        path: str = scope.get("path", "")
+        raw = dict(scope.get("headers", []))  # ASGI header names are lower-case bytes
+        origin = raw[b"origin"].decode("latin-1") if b"origin" in raw else None
         if origin is None:
             await self.app(scope, receive, send)
             return
+        path: str = scope.get("path", "")
         public = path.startswith(_PUBLIC)
         granted = "*" if public else (origin if path.startswith(_API) and self.allowed(origin) else None)
-        if scope.get("method") == "OPTIONS" and "access-control-request-method" in headers:
+        if scope.get("method") == "OPTIONS" and b"access-control-request-method" in raw:
             out = [(b"vary", b"Origin")]
             if granted is not None:
                 out += [

@@ -10,6 +10,7 @@ a flood of requests.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -82,7 +83,7 @@ class JwksFetcher:
         except httpx.HTTPError as exc:
             raise JwksUnavailable("JWKS URL unreachable") from exc
         try:
-            jwks = httpx.Response(200, content=body).json()
+            jwks = json.loads(body)
         except ValueError as exc:
             raise JwksUnavailable("JWKS is not JSON") from exc
         if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):

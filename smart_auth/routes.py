@@ -33,7 +33,7 @@ from smart_auth.audit import note
 from smart_auth.authorize import Authorization, Held, Redirect, Refuse
 from smart_auth.config import AuthConfig
 from smart_auth.pages import GrantLine, consent_page, error_page, login_page, logout_page, manage_page
-from smart_auth.registry import User
+from smart_auth.registry import Registry, User
 from smart_auth.server import FormRequest, SmartServer
 from smart_auth.sessions import LoginSession, PendingRequest, Sessions
 from storage.errors import NotFound
@@ -371,7 +371,7 @@ def create_auth_app(  # noqa: PLR0915  (one closure per endpoint)
 
 
 def create_launch(
-    *, sessions: Sessions, registry: Any, search: Search, config: AuthConfig, form: dict[str, str]
+    *, sessions: Sessions, registry: Registry, search: Search, config: AuthConfig, form: dict[str, str]
 ) -> dict[str, Any]:
     """Validate and store an EHR launch context; used by POST /auth/launch and `facade launch create`."""
     target = registry.client(form.get("client_id")) if form.get("client_id") else None

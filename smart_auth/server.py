@@ -62,10 +62,11 @@ class FormRequest(OAuth2Request):
         uri: str,
         headers: Mapping[str, str],
         *,
-        args: list[tuple[str, str]] = (),  # type: ignore[assignment]
-        form: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        args: list[tuple[str, str]] | None = None,
+        form: list[tuple[str, str]] | None = None,
     ) -> None:
         super().__init__(method, uri, headers=headers)
+        args, form = args or [], form or []
         self._args = _first(args)
         self._form = _first(form)
         self.payload = _Payload([*args, *form])

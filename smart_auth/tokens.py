@@ -145,8 +145,7 @@ class Tokens:
             if row is None or row.client_id != client_id:
                 return None
             if row.used:
-                _revoke_grant(session, row.grant_id)
-                self._cache.clear()
+                self._revoke(session, row.grant_id)
                 return None
             row.used = True
             grant_row = session.get(AuthGrantRow, row.grant_id)
@@ -239,8 +238,7 @@ class Tokens:
             if row is None or row.revoked:
                 return None
             if row.used:
-                _revoke_grant(session, row.grant_id)
-                self._cache.clear()
+                self._revoke(session, row.grant_id)
                 return None
             grant = session.get(AuthGrantRow, row.grant_id)
             if grant is None or grant.revoked or row.expires_at <= self._now():
@@ -271,17 +269,9 @@ class Tokens:
             grant = session.get(AuthGrantRow, row.grant_id)
             return (row, grant) if grant is not None else None
 
-    def revoke_access(self, token: str) -> None:
-        with self._db.write() as session:
-            session.execute(
-                update(AccessTokenRow).where(AccessTokenRow.token_hash == digest(token)).values(revoked=True)
-            )
-        self._cache.clear()
-
     def revoke_grant(self, grant_id: str) -> None:
         with self._db.write() as session:
-            _revoke_grant(session, grant_id)
-        self._cache.clear()
+            self._revoke(session, grant_id)
 
     def purge_expired(self) -> int:
         """Delete codes and tokens that expired more than a day ago (their grants stay, for the
@@ -293,6 +283,17 @@ class Tokens:
                 result = session.execute(delete(table).where(table.expires_at < cutoff))
                 removed += int(getattr(result, "rowcount", 0) or 0)
         return removed
+
+    def _revoke(self, session: Any, grant_id: str) -> None:
+        """Revoke a grant and every token issued from it, and forget remembered token checks."""
+        session.execute(update(AuthGrantRow).where(AuthGrantRow.id == grant_id).values(revoked=True))
+        session.execute(
+            update(AccessTokenRow).where(AccessTokenRow.grant_id == grant_id).values(revoked=True)
+        )
+        session.execute(
+            update(RefreshTokenRow).where(RefreshTokenRow.grant_id == grant_id).values(revoked=True)
+        )
+        self._cache.clear()
 
     def grants_of(self, user_id: str) -> list[tuple[Grant, datetime]]:
         """A user's grants that are not revoked, newest first, with when they were made."""
@@ -308,12 +309,6 @@ class Tokens:
         with self._db.read() as session:
             row = session.get(AuthGrantRow, grant_id)
             return _grant(row) if row is not None and not row.revoked else None
-
-
-def _revoke_grant(session: Any, grant_id: str) -> None:
-    session.execute(update(AuthGrantRow).where(AuthGrantRow.id == grant_id).values(revoked=True))
-    session.execute(update(AccessTokenRow).where(AccessTokenRow.grant_id == grant_id).values(revoked=True))
-    session.execute(update(RefreshTokenRow).where(RefreshTokenRow.grant_id == grant_id).values(revoked=True))
 
 
 def _grant(row: AuthGrantRow) -> Grant:
