@@ -39,10 +39,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_import(settings, args.paths)
     if args.command in ("client", "user", "launch", "keys", "token"):
+        refusal = data_dir_refusal(settings, args.command)
+        if refusal:
+            print(f"facade: {refusal}", file=sys.stderr)
+            return 2
         from facade.auth_admin import run
 
         return run(args, settings)
     return 2
+
+
+# Commands whose output only the running server can use: run against an empty data directory, they
+# would mint a token or a launch for an installation that does not exist.
+_NEED_INSTALLATION = frozenset({"token", "launch"})
+
+
+def data_dir_refusal(settings: Settings, command: str) -> str | None:
+    """Say on stderr which data directory an admin command uses; refuse a fresh one where useless.
+
+    FACADE_DATA_DIR, else ./facade-data relative to the current folder: the one rule, so the
+    command names the folder it resolved (run elsewhere, it would otherwise act on a new one)."""
+    data_dir = settings.data_dir.resolve()
+    print(f"facade: data directory {data_dir}", file=sys.stderr)
+    if settings.database_url is None and not (data_dir / "index.sqlite3").exists():
+        if command in _NEED_INSTALLATION:
+            return (
+                f"no database in {data_dir}: run this where `facade serve` runs, "
+                "or set FACADE_DATA_DIR (or FACADE_DATABASE_URL) to the server's"
+            )
+        print("facade: that folder holds no database yet: a new one is created", file=sys.stderr)
+    return None
 
 
 if __name__ == "__main__":

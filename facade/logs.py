@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import traceback
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +57,7 @@ FACTS = frozenset(
         "client_id",
         "source",
         "kid",
+        "warning",
     }
 )
 _OURS = ("facade", "fhir_api", "dicom_bridge", "hl7_interface", "mapping", "smart_auth", "storage", "bench")
@@ -103,3 +105,22 @@ def configure_logging(level: str = "INFO") -> None:
     # authlib logs issued tokens and client credentials at DEBUG; httpx logs URLs with query strings.
     logging.getLogger("authlib").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Library warnings (pydicom's "Invalid value for VR PN: 'DOE^JOHN'") would otherwise be printed
+    # as plain text among the JSON lines and across the import progress bar, values included.
+    warnings.showwarning = _log_warning
+
+
+def _log_warning(  # noqa: PLR0917 (the signature of warnings.showwarning)
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """A Python warning as one JSON record: its category and where it was raised, never its text
+    (library warnings quote data element values)."""
+    source = "/".join(filename.replace("\\", "/").split("/")[-2:])
+    logging.getLogger("facade.warnings").warning(
+        "library.warning", extra={"warning": category.__name__, "source": f"{source}:{lineno}"}
+    )
