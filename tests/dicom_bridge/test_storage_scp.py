@@ -218,3 +218,32 @@ def test_called_and_calling_ae_titles(services: Services) -> None:
         assoc.release()
     finally:
         server.shutdown()  # type: ignore[attr-defined]
+
+
+def test_readme_storescu_profile_sends_a_folder_of_compressed_files(
+    scp_port: int, services: Services, tmp_path: Path
+) -> None:
+    """The first-look command of the README, with the shipped docs/storescu.cfg: storescu's default
+    proposes uncompressed syntaxes only and stops at the first compressed file."""
+    storescu = require_tool("storescu")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    files = corpus.bundled(folder)
+    (folder / "notes.txt").write_text("not DICOM")  # -nh: storescu goes on past it
+    profile = Path(__file__).resolve().parents[2] / "docs" / "storescu.cfg"
+    options = ["-nh", "-xf", str(profile), "Facade", "-aec", "FACADE", "+sd", "+r"]
+    result = subprocess.run(
+        [storescu, *options, "127.0.0.1", str(scp_port), str(folder)],
+        env=NODELAY,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=120,
+    )
+    assert "0006:020e" not in result.stderr, result.stderr
+    stored = stored_instances(services)
+    uncompressed = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+    for ts, path in files.items():
+        stored_ts = stored[dcmread(path).SOPInstanceUID][1]
+        # compressed files arrive as they are; uncompressed ones in the syntax we accept first
+        assert stored_ts == ts or {ts, stored_ts} <= uncompressed
