@@ -23,7 +23,7 @@ from facade.http import build_http_app
 from facade.wiring import Services
 from storage.models import InstanceRow
 from storage.visibility import ALL
-from tests.dicom_factory import make_instance, new_uid
+from tests.dicom_factory import make_instance, meta_names_another_instance, new_uid
 from tests.smart import bearer
 
 FAILED_SOP, REFERENCED_SOP, FAILURE_REASON, RETRIEVE_URL = "00081198", "00081199", "00081197", "00081190"
@@ -293,3 +293,16 @@ def test_over_the_limit_is_413(small_limit: str, services: Services, token: str)
         assert http.post("/studies", content=chunked(small), headers=content_type()).status_code == 200
     assert staging_is_empty(services)
     assert instance_count(services) == 1
+
+
+def test_file_meta_naming_another_instance_is_refused(http: httpx.Client, services: Services) -> None:
+    """PS3.10 7.1: (0002,0003) must be the data set's (0008,0018); C-STORE refuses the same mismatch."""
+    good = make_instance(study_uid=new_uid(), series_uid=new_uid())
+    liar = make_instance(study_uid=new_uid(), series_uid=new_uid())
+    data = meta_names_another_instance(part10(liar), liar.SOPInstanceUID)
+    r = http.post("/studies", content=multipart(data, part10(good)), headers=content_type())
+    assert r.status_code == 202
+    assert [i[SOP_INSTANCE]["Value"] for i in items(r, REFERENCED_SOP)] == [[good.SOPInstanceUID]]
+    assert [i[FAILURE_REASON]["Value"] for i in items(r, FAILED_SOP)] == [[CANNOT_UNDERSTAND]]
+    assert instance_count(services) == 1
+    assert staging_is_empty(services)
