@@ -25,6 +25,7 @@ FACTS = frozenset(
         "status",
         "error",
         "reason",
+        "reasons",
         "outcome",
         "via",
         "ms",
