@@ -54,7 +54,11 @@ def build_http_app(services: Services) -> Starlette:
         "/dicomweb",
         create_dicomweb_app(
             services.ingest,
-            DicomwebConfig(base_url=f"{base}/dicomweb", max_upload_bytes=settings.stow_max_bytes),
+            DicomwebConfig(
+                base_url=f"{base}/dicomweb",
+                max_upload_bytes=settings.stow_max_bytes,
+                max_parts=settings.stow_max_parts,
+            ),
             auth.guard,
         ),
     )

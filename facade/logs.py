@@ -26,6 +26,7 @@ FACTS = frozenset(
         "status",
         "error",
         "reason",
+        "reasons",
         "outcome",
         "via",
         "ms",

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
 
     stable_age_seconds: float = 60.0  # a study quiet this long gets its settled FHIR version
     stow_max_bytes: int = 4 * 1024**3
+    stow_max_parts: int = Field(10_000, ge=1)  # parts (instances) in one STOW-RS request; more: 413
     min_free_bytes: int = 256 * 1024**2  # below this, storing is refused (0xA700 / 503) while still possible
     search_default_count: int = 20
     log_level: str = "INFO"

@@ -106,3 +106,12 @@ def write_study(
             )
             paths.append(write(ds, directory / f"s{s}_i{i}.dcm"))
     return study_uid, paths
+
+
+def meta_names_another_instance(data: bytes, sop_uid: str) -> bytes:
+    """The Part 10 bytes with another UID of the same length in (0002,0003) (the first occurrence:
+    the file meta comes first); pydicom's writer would put the data set's UID back."""
+    other = sop_uid[:-1] + ("2" if sop_uid.endswith("1") else "1")
+    changed = data.replace(sop_uid.encode(), other.encode(), 1)
+    assert changed.count(sop_uid.encode()) == 1 and changed.index(other.encode()) < 256
+    return changed

@@ -21,6 +21,7 @@ from storage.usecases.ingest import Ingest
 class DicomwebConfig:
     base_url: str  # public URL of this DICOMweb service, e.g. https://host/dicomweb
     max_upload_bytes: int
+    max_parts: int  # instances in one STOW-RS request
 
 
 def create_dicomweb_app(ingest: Ingest, config: DicomwebConfig, guard: Guard) -> FastAPI:
@@ -38,5 +39,5 @@ def create_dicomweb_app(ingest: Ingest, config: DicomwebConfig, guard: Guard) ->
 
     app.add_exception_handler(Unauthenticated, refused)
     app.add_exception_handler(InsufficientScope, refused)
-    app.include_router(stow_router(ingest, config.base_url, config.max_upload_bytes, guard))
+    app.include_router(stow_router(ingest, config.base_url, config.max_upload_bytes, config.max_parts, guard))
     return app

@@ -16,7 +16,8 @@ A small state machine, strict where it matters and lenient where RFC 2046 is:
   Content-Type is reported as `None` and the caller decides (STOW takes the
   multipart `type` parameter for it, RFC 2387 3.1).
 Refusals: `Invalid` for a body without boundary, a cut-off body (no close
-delimiter), a bad header block; `TooLarge` past the size limit; `Unavailable`
+delimiter), a bad header block; `TooLarge` past the size limit or the part
+count limit (as soon as the part past it begins, not after the whole body); `Unavailable`
 when the staging area cannot be written.
 """
 
@@ -90,10 +91,10 @@ class _State(enum.Enum):
 class MultipartSpooler:
     """Feed a multipart body chunk by chunk; `finish()` returns the spooled parts; `discard()` cleans up."""
 
-    def __init__(self, boundary: str, directory: Path, max_bytes: int) -> None:
+    def __init__(self, boundary: str, directory: Path, max_bytes: int, max_parts: int) -> None:
         if not valid_boundary(boundary):
             raise Invalid("the multipart boundary is missing or not a valid RFC 2046 boundary")
-        self._directory, self._max = directory, max_bytes
+        self._directory, self._max, self._max_parts = directory, max_bytes, max_parts
         self._delimiter = b"\r\n--" + boundary.encode("latin-1")
         # The CRLF that belongs to the first delimiter may be absent (the body opens with it).
         self._buf = bytearray(b"\r\n")
@@ -195,6 +196,8 @@ class MultipartSpooler:
             if end > _MAX_HEADERS:
                 raise Invalid("the headers of a multipart part are too long")
             block, length = bytes(buf[:end]), end + 4
+        if len(self.parts) >= self._max_parts:
+            raise TooLarge(f"the request has more than {self._max_parts} parts")
         headers = _parse_headers(block)
         del buf[:length]
         fd, name = tempfile.mkstemp(dir=self._directory, suffix=".stow")

@@ -19,15 +19,20 @@ FailedSOPSequence with a Failure Reason (I.2.2; codes in `dicom_bridge.statuses`
   400 a malformed request (bad boundary, cut-off body, no parts, a study that is
   not a UID), 406 an Accept without application/dicom+json (8.7.8.1), 413 a body
   over the configured limit (by Content-Length before reading, else while
-  reading), 415 any other Content-Type or `type`: application/dicom+json
+  reading) or more parts than the configured limit (as soon as the part past it
+  begins), 415 any other Content-Type or `type`: application/dicom+json
   metadata with bulk data is not supported (10.5.3.1). A part of another media
   type inside an application/dicom request fails alone, with 0xC000.
+Logs: one `stow.stored` line per request, and one `stow.parts_refused` summary
+(counts by reason) when parts failed, never a line per part: a request of many
+bad parts must not flood the log.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -61,6 +66,7 @@ class _Failure:
     sop_class_uid: str | None
     sop_instance_uid: str | None
     reason: int
+    why: str  # PHI-free text, for the log summary
 
 
 class _Refusal(Exception):
@@ -71,7 +77,9 @@ class _Refusal(Exception):
         self.status, self.reason = status, reason
 
 
-def stow_router(ingest: Ingest, base_url: str, max_upload_bytes: int, guard: Guard) -> APIRouter:
+def stow_router(
+    ingest: Ingest, base_url: str, max_upload_bytes: int, max_parts: int, guard: Guard
+) -> APIRouter:
     """The Store Transaction on `/studies` and `/studies/{study}` (PS3.18 10.5.1.1). The token
     must allow creating ImagingStudy (user/ or system/ `c`), decided before the body is read."""
     router = APIRouter()
@@ -94,7 +102,7 @@ def stow_router(ingest: Ingest, base_url: str, max_upload_bytes: int, guard: Gua
                 raise _Refusal(400, "the study in the URL is not a valid UID")
             boundary = _check_headers(request, max_upload_bytes)
             try:
-                spooler = MultipartSpooler(boundary, ingest.staging_dir(), max_upload_bytes)
+                spooler = MultipartSpooler(boundary, ingest.staging_dir(), max_upload_bytes, max_parts)
             except Invalid as exc:
                 raise _Refusal(400, str(exc)) from exc
         except _Refusal as refusal:
@@ -127,6 +135,8 @@ def stow_router(ingest: Ingest, base_url: str, max_upload_bytes: int, guard: Gua
                 "ms": round((time.perf_counter() - started) * 1000),
             },
         )
+        if failed:
+            _log_refused_parts(failed)
         body = _response(stored, failed, base_url, study)
         return Response(body, status_code=status, media_type=DICOM_JSON)
 
@@ -194,31 +204,24 @@ def _store_part(ingest: Ingest, part: Part, study: str | None) -> Stored | _Fail
     """One part through the shared ingest path (runs on a worker thread)."""
     sop_class, sop_instance = _peek_uids(part)
     if part.content_type not in (None, DICOM):
-        return _failed_part(sop_class, sop_instance, CANNOT_UNDERSTAND, "a part is not application/dicom")
+        return _Failure(sop_class, sop_instance, CANNOT_UNDERSTAND, "a part is not application/dicom")
     if part.headers.get("content-transfer-encoding", "").lower() not in _BINARY:
-        return _failed_part(sop_class, sop_instance, CANNOT_UNDERSTAND, "a part is not in binary encoding")
+        return _Failure(sop_class, sop_instance, CANNOT_UNDERSTAND, "a part is not in binary encoding")
     try:
         return ingest.staged(part.path, _SOURCE, Expect(study_uid=study))
     except DomainError as exc:
-        status = status_of(exc)
-        log.warning(
-            "stow.refused",
-            extra={
-                "reason": str(exc),
-                "error": type(exc).__name__,
-                "status": status,
-                "sop_instance_uid": sop_instance,
-            },
-        )
-        return _Failure(sop_class, sop_instance, status)
+        return _Failure(sop_class, sop_instance, status_of(exc), str(exc))
     except Exception:
         log.exception("stow.failed", extra={"status": PROCESSING_FAILURE, "sop_instance_uid": sop_instance})
-        return _Failure(sop_class, sop_instance, PROCESSING_FAILURE)
+        return _Failure(sop_class, sop_instance, PROCESSING_FAILURE, "internal error")
 
 
-def _failed_part(sop_class: str | None, sop_instance: str | None, status: int, reason: str) -> _Failure:
-    log.warning("stow.refused", extra={"reason": reason, "status": status, "sop_instance_uid": sop_instance})
-    return _Failure(sop_class, sop_instance, status)
+def _log_refused_parts(failed: list[_Failure]) -> None:
+    """One line per request however many parts failed: counts by reason (reasons are PHI-free)."""
+    log.warning(
+        "stow.parts_refused",
+        extra={"rejected": len(failed), "reasons": dict(Counter(f"{f.reason:#06x} {f.why}" for f in failed))},
+    )
 
 
 def _peek_uids(part: Part) -> tuple[str | None, str | None]:

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from pydicom import Dataset
+
 from mapping.dicom_facts import InstanceHeader, IssuerResolver, header_from_dataset
 from storage.blobs import BlobStore, instance_key, valid_uid
 from storage.db import Database
@@ -110,6 +112,7 @@ class Ingest:
             issuer_system=self._identity.issuer_system,
         )
         _check(h, expect)
+        _check_file_meta(part10.dataset, h.instance.sop_uid)
 
         key = instance_key(h.study.study_uid, h.series.series_uid, h.instance.sop_uid, part10.sha256)
         self._blobs.put_file(key, path)
@@ -153,3 +156,12 @@ def _check(h: InstanceHeader, expect: Expect) -> None:
         raise Invalid("the SOP Class UID of the data set differs from the request")
     if expect.study_uid and expect.study_uid != h.study.study_uid:
         raise Conflict("the Study Instance UID of the data set differs from the target study")
+
+
+def _check_file_meta(ds: Dataset, sop_instance_uid: str) -> None:
+    """PS3.10 7.1: Media Storage SOP Instance UID (0002,0003) is the data set's SOP Instance UID
+    (0008,0018). A file that names another instance in its meta header is refused on every path
+    (C-STORE, STOW-RS, import), as a C-STORE whose data set disagrees with its request is."""
+    meta_uid = str(ds.file_meta.get("MediaStorageSOPInstanceUID", "") or "").rstrip("\0 ")
+    if meta_uid and meta_uid != sop_instance_uid:
+        raise Invalid("the Media Storage SOP Instance UID of the file meta differs from the SOP Instance UID")

@@ -19,10 +19,11 @@ from facade.settings import Settings
 from facade.wiring import Services
 from storage.errors import NotFound
 from storage.visibility import ALL
-from tests.dicom_factory import make_instance, new_uid, write, write_study
+from tests.dicom_factory import make_instance, meta_names_another_instance, new_uid, write, write_study
 
 NOT_DICOM = "not a DICOM Part 10 file (no preamble, 'DICM' prefix or file meta)"
 TRUNCATED = "the DICOM file ends before its last element"
+META_MISMATCH = "the Media Storage SOP Instance UID of the file meta differs from the SOP Instance UID"
 MISSING_REFERENCE = "a file the DICOMDIR refers to is missing"
 PATIENT_FOLDER = "Testperson^Alice"  # folder names hold PHI in real life: it must never reach the log
 
@@ -104,6 +105,16 @@ def test_named_hidden_file_and_changed_copy(services: Services, tmp_path: Path) 
     assert counts(run(services, first)) == (1, 0, 0, 0)
     assert counts(run(services, fixed)) == (0, 0, 1, 0)
     assert study_counts(services, study) == (1, 1)
+
+
+def test_file_meta_naming_another_instance_is_rejected(services: Services, tmp_path: Path) -> None:
+    """(0002,0003) differing from (0008,0018): refused by the shared ingest check, as in C-STORE and STOW."""
+    ds = make_instance(study_uid=new_uid(), series_uid=new_uid())
+    path = write(ds, tmp_path / "liar.dcm")
+    path.write_bytes(meta_names_another_instance(path.read_bytes(), ds.SOPInstanceUID))
+    summary = run(services, path)
+    assert counts(summary) == (0, 0, 0, 1)
+    assert summary.reasons == [(META_MISMATCH, 1)]
 
 
 def test_symlinks_are_followed_once_and_loops_end(services: Services, tmp_path: Path) -> None:

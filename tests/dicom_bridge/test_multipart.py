@@ -37,7 +37,7 @@ def body(
 def spool_chunks(
     chunks: list[bytes], tmp_path: Path, *, limit: int = 1 << 20, boundary: str = BOUNDARY
 ) -> list[Part]:
-    spooler = MultipartSpooler(boundary, tmp_path, limit)
+    spooler = MultipartSpooler(boundary, tmp_path, limit, 1000)
     for chunk in chunks:
         spooler.feed(chunk)
     return spooler.finish()
@@ -138,21 +138,39 @@ def test_endless_headers_or_preamble_are_refused_early(tmp_path: Path) -> None:
 def test_invalid_boundaries(boundary: str) -> None:
     assert not valid_boundary(boundary)
     with pytest.raises(Invalid):
-        MultipartSpooler(boundary, Path("."), 10)
+        MultipartSpooler(boundary, Path("."), 10, 10)
 
 
 def test_discard_removes_every_spooled_file(tmp_path: Path) -> None:
-    spooler = MultipartSpooler(BOUNDARY, tmp_path, 1 << 20)
+    spooler = MultipartSpooler(BOUNDARY, tmp_path, 1 << 20, 100)
     spooler.feed(body()[:-20])  # the last part is still open
     assert len(list(tmp_path.iterdir())) == len(PARTS)
     spooler.discard()
     assert list(tmp_path.iterdir()) == []
 
 
+def test_more_parts_than_the_limit_are_refused_as_the_next_part_begins(tmp_path: Path) -> None:
+    """The part past the limit is refused when its headers arrive: the rest of the body is never read."""
+    spooler = MultipartSpooler("b", tmp_path, 1 << 20, 3)
+    spooler.feed(b"--b\r\n\r\nx\r\n" * 3)
+    assert len(spooler.parts) == 3
+    with pytest.raises(TooLarge, match="more than 3 parts"):
+        spooler.feed(b"--b\r\n\r\ny")  # the fourth part, no close delimiter yet
+    assert len(spooler.parts) == 3
+    spooler.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_exactly_the_limit_of_parts_is_accepted(tmp_path: Path) -> None:
+    spooler = MultipartSpooler("b", tmp_path, 1 << 20, 3)
+    spooler.feed(b"--b\r\n\r\nx\r\n" * 3 + b"--b--\r\n")
+    assert [p.path.read_bytes() for p in spooler.finish()] == [b"x"] * 3
+
+
 def test_a_large_part_costs_little_memory(tmp_path: Path) -> None:
     """64 MiB through the parser in 64 KiB chunks, as uvicorn delivers them: memory stays at a few chunks."""
     chunk = os.urandom(64 * 1024)
-    spooler = MultipartSpooler("b", tmp_path, 1 << 30)
+    spooler = MultipartSpooler("b", tmp_path, 1 << 30, 1)
     tracemalloc.start()
     try:
         spooler.feed(b"--b\r\nContent-Type: application/dicom\r\n\r\n")

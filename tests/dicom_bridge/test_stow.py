@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
+import logging
 import socket
 import threading
 import time
@@ -23,7 +25,7 @@ from facade.http import build_http_app
 from facade.wiring import Services
 from storage.models import InstanceRow
 from storage.visibility import ALL
-from tests.dicom_factory import make_instance, new_uid
+from tests.dicom_factory import make_instance, meta_names_another_instance, new_uid
 from tests.smart import bearer
 
 FAILED_SOP, REFERENCED_SOP, FAILURE_REASON, RETRIEVE_URL = "00081198", "00081199", "00081197", "00081190"
@@ -260,14 +262,14 @@ def test_dicomweb_client_sees_conflicts_as_errors(client: DICOMwebClient) -> Non
 LIMIT = 64 * 1024
 
 
-@pytest.fixture
-def small_limit(services: Services) -> Iterator[str]:
-    """The app with a 64 KiB upload limit, under its own uvicorn (like `live_http`)."""
+@contextlib.contextmanager
+def serving(services: Services, **settings: object) -> Iterator[str]:
+    """The app with other settings, under its own uvicorn (like `live_http`); its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = services.settings.model_copy(update={"base_url": url, "stow_max_bytes": LIMIT})
-    app = build_http_app(dataclasses.replace(services, settings=settings))
+    changed = services.settings.model_copy(update={"base_url": url, **settings})
+    app = build_http_app(dataclasses.replace(services, settings=changed))
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -276,10 +278,19 @@ def small_limit(services: Services) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.01)
-    yield url
-    server.should_exit = True
-    thread.join(15)
-    sock.close()
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
+@pytest.fixture
+def small_limit(services: Services) -> Iterator[str]:
+    """The app with a 64 KiB upload limit."""
+    with serving(services, stow_max_bytes=LIMIT) as url:
+        yield url
 
 
 def test_over_the_limit_is_413(small_limit: str, services: Services, token: str) -> None:
@@ -293,3 +304,66 @@ def test_over_the_limit_is_413(small_limit: str, services: Services, token: str)
         assert http.post("/studies", content=chunked(small), headers=content_type()).status_code == 200
     assert staging_is_empty(services)
     assert instance_count(services) == 1
+
+
+def test_file_meta_naming_another_instance_is_refused(http: httpx.Client, services: Services) -> None:
+    """PS3.10 7.1: (0002,0003) must be the data set's (0008,0018); C-STORE refuses the same mismatch."""
+    good = make_instance(study_uid=new_uid(), series_uid=new_uid())
+    liar = make_instance(study_uid=new_uid(), series_uid=new_uid())
+    data = meta_names_another_instance(part10(liar), liar.SOPInstanceUID)
+    r = http.post("/studies", content=multipart(data, part10(good)), headers=content_type())
+    assert r.status_code == 202
+    assert [i[SOP_INSTANCE]["Value"] for i in items(r, REFERENCED_SOP)] == [[good.SOPInstanceUID]]
+    assert [i[FAILURE_REASON]["Value"] for i in items(r, FAILED_SOP)] == [[CANNOT_UNDERSTAND]]
+    assert instance_count(services) == 1
+    assert staging_is_empty(services)
+
+
+MAX_PARTS = 50
+
+
+@pytest.fixture
+def few_parts(services: Services, token: str) -> Iterator[httpx.Client]:
+    """A client of the app limited to MAX_PARTS parts per request."""
+    with (
+        serving(services, stow_max_parts=MAX_PARTS) as url,
+        httpx.Client(base_url=f"{url}/dicomweb", timeout=60, headers=bearer(token)) as http,
+    ):
+        yield http
+
+
+def stow_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r for r in caplog.records if r.name == "dicom_bridge.dicomweb.stow" and r.levelno >= logging.WARNING
+    ]
+
+
+def test_more_parts_than_the_limit_is_413_while_streaming(
+    few_parts: httpx.Client, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The part past the limit is refused as it begins: this body has no close delimiter, so a
+    server that parsed the whole body first would answer 400."""
+    body = part(b"x") * (MAX_PARTS + 1) + part(b"y") * 1000  # never closed
+    with caplog.at_level(logging.INFO, logger="dicom_bridge"):
+        r = few_parts.post("/studies", content=chunked(body, 64), headers=content_type())
+    assert r.status_code == 413 and f"more than {MAX_PARTS} parts" in r.text
+    (line,) = stow_warnings(caplog)
+    assert line.getMessage() == "stow.refused" and line.__dict__["http_status"] == 413
+    assert instance_count(services) == 0
+    assert staging_is_empty(services)
+
+
+def test_many_refused_parts_log_one_summary_line(
+    few_parts: httpx.Client, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = make_instance(study_uid=new_uid(), series_uid=new_uid())
+    bodies = [b"x"] * (MAX_PARTS - 11) + [b""] * 10 + [part10(good)]
+    with caplog.at_level(logging.INFO, logger="dicom_bridge"):
+        r = few_parts.post("/studies", content=multipart(*bodies), headers=content_type())
+    assert r.status_code == 202 and len(items(r, FAILED_SOP)) == MAX_PARTS - 1
+    (line,) = stow_warnings(caplog)
+    assert line.getMessage() == "stow.parts_refused" and line.__dict__["rejected"] == MAX_PARTS - 1
+    reasons = line.__dict__["reasons"]
+    assert sum(reasons.values()) == MAX_PARTS - 1 and all(k.startswith("0xc000 ") for k in reasons)
+    assert instance_count(services) == 1
+    assert staging_is_empty(services)
