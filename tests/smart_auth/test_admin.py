@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from facade.housekeeping import Housekeeper
@@ -116,6 +117,21 @@ def test_token_create_for_curl(world: World, settings: Settings) -> None:
     assert [e["resource"]["id"] for e in seen["entry"]] == [world.study_a]
     assert facade(settings, "token", "create", "--scope", "patient/*.rs").returncode == 2
     assert facade(settings, "token", "create", "--scope", "openid").returncode == 2
+
+
+@pytest.mark.parametrize("seconds", ["3", "59", "3601", "99999"])
+def test_token_create_refuses_a_lifetime_out_of_range(settings: Settings, seconds: str) -> None:
+    made = facade(settings, "token", "create", "--scope", "system/*.rs", "--seconds", seconds)
+    assert made.returncode == 2 and not made.stdout
+    assert "--seconds must be from 60 to 3600" in made.stderr
+
+
+def test_token_create_keeps_the_lifetime_asked(world: World, settings: Settings) -> None:
+    made = facade(settings, "token", "create", "--scope", "system/*.rs", "--seconds", "60")
+    assert made.returncode == 0, made.stderr
+    with world.services.db.read() as s:
+        row = s.scalars(select(AccessTokenRow).where(AccessTokenRow.client_id == "facade-cli")).one()
+        assert (row.expires_at - row.issued_at).total_seconds() == 60
 
 
 def test_an_unused_launch_expires(world: World, clock: Clock) -> None:
