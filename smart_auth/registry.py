@@ -7,7 +7,8 @@ Client kinds (SMART App Launch "Client Authentication"):
   with keys given by value (JWKS) or by URL (jwks_uri);
 - `backend`: Backend Services, client_credentials with private_key_jwt and `system/` scopes.
 
-A client's `scope` is the most it may be granted; what a user approves is narrower.
+A client's `scope` is the most it may be granted; what a user approves is narrower. `system/`
+scopes are registered for backend clients only.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from smart_auth.credentials import check_password, hash_password, new_secret
+from smart_auth.scopes import is_system
 from storage.auth_models import AuthUserRow, OAuthClientRow
 from storage.db import Database
 from storage.errors import Conflict, Invalid, NotFound
@@ -145,6 +147,8 @@ class Registry:
             parts = urlsplit(uri)
             if parts.scheme not in ("https", "http") or not parts.netloc or parts.fragment:
                 raise Invalid("redirect and launch URIs are absolute http(s) URLs without a fragment")
+        if kind != "backend" and scope and any(is_system(t) for t in scope.split()):
+            raise Invalid("system/ scopes are for backend clients only (client_credentials)")
         if kind in ("asymmetric", "backend") and not (jwks or jwks_uri):
             raise Invalid("an asymmetric client needs its public keys: a JWKS or a JWKS URL")
         if jwks is not None:
