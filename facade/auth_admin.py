@@ -26,7 +26,12 @@ def add_arguments(sub: Any) -> None:
     add = client_sub.add_parser("add", help="register a client and print what it needs")
     add.add_argument("--name", required=True)
     add.add_argument("--kind", choices=["public", "confidential", "asymmetric", "backend"], required=True)
-    add.add_argument("--redirect-uri", action="append", default=[], help="exact redirect URI (repeat)")
+    add.add_argument(
+        "--redirect-uri",
+        action="append",
+        default=[],
+        help="exact redirect URI: https, or http on loopback (repeat)",
+    )
     add.add_argument("--launch-url", help="the app's EHR launch URL")
     add.add_argument("--jwks-file", type=Path, help="the client's public JWKS (asymmetric, backend)")
     add.add_argument("--jwks-uri", help="where the client publishes its JWKS")

@@ -13,6 +13,7 @@ scopes are registered for backend clients only.
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,6 +148,8 @@ class Registry:
             parts = urlsplit(uri)
             if parts.scheme not in ("https", "http") or not parts.netloc or parts.fragment:
                 raise Invalid("redirect and launch URIs are absolute http(s) URLs without a fragment")
+            if parts.scheme == "http" and not is_loopback(parts.hostname):
+                raise Invalid("redirect and launch URIs use https, or http on a loopback address (RFC 8252)")
         if kind != "backend" and scope and any(is_system(t) for t in scope.split()):
             raise Invalid("system/ scopes are for backend clients only (client_credentials)")
         if kind in ("asymmetric", "backend") and not (jwks or jwks_uri):
@@ -298,6 +301,18 @@ def _check_jwks(jwks: dict[str, Any]) -> None:
             raise Invalid(f"a {key['kty']} key needs {', '.join(needed)}")
         if "d" in key:
             raise Invalid("register public keys only: this JWKS holds a private key")
+
+
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or `localhost`: where a native app listens for its redirect (RFC 8252 7.3)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _origin(uri: str) -> str:

@@ -94,6 +94,44 @@ def test_client_add_prints_what_the_client_needs_once(settings: Settings, world:
     assert bad.returncode == 2 and "public keys" in bad.stderr
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://evil.example/cb",
+        "http://localhost.evil.example/cb",
+        "http://127.0.0.1@evil.example/cb",
+        "http://10.0.0.1/cb",
+        "http://[::2]/cb",
+    ],
+)
+def test_client_add_refuses_a_plain_http_redirect_uri(settings: Settings, world: World, uri: str) -> None:
+    done = facade(settings, "client", "add", "--name", "Plain", "--kind", "public", "--redirect-uri", uri)
+    assert done.returncode == 2 and "https" in done.stderr and "loopback" in done.stderr
+    launch = facade(
+        settings,
+        *("client", "add", "--name", "Plain", "--kind", "public"),
+        *("--redirect-uri", "https://app.example/cb", "--launch-url", uri),
+    )
+    assert launch.returncode == 2
+    assert "Plain" not in facade(settings, "client", "list").stdout
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://app.example/cb",
+        "http://127.0.0.1:8765/cb",
+        "http://127.8.9.10/cb",
+        "http://[::1]:8765/cb",
+        "http://localhost:8765/cb",
+        "http://LOCALHOST/cb",
+    ],
+)
+def test_client_add_takes_https_and_loopback_redirect_uris(world: World, uri: str) -> None:
+    made = world.auth.registry.add_client(name="Native", kind="public", redirect_uris=[uri])
+    assert made.client.redirect_uris == (uri,)
+
+
 def test_launch_create_and_key_rotation(world: World, settings: Settings) -> None:
     made = facade(settings, "launch", "create", "--client", world.public_id, "--patient", world.bob)
     assert made.returncode == 0, made.stderr
