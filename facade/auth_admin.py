@@ -17,6 +17,7 @@ from storage.errors import DomainError
 from storage.visibility import ALL
 
 CLI_CLIENT = "facade-cli"  # the client id of tokens made by `facade token create`
+TOKEN_SECONDS = (60, 3600)  # the lifetimes `facade token create` accepts
 
 
 def add_arguments(sub: Any) -> None:
@@ -25,7 +26,12 @@ def add_arguments(sub: Any) -> None:
     add = client_sub.add_parser("add", help="register a client and print what it needs")
     add.add_argument("--name", required=True)
     add.add_argument("--kind", choices=["public", "confidential", "asymmetric", "backend"], required=True)
-    add.add_argument("--redirect-uri", action="append", default=[], help="exact redirect URI (repeat)")
+    add.add_argument(
+        "--redirect-uri",
+        action="append",
+        default=[],
+        help="exact redirect URI: https, or http on loopback (repeat)",
+    )
     add.add_argument("--launch-url", help="the app's EHR launch URL")
     add.add_argument("--jwks-file", type=Path, help="the client's public JWKS (asymmetric, backend)")
     add.add_argument("--jwks-uri", help="where the client publishes its JWKS")
@@ -59,7 +65,7 @@ def add_arguments(sub: Any) -> None:
     mint = token_sub.add_parser("create", help="print an access token (client facade-cli), e.g. for curl")
     mint.add_argument("--scope", required=True, help='e.g. "system/*.rs"')
     mint.add_argument("--patient", help="launch patient (for patient/ scopes)")
-    mint.add_argument("--seconds", type=int, default=300, help="lifetime, at most 3600")
+    mint.add_argument("--seconds", type=int, default=300, help="lifetime, 60 to 3600")
 
     keys = sub.add_parser("keys", help="the server's signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -163,6 +169,10 @@ def _dispatch(args: argparse.Namespace, auth: BuiltinAuth, search: Any, out: Tex
         if "patient" in scopes.contexts() and not args.patient:
             print("facade token create: patient/ scopes need --patient", file=sys.stderr)
             return 2
+        if not TOKEN_SECONDS[0] <= args.seconds <= TOKEN_SECONDS[1]:
+            low, high = TOKEN_SECONDS
+            print(f"facade token create: --seconds must be from {low} to {high}", file=sys.stderr)
+            return 2
         if args.patient:
             search.read("Patient", args.patient, visibility=ALL)
         context = {"patient": args.patient} if args.patient else {}
@@ -170,7 +180,7 @@ def _dispatch(args: argparse.Namespace, auth: BuiltinAuth, search: Any, out: Tex
         issued = auth.tokens.issue(
             grant,
             scope=str(scopes),
-            lifetime=max(60, min(args.seconds, 3600)),
+            lifetime=args.seconds,
             fhir_user=None,
             patient=args.patient,
             refresh_lifetime=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from sqlalchemy import func, select, text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -14,9 +14,12 @@ from dicom_bridge.dicomweb.app import DicomwebConfig, create_dicomweb_app
 from facade.wiring import Services, software_version
 from fhir_api.app import FhirConfig, create_fhir_app
 from smart_auth import discovery
+from smart_auth.access import Access
 from smart_auth.audit import AuditMiddleware
 from smart_auth.cors import CorsMiddleware
+from smart_auth.guard import www_authenticate
 from smart_auth.routes import create_auth_app
+from storage.errors import InsufficientScope, Unauthenticated
 from storage.models import InstanceRow, PatientRow, SeriesRow, StudyRow
 
 
@@ -91,17 +94,36 @@ def build_http_app(services: Services) -> Starlette:
         return Response('{"status":"ok"}', media_type="application/json")
 
     @app.get("/metrics")
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
+        """Operational gauges for anyone; the clinical counts (patients, studies, series, instances)
+        only with a bearer token that may search Patient and ImagingStudy through system/ or user/
+        scopes and is not a patient user's."""
+        with_counts = False
+        if request.headers.get("authorization"):
+            try:
+                access = auth.guard(request)
+            except Unauthenticated as exc:
+                challenge = www_authenticate(exc, f"{base}/fhir")
+                return Response(str(exc), status_code=401, headers={"WWW-Authenticate": challenge})
+            if not may_count(access):
+                needed = InsufficientScope("counts need system/ or user/ search", needed="system/*.rs")
+                challenge = www_authenticate(needed, f"{base}/fhir")
+                return Response(str(needed), status_code=403, headers={"WWW-Authenticate": challenge})
+            with_counts = True
         with services.db.read() as session:
-            counts = {
-                name: session.scalar(select(func.count()).select_from(model)) or 0
-                for name, model in (
-                    ("patients", PatientRow),
-                    ("studies", StudyRow),
-                    ("series", SeriesRow),
-                    ("instances", InstanceRow),
-                )
-            }
+            counts = (
+                {
+                    name: session.scalar(select(func.count()).select_from(model)) or 0
+                    for name, model in (
+                        ("patients", PatientRow),
+                        ("studies", StudyRow),
+                        ("series", SeriesRow),
+                        ("instances", InstanceRow),
+                    )
+                }
+                if with_counts
+                else {}
+            )
             stored_bytes = session.scalar(select(func.coalesce(func.sum(InstanceRow.size), 0))) or 0
             pending = (
                 session.scalar(
@@ -111,15 +133,20 @@ def build_http_app(services: Services) -> Starlette:
                 )
                 or 0
             )
-        lines = ["# TYPE facade_index_rows gauge"]
-        lines += [f'facade_index_rows{{level="{name}"}} {value}' for name, value in counts.items()]
-        lines += [
+        lines = [
             "# TYPE facade_stored_bytes gauge",
             f"facade_stored_bytes {stored_bytes}",
             "# TYPE facade_studies_unpublished gauge",
             f"facade_studies_unpublished {pending}",
         ]
-        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+        if counts:
+            lines += ["# TYPE facade_index_rows gauge"]
+            lines += [f'facade_index_rows{{level="{name}"}} {value}' for name, value in counts.items()]
+        return Response(
+            "\n".join(lines) + "\n",
+            media_type="text/plain; version=0.0.4",
+            headers={"Cache-Control": "no-store"} if with_counts else None,
+        )
 
     return Starlette(
         routes=[Mount("/", app)],
@@ -127,4 +154,15 @@ def build_http_app(services: Services) -> Starlette:
             Middleware(AuditMiddleware, trail=auth.audit),
             Middleware(CorsMiddleware, origins=origins),
         ],
+    )
+
+
+def may_count(access: Access) -> bool:
+    """Whether a token may see how many patients and studies the archive holds: search on Patient
+    and ImagingStudy through a system/ or user/ scope, and not a patient user's token."""
+    if access.user_patient is not None:
+        return False
+    return all(
+        any(s.context in ("system", "user") for s in access.scopes.permitting(res_type, "s"))
+        for res_type in ("Patient", "ImagingStudy")
     )

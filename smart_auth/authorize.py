@@ -2,9 +2,9 @@
 
 `begin` validates a request (GET or POST): authlib checks client, exact redirect URI and
 response type; an unknown client or redirect URI is answered with a page, never a redirect
-(RFC 6749 4.1.2.1). Then SMART: PKCE S256 required, `aud` equal to our FHIR base (trailing
-slash aside), scopes filtered by the client's policy, an EHR `launch` resolved (once) to its
-context. Other errors go back to the app with `error` and the exact `state`. A valid request
+(RFC 6749 4.1.2.1). Then SMART: `state` present, PKCE S256 required, `aud` equal to our FHIR
+base (trailing slash aside), scopes filtered by the client's policy, an EHR `launch` resolved
+(once) to its context. Other errors go back to the app with `error` and the exact `state`. A valid request
 is held server-side until the user has signed in and decided.
 
 `decide` turns the user's decision into a code: the scopes they left ticked (a literal subset
@@ -92,6 +92,8 @@ class Authorization:
 
         if any(len(lists.get(name, [])) > 1 for name in _SINGLE):
             return fail("invalid_request", "a parameter was repeated")
+        if not state:
+            return fail("invalid_request", "state is required (SMART App Launch, CSRF protection)")
         challenge, method = data.get("code_challenge"), data.get("code_challenge_method")
         if not challenge:
             return fail("invalid_request", "code_challenge is required (PKCE with S256)")

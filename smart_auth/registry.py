@@ -7,11 +7,13 @@ Client kinds (SMART App Launch "Client Authentication"):
   with keys given by value (JWKS) or by URL (jwks_uri);
 - `backend`: Backend Services, client_credentials with private_key_jwt and `system/` scopes.
 
-A client's `scope` is the most it may be granted; what a user approves is narrower.
+A client's `scope` is the most it may be granted; what a user approves is narrower. `system/`
+scopes are registered for backend clients only.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from smart_auth.credentials import check_password, hash_password, new_secret
+from smart_auth.scopes import is_system
 from storage.auth_models import AuthUserRow, OAuthClientRow
 from storage.db import Database
 from storage.errors import Conflict, Invalid, NotFound
@@ -145,6 +148,10 @@ class Registry:
             parts = urlsplit(uri)
             if parts.scheme not in ("https", "http") or not parts.netloc or parts.fragment:
                 raise Invalid("redirect and launch URIs are absolute http(s) URLs without a fragment")
+            if parts.scheme == "http" and not is_loopback(parts.hostname):
+                raise Invalid("redirect and launch URIs use https, or http on a loopback address (RFC 8252)")
+        if kind != "backend" and scope and any(is_system(t) for t in scope.split()):
+            raise Invalid("system/ scopes are for backend clients only (client_credentials)")
         if kind in ("asymmetric", "backend") and not (jwks or jwks_uri):
             raise Invalid("an asymmetric client needs its public keys: a JWKS or a JWKS URL")
         if jwks is not None:
@@ -294,6 +301,18 @@ def _check_jwks(jwks: dict[str, Any]) -> None:
             raise Invalid(f"a {key['kty']} key needs {', '.join(needed)}")
         if "d" in key:
             raise Invalid("register public keys only: this JWKS holds a private key")
+
+
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or `localhost`: where a native app listens for its redirect (RFC 8252 7.3)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _origin(uri: str) -> str:

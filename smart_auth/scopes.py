@@ -183,14 +183,27 @@ def allowed_by(policy: ScopeSet, scope: ResourceScope) -> bool:
     return False
 
 
+def is_system(text: str) -> bool:
+    """Whether a scope string is a `system/` scope (plain or in its URI form), parsable or not."""
+    body = text[len(URI_PREFIX) :] if text.startswith(URI_PREFIX) else text
+    return body.startswith("system/")
+
+
+def without_system(scope: str) -> str:
+    """`scope` minus its `system/` scopes: what a user-facing (authorization code) grant may carry."""
+    return " ".join(t for t in scope.split() if not is_system(t))
+
+
 def grantable(requested: ScopeSet, policy: ScopeSet, *, ehr_launch: bool) -> list[str]:
-    """The requested scopes a client's policy allows, in the order asked. `online_access` is for
-    EHR launches only (SMART 2.2); a `launch/...` context scope needs the policy to list it."""
+    """The requested scopes a client's policy allows, in the order asked, for the authorization
+    code flow: never a `system/` scope (Backend Services only), whatever the policy says.
+    `online_access` is for EHR launches only (SMART 2.2); a `launch/...` context scope needs the
+    policy to list it."""
     allowed: list[str] = []
     resources = {s.text: s for s in requested.resources}
     for text in requested.texts:
         if text in resources:
-            if allowed_by(policy, resources[text]):
+            if resources[text].context != "system" and allowed_by(policy, resources[text]):
                 allowed.append(text)
         elif text == "online_access" and not ehr_launch:
             continue

@@ -4,6 +4,7 @@ authlib parses requests, authenticates clients (none, client_secret_basic / _pos
 private_key_jwt), dispatches grant types and renders RFC 6749 errors; what SMART adds or
 authlib leaves too loose is overridden here:
 
+- authorization_code and refresh_token: never a `system/` scope, whatever the grant holds;
 - authorization_code: PKCE S256 is required of every client (authlib's CodeChallenge allows
   `plain`, defaults to it, and lets a request without a challenge through); the code is
   consumed before the verifier is checked, so a wrong verifier burns it;
@@ -45,7 +46,7 @@ from smart_auth.client_assertion import PrivateKeyJwt
 from smart_auth.config import AuthConfig
 from smart_auth.keys import ALG, KeyRing
 from smart_auth.registry import Client, Registry, User
-from smart_auth.scopes import ScopeSet, allowed_by, narrowed
+from smart_auth.scopes import ScopeSet, allowed_by, narrowed, without_system
 from smart_auth.tokens import Grant, RefreshInfo, Tokens
 
 VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
@@ -152,6 +153,9 @@ class SmartServer(AuthorizationServer):
     def token_body(
         self, grant: Grant, scope: str, *, client: Client, user: User | None, nonce: str | None = None
     ) -> dict[str, Any]:
+        """The response of the code and refresh grants; `system/` scopes are dropped here too, should
+        a grant hold one (they are for Backend Services only)."""
+        scope = without_system(scope)
         scopes = self.parse_scopes(scope)
         granted = self.parse_scopes(grant.scope)  # a narrowed refresh keeps the grant's refresh rights
         context = grant.context

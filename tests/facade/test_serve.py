@@ -132,7 +132,8 @@ def test_serve_stores_publishes_logs_without_phi_and_stops(settings: Settings, t
             ),
             timeout=20,
         )
-        metrics = httpx.get(f"{base}/metrics", timeout=5).text
+        assert "facade_index_rows" not in httpx.get(f"{base}/metrics", timeout=5).text
+        metrics = httpx.get(f"{base}/metrics", headers=auth, timeout=5).text
         assert 'facade_index_rows{level="instances"} 3' in metrics
     finally:
         proc.send_signal(signal.SIGTERM)

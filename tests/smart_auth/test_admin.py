@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from facade.housekeeping import Housekeeper
@@ -93,6 +94,44 @@ def test_client_add_prints_what_the_client_needs_once(settings: Settings, world:
     assert bad.returncode == 2 and "public keys" in bad.stderr
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://evil.example/cb",
+        "http://localhost.evil.example/cb",
+        "http://127.0.0.1@evil.example/cb",
+        "http://10.0.0.1/cb",
+        "http://[::2]/cb",
+    ],
+)
+def test_client_add_refuses_a_plain_http_redirect_uri(settings: Settings, world: World, uri: str) -> None:
+    done = facade(settings, "client", "add", "--name", "Plain", "--kind", "public", "--redirect-uri", uri)
+    assert done.returncode == 2 and "https" in done.stderr and "loopback" in done.stderr
+    launch = facade(
+        settings,
+        *("client", "add", "--name", "Plain", "--kind", "public"),
+        *("--redirect-uri", "https://app.example/cb", "--launch-url", uri),
+    )
+    assert launch.returncode == 2
+    assert "Plain" not in facade(settings, "client", "list").stdout
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://app.example/cb",
+        "http://127.0.0.1:8765/cb",
+        "http://127.8.9.10/cb",
+        "http://[::1]:8765/cb",
+        "http://localhost:8765/cb",
+        "http://LOCALHOST/cb",
+    ],
+)
+def test_client_add_takes_https_and_loopback_redirect_uris(world: World, uri: str) -> None:
+    made = world.auth.registry.add_client(name="Native", kind="public", redirect_uris=[uri])
+    assert made.client.redirect_uris == (uri,)
+
+
 def test_launch_create_and_key_rotation(world: World, settings: Settings) -> None:
     made = facade(settings, "launch", "create", "--client", world.public_id, "--patient", world.bob)
     assert made.returncode == 0, made.stderr
@@ -116,6 +155,21 @@ def test_token_create_for_curl(world: World, settings: Settings) -> None:
     assert [e["resource"]["id"] for e in seen["entry"]] == [world.study_a]
     assert facade(settings, "token", "create", "--scope", "patient/*.rs").returncode == 2
     assert facade(settings, "token", "create", "--scope", "openid").returncode == 2
+
+
+@pytest.mark.parametrize("seconds", ["3", "59", "3601", "99999"])
+def test_token_create_refuses_a_lifetime_out_of_range(settings: Settings, seconds: str) -> None:
+    made = facade(settings, "token", "create", "--scope", "system/*.rs", "--seconds", seconds)
+    assert made.returncode == 2 and not made.stdout
+    assert "--seconds must be from 60 to 3600" in made.stderr
+
+
+def test_token_create_keeps_the_lifetime_asked(world: World, settings: Settings) -> None:
+    made = facade(settings, "token", "create", "--scope", "system/*.rs", "--seconds", "60")
+    assert made.returncode == 0, made.stderr
+    with world.services.db.read() as s:
+        row = s.scalars(select(AccessTokenRow).where(AccessTokenRow.client_id == "facade-cli")).one()
+        assert (row.expires_at - row.issued_at).total_seconds() == 60
 
 
 def test_an_unused_launch_expires(world: World, clock: Clock) -> None:

@@ -195,6 +195,18 @@ def test_authorize_errors_go_back_with_state_and_no_code(
     assert query["error"] == error and query["state"] == app.state and "code" not in query
 
 
+@pytest.mark.parametrize("state", [None, ""])
+def test_authorize_without_state_is_refused_before_the_login_page(world: World, state: str | None) -> None:
+    app = world.launch(STANDALONE)
+    r = app.authorize(state=state)
+    assert r.status_code in (302, 303)
+    location = r.headers["location"]
+    assert location.startswith(APP_REDIRECT)
+    query = query_of(location)
+    assert query["error"] == "invalid_request" and "state" in query["error_description"]
+    assert "code" not in query and not query.get("state")
+
+
 def test_aud_trailing_slash_and_odd_state_are_fine(world: World) -> None:
     app = world.launch(STANDALONE)
     app.state = "a b&c=d/é+"

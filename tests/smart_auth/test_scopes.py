@@ -96,3 +96,9 @@ def test_a_client_policy_bounds_what_is_granted() -> None:
     ]
     assert "online_access" not in grantable(parse("online_access"), policy, ehr_launch=False)
     assert grantable(parse("online_access"), policy, ehr_launch=True) == ["online_access"]
+
+
+def test_the_code_flow_never_grants_system_scopes_whatever_the_policy() -> None:
+    policy = parse(f"{APP_SCOPE} system/*.rs")
+    asked = parse("patient/*.rs system/*.rs system/Patient.read")
+    assert grantable(asked, policy, ehr_launch=False) == ["patient/*.rs"]
