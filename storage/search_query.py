@@ -26,6 +26,7 @@ _PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb", "ap")
 _IGNORED = {"_format", "_pretty"}  # handled by the HTTP layer
 _RESULT = {"_count", "_offset", "_sort", "_include", "_summary", "_total"}
 _SPLIT = re.compile(r"(?<!\\),")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_COUNT = 1000
 # Limits on one search (README "Limits"): each value becomes an EXISTS with bound variables,
 # and SQLite refuses a statement with more than 32,766 of them.
@@ -164,7 +165,8 @@ def parse_search(
 
 
 def within_limits(pairs: list[tuple[str, str]]) -> None:
-    """Invalid (whatever the handling) when the request is beyond the limits above."""
+    """Invalid (whatever the handling) when the request is beyond the limits above or a name or
+    value holds a control character (C0 or DEL: no FHIR string contains one, R4 2.24.0.1)."""
     if len(pairs) > MAX_PARAMETERS:
         raise Invalid(f"a search takes at most {MAX_PARAMETERS} parameters")
     total = 0
@@ -174,6 +176,8 @@ def within_limits(pairs: list[tuple[str, str]]) -> None:
             raise Invalid(f"a search parameter takes at most {MAX_VALUES} comma-separated values")
         if len(name) > MAX_LENGTH or len(value) > MAX_LENGTH:
             raise Invalid(f"a search parameter name or value is at most {MAX_LENGTH} characters")
+        if _CONTROL.search(name) or _CONTROL.search(value):
+            raise Invalid("a search parameter holds a control character")
         total += values
     if total > MAX_TOTAL_VALUES:
         raise Invalid(f"a search takes at most {MAX_TOTAL_VALUES} values over all its parameters")

@@ -74,3 +74,10 @@ def test_limits_are_400_operation_outcomes_that_state_them(fhir: httpx.Client) -
     assert str(MAX_TOTAL_VALUES) in refused(fhir.get("/ImagingStudy", params=spread))
     at_limit = [("modality", ",".join(f"M{n}" for n in range(MAX_VALUES)))] * (MAX_TOTAL_VALUES // MAX_VALUES)
     assert fhir.get("/ImagingStudy", params=at_limit).status_code == 200
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\t", "\n", "\x1f", "\x7f"])
+def test_control_characters_are_refused(fhir: httpx.Client, char: str) -> None:
+    text = refused(fhir.get("/Patient", params={"name:contains": char}))
+    assert "control character" in text
+    refused(fhir.get("/Patient", params={"family": f"Te{char}st"}))

@@ -119,3 +119,11 @@ def test_end_of_calendar_ranges_are_held_at_datetime_max() -> None:
         value = parse("ImagingStudy", ("started", text)).criteria[0].values[0]
         assert isinstance(value, DateValue) and value.low < value.high
         assert value.high <= datetime.max.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize("char", ["\x00", "\t", "\n", "\x1f", "\x7f"])
+def test_control_characters_are_invalid_in_values_and_names(char: str) -> None:
+    with pytest.raises(Invalid, match="control character"):
+        parse("Patient", ("name:contains", char))
+    with pytest.raises(Invalid, match="control character"):
+        parse("Patient", (f"fam{char}ily", "x"), lenient=True)
