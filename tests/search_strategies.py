@@ -56,7 +56,23 @@ _FRAGMENTS = st.one_of(
     st.sampled_from(_DATES),
     st.sampled_from(["CT", "MR", "urn:oid:1.2.3", "Patient/p1", "http://x/fhir/Patient/p1", "true", "count"]),
     st.sampled_from(["|", "||", ",", "\\", "\\,", "\\|", "$", "%", "_", "*", "'", '"', ";", "/", ":"]),
-    st.sampled_from(["\x00", "\x01", "\t", "\n", "\r", "\x1f", "\x7f", "\u0085", "\u200b", "\ufeff"]),
+    st.sampled_from(
+        [
+            "\x00",
+            "\x01",
+            "\t",
+            "\n",
+            "\r",
+            "\x1f",
+            "\x7f",
+            "\u0085",
+            "\u00a0",
+            "\u2028",
+            "\u3000",
+            "\u200b",
+            "\ufeff",
+        ]
+    ),
     st.text(max_size=12),
     st.integers(min_value=-(10**12), max_value=10**12).map(str),
 )

@@ -81,3 +81,9 @@ def test_control_characters_are_refused(fhir: httpx.Client, char: str) -> None:
     text = refused(fhir.get("/Patient", params={"name:contains": char}))
     assert "control character" in text
     refused(fhir.get("/Patient", params={"family": f"Te{char}st"}))
+
+
+@pytest.mark.parametrize("char", ["\u00a0", "\u0085", "\u2028", "\u3000"])
+def test_refusals_quoting_unicode_whitespace_are_valid_r4(fhir: httpx.Client, char: str) -> None:
+    refused(fhir.get("/Patient", params={"birthdate": f"19{char}80"}))
+    refused(fhir.get("/Patient", params={f"x{char}": "1"}))
