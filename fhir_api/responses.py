@@ -37,10 +37,13 @@ def resource_response(found: StoredResource, request: Request) -> Response:
 
 
 def operation_outcome(code: str, diagnostics: str, severity: str = "error") -> dict[str, Any]:
-    """One issue; `code` from http://hl7.org/fhir/issue-type."""
+    """One issue; `code` from http://hl7.org/fhir/issue-type. `diagnostics` may quote what the
+    client sent: whitespace other than space, tab, CR and LF becomes a space (an R4 string is
+    `[ \\r\\n\\t\\S]+`)."""
+    text = "".join(" " if c.isspace() and c not in " \r\n\t" else c for c in diagnostics)
     return {
         "resourceType": "OperationOutcome",
-        "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}],
+        "issue": [{"severity": severity, "code": code, "diagnostics": text or code}],
     }
 
 

@@ -28,14 +28,14 @@ def value_range(text: str, site_zone: tzinfo) -> tuple[datetime, datetime] | Non
         year = int(m["y"])
         if m["m"] is None:
             low = datetime(year, 1, 1)
-            high = datetime(year + 1, 1, 1)
+            high = _after(year + 1, 1)
         elif m["d"] is None:
             month = int(m["m"])
             low = datetime(year, month, 1)
-            high = datetime(year + (month == 12), month % 12 + 1, 1)
+            high = _after(year + (month == 12), month % 12 + 1)
         elif m["H"] is None:
             low = datetime(year, int(m["m"]), int(m["d"]))
-            high = low + timedelta(days=1)
+            high = shifted(low, timedelta(days=1))
         else:
             second = int(m["S"] or 0)
             fraction = m["f"] or ""
@@ -47,23 +47,49 @@ def value_range(text: str, site_zone: tzinfo) -> tuple[datetime, datetime] | Non
                 step = timedelta(microseconds=10 ** max(0, 6 - len(fraction)))
             else:
                 step = timedelta(seconds=1)
-            high = low + step
-    except ValueError:
+            high = shifted(low, step)
+        zone = _zone(m["tz"]) if m["H"] is not None and m["tz"] else site_zone
+    except ValueError:  # a day, month or zone offset out of range
         return None
-    zone = _zone(m["tz"]) if m["H"] is not None and m["tz"] else site_zone
     return _utc(low, zone), _utc(high, zone)
 
 
+def shifted(moment: datetime, delta: timedelta) -> datetime:
+    """`moment + delta`, held at the ends of the calendar (datetime.min / max) instead of
+    overflowing: a range that reaches 9999-12-31 ends there."""
+    try:
+        return moment + delta
+    except OverflowError:
+        end = datetime.max if delta > timedelta(0) else datetime.min
+        return end.replace(tzinfo=moment.tzinfo)
+
+
+def _after(year: int, month: int) -> datetime:
+    """The first of `month` in `year`, or the end of the calendar after 9999."""
+    return datetime(year, month, 1) if year <= datetime.max.year else datetime.max
+
+
 def _zone(text: str) -> tzinfo:
+    """'Z' or '+hh:mm' (ISO 8601 offsets stay within +-23:59; `timezone` raises ValueError beyond)."""
     if text == "Z":
         return UTC
     sign = -1 if text[0] == "-" else 1
     hours, minutes = int(text[1:3]), int(text[4:6])
+    if minutes > 59:
+        raise ValueError("zone offset minutes out of range")
     return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
 def _utc(local: datetime, zone: tzinfo) -> datetime:
-    return local.replace(tzinfo=zone).astimezone(UTC)
+    """`local` in `zone` as UTC, held at the ends of the calendar (9999-12-31T23:00-05:00 is past
+    datetime.max in UTC); the calendar's ends themselves stay ends in any zone."""
+    if local in (datetime.max, datetime.min):
+        return local.replace(tzinfo=UTC)
+    try:
+        return local.replace(tzinfo=zone).astimezone(UTC)
+    except OverflowError:
+        end = datetime.max if local.year == datetime.max.year else datetime.min
+        return end.replace(tzinfo=UTC)
 
 
 def instant(value: datetime) -> str:

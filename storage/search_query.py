@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Literal
 
-from mapping.fhir_time import value_range
+from mapping.fhir_time import shifted, value_range
 from mapping.search_params import INCLUDES, OF_TYPE, REGISTRY, SearchParam
 from storage.errors import Invalid
 
@@ -26,7 +26,14 @@ _PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb", "ap")
 _IGNORED = {"_format", "_pretty"}  # handled by the HTTP layer
 _RESULT = {"_count", "_offset", "_sort", "_include", "_summary", "_total"}
 _SPLIT = re.compile(r"(?<!\\),")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_COUNT = 1000
+# Limits on one search (README "Limits"): each value becomes an EXISTS with bound variables,
+# and SQLite refuses a statement with more than 32,766 of them.
+MAX_PARAMETERS = 50  # parameters in one request (name=value pairs, repeats included)
+MAX_VALUES = 100  # comma-separated values in one parameter
+MAX_TOTAL_VALUES = 500  # comma-separated values over all parameters
+MAX_LENGTH = 1024  # characters in one parameter name or value
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,7 @@ def parse_search(
     registry = REGISTRY.get(res_type)
     if registry is None:
         raise Invalid(f"resource type {res_type} is not supported")
+    within_limits(pairs)
     criteria: list[Criterion] = []
     includes: list[Include] = []
     sort: tuple[tuple[str, bool], ...] = ()
@@ -154,6 +162,25 @@ def parse_search(
         total or summary_count,
         tuple(ignored),
     )
+
+
+def within_limits(pairs: list[tuple[str, str]]) -> None:
+    """Invalid (whatever the handling) when the request is beyond the limits above or a name or
+    value holds a control character (C0 or DEL: no FHIR string contains one, R4 2.24.0.1)."""
+    if len(pairs) > MAX_PARAMETERS:
+        raise Invalid(f"a search takes at most {MAX_PARAMETERS} parameters")
+    total = 0
+    for name, value in pairs:
+        values = len(_SPLIT.split(value))
+        if values > MAX_VALUES:
+            raise Invalid(f"a search parameter takes at most {MAX_VALUES} comma-separated values")
+        if len(name) > MAX_LENGTH or len(value) > MAX_LENGTH:
+            raise Invalid(f"a search parameter name or value is at most {MAX_LENGTH} characters")
+        if _CONTROL.search(name) or _CONTROL.search(value):
+            raise Invalid("a search parameter holds a control character")
+        total += values
+    if total > MAX_TOTAL_VALUES:
+        raise Invalid(f"a search takes at most {MAX_TOTAL_VALUES} values over all its parameters")
 
 
 def _criterion(
@@ -233,7 +260,7 @@ def _date(name: str, text: str, zone: tzinfo, now: datetime) -> DateValue:
     low, high = span
     if prefix == "ap":  # "approximately": 10% of the distance to now, at least a day (R4 3.1.1.4.1)
         slack = max(abs(now - low) / 10, timedelta(days=1))
-        low, high = low - slack, high + slack
+        low, high = shifted(low, -slack), shifted(high, slack)
     return DateValue(prefix, low, high)
 
 

@@ -39,3 +39,26 @@ def test_not_a_date(text: str) -> None:
 
 def test_instant_is_utc_with_milliseconds() -> None:
     assert instant(datetime(2024, 3, 5, 10, 15, 0, 123456, tzinfo=ZURICH)) == "2024-03-05T09:15:00.123Z"
+
+
+END = datetime.max.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "low", "high"),
+    [
+        ("9999-12-31T23:59:59Z", utc(9999, 12, 31, 23, 59, 59), END),
+        ("9999-12-31T23:00:00-05:00", END, END),
+        ("9999", utc(9998, 12, 31, 23), END),
+        ("9999-12-31", utc(9999, 12, 30, 23), END),
+    ],
+)
+def test_the_end_of_the_calendar_is_held_not_overflowed(text: str, low: datetime, high: datetime) -> None:
+    assert value_range(text, ZURICH) == (low, high)
+
+
+@pytest.mark.parametrize(
+    "text", ["2020-01-01T00:00:00+25:00", "2020-01-01T00:00:00-24:00", "2020-01-01T00:00+01:60"]
+)
+def test_zone_offsets_out_of_range_are_not_dates(text: str) -> None:
+    assert value_range(text, ZURICH) is None

@@ -91,3 +91,39 @@ def test_count_zero_means_summary_count() -> None:
 def test_unsupported_type() -> None:
     with pytest.raises(Invalid, match="Observation"):
         parse("Observation")
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        (("started", "2020-01-01T00:00:00+25:00"), "not a FHIR date"),
+        (("started", "2020-01-01T00:00:00+01:99"), "not a FHIR date"),
+        (("modality", ",".join(["CT"] * 1000)), "at most 100 comma-separated values"),
+        (("family", "x" * 50_000), "at most 1024 characters"),
+    ],
+)
+def test_values_beyond_the_limits_are_invalid(pair: tuple[str, str], message: str) -> None:
+    with pytest.raises(Invalid, match=message):
+        parse("ImagingStudy" if pair[0] != "family" else "Patient", pair)
+
+
+def test_limits_hold_under_lenient_handling() -> None:
+    with pytest.raises(Invalid, match="at most 50 parameters"):
+        parse("ImagingStudy", *[("modality", "CT")] * 51, lenient=True)
+    with pytest.raises(Invalid, match="at most 500 values"):
+        parse("ImagingStudy", *[("modality", ",".join(["CT"] * 100))] * 6, lenient=True)
+
+
+def test_end_of_calendar_ranges_are_held_at_datetime_max() -> None:
+    for text in ("9999-12-31T23:59:59Z", "9999", "ap9999-12-31", "ap0001"):
+        value = parse("ImagingStudy", ("started", text)).criteria[0].values[0]
+        assert isinstance(value, DateValue) and value.low < value.high
+        assert value.high <= datetime.max.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize("char", ["\x00", "\t", "\n", "\x1f", "\x7f"])
+def test_control_characters_are_invalid_in_values_and_names(char: str) -> None:
+    with pytest.raises(Invalid, match="control character"):
+        parse("Patient", ("name:contains", char))
+    with pytest.raises(Invalid, match="control character"):
+        parse("Patient", (f"fam{char}ily", "x"), lenient=True)
