@@ -45,8 +45,11 @@ class BlobStore(Protocol):
         """A directory for files on their way in; `put_file` from here is a rename."""
         ...
 
-    def put_file(self, key: str, src: Path) -> None:
-        """Take ownership of `src` and store it under `key`; durable on return."""
+    def put_file(self, key: str, src: Path) -> bool:
+        """Take ownership of `src` and store it under `key`; durable on return.
+
+        True when this call created the blob; False when `key` already held it (keys hold the
+        content hash, so the same bytes): a caller undoing a failed store deletes only its own."""
         ...
 
     @contextmanager
@@ -81,9 +84,10 @@ class FileBlobStore:
             raise Invalid("malformed blob key")
         return self.root / key
 
-    def put_file(self, key: str, src: Path) -> None:
+    def put_file(self, key: str, src: Path) -> bool:
         dest = self.path(key)
         try:
+            existed = dest.exists()
             created = _make_dirs(dest.parent, stop=self.root)
             _fsync_file(src)
             try:
@@ -95,6 +99,7 @@ class FileBlobStore:
             _fsync_dir(dest.parent)
             for directory in created:
                 _fsync_dir(directory.parent)
+            return not existed
         except OSError as exc:
             if exc.errno in _NO_ROOM:
                 raise Unavailable("no room left in the blob store") from exc

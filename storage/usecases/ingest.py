@@ -10,7 +10,8 @@ Order of work, so that an acknowledgement always means "durable":
    an idempotent success (nothing changes); otherwise patient, study, series,
    instance, counters, and the change marks that make the FHIR resources
    republish. Different bytes under a known SOP Instance UID replace the stored
-   instance (newest wins) and the replacement is recorded;
+   instance (newest wins) and the replacement is recorded. If the transaction refuses
+   or fails, the blob that step 2 created (never one that was already there) is removed;
 4. only after the commit may the adapter answer success; the superseded blob is
    removed last.
 """
@@ -112,7 +113,7 @@ class Ingest:
         _check(h, expect)
 
         key = instance_key(h.study.study_uid, h.series.series_uid, h.instance.sop_uid, part10.sha256)
-        self._blobs.put_file(key, path)
+        created = self._blobs.put_file(key, path)
         arrival = Arrival(
             blob_key=key,
             size=part10.size,
@@ -121,7 +122,14 @@ class Ingest:
             calling_ae=source.calling_ae,
             now=self._now(),
         )
-        indexed = self._db.transact_core(lambda conn: index_instance(conn, h, arrival))
+        try:
+            indexed = self._db.transact_core(lambda conn: index_instance(conn, h, arrival))
+        except BaseException:
+            # Refused or failed: nothing of this attempt may stay on disk. A blob that was already
+            # there (same key, so the same bytes) belongs to an indexed instance and stays.
+            if created:
+                self._blobs.delete(key)
+            raise
         if indexed.superseded_key is not None and indexed.superseded_key != key:
             self._blobs.delete(indexed.superseded_key)
         if indexed.outcome == "replaced":
