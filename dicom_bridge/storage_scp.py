@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import tempfile
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import cast
 
@@ -38,6 +40,7 @@ class StorageScp:
             (evt.EVT_REJECTED, _on_association, ["rejected"]),
             (evt.EVT_ABORTED, _on_association, ["aborted"]),
             (evt.EVT_RELEASED, _on_association, ["released"]),
+            (evt.EVT_CONN_CLOSE, _discard_partial),
         ]
 
     def on_c_store(self, event: Event) -> int | Dataset:
@@ -96,6 +99,26 @@ def _failure(status: int, comment: str) -> Dataset:
     rsp.Status = status
     rsp.ErrorComment = comment[:64]
     return rsp
+
+
+def _discard_partial(event: Event) -> None:
+    """On a closed connection, delete the files of data sets that will never be stored: the one
+    being received when the peer aborted or vanished, and any received but not yet handled (no
+    answer can reach the peer now). pynetdicom writes them (chunked receive) and leaves them."""
+    dimse = event.assoc.dimse
+    files = [getattr(dimse.message, "_data_set_file", None)]  # the message being decoded
+    while True:
+        try:  # decoded requests not yet handled: primitives
+            files.append(getattr(dimse.msg_queue.get_nowait()[1], "_dataset_file", None))
+        except queue.Empty:
+            break
+    for file in files:
+        if file is None:
+            continue
+        with suppress(OSError):
+            file.close()
+        Path(file.name).unlink(missing_ok=True)
+        log.info("c_store.partial_discarded", extra={"peer": event.assoc.requestor.address})
 
 
 def _on_association(event: Event, what: str) -> None:

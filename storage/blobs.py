@@ -67,6 +67,10 @@ class BlobStore(Protocol):
         """Remove a blob; a missing blob is not an error."""
         ...
 
+    def clean_staging(self, before: float) -> int:
+        """Remove staged files last written before `before` (epoch seconds); how many."""
+        ...
+
 
 class FileBlobStore:
     """Files under `root`, written with temp file, fsync, rename and directory fsync."""
@@ -137,6 +141,20 @@ class FileBlobStore:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def clean_staging(self, before: float) -> int:
+        removed = 0
+        for entry in os.scandir(self._staging):
+            try:
+                if (
+                    entry.is_file(follow_symlinks=False)
+                    and entry.stat(follow_symlinks=False).st_mtime < before
+                ):
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:  # taken by its owner meanwhile
+                continue
+        return removed
 
 
 def _make_dirs(directory: Path, *, stop: Path) -> list[Path]:

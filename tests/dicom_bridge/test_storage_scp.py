@@ -5,17 +5,25 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from io import BytesIO
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, _config, build_context
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification
 from sqlalchemy import select
 
 from dicom_bridge.ae import AeConfig, storage_ae
 from dicom_bridge.storage_scp import StorageScp
+from facade.serve import start_dicom
+from facade.settings import Settings
 from facade.wiring import Services
 from storage.dicom_file import peek_file_meta
 from storage.models import InstanceRow
@@ -218,3 +226,61 @@ def test_called_and_calling_ae_titles(services: Services) -> None:
         assoc.release()
     finally:
         server.shutdown()  # type: ignore[attr-defined]
+
+
+def until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll `condition` until it holds or `timeout` seconds passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return condition()
+        time.sleep(0.01)
+    return True
+
+
+@pytest.fixture
+def facade_dicom(settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """The listener as `facade serve` starts it (staging cleaned, pynetdicom's temp files in staging)."""
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)  # start_dicom sets it: restore after
+    server = start_dicom(settings.model_copy(update={"dicom_port": 0}), services)
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def test_an_aborted_c_store_leaves_nothing_in_staging(
+    facade_dicom: int, services: Services, tmp_path: Path
+) -> None:
+    ds = make_instance(study_uid=new_uid(), series_uid=new_uid(), rows=1024, columns=1024)  # 2 MB
+    encoded = data_set_bytes(write(ds, tmp_path / "big.dcm"))
+    ae = AE(ae_title="PYSCU")
+    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", facade_dicom, ae_title="FACADE")
+    assert assoc.is_established
+    req = C_STORE()
+    req.MessageID, req.Priority = 1, 0
+    req.AffectedSOPClassUID, req.AffectedSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    req.DataSet = BytesIO(encoded)
+    msg = C_STORE_RQ()
+    msg.primitive_to_message(req)
+    pdus = msg.encode_msg(assoc.accepted_contexts[0].context_id, assoc.acceptor.maximum_length)
+    for _, pdu in zip(range(3), pdus, strict=False):  # the command and the start of the data set
+        assoc.dul.send_pdu(pdu)
+    staging = services.ingest.staging_dir()
+    assert until(lambda: any(staging.iterdir())), "the SCP did not start writing the data set"
+    assoc.abort()
+    assert until(lambda: not any(staging.iterdir())), list(staging.iterdir())
+    assert stored_instances(services) == {}
+
+
+def test_starting_the_listener_cleans_staging(
+    settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stale = services.ingest.staging_dir() / "tmp1234.dcm"
+    stale.write_bytes(b"\0" * 128 + b"DICM")
+    os.utime(stale, (time.time() - 5, time.time() - 5))
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
+    server = start_dicom(settings.model_copy(update={"dicom_port": 0}), services)
+    try:
+        assert not stale.exists()
+    finally:
+        server.shutdown()
