@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import uvicorn
 from pynetdicom.transport import ThreadedAssociationServer
 
+from dicom_bridge.admission import Admission
 from dicom_bridge.ae import AeConfig, storage_ae
 from dicom_bridge.storage_scp import StorageScp
 from facade.housekeeping import Housekeeper
@@ -81,13 +82,15 @@ def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationSe
             max_pdu=settings.dicom_max_pdu,
             allowed_calling=settings.allowed_calling_aets(),
             require_called=settings.dicom_require_called_aet,
-            max_associations=settings.dicom_max_associations,
+            acse_timeout=settings.dicom_acse_timeout,
+            network_timeout=settings.dicom_network_timeout,
         )
     )
+    admission = Admission(settings.dicom_max_associations, settings.dicom_max_associations_per_peer)
     dicom = ae.start_server(
         (settings.dicom_host, settings.dicom_port),
         block=False,
-        evt_handlers=StorageScp(services.ingest).handlers(),
+        evt_handlers=admission.handlers() + StorageScp(services.ingest).handlers(),
     )
     assert dicom is not None  # block=False returns the running server
     log.info(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -284,3 +285,79 @@ def test_starting_the_listener_cleans_staging(
         assert not stale.exists()
     finally:
         server.shutdown()
+
+
+def start_facade_dicom(settings: Settings, services: Services, **limits: object) -> tuple[object, int]:
+    server = start_dicom(settings.model_copy(update={"dicom_port": 0, **limits}), services)
+    return server, server.server_address[1]
+
+
+def test_idle_connections_do_not_lock_senders_out(
+    settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    echoscu = require_tool("echoscu")
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
+    # A long ARTIM here: the sender must get in while the idle sockets are still open.
+    server, port = start_facade_dicom(
+        settings, services, dicom_max_associations=4, dicom_max_associations_per_peer=2, dicom_acse_timeout=30
+    )
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(12)]
+    try:
+        started = time.monotonic()
+        done = subprocess.run(
+            [echoscu, "-aec", "FACADE", "127.0.0.1", str(port)], check=False, capture_output=True, timeout=20
+        )
+        assert done.returncode == 0, done.stderr
+        assert time.monotonic() - started < 5
+    finally:
+        for s in idle:
+            s.close()
+        server.shutdown()  # type: ignore[attr-defined]
+
+
+def test_a_connection_that_never_associates_is_closed(
+    settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
+    server, port = start_facade_dicom(settings, services, dicom_acse_timeout=0.5)
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.settimeout(10)
+            started = time.monotonic()
+            assert s.recv(1) == b""  # closed by the SCP
+            assert time.monotonic() - started < 5
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]
+
+
+def test_associations_are_limited_per_peer_address(
+    settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
+    server, port = start_facade_dicom(
+        settings, services, dicom_max_associations=3, dicom_max_associations_per_peer=2
+    )
+    ae = AE(ae_title="PYSCU")
+    ae.add_requested_context(Verification)
+    held = []
+    try:
+        held = [ae.associate("127.0.0.1", port, ae_title="FACADE") for _ in range(2)]
+        assert all(a.is_established for a in held)
+        third = ae.associate("127.0.0.1", port, ae_title="FACADE")
+        assert third.is_rejected
+        rj = third.acceptor.primitive
+        assert (rj.result, rj.result_source, rj.diagnostic) == (0x02, 0x03, 0x02)
+        other = ae.associate("127.0.0.1", port, ae_title="FACADE", bind_address=("127.0.0.2", 0))
+        assert other.is_established, "another peer still gets in"
+        assert other.send_c_echo().Status == 0x0000
+        held.append(other)
+        fourth = ae.associate("127.0.0.1", port, ae_title="FACADE", bind_address=("127.0.0.3", 0))
+        assert fourth.is_rejected, "the total limit holds too"
+        held[0].release()
+        assert until(lambda: ae.associate("127.0.0.1", port, ae_title="FACADE").is_established)
+    finally:
+        for a in held:
+            if a.is_established:
+                a.release()
+        ae.shutdown()
+        server.shutdown()  # type: ignore[attr-defined]
