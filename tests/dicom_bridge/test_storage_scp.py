@@ -361,3 +361,41 @@ def test_associations_are_limited_per_peer_address(
                 a.release()
         ae.shutdown()
         server.shutdown()  # type: ignore[attr-defined]
+
+
+def test_an_over_long_request_uid_gets_a_failure_status(
+    facade_dicom: int, services: Services, tmp_path: Path
+) -> None:
+    """PS3.5 9.1: a UID has at most 64 characters. An 80-character Affected SOP Instance UID in
+    the command set is answered 0xC000 (the association carries on), not aborted without status."""
+    long_uid = "1.2.826.0.1.3680043.8.498." + "1" * 54
+    ds = make_instance(study_uid=new_uid(), series_uid=new_uid(), sop_uid=long_uid)
+    encoded = data_set_bytes(write(ds, tmp_path / "long.dcm"))
+    ae = AE(ae_title="PYSCU")
+    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", facade_dicom, ae_title="FACADE")
+    assert assoc.is_established
+    try:
+        req = C_STORE()
+        req.MessageID, req.Priority = 7, 0
+        req.AffectedSOPClassUID, req.AffectedSOPInstanceUID = ds.SOPClassUID, new_uid()
+        req.DataSet = BytesIO(encoded)
+        msg = C_STORE_RQ()
+        msg.primitive_to_message(req)
+        msg.command_set.AffectedSOPInstanceUID = long_uid  # what the primitive refuses to hold
+        cx = next(c for c in assoc.accepted_contexts if c.abstract_syntax == ds.SOPClassUID)
+        for pdu in msg.encode_msg(cx.context_id, assoc.acceptor.maximum_length):
+            assoc.dul.send_pdu(pdu)
+        _, rsp = assoc.dimse.get_msg(block=True)  # the response, or None when the SCP aborted
+        assert rsp is not None, "aborted without a status"
+        assert rsp.Status == 0xC000
+        assert rsp.MessageIDBeingRespondedTo == 7
+        assert rsp.AffectedSOPInstanceUID is None  # optional, and it could not equal the request's
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == 0x0000, "the association carries on"
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    assert stored_instances(services) == {}
+    assert list(services.ingest.staging_dir().iterdir()) == []
