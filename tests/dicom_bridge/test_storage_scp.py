@@ -248,8 +248,9 @@ def facade_dicom(settings: Settings, services: Services, monkeypatch: pytest.Mon
     server.shutdown()
 
 
+@pytest.mark.parametrize("how", ["a-abort", "tcp-close"])
 def test_an_aborted_c_store_leaves_nothing_in_staging(
-    facade_dicom: int, services: Services, tmp_path: Path
+    facade_dicom: int, services: Services, tmp_path: Path, how: str
 ) -> None:
     ds = make_instance(study_uid=new_uid(), series_uid=new_uid(), rows=1024, columns=1024)  # 2 MB
     encoded = data_set_bytes(write(ds, tmp_path / "big.dcm"))
@@ -268,8 +269,12 @@ def test_an_aborted_c_store_leaves_nothing_in_staging(
         assoc.dul.send_pdu(pdu)
     staging = services.ingest.staging_dir()
     assert until(lambda: any(staging.iterdir())), "the SCP did not start writing the data set"
-    assoc.abort()
+    if how == "a-abort":
+        assoc.abort()
+    else:  # the peer vanishes without a word
+        assoc.dul.socket.socket.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
     assert until(lambda: not any(staging.iterdir())), list(staging.iterdir())
+    ae.shutdown()
     assert stored_instances(services) == {}
 
 
@@ -399,3 +404,21 @@ def test_an_over_long_request_uid_gets_a_failure_status(
             assoc.release()
     assert stored_instances(services) == {}
     assert list(services.ingest.staging_dir().iterdir()) == []
+
+
+def test_an_instance_refused_for_another_patient_leaves_no_file(
+    scp_port: int, services: Services, tmp_path: Path
+) -> None:
+    storescu = require_tool("storescu")
+    study = new_uid()
+    first = write(make_instance(study_uid=study, series_uid=new_uid(), patient_id="A"), tmp_path / "a.dcm")
+    other = write(make_instance(study_uid=study, series_uid=new_uid(), patient_id="B"), tmp_path / "b.dcm")
+    send = [storescu, "-aec", "FACADE", "127.0.0.1", str(scp_port)]
+    subprocess.run([*send, str(first)], check=True, timeout=30)
+    refused = subprocess.run([*send, str(other)], check=False, capture_output=True, timeout=30)
+    assert refused.returncode != 0
+    assert send_raw(scp_port, [other]) == [0xC001]
+    root = services.ingest.staging_dir().parent
+    on_disk = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()]
+    assert on_disk == [key for key, _ in stored_instances(services).values()]
+    assert len(on_disk) == 1
