@@ -11,7 +11,7 @@ Order of work, so that an acknowledgement always means "durable":
    instance, counters, and the change marks that make the FHIR resources
    republish. Different bytes under a known SOP Instance UID replace the stored
    instance (newest wins) and the replacement is recorded. If the transaction refuses
-   or fails, the blob that step 2 created (never one that was already there) is removed;
+   the instance, the blob that step 2 created (never one that was already there) is removed;
 4. only after the commit may the adapter answer success; the superseded blob is
    removed last.
 """
@@ -124,9 +124,11 @@ class Ingest:
         )
         try:
             indexed = self._db.transact_core(lambda conn: index_instance(conn, h, arrival))
-        except BaseException:
-            # Refused or failed: nothing of this attempt may stay on disk. A blob that was already
-            # there (same key, so the same bytes) belongs to an indexed instance and stays.
+        except (Conflict, Invalid):
+            # Refused inside the transaction, so it rolled back: nothing of this attempt may stay
+            # on disk. A blob that was already there (same key, same bytes) is indexed and stays.
+            # Other failures keep the blob: a lost connection during COMMIT may have committed, and
+            # an orphaned blob is harmless where a row without bytes is not.
             if created:
                 self._blobs.delete(key)
             raise
