@@ -36,8 +36,8 @@ class AeConfig:
     max_pdu: int = 262144  # what we tell peers we can receive; bigger PDUs, fewer fragments
     allowed_calling: Sequence[str] = field(default=())  # empty: any calling AE
     require_called: bool = True  # refuse associations addressed to another AE title
-    max_associations: int = 32
-    network_timeout: float = 60.0
+    acse_timeout: float = 5.0  # ARTIM: a connection that sends no A-ASSOCIATE-RQ is closed
+    network_timeout: float = 60.0  # an association idle this long is aborted
 
 
 _UNCOMPRESSED = [
@@ -73,7 +73,10 @@ def storage_ae(config: AeConfig) -> AE:
     syntax pydicom can read (stored as received, never transcoded)."""
     ae = AE(ae_title=config.ae_title)
     ae.maximum_pdu_size = config.max_pdu
-    ae.maximum_associations = config.max_associations
+    # Associations are limited by `dicom_bridge.admission`. pynetdicom's own limit counts every
+    # TCP connection, associated or not (idle sockets would lock senders out): never reached.
+    ae.maximum_associations = 1 << 16
+    ae.acse_timeout = config.acse_timeout
     ae.network_timeout = config.network_timeout
     ae.require_called_aet = config.require_called
     if config.allowed_calling:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import tempfile
 import time
+import uuid
+from contextlib import suppress
 from pathlib import Path
 from typing import cast
 
@@ -19,7 +22,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event, EventHandlerType
 
 from dicom_bridge.statuses import status_of
-from storage.errors import DomainError
+from storage.errors import DomainError, Invalid
 from storage.usecases.ingest import Expect, Ingest, Source
 
 log = logging.getLogger(__name__)
@@ -27,18 +30,47 @@ log = logging.getLogger(__name__)
 _BUG = 0xC211  # pynetdicom's "exception in handler", and ours for bugs
 
 
+_C_STORE_RQ, _C_STORE_RSP = 0x0001, 0x8001  # Command Field (PS3.7 9.3.1)
+
+
 class StorageScp:
     def __init__(self, ingest: Ingest) -> None:
         self._ingest = ingest
+        # Stands in for a request UID that pynetdicom cannot hold (see `on_dimse_recv`); random, so
+        # that no sender's UID is ever taken for it.
+        self._unusable_uid = f"2.25.{uuid.uuid4().int}"
 
     def handlers(self) -> list[EventHandlerType]:
         return [
+            (evt.EVT_DIMSE_RECV, self.on_dimse_recv),
+            (evt.EVT_DIMSE_SENT, self.on_dimse_sent),
             (evt.EVT_C_STORE, self.on_c_store),
             (evt.EVT_ACCEPTED, _on_association, ["accepted"]),
             (evt.EVT_REJECTED, _on_association, ["rejected"]),
             (evt.EVT_ABORTED, _on_association, ["aborted"]),
             (evt.EVT_RELEASED, _on_association, ["released"]),
+            (evt.EVT_CONN_CLOSE, _discard_partial),
         ]
+
+    def on_dimse_recv(self, event: Event) -> None:
+        """A C-STORE-RQ whose Affected SOP Instance UID is longer than a UID may be (PS3.5 9.1):
+        pynetdicom would fail to convert it and abort the association with no status. Put a
+        stand-in there, so the request reaches `on_c_store`, which answers it with a failure."""
+        command = event.message.command_set
+        uid = command.get("AffectedSOPInstanceUID")
+        if command.get("CommandField") == _C_STORE_RQ and uid is not None and len(str(uid)) > 64:
+            command.AffectedSOPInstanceUID = self._unusable_uid
+
+    def on_dimse_sent(self, event: Event) -> None:
+        """The answer to such a request must not name the stand-in: the Affected SOP Instance UID
+        of a C-STORE-RSP is optional (U), and when present must equal the request's (PS3.7 9.3.1.2)."""
+        message = event.message
+        command = message.command_set
+        if command.get("CommandField") == _C_STORE_RSP and command.get("AffectedSOPInstanceUID") == (
+            self._unusable_uid
+        ):
+            del command.AffectedSOPInstanceUID
+            message._set_command_group_length()  # encode_msg follows this event: keep it exact
 
     def on_c_store(self, event: Event) -> int | Dataset:
         started = time.perf_counter()
@@ -48,6 +80,14 @@ class StorageScp:
             "peer": event.assoc.requestor.address,
             "sop_instance_uid": str(request.AffectedSOPInstanceUID or ""),
         }
+        if request.AffectedSOPInstanceUID == self._unusable_uid:
+            self._discard(event)
+            exc = Invalid("the Affected SOP Instance UID is longer than 64 characters")
+            status = status_of(exc)
+            log.warning(
+                "c_store.refused", extra=facts | {"status": status, "error": "Invalid", "reason": str(exc)}
+            )
+            return _failure(status, str(exc))
         try:
             path = self._staged_file(event)
             stored = self._ingest.staged(
@@ -74,6 +114,12 @@ class StorageScp:
         )
         return 0x0000
 
+    @staticmethod
+    def _discard(event: Event) -> None:
+        """Delete the received data set that pynetdicom wrote to a file (chunked receive)."""
+        with suppress(AttributeError):
+            Path(event.dataset_path).unlink(missing_ok=True)
+
     def _staged_file(self, event: Event) -> Path:
         """The received data set as a Part 10 file that ingest may take over.
 
@@ -96,6 +142,26 @@ def _failure(status: int, comment: str) -> Dataset:
     rsp.Status = status
     rsp.ErrorComment = comment[:64]
     return rsp
+
+
+def _discard_partial(event: Event) -> None:
+    """On a closed connection, delete the files of data sets that will never be stored: the one
+    being received when the peer aborted or vanished, and any received but not yet handled (no
+    answer can reach the peer now). pynetdicom writes them (chunked receive) and leaves them."""
+    dimse = event.assoc.dimse
+    files = [getattr(dimse.message, "_data_set_file", None)]  # the message being decoded
+    while True:
+        try:  # decoded requests not yet handled: primitives
+            files.append(getattr(dimse.msg_queue.get_nowait()[1], "_dataset_file", None))
+        except queue.Empty:
+            break
+    for file in files:
+        if file is None:
+            continue
+        with suppress(OSError):
+            file.close()
+        Path(file.name).unlink(missing_ok=True)
+        log.info("c_store.partial_discarded", extra={"peer": event.assoc.requestor.address})
 
 
 def _on_association(event: Event, what: str) -> None:

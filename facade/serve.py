@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from pynetdicom.transport import ThreadedAssociationServer
 
+from dicom_bridge.admission import Admission
 from dicom_bridge.ae import AeConfig, storage_ae
 from dicom_bridge.storage_scp import StorageScp
 from facade.housekeeping import Housekeeper
@@ -17,7 +20,7 @@ from facade.http import build_http_app
 from facade.logs import configure_logging
 from facade.settings import Settings
 from facade.settle import SettleWorker
-from facade.wiring import build_services
+from facade.wiring import Services, build_services
 
 log = logging.getLogger(__name__)
 
@@ -31,32 +34,7 @@ def serve(settings: Settings) -> None:
     services = build_services(settings)
     services.auth.audit.start()
     services.publisher.endpoint()
-    # pynetdicom writes received data sets with tempfile: put them where storing them is a rename.
-    tempfile.tempdir = str(services.blobs.staging_dir())
-
-    ae = storage_ae(
-        AeConfig(
-            ae_title=settings.dicom_ae_title,
-            max_pdu=settings.dicom_max_pdu,
-            allowed_calling=settings.allowed_calling_aets(),
-            require_called=settings.dicom_require_called_aet,
-            max_associations=settings.dicom_max_associations,
-        )
-    )
-    dicom = ae.start_server(
-        (settings.dicom_host, settings.dicom_port),
-        block=False,
-        evt_handlers=StorageScp(services.ingest).handlers(),
-    )
-    assert dicom is not None  # block=False returns the running server
-    log.info(
-        "dicom.listening",
-        extra={
-            "host": settings.dicom_host,
-            "port": dicom.server_address[1],
-            "ae_title": settings.dicom_ae_title,
-        },
-    )
+    dicom = start_dicom(settings, services)
     builtin = services.auth.builtin
     housekeeper = Housekeeper(
         [builtin.tokens.purge_expired, builtin.sessions.purge_expired] if builtin is not None else []
@@ -88,6 +66,42 @@ def serve(settings: Settings) -> None:
         housekeeper.stop()
         services.close()
         log.info("facade.stopped")
+
+
+def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationServer:
+    """The DICOM listener, after clearing what earlier runs left in staging (a file there that is
+    older than this start belongs to no receive in progress: an aborted one, or a crash)."""
+    # pynetdicom writes received data sets with tempfile: put them where storing them is a rename.
+    tempfile.tempdir = str(services.blobs.staging_dir())
+    removed = services.blobs.clean_staging(before=time.time())
+    if removed:
+        log.info("staging.cleaned", extra={"count": removed})
+    ae = storage_ae(
+        AeConfig(
+            ae_title=settings.dicom_ae_title,
+            max_pdu=settings.dicom_max_pdu,
+            allowed_calling=settings.allowed_calling_aets(),
+            require_called=settings.dicom_require_called_aet,
+            acse_timeout=settings.dicom_acse_timeout,
+            network_timeout=settings.dicom_network_timeout,
+        )
+    )
+    admission = Admission(settings.dicom_max_associations, settings.dicom_max_associations_per_peer)
+    dicom = ae.start_server(
+        (settings.dicom_host, settings.dicom_port),
+        block=False,
+        evt_handlers=admission.handlers() + StorageScp(services.ingest).handlers(),
+    )
+    assert dicom is not None  # block=False returns the running server
+    log.info(
+        "dicom.listening",
+        extra={
+            "host": settings.dicom_host,
+            "port": dicom.server_address[1],
+            "ae_title": settings.dicom_ae_title,
+        },
+    )
+    return dicom
 
 
 class _HttpServer(uvicorn.Server):

@@ -30,7 +30,10 @@ class Settings(BaseSettings):
     dicom_allowed_calling_aets: str = ""  # comma-separated; empty: any calling AE
     dicom_require_called_aet: bool = True
     dicom_max_pdu: int = 262144
-    dicom_max_associations: int = 32
+    dicom_max_associations: int = Field(64, ge=1)  # associations at once (A-ASSOCIATE-RJ beyond)
+    dicom_max_associations_per_peer: int = Field(16, ge=1)  # from one IP address
+    dicom_acse_timeout: float = Field(5.0, gt=0)  # s: ARTIM, a connection must associate by then
+    dicom_network_timeout: float = Field(60.0, gt=0)  # s: an idle association is aborted
 
     timezone: str | None = None  # IANA zone of the site's modalities; None: this machine's zone
     patient_id_system: str = "urn:facade:patient-id"  # system of Patient IDs with no issuer

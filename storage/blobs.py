@@ -45,8 +45,11 @@ class BlobStore(Protocol):
         """A directory for files on their way in; `put_file` from here is a rename."""
         ...
 
-    def put_file(self, key: str, src: Path) -> None:
-        """Take ownership of `src` and store it under `key`; durable on return."""
+    def put_file(self, key: str, src: Path) -> bool:
+        """Take ownership of `src` and store it under `key`; durable on return.
+
+        True when this call created the blob; False when `key` already held it (keys hold the
+        content hash, so the same bytes): a caller undoing a failed store deletes only its own."""
         ...
 
     @contextmanager
@@ -62,6 +65,10 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove a blob; a missing blob is not an error."""
+        ...
+
+    def clean_staging(self, before: float) -> int:
+        """Remove staged files last written before `before` (epoch seconds); how many."""
         ...
 
 
@@ -81,9 +88,10 @@ class FileBlobStore:
             raise Invalid("malformed blob key")
         return self.root / key
 
-    def put_file(self, key: str, src: Path) -> None:
+    def put_file(self, key: str, src: Path) -> bool:
         dest = self.path(key)
         try:
+            existed = dest.exists()
             created = _make_dirs(dest.parent, stop=self.root)
             _fsync_file(src)
             try:
@@ -95,6 +103,7 @@ class FileBlobStore:
             _fsync_dir(dest.parent)
             for directory in created:
                 _fsync_dir(directory.parent)
+            return not existed
         except OSError as exc:
             if exc.errno in _NO_ROOM:
                 raise Unavailable("no room left in the blob store") from exc
@@ -132,6 +141,20 @@ class FileBlobStore:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def clean_staging(self, before: float) -> int:
+        removed = 0
+        for entry in os.scandir(self._staging):
+            try:
+                if (
+                    entry.is_file(follow_symlinks=False)
+                    and entry.stat(follow_symlinks=False).st_mtime < before
+                ):
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:  # taken by its owner meanwhile
+                continue
+        return removed
 
 
 def _make_dirs(directory: Path, *, stop: Path) -> list[Path]:

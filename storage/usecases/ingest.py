@@ -10,7 +10,8 @@ Order of work, so that an acknowledgement always means "durable":
    an idempotent success (nothing changes); otherwise patient, study, series,
    instance, counters, and the change marks that make the FHIR resources
    republish. Different bytes under a known SOP Instance UID replace the stored
-   instance (newest wins) and the replacement is recorded;
+   instance (newest wins) and the replacement is recorded. If the transaction refuses
+   the instance, the blob that step 2 created (never one that was already there) is removed;
 4. only after the commit may the adapter answer success; the superseded blob is
    removed last.
 """
@@ -115,7 +116,7 @@ class Ingest:
         _check_file_meta(part10.dataset, h.instance.sop_uid)
 
         key = instance_key(h.study.study_uid, h.series.series_uid, h.instance.sop_uid, part10.sha256)
-        self._blobs.put_file(key, path)
+        created = self._blobs.put_file(key, path)
         arrival = Arrival(
             blob_key=key,
             size=part10.size,
@@ -124,7 +125,16 @@ class Ingest:
             calling_ae=source.calling_ae,
             now=self._now(),
         )
-        indexed = self._db.transact_core(lambda conn: index_instance(conn, h, arrival))
+        try:
+            indexed = self._db.transact_core(lambda conn: index_instance(conn, h, arrival))
+        except (Conflict, Invalid):
+            # Refused inside the transaction, so it rolled back: nothing of this attempt may stay
+            # on disk. A blob that was already there (same key, same bytes) is indexed and stays.
+            # Other failures keep the blob: a lost connection during COMMIT may have committed, and
+            # an orphaned blob is harmless where a row without bytes is not.
+            if created:
+                self._blobs.delete(key)
+            raise
         if indexed.superseded_key is not None and indexed.superseded_key != key:
             self._blobs.delete(indexed.superseded_key)
         if indexed.outcome == "replaced":

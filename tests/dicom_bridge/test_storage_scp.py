@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
-from collections.abc import Iterator
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from io import BytesIO
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, _config, build_context
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification
 from sqlalchemy import select
 
 from dicom_bridge.ae import AeConfig, storage_ae
 from dicom_bridge.storage_scp import StorageScp
+from facade.serve import start_dicom
+from facade.settings import Settings
 from facade.wiring import Services
 from storage.dicom_file import peek_file_meta
 from storage.models import InstanceRow
@@ -247,3 +256,198 @@ def test_readme_storescu_profile_sends_a_folder_of_compressed_files(
         stored_ts = stored[dcmread(path).SOPInstanceUID][1]
         # compressed files arrive as they are; uncompressed ones in the syntax we accept first
         assert stored_ts == ts or {ts, stored_ts} <= uncompressed
+
+
+def until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll `condition` until it holds or `timeout` seconds passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return condition()
+        time.sleep(0.01)
+    return True
+
+
+@pytest.fixture
+def facade_dicom(settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """The listener as `facade serve` starts it (staging cleaned, pynetdicom's temp files in staging)."""
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)  # start_dicom sets it: restore after
+    server = start_dicom(settings.model_copy(update={"dicom_port": 0}), services)
+    yield server.server_address[1]
+    server.shutdown()
+
+
+@pytest.mark.parametrize("how", ["a-abort", "tcp-close"])
+def test_an_aborted_c_store_leaves_nothing_in_staging(
+    facade_dicom: int, services: Services, tmp_path: Path, how: str
+) -> None:
+    ds = make_instance(study_uid=new_uid(), series_uid=new_uid(), rows=1024, columns=1024)  # 2 MB
+    encoded = data_set_bytes(write(ds, tmp_path / "big.dcm"))
+    ae = AE(ae_title="PYSCU")
+    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", facade_dicom, ae_title="FACADE")
+    assert assoc.is_established
+    req = C_STORE()
+    req.MessageID, req.Priority = 1, 0
+    req.AffectedSOPClassUID, req.AffectedSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    req.DataSet = BytesIO(encoded)
+    msg = C_STORE_RQ()
+    msg.primitive_to_message(req)
+    pdus = msg.encode_msg(assoc.accepted_contexts[0].context_id, assoc.acceptor.maximum_length)
+    for _, pdu in zip(range(3), pdus, strict=False):  # the command and the start of the data set
+        assoc.dul.send_pdu(pdu)
+    staging = services.ingest.staging_dir()
+    assert until(lambda: any(staging.iterdir())), "the SCP did not start writing the data set"
+    if how == "a-abort":
+        assoc.abort()
+    else:  # the peer vanishes without a word
+        assoc.dul.socket.socket.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+    assert until(lambda: not any(staging.iterdir())), list(staging.iterdir())
+    ae.shutdown()
+    assert stored_instances(services) == {}
+
+
+def test_starting_the_listener_cleans_staging(
+    settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stale = services.ingest.staging_dir() / "tmp1234.dcm"
+    stale.write_bytes(b"\0" * 128 + b"DICM")
+    os.utime(stale, (time.time() - 5, time.time() - 5))
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
+    server = start_dicom(settings.model_copy(update={"dicom_port": 0}), services)
+    try:
+        assert not stale.exists()
+    finally:
+        server.shutdown()
+
+
+def start_facade_dicom(settings: Settings, services: Services, **limits: object) -> tuple[object, int]:
+    server = start_dicom(settings.model_copy(update={"dicom_port": 0, **limits}), services)
+    return server, server.server_address[1]
+
+
+def test_idle_connections_do_not_lock_senders_out(
+    settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    echoscu = require_tool("echoscu")
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
+    # A long ARTIM here: the sender must get in while the idle sockets are still open.
+    server, port = start_facade_dicom(
+        settings, services, dicom_max_associations=4, dicom_max_associations_per_peer=2, dicom_acse_timeout=30
+    )
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(12)]
+    try:
+        started = time.monotonic()
+        done = subprocess.run(
+            [echoscu, "-aec", "FACADE", "127.0.0.1", str(port)], check=False, capture_output=True, timeout=20
+        )
+        assert done.returncode == 0, done.stderr
+        assert time.monotonic() - started < 5
+    finally:
+        for s in idle:
+            s.close()
+        server.shutdown()  # type: ignore[attr-defined]
+
+
+def test_a_connection_that_never_associates_is_closed(
+    settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
+    server, port = start_facade_dicom(settings, services, dicom_acse_timeout=0.5)
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.settimeout(10)
+            started = time.monotonic()
+            assert s.recv(1) == b""  # closed by the SCP
+            assert time.monotonic() - started < 5
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]
+
+
+def test_associations_are_limited_per_peer_address(
+    settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
+    server, port = start_facade_dicom(
+        settings, services, dicom_max_associations=3, dicom_max_associations_per_peer=2
+    )
+    ae = AE(ae_title="PYSCU")
+    ae.add_requested_context(Verification)
+    held = []
+    try:
+        held = [ae.associate("127.0.0.1", port, ae_title="FACADE") for _ in range(2)]
+        assert all(a.is_established for a in held)
+        third = ae.associate("127.0.0.1", port, ae_title="FACADE")
+        assert third.is_rejected
+        rj = third.acceptor.primitive
+        assert (rj.result, rj.result_source, rj.diagnostic) == (0x02, 0x03, 0x02)
+        other = ae.associate("127.0.0.1", port, ae_title="FACADE", bind_address=("127.0.0.2", 0))
+        assert other.is_established, "another peer still gets in"
+        assert other.send_c_echo().Status == 0x0000
+        held.append(other)
+        fourth = ae.associate("127.0.0.1", port, ae_title="FACADE", bind_address=("127.0.0.3", 0))
+        assert fourth.is_rejected, "the total limit holds too"
+        held[0].release()
+        assert until(lambda: ae.associate("127.0.0.1", port, ae_title="FACADE").is_established)
+    finally:
+        for a in held:
+            if a.is_established:
+                a.release()
+        ae.shutdown()
+        server.shutdown()  # type: ignore[attr-defined]
+
+
+def test_an_over_long_request_uid_gets_a_failure_status(
+    facade_dicom: int, services: Services, tmp_path: Path
+) -> None:
+    """PS3.5 9.1: a UID has at most 64 characters. An 80-character Affected SOP Instance UID in
+    the command set is answered 0xC000 (the association carries on), not aborted without status."""
+    long_uid = "1.2.826.0.1.3680043.8.498." + "1" * 54
+    ds = make_instance(study_uid=new_uid(), series_uid=new_uid(), sop_uid=long_uid)
+    encoded = data_set_bytes(write(ds, tmp_path / "long.dcm"))
+    ae = AE(ae_title="PYSCU")
+    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", facade_dicom, ae_title="FACADE")
+    assert assoc.is_established
+    try:
+        req = C_STORE()
+        req.MessageID, req.Priority = 7, 0
+        req.AffectedSOPClassUID, req.AffectedSOPInstanceUID = ds.SOPClassUID, new_uid()
+        req.DataSet = BytesIO(encoded)
+        msg = C_STORE_RQ()
+        msg.primitive_to_message(req)
+        msg.command_set.AffectedSOPInstanceUID = long_uid  # what the primitive refuses to hold
+        cx = next(c for c in assoc.accepted_contexts if c.abstract_syntax == ds.SOPClassUID)
+        for pdu in msg.encode_msg(cx.context_id, assoc.acceptor.maximum_length):
+            assoc.dul.send_pdu(pdu)
+        _, rsp = assoc.dimse.get_msg(block=True)  # the response, or None when the SCP aborted
+        assert rsp is not None, "aborted without a status"
+        assert rsp.Status == 0xC000
+        assert rsp.MessageIDBeingRespondedTo == 7
+        assert rsp.AffectedSOPInstanceUID is None  # optional, and it could not equal the request's
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == 0x0000, "the association carries on"
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    assert stored_instances(services) == {}
+    assert list(services.ingest.staging_dir().iterdir()) == []
+
+
+def test_an_instance_refused_for_another_patient_leaves_no_file(
+    scp_port: int, services: Services, tmp_path: Path
+) -> None:
+    storescu = require_tool("storescu")
+    study = new_uid()
+    first = write(make_instance(study_uid=study, series_uid=new_uid(), patient_id="A"), tmp_path / "a.dcm")
+    other = write(make_instance(study_uid=study, series_uid=new_uid(), patient_id="B"), tmp_path / "b.dcm")
+    send = [storescu, "-aec", "FACADE", "127.0.0.1", str(scp_port)]
+    subprocess.run([*send, str(first)], check=True, timeout=30)
+    refused = subprocess.run([*send, str(other)], check=False, capture_output=True, timeout=30)
+    assert refused.returncode != 0
+    assert send_raw(scp_port, [other]) == [0xC001]
+    root = services.ingest.staging_dir().parent
+    on_disk = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()]
+    assert on_disk == [key for key, _ in stored_instances(services).values()]
+    assert len(on_disk) == 1

@@ -225,3 +225,35 @@ def test_a_study_emptied_by_a_replacement_reads_as_gone(services: Services, tmp_
     history = services.search.history("ImagingStudy", old_study, visibility=ALL)
     assert [(v.version_id, v.body) for v in history] == [(2, None)]  # the provisional v1 was not retained
     assert services.search.read("ImagingStudy", new_study, visibility=ALL).body["numberOfInstances"] == 1  # type: ignore[index]
+
+
+def test_a_refused_instance_leaves_no_file_behind(services: Services, tmp_path: Path) -> None:
+    study = new_uid()
+    ingest(
+        services,
+        write(make_instance(study_uid=study, series_uid=new_uid(), patient_id="A"), tmp_path / "a.dcm"),
+    )
+    with pytest.raises(Conflict, match="different Patient ID"):
+        ingest(
+            services,
+            write(make_instance(study_uid=study, series_uid=new_uid(), patient_id="B"), tmp_path / "b.dcm"),
+        )
+    root = services.ingest.staging_dir().parent
+    files = [p for p in root.rglob("*.dcm") if ".staging" not in p.parts]
+    with services.db.read() as s:
+        assert [str(p.relative_to(root)) for p in files] == [s.scalar(select(InstanceRow.blob_key))]
+    assert list(services.ingest.staging_dir().iterdir()) == []
+
+
+def test_a_failed_duplicate_keeps_the_stored_file(services: Services, tmp_path: Path) -> None:
+    """A resend of stored bytes that is then refused must not delete the bytes the index points to."""
+    study, series = new_uid(), new_uid()
+    path = write(make_instance(study_uid=study, series_uid=series, patient_id="A"), tmp_path / "a.dcm")
+    ingest(services, path)
+    with pytest.raises(Conflict, match="target study"):
+        ingest(services, path, expect=Expect(study_uid="1.2.3"))
+    with services.db.read() as s:
+        key = s.scalar(select(InstanceRow.blob_key))
+    assert key is not None
+    with services.blobs.open(key) as f:
+        assert f.read() == path.read_bytes()
