@@ -43,9 +43,7 @@ class Admission:
             "association.refused",
             extra={
                 "peer": peer,
-                "calling_ae": assoc.requestor.primitive.calling_ae_title
-                if assoc.requestor.primitive
-                else None,
+                "calling_ae": _calling_ae(assoc),
                 "reason": reason,
                 "count": len(requested) if reason == "max_associations" else from_peer,
             },
