@@ -12,11 +12,12 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from dicom_bridge.bulk_import import DEFAULT_WORKERS, BulkImport, ImportSummary
-from facade.logs import configure_logging
+from facade.logs import configure_logging, log_to_file
 from facade.settings import Settings
 from facade.wiring import build_services
 from storage.errors import Unavailable
@@ -41,6 +42,11 @@ def run_import(
     """Import `paths` (files, folders, DICOMDIRs), publish the studies as FHIR, print a summary."""
     out, err = out or sys.stdout, err or sys.stderr
     configure_logging(settings.log_level)
+    log_file = None
+    if err.isatty():  # the terminal shows the bar and the summary; the JSON records go to a file
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        log_file = settings.data_dir.resolve() / "logs" / f"import-{stamp}.jsonl"
+        log_to_file(log_file)
     missing = [p for p in paths if not p.exists()]
     for path in missing:
         print(f"facade import: no such file or folder: {terminal_text(path)}", file=err)
@@ -69,6 +75,8 @@ def run_import(
         bar.detach_from_logging()
         services.db.dispose()
     print_summary(summary, out, seconds=time.monotonic() - started, published=published)
+    if log_file is not None:
+        print(f"Log: {log_file}", file=out)
     if summary.stopped == "interrupted":
         return 130
     if summary.stopped:

@@ -14,6 +14,7 @@ import sys
 import traceback
 import warnings
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pynetdicom import _config as pynetdicom_config
@@ -83,6 +84,14 @@ class JsonFormatter(logging.Formatter):
                 f"{f.filename}:{f.lineno} {f.name}" for f in traceback.extract_tb(record.exc_info[2])
             ][-12:]
         return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def log_to_file(path: Path) -> None:
+    """Write the JSON records to `path` instead of stderr (a terminal shows a progress bar)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger().handlers[:] = [handler]
 
 
 def configure_logging(level: str = "INFO") -> None:

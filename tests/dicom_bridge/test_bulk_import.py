@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import logging
 import os
 import shutil
 import subprocess
@@ -14,7 +16,7 @@ from pydicom import dcmread
 from pydicom.fileset import FileSet
 
 from dicom_bridge.bulk_import import BulkImport, ImportSummary
-from facade.importer import ProgressBar
+from facade.importer import ProgressBar, run_import
 from facade.settings import Settings
 from facade.wiring import Services
 from storage.errors import NotFound
@@ -297,3 +299,26 @@ def test_progress_bar_on_a_terminal_redraws_in_place_and_makes_way_for_log_lines
         "\r[##############################] 2/2 files 100%  1 files/s  in 0:02\x1b[K"
         "\r[##############################] 2/2 files 100%  1 files/s  in 0:02\x1b[K\n"
     )
+
+
+def test_on_a_terminal_the_log_goes_to_a_file_and_the_terminal_shows_bar_and_summary(
+    settings: Settings, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    write_study(src, series=1, per_series=3)
+    (src / "notes.txt").write_text("not DICOM")
+    out, err = io.StringIO(), Terminal()
+    saved = logging.getLogger().handlers[:]
+    try:
+        code = run_import(settings, [src], out=out, err=err)
+    finally:
+        logging.getLogger().handlers[:] = saved
+    assert code == 1  # one file rejected
+    assert '{"ts"' not in err.getvalue()  # no JSON among the progress bar
+    assert "3/4 files" in err.getvalue() or "4/4 files" in err.getvalue()
+    summary = out.getvalue()
+    assert "stored" in summary and "Log: " in summary
+    log_file = Path(summary.split("Log: ", 1)[1].strip())
+    assert log_file.parent == (settings.data_dir / "logs").resolve()
+    events = [json.loads(line)["event"] for line in log_file.read_text().splitlines()]
+    assert "bulk_import.started" in events and "bulk_import.rejected" in events
