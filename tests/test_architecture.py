@@ -1,0 +1,134 @@
+"""The arrows of docs/architecture.md, enforced: a scan of every import in the packages.
+
+A rule broken by new code fails here. What the code breaks today and the floor-plan issue will
+remove is listed in DEBT, entry by entry; an entry that no longer occurs fails too, so the list
+only shrinks.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("facade", "fhir_api", "dicom_bridge", "hl7_interface", "mapping", "smart_auth", "storage")
+ADAPTERS = ("fhir_api", "dicom_bridge", "hl7_interface")
+
+# What each package may import of the project (besides itself). An adapter reaches storage only
+# through its use cases and its error tree.
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "mapping": (),
+    "storage": ("mapping",),
+    "smart_auth": ("storage", "mapping"),
+    "fhir_api": ("storage.usecases", "storage.errors", "mapping", "smart_auth"),
+    "dicom_bridge": ("storage.usecases", "storage.errors", "mapping"),
+    "hl7_interface": ("storage.usecases", "storage.errors", "mapping"),
+    "facade": PACKAGES,
+}
+
+# (importing module, imported module): broken today, removed by the floor-plan issue (#7).
+DEBT = {
+    # DICOMweb checks tokens itself; the guard belongs to the HTTP composition
+    ("dicom_bridge.dicomweb.app", "smart_auth.guard"),
+    ("dicom_bridge.dicomweb.stow", "smart_auth.guard"),
+    ("dicom_bridge.dicomweb.stow", "smart_auth.access"),
+    # DICOM-format helpers and repositories reached past the use cases
+    ("dicom_bridge.bulk_import", "storage.dicom_file"),
+    ("dicom_bridge.dicomweb.stow", "storage.dicom_file"),
+    ("dicom_bridge.dicomweb.stow", "storage.blobs"),
+    ("fhir_api.responses", "storage.fhir_store"),
+    ("fhir_api.bundles", "storage.fhir_store"),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> Iterator[str]:
+    """Every module `path` imports, relative imports resolved."""
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            yield module
+            # `from storage import usecases` imports storage.usecases
+            yield from (f"{module}.{alias.name}" for alias in node.names if alias.name != "*")
+
+
+def project_imports() -> Iterator[tuple[str, str, Path]]:
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            importer = module_name(path)
+            for imported in imports(path):
+                if imported.split(".")[0] in PACKAGES and imported.split(".")[0] != package:
+                    yield importer, imported, path
+
+
+def allowed(importer: str, imported: str) -> bool:
+    rules = ALLOWED[importer.split(".", maxsplit=1)[0]]
+    return any(imported == rule or imported.startswith(f"{rule}.") for rule in rules)
+
+
+def _is_module(name: str) -> bool:
+    *parent, last = name.split(".")
+    base = ROOT.joinpath(*parent)
+    return (base / f"{last}.py").exists() or (base / last / "__init__.py").exists()
+
+
+def violations() -> set[tuple[str, str]]:
+    found = set()
+    for importer, imported, _ in project_imports():
+        # `from storage.fhir_store import FhirStore` also yields storage.fhir_store.FhirStore
+        named_module = _is_module(imported) or not _is_module(imported.rsplit(".", 1)[0])
+        if named_module and not allowed(importer, imported):
+            found.add((importer, imported))
+    return found
+
+
+def test_no_package_imports_against_the_arrows() -> None:
+    new = sorted(violations() - DEBT)
+    assert not new, "imports against docs/architecture.md:\n" + "\n".join(f"{a} -> {b}" for a, b in new)
+
+
+def test_the_debt_list_only_shrinks() -> None:
+    paid = sorted(DEBT - violations())
+    assert not paid, "no longer imported, remove from DEBT:\n" + "\n".join(f"{a} -> {b}" for a, b in paid)
+
+
+def test_storage_outside_its_use_cases_never_imports_them() -> None:
+    wrong = [
+        (importer, imported)
+        for package in ("storage",)
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if not (importer := module_name(path)).startswith("storage.usecases")
+        for imported in imports(path)
+        if imported.startswith("storage.usecases")
+    ]
+    assert not wrong
+
+
+@pytest.mark.parametrize("package", [p for p in PACKAGES if p != "facade"])
+def test_only_facade_reads_the_environment(package: str) -> None:
+    readers = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb"):
+                readers.append(f"{module_name(path)}:{node.lineno}")
+            if isinstance(node, ast.ImportFrom) and node.module in ("os", "pydantic_settings"):
+                names = {alias.name for alias in node.names}
+                if names & {"environ", "getenv", "environb", "BaseSettings"}:
+                    readers.append(f"{module_name(path)}:{node.lineno}")
+    assert not readers, "settings are read in facade/settings.py only: " + ", ".join(readers)
