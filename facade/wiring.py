@@ -14,7 +14,7 @@ from smart_auth.access import VisibilityRules
 from smart_auth.audit import AuditTrail
 from smart_auth.authorize import Authorization
 from smart_auth.client_assertion import PrivateKeyJwt
-from smart_auth.config import AuthConfig, ExternalAuthConfig, utcnow
+from smart_auth.config import AuthConfig, ExternalAuthConfig
 from smart_auth.external import IntrospectionVerifier, JwtVerifier
 from smart_auth.guard import Guard, LocalVerifier, TokenVerifier
 from smart_auth.jwks_fetch import JwksFetcher
@@ -25,6 +25,7 @@ from smart_auth.server import SmartServer
 from smart_auth.sessions import Sessions
 from smart_auth.tokens import Tokens
 from storage.blobs import FileBlobStore
+from storage.clock import utcnow
 from storage.db import Database, make_engine
 from storage.fhir_store import FhirStore
 from storage.migrate import upgrade

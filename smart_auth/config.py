@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from storage.clock import utcnow
 
 
 @dataclass(frozen=True)

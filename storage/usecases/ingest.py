@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +29,7 @@ from pydicom import Dataset
 
 from mapping.dicom_facts import InstanceHeader, IssuerResolver, header_from_dataset
 from storage.blobs import BlobStore, instance_key, valid_uid
+from storage.clock import utcnow
 from storage.db import Database
 from storage.dicom_file import read_part10
 from storage.errors import Conflict, Invalid, Unavailable
@@ -70,10 +71,6 @@ class PatientIdentity:
 
     default_system: str
     issuer_system: IssuerResolver
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Ingest:

@@ -22,10 +22,10 @@ from mapping.dicom_facts import Code, InstanceFacts, PatientFacts, SeriesFacts, 
 from mapping.dicom_study import SeriesView, imaging_study_from_index
 from mapping.endpoint import DICOMWEB_ENDPOINT_ID, dicomweb_endpoint
 from mapping.patient import patient_from_index
+from storage.clock import utcnow
 from storage.db import Database
 from storage.fhir_store import FhirStore
 from storage.models import FhirResourceRow, InstanceRow, PatientRow, SeriesRow, StudyRow
-from storage.usecases.ingest import utcnow
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

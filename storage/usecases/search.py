@@ -14,13 +14,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mapping.search_params import REGISTRY
+from storage.clock import utcnow
 from storage.db import Database
 from storage.errors import Gone, NotFound
 from storage.fhir_search import matching, ordered, restricted
 from storage.fhir_store import FhirStore, StoredResource
 from storage.models import FhirResourceRow, SearchReference
 from storage.search_query import Criterion, SearchQuery, parse_search
-from storage.usecases.ingest import utcnow
 from storage.usecases.publish import DERIVED_TYPES, Publisher
 from storage.visibility import Visibility
 
