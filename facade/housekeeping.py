@@ -4,25 +4,19 @@ browser sessions, pending requests, launches, seen assertion ids) so the tables 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
 
+INTERVAL = 600.0  # seconds between runs
+
+
 class Housekeeper:
-    def __init__(self, chores: Sequence[Callable[[], int]], interval: float = 600.0) -> None:
-        self._chores, self._interval = list(chores), interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="housekeeping", daemon=True)
+    """The chores, each isolated: one failing leaves the others to run (a `Periodic` runs this)."""
 
-    def start(self) -> Housekeeper:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+    def __init__(self, chores: Sequence[Callable[[], int]]) -> None:
+        self._chores = list(chores)
 
     def run_once(self) -> int:
         removed = 0
@@ -34,7 +28,3 @@ class Housekeeper:
         if removed:
             log.info("housekeeping.purged", extra={"count": removed})
         return removed
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.run_once()

@@ -1,4 +1,4 @@
-"""`facade serve`: HTTP (FHIR, DICOMweb), the DICOM SCP and the settle worker in one process."""
+"""`facade serve`: HTTP (FHIR, DICOMweb), the DICOM SCP and the periodic workers in one process."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ from pynetdicom.transport import ThreadedAssociationServer
 from dicom_bridge.admission import Admission
 from dicom_bridge.ae import AeConfig, storage_ae
 from dicom_bridge.storage_scp import StorageScp
+from facade.housekeeping import INTERVAL as HOUSEKEEPING_INTERVAL
 from facade.housekeeping import Housekeeper
 from facade.http import build_http_app
 from facade.logs import configure_logging
 from facade.settings import Settings
-from facade.settle import SettleWorker
+from facade.settle import settle
 from facade.wiring import Services, build_services
+from facade.workers import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +37,7 @@ def serve(settings: Settings) -> None:
     services.auth.audit.start()
     services.publisher.endpoint()
     dicom = start_dicom(settings, services)
-    builtin = services.auth.builtin
-    housekeeper = Housekeeper(
-        [builtin.tokens.purge_expired, builtin.sessions.purge_expired] if builtin is not None else []
-    ).start()
-    worker = SettleWorker(services.publisher, interval=max(0.5, min(5.0, settings.stable_age_seconds / 4)))
-    worker.start()
+    workers = [worker.start() for worker in background_workers(settings, services)]
     http = _HttpServer(
         uvicorn.Config(
             build_http_app(services),
@@ -62,10 +59,23 @@ def serve(settings: Settings) -> None:
         http.run()
     finally:
         dicom.shutdown()
-        worker.stop()
-        housekeeper.stop()
+        for worker in workers:
+            worker.stop()
         services.close()
         log.info("facade.stopped")
+
+
+def background_workers(settings: Settings, services: Services) -> list[Periodic]:
+    """Every periodic worker of a serving process, in one list."""
+    builtin = services.auth.builtin
+    housekeeper = Housekeeper(
+        [builtin.tokens.purge_expired, builtin.sessions.purge_expired] if builtin is not None else []
+    )
+    settle_every = max(0.5, min(5.0, settings.stable_age_seconds / 4))
+    return [
+        Periodic("settle", settle_every, lambda: settle(services.publisher)),
+        Periodic("housekeeping", HOUSEKEEPING_INTERVAL, housekeeper.run_once),
+    ]
 
 
 def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationServer:
