@@ -30,7 +30,6 @@ Decisions (the CLI help and README describe them to users):
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import stat
@@ -48,7 +47,7 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
 from storage.dicom_file import peek_file_meta
-from storage.errors import DomainError, Unavailable
+from storage.errors import DomainError, Unavailable, no_room
 from storage.usecases.ingest import Ingest, Source
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,6 @@ log = logging.getLogger(__name__)
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # PS3.4 Annex F / PS3.10
 CHUNK = 1 << 20
 DEFAULT_WORKERS = 1  # see the module docstring
-_NO_ROOM = {errno.ENOSPC, errno.EDQUOT}
 _IMPORT = Source("import")
 _INVALID_FILE_ID = "\x00invalid"  # no file name can hold NUL
 
@@ -386,7 +384,7 @@ def _read(src: BinaryIO) -> bytes:
 
 def _staging_error(exc: OSError) -> Unavailable:
     """The staging area fails for every file alike: stop rather than reject them all."""
-    if exc.errno in _NO_ROOM:
+    if no_room(exc):
         return Unavailable("no room left in the staging area")
     return Unavailable(f"the staging area cannot be written ({_strerror(exc)})")
 

@@ -18,11 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from storage.errors import Invalid, NotFound, Unavailable
+from storage.errors import Invalid, NotFound, Unavailable, no_room
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _KEY = re.compile(r"^[0-9.]{1,64}/[0-9.]{1,64}/[0-9.]{1,64}\.[0-9a-f]{16}\.dcm$")
-_NO_ROOM = {errno.ENOSPC, errno.EDQUOT}
 
 
 def valid_uid(uid: str) -> bool:
@@ -105,7 +104,7 @@ class FileBlobStore:
                 _fsync_dir(directory.parent)
             return not existed
         except OSError as exc:
-            if exc.errno in _NO_ROOM:
+            if no_room(exc):
                 raise Unavailable("no room left in the blob store") from exc
             raise
 

@@ -15,6 +15,17 @@ Each adapter maps these to its protocol in one table (HTTP + OperationOutcome,
 DIMSE status, HL7 ACK + ERR). Anything else is a bug.
 """
 
+from __future__ import annotations
+
+import errno
+
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def no_room(exc: OSError) -> bool:
+    """A write failed for want of space (a full disk, or a quota): `Unavailable`, not a bug."""
+    return exc.errno in _NO_ROOM
+
 
 class DomainError(Exception):
     """A refusal with a message that contains no PHI."""

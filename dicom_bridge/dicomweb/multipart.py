@@ -24,7 +24,6 @@ when the staging area cannot be written.
 from __future__ import annotations
 
 import enum
-import errno
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -33,9 +32,8 @@ from typing import BinaryIO
 
 from python_multipart.multipart import parse_options_header
 
-from storage.errors import Invalid, TooLarge, Unavailable
+from storage.errors import Invalid, TooLarge, Unavailable, no_room
 
-_NO_ROOM = {errno.ENOSPC, errno.EDQUOT}
 _MAX_PREAMBLE = 64 * 1024
 _MAX_HEADERS = 16 * 1024  # one part's header block
 _MAX_PADDING = 256  # transport padding after a delimiter
@@ -114,7 +112,7 @@ class MultipartSpooler:
         try:
             self._advance()
         except OSError as exc:
-            full = exc.errno in _NO_ROOM
+            full = no_room(exc)
             raise Unavailable(
                 "no room left in the staging area" if full else "the staging area cannot be written"
             ) from exc
