@@ -12,12 +12,13 @@ from typing import Any, TextIO
 from facade.logs import configure_logging
 from facade.settings import Settings
 from facade.wiring import BuiltinAuth, build_services
+from smart_auth.config import MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS
 from smart_auth.routes import create_launch
 from storage.errors import DomainError
 from storage.visibility import ALL
 
 CLI_CLIENT = "facade-cli"  # the client id of tokens made by `facade token create`
-TOKEN_SECONDS = (60, 3600)  # the lifetimes `facade token create` accepts
+TOKEN_SECONDS = (MIN_TOKEN_SECONDS, MAX_TOKEN_SECONDS)  # the lifetimes `facade token create` accepts
 
 
 def add_arguments(sub: Any) -> None:
@@ -65,7 +66,9 @@ def add_arguments(sub: Any) -> None:
     mint = token_sub.add_parser("create", help="print an access token (client facade-cli), e.g. for curl")
     mint.add_argument("--scope", required=True, help='e.g. "system/*.rs"')
     mint.add_argument("--patient", help="launch patient (for patient/ scopes)")
-    mint.add_argument("--seconds", type=int, default=300, help="lifetime, 60 to 3600")
+    mint.add_argument(
+        "--seconds", type=int, default=300, help=f"lifetime, {MIN_TOKEN_SECONDS} to {MAX_TOKEN_SECONDS}"
+    )
 
     keys = sub.add_parser("keys", help="the server's signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

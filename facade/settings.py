@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from smart_auth.config import MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACADE_", extra="ignore")
@@ -49,8 +51,8 @@ class Settings(BaseSettings):
 
     # SMART on FHIR: the built-in authorization server, or tokens from an external one
     auth_mode: Literal["builtin", "external"] = "builtin"
-    auth_access_token_seconds: int = Field(3600, ge=60, le=3600)  # SMART: at most an hour
-    auth_backend_token_seconds: int = Field(300, ge=60, le=3600)
+    auth_access_token_seconds: int = Field(MAX_TOKEN_SECONDS, ge=MIN_TOKEN_SECONDS, le=MAX_TOKEN_SECONDS)
+    auth_backend_token_seconds: int = Field(300, ge=MIN_TOKEN_SECONDS, le=MAX_TOKEN_SECONDS)
     auth_code_seconds: int = Field(60, ge=10, le=600)
     auth_session_seconds: int = Field(8 * 3600, ge=300)
     auth_offline_refresh_days: int = Field(90, ge=1)

@@ -9,6 +9,10 @@ from datetime import datetime
 
 from storage.clock import utcnow
 
+# Access-token lifetimes this server issues, in seconds: at least a minute, at most the hour
+# SMART recommends (App Launch 2.2, "access token lifetime").
+MIN_TOKEN_SECONDS, MAX_TOKEN_SECONDS = 60, 3600
+
 
 @dataclass(frozen=True)
 class AuthConfig:
