@@ -13,8 +13,8 @@ from facade.logs import configure_logging
 from facade.settings import Settings
 from facade.wiring import BuiltinAuth, build_services
 from smart_auth.config import MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS
-from smart_auth.routes import create_launch
-from storage.errors import DomainError
+from smart_auth.launches import create_launch
+from storage.errors import DomainError, Invalid
 from storage.visibility import ALL
 
 CLI_CLIENT = "facade-cli"  # the client id of tokens made by `facade token create`
@@ -156,7 +156,7 @@ def _dispatch(args: argparse.Namespace, auth: BuiltinAuth, search: Any, out: Tex
             launched = create_launch(
                 sessions=auth.sessions, registry=auth.registry, search=search, config=config, form=form
             )
-        except ValueError as exc:
+        except Invalid as exc:
             print(f"facade launch create: {exc}", file=sys.stderr)
             return 2
         print(launched.get("launch_url") or f"iss={launched['iss']} launch={launched['launch']}", file=out)

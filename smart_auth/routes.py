@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlencode
 
 from authlib.oauth2.base import OAuth2Error
@@ -32,13 +31,13 @@ from starlette.concurrency import run_in_threadpool
 from smart_auth.audit import note
 from smart_auth.authorize import Authorization, Held, Redirect, Refuse
 from smart_auth.config import AuthConfig
+from smart_auth.launches import create_launch
 from smart_auth.pages import GrantLine, consent_page, error_page, login_page, logout_page, manage_page
-from smart_auth.registry import Registry, User
+from smart_auth.registry import User
 from smart_auth.server import FormRequest, SmartServer
 from smart_auth.sessions import LoginSession, PendingRequest, Sessions
-from storage.errors import NotFound
+from storage.errors import Invalid
 from storage.usecases.search import Search
-from storage.visibility import ALL
 
 SESSION_COOKIE = "facade_session"
 LOGIN_COOKIE = "facade_login"
@@ -349,7 +348,7 @@ def create_auth_app(  # noqa: PLR0915  (one closure per endpoint)
                 config=config,
                 form=form,
             )
-        except ValueError as exc:
+        except Invalid as exc:
             return _json_error(400, "invalid_request", str(exc))
         return Response(json.dumps(created), status_code=201, media_type="application/json", headers=NO_STORE)
 
@@ -368,42 +367,6 @@ def create_auth_app(  # noqa: PLR0915  (one closure per endpoint)
         return Response(json.dumps(STYLE), media_type="application/json")
 
     return app
-
-
-def create_launch(
-    *, sessions: Sessions, registry: Registry, search: Search, config: AuthConfig, form: dict[str, str]
-) -> dict[str, Any]:
-    """Validate and store an EHR launch context; used by POST /auth/launch and `facade launch create`."""
-    target = registry.client(form.get("client_id")) if form.get("client_id") else None
-    if form.get("client_id") and target is None:
-        raise ValueError("client_id is not a registered client")
-    context: dict[str, Any] = {}
-    patient = form.get("patient")
-    if patient:
-        try:
-            search.read("Patient", patient, visibility=ALL)
-        except NotFound:
-            raise ValueError("patient is not a Patient id of this server") from None
-        context["patient"] = patient
-    for key in ("encounter", "intent", "smart_style_url"):
-        if form.get(key):
-            context[key] = form[key][:500]
-    fhir_user = form.get("fhirUser")
-    if fhir_user:
-        parts = fhir_user.rstrip("/").split("/")
-        kind, rid = (parts[-2], parts[-1]) if len(parts) >= 2 else ("", "")
-        if kind not in ("Practitioner", "Patient") or not rid:
-            raise ValueError("fhirUser is Practitioner/<id> or Patient/<id>")
-        context["fhirUser"] = f"{kind}/{rid}"
-    if "need_patient_banner" in form:
-        context["need_patient_banner"] = form["need_patient_banner"].lower() in ("true", "1", "yes")
-    launch = sessions.new_launch(
-        context, client_id=target.client_id if target else None, lifetime=config.launch_seconds
-    )
-    out: dict[str, Any] = {"launch": launch, "iss": config.fhir_base, "expires_in": config.launch_seconds}
-    if target is not None and target.launch_url:
-        out["launch_url"] = f"{target.launch_url}?{urlencode({'iss': config.fhir_base, 'launch': launch})}"
-    return out
 
 
 async def _form(request: Request) -> list[tuple[str, str]] | None:
