@@ -12,6 +12,7 @@ from fhir.resources.R4B.endpoint import Endpoint
 from fhir.resources.R4B.imagingstudy import ImagingStudy
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.practitioner import Practitioner
 
 FHIR_VERSION = "4.0.1"
 
@@ -23,4 +24,5 @@ __all__ = [
     "ImagingStudy",
     "OperationOutcome",
     "Patient",
+    "Practitioner",
 ]

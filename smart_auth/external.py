@@ -48,9 +48,7 @@ class _Claims:
         fhir_user = claims.get(self.config.fhir_user_claim)
         if isinstance(fhir_user, str) and "/" in fhir_user:
             kind, rid = fhir_user.rstrip("/").split("/")[-2:]
-            fhir_user = (
-                f"{kind}/{rid}" if kind in ("Practitioner", "Patient", "RelatedPerson", "Person") else None
-            )
+            fhir_user = f"{kind}/{rid}" if kind in _FHIR_USER_TYPES else None
         else:
             fhir_user = None
         client_id = claims.get("client_id") or claims.get("azp")

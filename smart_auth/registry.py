@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
+from mapping.practitioner import practitioner_from_user
 from smart_auth.credentials import check_password, hash_password, new_secret
 from smart_auth.scopes import is_system
 from storage.auth_models import AuthUserRow, OAuthClientRow
@@ -227,7 +228,7 @@ class Registry:
                 fhir_user = f"Patient/{patient_id}"
             else:
                 fhir_user = f"Practitioner/{user_id}"
-                self._store.put(session, _practitioner(user_id, practitioner_name or ""), now=now)
+                self._store.put(session, practitioner_from_user(user_id, practitioner_name or ""), now=now)
             session.add(
                 AuthUserRow(
                     id=user_id,
@@ -276,16 +277,6 @@ def _client(row: OAuthClientRow) -> Client:
         can_launch=row.can_launch,
         can_introspect=row.can_introspect,
     )
-
-
-def _practitioner(res_id: str, name: str) -> dict[str, Any]:
-    parts = name.split()
-    human: dict[str, Any] = {"text": name}
-    if parts:
-        human["family"] = parts[-1]
-        if len(parts) > 1:
-            human["given"] = parts[:-1]
-    return {"resourceType": "Practitioner", "id": res_id, "active": True, "name": [human]}
 
 
 def _check_jwks(jwks: dict[str, Any]) -> None:
