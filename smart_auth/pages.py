@@ -23,20 +23,41 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 
-_STYLE = """
-body{font:16px/1.45 system-ui,sans-serif;margin:0;background:#f3f5f7;color:#1d2630}
-main{max-width:34rem;margin:3rem auto;background:#fff;padding:2rem 2.2rem;border-radius:10px;
-box-shadow:0 1px 4px rgba(0,0,0,.12)}
-h1{font-size:1.35rem;margin:0 0 1rem}label{display:block;margin:.7rem 0 .2rem;font-weight:600}
-input[type=text],input[type=password],input[type=search]{width:100%;box-sizing:border-box;padding:.5rem;
-border:1px solid #b9c2cc;border-radius:6px;font-size:1rem}
-button{font-size:1rem;padding:.55rem 1.2rem;border-radius:6px;border:1px solid #1f5fa8;background:#1f5fa8;
-color:#fff;margin:1rem .5rem 0 0;cursor:pointer}button.secondary{background:#fff;color:#1f5fa8}
-ul.scopes{list-style:none;padding:0}
-label.plain{font-weight:400;display:inline}ul.scopes li{margin:.35rem 0}code{font-size:.85rem;color:#43505e}
-.error{background:#fdecea;border:1px solid #f5c2bd;padding:.6rem .8rem;border-radius:6px}
-.who{color:#43505e;font-size:.9rem}table{border-collapse:collapse;width:100%}
-td{padding:.3rem .2rem;border-bottom:1px solid #e4e8ec;vertical-align:top}
+# The palette, written once: the server's own pages and the SMART style document
+# (/auth/smart-style.json, App Launch 2.2 "smart_style_url") that launched apps may follow.
+BACKGROUND, TEXT, HIGHLIGHT, ERROR, SUCCESS = "#f3f5f7", "#1d2630", "#1f5fa8", "#b3261e", "#1e7b34"
+FONT, RADIUS = "system-ui, sans-serif", "6px"
+
+SMART_STYLE = {
+    "color_background": BACKGROUND,
+    "color_error": ERROR,
+    "color_highlight": HIGHLIGHT,
+    "color_modal_backdrop": "",
+    "color_success": SUCCESS,
+    "color_text": TEXT,
+    "dim_border_radius": RADIUS,
+    "dim_font_size": "16px",
+    "dim_spacing_size": "16px",
+    "font_family_body": FONT,
+    "font_family_heading": FONT,
+}
+
+_STYLE = f"""
+body{{font:16px/1.45 {FONT};margin:0;background:{BACKGROUND};color:{TEXT}}}
+main{{max-width:34rem;margin:3rem auto;background:#fff;padding:2rem 2.2rem;border-radius:10px;
+box-shadow:0 1px 4px rgba(0,0,0,.12)}}
+h1{{font-size:1.35rem;margin:0 0 1rem}}label{{display:block;margin:.7rem 0 .2rem;font-weight:600}}
+input[type=text],input[type=password],input[type=search]{{width:100%;box-sizing:border-box;padding:.5rem;
+border:1px solid #b9c2cc;border-radius:{RADIUS};font-size:1rem}}
+button{{font-size:1rem;padding:.55rem 1.2rem;border-radius:{RADIUS};border:1px solid {HIGHLIGHT};
+background:{HIGHLIGHT};color:#fff;margin:1rem .5rem 0 0;cursor:pointer}}
+button.secondary{{background:#fff;color:{HIGHLIGHT}}}
+ul.scopes{{list-style:none;padding:0}}
+label.plain{{font-weight:400;display:inline}}ul.scopes li{{margin:.35rem 0}}
+code{{font-size:.85rem;color:#43505e}}
+.error{{background:#fdecea;border:1px solid #f5c2bd;padding:.6rem .8rem;border-radius:{RADIUS}}}
+.who{{color:#43505e;font-size:.9rem}}table{{border-collapse:collapse;width:100%}}
+td{{padding:.3rem .2rem;border-bottom:1px solid #e4e8ec;vertical-align:top}}
 """
 
 

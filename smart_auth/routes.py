@@ -32,7 +32,15 @@ from smart_auth.audit import note
 from smart_auth.authorize import Authorization, Held, Redirect, Refuse
 from smart_auth.config import AuthConfig
 from smart_auth.launches import create_launch
-from smart_auth.pages import GrantLine, consent_page, error_page, login_page, logout_page, manage_page
+from smart_auth.pages import (
+    SMART_STYLE,
+    GrantLine,
+    consent_page,
+    error_page,
+    login_page,
+    logout_page,
+    manage_page,
+)
 from smart_auth.registry import User
 from smart_auth.server import FormRequest, SmartServer
 from smart_auth.sessions import LoginSession, PendingRequest, Sessions
@@ -43,19 +51,6 @@ SESSION_COOKIE = "facade_session"
 LOGIN_COOKIE = "facade_login"
 FORM = "application/x-www-form-urlencoded"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-STYLE = {
-    "color_background": "#f3f5f7",
-    "color_error": "#b3261e",
-    "color_highlight": "#1f5fa8",
-    "color_modal_backdrop": "",
-    "color_success": "#1e7b34",
-    "color_text": "#1d2630",
-    "dim_border_radius": "6px",
-    "dim_font_size": "16px",
-    "dim_spacing_size": "16px",
-    "font_family_body": "system-ui, sans-serif",
-    "font_family_heading": "system-ui, sans-serif",
-}
 
 
 def create_auth_app(  # noqa: PLR0915  (one closure per endpoint)
@@ -364,7 +359,7 @@ def create_auth_app(  # noqa: PLR0915  (one closure per endpoint)
 
     @app.get("/smart-style.json")
     def smart_style() -> Response:
-        return Response(json.dumps(STYLE), media_type="application/json")
+        return Response(json.dumps(SMART_STYLE), media_type="application/json")
 
     return app
 
