@@ -80,15 +80,10 @@ class StorageScp:
             "peer": event.assoc.requestor.address,
             "sop_instance_uid": str(request.AffectedSOPInstanceUID or ""),
         }
-        if request.AffectedSOPInstanceUID == self._unusable_uid:
-            self._discard(event)
-            exc = Invalid("the Affected SOP Instance UID is longer than 64 characters")
-            status = status_of(exc)
-            log.warning(
-                "c_store.refused", extra=facts | {"status": status, "error": "Invalid", "reason": str(exc)}
-            )
-            return _failure(status, str(exc))
         try:
+            if request.AffectedSOPInstanceUID == self._unusable_uid:
+                self._discard(event)
+                raise Invalid("the Affected SOP Instance UID is longer than 64 characters")
             path = self._staged_file(event)
             stored = self._ingest.staged(
                 path,

@@ -18,7 +18,6 @@ from storage.errors import DomainError, Invalid
 from storage.visibility import ALL
 
 CLI_CLIENT = "facade-cli"  # the client id of tokens made by `facade token create`
-TOKEN_SECONDS = (MIN_TOKEN_SECONDS, MAX_TOKEN_SECONDS)  # the lifetimes `facade token create` accepts
 
 
 def add_arguments(sub: Any) -> None:
@@ -172,9 +171,11 @@ def _dispatch(args: argparse.Namespace, auth: BuiltinAuth, search: Any, out: Tex
         if "patient" in scopes.contexts() and not args.patient:
             print("facade token create: patient/ scopes need --patient", file=sys.stderr)
             return 2
-        if not TOKEN_SECONDS[0] <= args.seconds <= TOKEN_SECONDS[1]:
-            low, high = TOKEN_SECONDS
-            print(f"facade token create: --seconds must be from {low} to {high}", file=sys.stderr)
+        if not MIN_TOKEN_SECONDS <= args.seconds <= MAX_TOKEN_SECONDS:
+            print(
+                f"facade token create: --seconds must be from {MIN_TOKEN_SECONDS} to {MAX_TOKEN_SECONDS}",
+                file=sys.stderr,
+            )
             return 2
         if args.patient:
             search.read("Patient", args.patient, visibility=ALL)

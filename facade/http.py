@@ -98,32 +98,28 @@ def build_http_app(services: Services) -> Starlette:
         """Operational gauges for anyone; the clinical counts (patients, studies, series, instances)
         only with a bearer token that may search Patient and ImagingStudy through system/ or user/
         scopes and is not a patient user's."""
-        with_counts = False
-        if request.headers.get("authorization"):
+        with_counts = bool(request.headers.get("authorization"))
+        if with_counts:
             try:
-                access = auth.guard(request)
-            except Unauthenticated as exc:
-                challenge = www_authenticate(exc, f"{base}/fhir")
-                return Response(str(exc), status_code=401, headers={"WWW-Authenticate": challenge})
-            if not may_count(access):
-                needed = InsufficientScope("counts need system/ or user/ search", needed="system/*.rs")
-                challenge = www_authenticate(needed, f"{base}/fhir")
-                return Response(str(needed), status_code=403, headers={"WWW-Authenticate": challenge})
-            with_counts = True
+                if not may_count(auth.guard(request)):
+                    raise InsufficientScope("counts need system/ or user/ search", needed="system/*.rs")
+            except (Unauthenticated, InsufficientScope) as exc:
+                return Response(
+                    str(exc),
+                    status_code=401 if isinstance(exc, Unauthenticated) else 403,
+                    headers={"WWW-Authenticate": www_authenticate(exc, f"{base}/fhir")},
+                )
         with services.db.read() as session:
-            counts = (
-                {
-                    name: session.scalar(select(func.count()).select_from(model)) or 0
-                    for name, model in (
-                        ("patients", PatientRow),
-                        ("studies", StudyRow),
-                        ("series", SeriesRow),
-                        ("instances", InstanceRow),
-                    )
-                }
+            counts = {
+                name: session.scalar(select(func.count()).select_from(model)) or 0
+                for name, model in (
+                    ("patients", PatientRow),
+                    ("studies", StudyRow),
+                    ("series", SeriesRow),
+                    ("instances", InstanceRow),
+                )
                 if with_counts
-                else {}
-            )
+            }
             stored_bytes = session.scalar(select(func.coalesce(func.sum(InstanceRow.size), 0))) or 0
             pending = (
                 session.scalar(

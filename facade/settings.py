@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from contextlib import suppress
 from datetime import timedelta, tzinfo
@@ -14,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from smart_auth.config import MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS
+from smart_auth.config import MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS, is_loopback
 
 
 class Settings(BaseSettings):
@@ -87,7 +86,7 @@ class Settings(BaseSettings):
         (RFC 6749 1.6, RFC 8252 7.3); external mode needs an issuer and a way to check tokens."""
         base = urlsplit(self.resolved_base_url())
         if self.auth_mode == "builtin":
-            if base.scheme != "https" and not _loopback(base.hostname or ""):
+            if base.scheme != "https" and not is_loopback(base.hostname):
                 return "FACADE_BASE_URL must be https:// (plain http is accepted on loopback only)"
             return None
         if not self.auth_external_issuer:
@@ -110,15 +109,6 @@ class Settings(BaseSettings):
 
     def stable_age(self) -> timedelta:
         return timedelta(seconds=self.stable_age_seconds)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def local_zone() -> tzinfo:

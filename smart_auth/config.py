@@ -3,6 +3,7 @@ here: `facade.wiring` fills these from `FACADE_*`)."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -71,3 +72,16 @@ class ExternalAuthConfig:
     fhir_user_claim: str = "fhirUser"
     clock_skew_seconds: int = 30
     now: Callable[[], datetime] = field(default=utcnow)
+
+
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or `localhost`: where plain http is acceptable:
+    a native app's redirect (RFC 8252 7.3), a server tried out on this machine (RFC 6749 1.6)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

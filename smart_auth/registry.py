@@ -13,7 +13,6 @@ scopes are registered for backend clients only.
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from mapping.practitioner import practitioner_from_user
+from smart_auth.config import is_loopback
 from smart_auth.credentials import check_password, hash_password, new_secret
 from smart_auth.scopes import is_system
 from storage.auth_models import AuthUserRow, OAuthClientRow
@@ -292,18 +292,6 @@ def _check_jwks(jwks: dict[str, Any]) -> None:
             raise Invalid(f"a {key['kty']} key needs {', '.join(needed)}")
         if "d" in key:
             raise Invalid("register public keys only: this JWKS holds a private key")
-
-
-def is_loopback(host: str | None) -> bool:
-    """127.0.0.0/8, ::1 or `localhost`: where a native app listens for its redirect (RFC 8252 7.3)."""
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _origin(uri: str) -> str:
