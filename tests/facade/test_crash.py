@@ -21,7 +21,7 @@ from facade.settings import Settings
 from facade.wiring import build_services
 from storage.models import InstanceRow
 from tests.dicom_factory import make_instance, new_uid
-from tests.facade.test_serve import free_port, wait_until
+from tests.facade.test_serve import free_port, serve_env, wait_until
 
 KILL_AFTER_ACKS = 15
 
@@ -35,13 +35,7 @@ def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 def test_kill_9_during_ingest_loses_no_acknowledged_instance(settings: Settings, tmp_path: Path) -> None:
     http_port, dicom_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "FACADE_DATA_DIR": str(settings.data_dir),
-        "FACADE_DATABASE_URL": settings.resolved_database_url(),
-        "FACADE_HTTP_PORT": str(http_port),
-        "FACADE_DICOM_PORT": str(dicom_port),
-    }
+    env = serve_env(settings, http_port, dicom_port)
     log = tmp_path / "serve.log"
     proc = _serve(env, log)
     healthz = f"http://127.0.0.1:{http_port}/healthz"

@@ -40,19 +40,29 @@ def wait_until(check: object, timeout: float = 30.0) -> None:
     raise AssertionError("timed out")
 
 
-def test_serve_stores_publishes_logs_without_phi_and_stops(settings: Settings, tmp_path: Path) -> None:
-    storescu = require_tool("storescu")
-    http_port, dicom_port = free_port(), free_port()
-    env = {
+def serve_env(settings: Settings, http_port: int, dicom_port: int, **more: str) -> dict[str, str]:
+    """The environment of a `facade serve` subprocess on the test's database and free ports."""
+    return {
         **os.environ,
         "FACADE_DATA_DIR": str(settings.data_dir),
         "FACADE_DATABASE_URL": settings.resolved_database_url(),
         "FACADE_HTTP_PORT": str(http_port),
         "FACADE_DICOM_PORT": str(dicom_port),
-        "FACADE_TIMEZONE": "UTC",
-        "FACADE_STABLE_AGE_SECONDS": "1",
-        "FACADE_LOG_LEVEL": "DEBUG",  # even then: no PHI, no credentials
+        **more,
     }
+
+
+def test_serve_stores_publishes_logs_without_phi_and_stops(settings: Settings, tmp_path: Path) -> None:
+    storescu = require_tool("storescu")
+    http_port, dicom_port = free_port(), free_port()
+    env = serve_env(
+        settings,
+        http_port,
+        dicom_port,
+        FACADE_TIMEZONE="UTC",
+        FACADE_STABLE_AGE_SECONDS="1",
+        FACADE_LOG_LEVEL="DEBUG",  # even then: no PHI, no credentials
+    )
     key = ec_key()
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps(public_jwks(key)))

@@ -152,19 +152,6 @@ def test_request_and_data_set_must_agree(services: Services, tmp_path: Path) -> 
         ingest(services, path, expect=Expect(study_uid="1.2.3"))
 
 
-def test_a_study_keeps_its_patient(services: Services, tmp_path: Path) -> None:
-    study = new_uid()
-    ingest(
-        services,
-        write(make_instance(study_uid=study, series_uid=new_uid(), patient_id="A"), tmp_path / "a.dcm"),
-    )
-    with pytest.raises(Conflict, match="different Patient ID"):
-        ingest(
-            services,
-            write(make_instance(study_uid=study, series_uid=new_uid(), patient_id="B"), tmp_path / "b.dcm"),
-        )
-
-
 def test_patients_match_by_id_and_issuer(services: Services, tmp_path: Path) -> None:
     for n, issuer in enumerate(["", "", "HOSP_B", "1.2.826.0.1.99"]):
         attrs = {"IssuerOfPatientID": issuer} if issuer else {}
@@ -227,7 +214,9 @@ def test_a_study_emptied_by_a_replacement_reads_as_gone(services: Services, tmp_
     assert services.search.read("ImagingStudy", new_study, visibility=ALL).body["numberOfInstances"] == 1  # type: ignore[index]
 
 
-def test_a_refused_instance_leaves_no_file_behind(services: Services, tmp_path: Path) -> None:
+def test_a_study_keeps_its_patient_and_the_refused_file_is_removed(
+    services: Services, tmp_path: Path
+) -> None:
     study = new_uid()
     ingest(
         services,
