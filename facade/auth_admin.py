@@ -15,7 +15,7 @@ from facade.wiring import BuiltinAuth, build_services
 from smart_auth.config import MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS
 from smart_auth.launches import create_launch
 from storage.errors import DomainError, Invalid
-from storage.visibility import ALL
+from storage.fhir_store.visibility import ALL
 
 CLI_CLIENT = "facade-cli"  # the client id of tokens made by `facade token create`
 

@@ -19,8 +19,8 @@ from smart_auth.audit import AuditMiddleware
 from smart_auth.cors import CorsMiddleware
 from smart_auth.guard import www_authenticate
 from smart_auth.routes import create_auth_app
+from storage.dicom_index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
 from storage.errors import InsufficientScope, Unauthenticated
-from storage.models import InstanceRow, PatientRow, SeriesRow, StudyRow
 
 
 def build_http_app(services: Services) -> Starlette:

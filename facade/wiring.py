@@ -9,7 +9,7 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 
 from facade.settings import Settings
-from mapping.dicom_facts import local_issuer_system
+from mapping.dicom.facts import local_issuer_system
 from smart_auth.access import VisibilityRules
 from smart_auth.audit import AuditTrail
 from smart_auth.authorize import Authorization
@@ -27,7 +27,7 @@ from smart_auth.tokens import Tokens
 from storage.blobs import FileBlobStore
 from storage.clock import utcnow
 from storage.db import Database, make_engine
-from storage.fhir_store import FhirStore
+from storage.fhir_store.store import FhirStore
 from storage.migrate import upgrade
 from storage.usecases.ingest import Ingest, PatientIdentity
 from storage.usecases.publish import PublishConfig, Publisher

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request, Response
 from fhir_api import errors
 from fhir_api.responses import fhir_json, operation_outcome, wants_unsupported_format
 from fhir_api.routes.resources import resources_router
-from mapping.capability import capability_statement
+from mapping.fhir.capability import capability_statement
 from smart_auth.guard import Guard
 from storage.usecases.search import Search
 

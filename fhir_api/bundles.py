@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from mapping.fhir_time import instant
-from storage.fhir_store import StoredResource
+from mapping.fhir.dates import instant
+from storage.fhir_store.store import StoredResource
 from storage.usecases.search import SearchResult
 
 Json = dict[str, Any]

@@ -4,7 +4,7 @@
   hold a scope with that permission on that type (`r` read / vread / instance history, `s`
   search, `c` create). Otherwise 403 insufficient_scope.
 - `visibility(letter)` says which resources of each type the token sees; the search engine
-  applies it in SQL (storage.visibility). Per scope that permits the letter, an alternative:
+  applies it in SQL (storage.fhir_store.visibility). Per scope that permits the letter, an alternative:
   * `system/`: the scope's own constraint only (the client was pre-authorised for it);
   * `user/`: a practitioner sees what the constraint allows; a patient user (fhirUser
     Patient/x) never more than their own compartment;
@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from mapping.search_params import PATIENT_COMPARTMENT
+from mapping.fhir.search_params import PATIENT_COMPARTMENT
 from smart_auth.scopes import ResourceScope, ScopeSet
 from storage.errors import InsufficientScope, Invalid
-from storage.search_query import Criterion
-from storage.visibility import Visibility
+from storage.fhir_store.criteria import Criterion
+from storage.fhir_store.visibility import Visibility
 
 CriteriaOf = Callable[[str, tuple[tuple[str, str], ...]], tuple[Criterion, ...]]
 _VERB = {"r": "read", "s": "search", "c": "create", "u": "update", "d": "delete"}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert
 
-from storage.auth_models import AuditEventRow
+from storage.auth.models import AuditEventRow
 from storage.db import Database
 
 if TYPE_CHECKING:

@@ -29,8 +29,8 @@ from smart_auth.scopes import ScopeSet, grantable
 from smart_auth.server import FormRequest, SmartServer
 from smart_auth.sessions import PendingRequest, Sessions
 from storage.errors import NotFound
+from storage.fhir_store.visibility import ALL
 from storage.usecases.search import Search
-from storage.visibility import ALL
 
 CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 _SINGLE = ("code_challenge", "code_challenge_method", "aud", "launch", "nonce")

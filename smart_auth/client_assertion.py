@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from smart_auth.jwks_fetch import JwksFetcher, JwksUnavailable
 from smart_auth.registry import Client
-from storage.auth_models import AssertionJtiRow
+from storage.auth.models import AssertionJtiRow
 from storage.db import Database
 
 log = logging.getLogger(__name__)

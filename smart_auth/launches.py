@@ -10,8 +10,8 @@ from smart_auth.config import AuthConfig
 from smart_auth.registry import Registry
 from smart_auth.sessions import Sessions
 from storage.errors import Invalid, NotFound
+from storage.fhir_store.visibility import ALL
 from storage.usecases.search import Search
-from storage.visibility import ALL
 
 
 def create_launch(

@@ -22,14 +22,14 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from mapping.practitioner import practitioner_from_user
+from mapping.fhir.practitioner import practitioner_from_user
 from smart_auth.config import is_loopback
 from smart_auth.credentials import check_password, hash_password, new_secret
 from smart_auth.scopes import is_system
-from storage.auth_models import AuthUserRow, OAuthClientRow
+from storage.auth.models import AuthUserRow, OAuthClientRow
 from storage.db import Database
 from storage.errors import Conflict, Invalid, NotFound
-from storage.fhir_store import FhirStore
+from storage.fhir_store.store import FhirStore
 
 Kind = Literal["public", "confidential", "asymmetric", "backend"]
 APP_SCOPE = (

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from facade.wiring import Services
+from storage.fhir_store.visibility import ALL
 from storage.usecases.ingest import Source
-from storage.visibility import ALL
 from tests.dicom_factory import make_instance, write
 
 

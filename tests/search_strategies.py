@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from mapping.search_params import REGISTRY
+from mapping.fhir.search_params import REGISTRY
 
 RESOURCE_TYPES = sorted(REGISTRY)
 _NAMES = [

@@ -2,8 +2,7 @@
 
 from alembic import context
 
-import storage.auth_models  # noqa: F401  (registers the auth tables on Base.metadata)
-from storage.models import Base
+from storage.tables import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -27,13 +27,13 @@ from typing import Literal
 
 from pydicom import Dataset
 
-from mapping.dicom_facts import InstanceHeader, IssuerResolver, header_from_dataset
+from mapping.dicom.facts import InstanceHeader, IssuerResolver, header_from_dataset
 from storage.blobs import BlobStore, instance_key, valid_uid
 from storage.clock import utcnow
 from storage.db import Database
 from storage.dicom_file import read_part10
+from storage.dicom_index.writer import Arrival, Outcome, index_instance
 from storage.errors import Conflict, Invalid, Unavailable
-from storage.index_writer import Arrival, Outcome, index_instance
 
 log = logging.getLogger(__name__)
 

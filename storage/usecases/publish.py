@@ -4,7 +4,7 @@ Ingest only marks a study (and its patient) as changed. A read or search publish
 what it is about to return first, so it always shows every committed instance; the
 settle worker publishes the rest once a study has been quiet for `stable_age`
 (Orthanc's "stable study"). Versions published while a study is still receiving
-are provisional (see `storage.fhir_store`), so they coalesce.
+are provisional (see `storage.fhir_store.store`), so they coalesce.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from mapping.dicom_facts import Code, InstanceFacts, PatientFacts, SeriesFacts, StudyFacts
-from mapping.dicom_study import SeriesView, imaging_study_from_index
-from mapping.endpoint import DICOMWEB_ENDPOINT_ID, dicomweb_endpoint
-from mapping.patient import patient_from_index
+from mapping.dicom.facts import Code, InstanceFacts, PatientFacts, SeriesFacts, StudyFacts
+from mapping.fhir.endpoint import DICOMWEB_ENDPOINT_ID, dicomweb_endpoint
+from mapping.fhir.imaging_study import SeriesView, imaging_study_from_index
+from mapping.fhir.patient import patient_from_index
 from storage.clock import utcnow
 from storage.db import Database
-from storage.fhir_store import FhirStore
-from storage.models import FhirResourceRow, InstanceRow, PatientRow, SeriesRow, StudyRow
+from storage.dicom_index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
+from storage.fhir_store.models import FhirResourceRow
+from storage.fhir_store.store import FhirStore
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

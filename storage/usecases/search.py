@@ -13,16 +13,16 @@ from datetime import datetime, tzinfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mapping.search_params import REGISTRY
+from mapping.fhir.search_params import REGISTRY
 from storage.clock import utcnow
 from storage.db import Database
 from storage.errors import Gone, NotFound
-from storage.fhir_search import matching, ordered, restricted
-from storage.fhir_store import FhirStore, StoredResource
-from storage.models import FhirResourceRow, SearchReference
-from storage.search_query import Criterion, SearchQuery, parse_search
+from storage.fhir_store.criteria import Criterion, SearchQuery, parse_search
+from storage.fhir_store.models import FhirResourceRow, SearchReference
+from storage.fhir_store.query import matching, ordered, restricted
+from storage.fhir_store.store import FhirStore, StoredResource
+from storage.fhir_store.visibility import Visibility
 from storage.usecases.publish import DERIVED_TYPES, Publisher
-from storage.visibility import Visibility
 
 SUPPORTED_TYPES = tuple(REGISTRY)
 

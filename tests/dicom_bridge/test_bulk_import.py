@@ -20,7 +20,7 @@ from facade.importer import ProgressBar, run_import
 from facade.settings import Settings
 from facade.wiring import Services
 from storage.errors import NotFound
-from storage.visibility import ALL
+from storage.fhir_store.visibility import ALL
 from tests.dicom_factory import make_instance, meta_names_another_instance, new_uid, write, write_study
 
 NOT_DICOM = "not a DICOM Part 10 file (no preamble, 'DICM' prefix or file meta)"

@@ -18,7 +18,7 @@ from dicom_bridge.ae import AeConfig, storage_ae
 from dicom_bridge.storage_scp import StorageScp
 from facade.settings import Settings
 from facade.wiring import Services, build_services
-from storage.models import InstanceRow
+from storage.dicom_index.models import InstanceRow
 from tests.dicom_bridge.test_storage_scp import send_raw
 from tests.dicom_factory import make_instance, new_uid, write
 from tests.smart import bearer, issue_token

@@ -27,8 +27,8 @@ from facade.serve import start_dicom
 from facade.settings import Settings
 from facade.wiring import Services
 from storage.dicom_file import peek_file_meta
-from storage.models import InstanceRow
-from storage.visibility import ALL
+from storage.dicom_index.models import InstanceRow
+from storage.fhir_store.visibility import ALL
 from tests.dicom_bridge import corpus
 from tests.dicom_factory import make_instance, new_uid, write
 from tests.tools import require_tool

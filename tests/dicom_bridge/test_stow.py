@@ -23,8 +23,8 @@ from sqlalchemy import func, select
 
 from facade.http import build_http_app
 from facade.wiring import Services
-from storage.models import InstanceRow
-from storage.visibility import ALL
+from storage.dicom_index.models import InstanceRow
+from storage.fhir_store.visibility import ALL
 from tests.dicom_factory import make_instance, meta_names_another_instance, new_uid
 from tests.smart import bearer
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from facade.settings import Settings
 from facade.wiring import build_services
-from storage.models import InstanceRow
+from storage.dicom_index.models import InstanceRow
 from tests.dicom_factory import make_instance, new_uid
 from tests.facade.test_serve import free_port, serve_env, wait_until
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from facade.wiring import Services
-from storage.search_query import MAX_LENGTH, MAX_PARAMETERS, MAX_TOTAL_VALUES, MAX_VALUES
+from storage.fhir_store.criteria import MAX_LENGTH, MAX_PARAMETERS, MAX_TOTAL_VALUES, MAX_VALUES
 from tests.archive import store
 from tests.dicom_factory import new_uid
 from tests.fhir_schema import assert_valid_r4

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from facade.housekeeping import Housekeeper
 from facade.settings import Settings
-from storage.auth_models import AccessTokenRow, AuthCodeRow
+from storage.auth.models import AccessTokenRow, AuthCodeRow
 from tests.conftest import Clock
 from tests.smart import PASSWORD, bearer, form_fields, query_of
 from tests.smart_auth.conftest import World

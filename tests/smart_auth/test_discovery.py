@@ -123,7 +123,7 @@ def test_cors(world: World) -> None:
 def test_discovery_documents_are_not_audited_but_api_calls_are(world: World) -> None:
     from sqlalchemy import select
 
-    from storage.auth_models import AuditEventRow
+    from storage.auth.models import AuditEventRow
 
     httpx.get(f"{world.fhir}/metadata", timeout=10)
     httpx.get(f"{world.fhir}/ImagingStudy", params={"name": "Probe"}, timeout=10)

@@ -15,7 +15,7 @@ from starlette.routing import Mount
 
 from facade.http import build_http_app
 from smart_auth.guard import Guard
-from storage.auth_models import AuditEventRow
+from storage.auth.models import AuditEventRow
 from tests.conftest import Clock
 from tests.dicom_bridge.test_stow import VALID, content_type
 from tests.fhir_schema import assert_valid_r4

@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from facade.settings import Settings
 from smart_auth.registry import APP_SCOPE
-from storage.auth_models import OAuthClientRow
+from storage.auth.models import OAuthClientRow
 from storage.errors import Invalid
 from tests.smart import PASSWORD, bearer, pkce, query_of
 from tests.smart_auth.conftest import APP_REDIRECT, World

@@ -10,10 +10,10 @@ from pydicom.data import get_testdata_file
 from sqlalchemy import func, select
 
 from facade.wiring import Services
+from storage.dicom_index.models import InstanceReplacementRow, InstanceRow, PatientRow, StudyRow
 from storage.errors import Conflict, Gone, Invalid
-from storage.models import InstanceReplacementRow, InstanceRow, PatientRow, StudyRow
+from storage.fhir_store.visibility import ALL
 from storage.usecases.ingest import Expect, Source
-from storage.visibility import ALL
 from tests.dicom_factory import make_instance, new_uid, write
 
 IMPORT = Source("import")

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storage.errors import Invalid
-from storage.search_query import parse_search
+from storage.fhir_store.criteria import parse_search
 from tests.search_strategies import RESOURCE_TYPES, many_pairs
 
 ZONE = ZoneInfo("Europe/Zurich")

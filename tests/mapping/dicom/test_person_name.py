@@ -1,4 +1,4 @@
-from mapping.person_name import EN_REPRESENTATION, display_name, human_names, name_parts
+from mapping.dicom.person_name import EN_REPRESENTATION, display_name, human_names, name_parts
 
 
 def test_alphabetic_group() -> None:

@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, func, not_, or_, select, true
 
-from storage.fhir_store import normalise
-from storage.models import FhirResourceRow, SearchDate, SearchReference, SearchString, SearchToken
-from storage.search_query import Criterion, DateValue, RefValue, SearchQuery, TokenValue
-from storage.visibility import Alternatives
+from storage.fhir_store.criteria import Criterion, DateValue, RefValue, SearchQuery, TokenValue
+from storage.fhir_store.models import FhirResourceRow, SearchDate, SearchReference, SearchString, SearchToken
+from storage.fhir_store.store import normalise
+from storage.fhir_store.visibility import Alternatives
 
 R = FhirResourceRow
 _TABLES: dict[str, Any] = {
@@ -42,7 +42,7 @@ def matching(
 
 
 def restricted(visible: Alternatives, param_types: Mapping[str, str]) -> ColumnElement[bool]:
-    """OR of the alternatives, each the AND of its criteria (storage.visibility)."""
+    """OR of the alternatives, each the AND of its criteria (storage.fhir_store.visibility)."""
     if not visible:
         return false()
     return or_(*(and_(true(), *(_criterion(c, param_types) for c in alt)) for alt in visible))

@@ -3,7 +3,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mapping.dicom_time import fhir_date, fhir_datetime, parse_offset
+from mapping.dicom.dates import fhir_date, fhir_datetime, parse_offset
 
 ZURICH = ZoneInfo("Europe/Zurich")
 

@@ -1,12 +1,12 @@
-"""Index facts -> FHIR R4 ImagingStudy and Patient (mapping/dicom_study.py, mapping/patient.py)."""
+"""Index facts -> FHIR R4 ImagingStudy and Patient (mapping/fhir/imaging_study.py, patient.py)."""
 
 from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from mapping.dicom_facts import Code, InstanceFacts, PatientFacts, SeriesFacts, StudyFacts
-from mapping.dicom_study import SeriesView, imaging_study_from_index, modalities_in_study
-from mapping.patient import patient_from_index
+from mapping.dicom.facts import Code, InstanceFacts, PatientFacts, SeriesFacts, StudyFacts
+from mapping.fhir.imaging_study import SeriesView, imaging_study_from_index, modalities_in_study
+from mapping.fhir.patient import patient_from_index
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

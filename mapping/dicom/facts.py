@@ -2,7 +2,7 @@
 
 Pure: no I/O. Text values are already decoded per SpecificCharacterSet by pydicom
 when the dataset was read; DA/TM values stay as DICOM strings and are converted
-where a FHIR element needs them (`mapping.dicom_time`).
+where a FHIR element needs them (`mapping.dicom.dates`).
 """
 
 from __future__ import annotations

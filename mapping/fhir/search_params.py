@@ -28,7 +28,7 @@ class Ref:
     target_id: str
 
 
-IndexValue = Token | str | Ref  # a date is indexed from its FHIR string (mapping.fhir_time)
+IndexValue = Token | str | Ref  # a date is indexed from its FHIR string (mapping.fhir.dates)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from storage.errors import Invalid
-from storage.search_query import DateValue, RefValue, SearchQuery, TokenValue, parse_search
+from storage.fhir_store.criteria import DateValue, RefValue, SearchQuery, TokenValue, parse_search
 
 ZONE = ZoneInfo("Europe/Zurich")
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from mapping.fhir_time import instant, value_range
-from mapping.search_params import Ref, Token, index_values
-from storage.models import (
+from mapping.fhir.dates import instant, value_range
+from mapping.fhir.search_params import Ref, Token, index_values
+from storage.fhir_store.models import (
     FhirResourceRow,
     FhirVersionRow,
     SearchDate,

@@ -3,7 +3,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mapping.fhir_time import instant, value_range
+from mapping.fhir.dates import instant, value_range
 
 ZURICH = ZoneInfo("Europe/Zurich")
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from mapping.fhir_models import FHIR_VERSION, CapabilityStatement
-from mapping.fhir_time import instant
-from mapping.prune import prune
-from mapping.search_params import INCLUDES, REGISTRY
+from mapping.fhir.dates import instant
+from mapping.fhir.models import FHIR_VERSION, CapabilityStatement
+from mapping.fhir.prune import prune
+from mapping.fhir.search_params import INCLUDES, REGISTRY
 
 _COMMON = [
     {"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token"},

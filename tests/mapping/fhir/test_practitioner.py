@@ -1,9 +1,9 @@
-"""A signed-in user's name -> FHIR Practitioner (mapping/practitioner.py)."""
+"""A signed-in user's name -> FHIR Practitioner (mapping/fhir/practitioner.py)."""
 
 from __future__ import annotations
 
-from mapping.fhir_models import Practitioner
-from mapping.practitioner import practitioner_from_user
+from mapping.fhir.models import Practitioner
+from mapping.fhir.practitioner import practitioner_from_user
 
 
 def test_last_word_is_family_the_others_given_and_the_result_is_r4() -> None:

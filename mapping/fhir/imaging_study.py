@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from mapping.body_site import body_site_coding, laterality_coding
-from mapping.dicom_facts import Code, InstanceFacts, SeriesFacts, StudyFacts
-from mapping.dicom_time import fhir_datetime
-from mapping.fhir_models import ImagingStudy
-from mapping.person_name import display_name
-from mapping.prune import prune
+from mapping.dicom.body_site import body_site_coding, laterality_coding
+from mapping.dicom.dates import fhir_datetime
+from mapping.dicom.facts import Code, InstanceFacts, SeriesFacts, StudyFacts
+from mapping.dicom.person_name import display_name
+from mapping.fhir.models import ImagingStudy
+from mapping.fhir.prune import prune
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.models import Base, Id, Stamp
+from storage.schema import Base, Id, Stamp
 
 
 class OAuthClientRow(Base):

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Literal
 
-from mapping.fhir_time import shifted, value_range
-from mapping.search_params import INCLUDES, OF_TYPE, REGISTRY, SearchParam
+from mapping.fhir.dates import shifted, value_range
+from mapping.fhir.search_params import INCLUDES, OF_TYPE, REGISTRY, SearchParam
 from storage.errors import Invalid
 
 Prefix = Literal["eq", "ne", "lt", "gt", "le", "ge", "sa", "eb", "ap"]

@@ -22,9 +22,10 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
 
-from mapping.dicom_facts import InstanceHeader, PatientFacts
+from mapping.dicom.facts import InstanceHeader, PatientFacts
+from storage.dicom_index.models import InstanceReplacementRow, InstanceRow, PatientRow, SeriesRow, StudyRow
 from storage.errors import Conflict
-from storage.models import InstanceReplacementRow, InstanceRow, PatientRow, SeriesRow, Stamp, StudyRow
+from storage.schema import Stamp
 
 PATIENT, STUDY = cast(Table, PatientRow.__table__), cast(Table, StudyRow.__table__)
 SERIES, INSTANCE = cast(Table, SeriesRow.__table__), cast(Table, InstanceRow.__table__)

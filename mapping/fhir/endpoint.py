@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mapping.fhir_models import Endpoint
+from mapping.fhir.models import Endpoint
 
 CONNECTION_TYPES = "http://terminology.hl7.org/CodeSystem/endpoint-connection-type"
 DICOMWEB_ENDPOINT_ID = "dicomweb"

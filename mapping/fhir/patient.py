@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from mapping.dicom_facts import PatientFacts
-from mapping.dicom_time import fhir_date
-from mapping.fhir_models import Patient
-from mapping.person_name import human_names
+from mapping.dicom.dates import fhir_date
+from mapping.dicom.facts import PatientFacts
+from mapping.dicom.person_name import human_names
+from mapping.fhir.models import Patient
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 _GENDER = {"M": "male", "F": "female", "O": "other"}

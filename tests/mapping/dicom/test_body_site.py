@@ -1,6 +1,6 @@
 import pytest
 
-from mapping.body_site import BODY_PART_EXAMINED, LATERALITY, SCT, body_site_coding, laterality_coding
+from mapping.dicom.body_site import BODY_PART_EXAMINED, LATERALITY, SCT, body_site_coding, laterality_coding
 
 _D = [
     [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],

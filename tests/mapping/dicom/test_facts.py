@@ -1,4 +1,4 @@
-"""DICOM header -> index facts (mapping/dicom_facts.py), without a database or a socket."""
+"""DICOM header -> index facts (mapping/dicom/facts.py), without a database or a socket."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from mapping.dicom_facts import coding_system, header_from_dataset, local_issuer_system
+from mapping.dicom.facts import coding_system, header_from_dataset, local_issuer_system
 
 # lower-case CS values on purpose: modalities send them, and the facts upper-case them
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR CS")

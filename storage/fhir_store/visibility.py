@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from storage.search_query import Criterion
+from storage.fhir_store.criteria import Criterion
 
 Alternatives = tuple[tuple[Criterion, ...], ...]
 
