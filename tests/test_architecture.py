@@ -29,6 +29,18 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "facade": PACKAGES,
 }
 
+# Inside a package: what one part may never import of another. The storage aggregates stand
+# alone (a use case combines them); the DICOM side of mapping knows nothing of FHIR.
+NEVER: tuple[tuple[str, str], ...] = (
+    *(
+        (a, b)
+        for a in ("storage.dicom_index", "storage.fhir_store", "storage.auth", "storage.audit")
+        for b in ("storage.dicom_index", "storage.fhir_store", "storage.auth", "storage.audit")
+        if a != b
+    ),
+    ("mapping.dicom", "mapping.fhir"),
+)
+
 # (importing module, imported module): broken today, removed by the floor-plan issue (#7).
 DEBT = {
     # DICOMweb checks tokens itself; the guard belongs to the HTTP composition
@@ -106,6 +118,22 @@ def test_no_package_imports_against_the_arrows() -> None:
 def test_the_debt_list_only_shrinks() -> None:
     paid = sorted(DEBT - violations())
     assert not paid, "no longer imported, remove from DEBT:\n" + "\n".join(f"{a} -> {b}" for a, b in paid)
+
+
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(f"{package}.")
+
+
+def test_no_part_imports_a_part_it_must_not() -> None:
+    wrong = [
+        f"{importer} -> {imported}"
+        for source, target in NEVER
+        for path in sorted(ROOT.joinpath(*source.split(".")).rglob("*.py"))
+        if _within(importer := module_name(path), source)
+        for imported in imports(path)
+        if _within(imported, target)
+    ]
+    assert not wrong, "imports against docs/architecture.md:\n" + "\n".join(wrong)
 
 
 def test_storage_outside_its_use_cases_never_imports_them() -> None:
