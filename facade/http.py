@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from dicom_bridge.dicomweb.app import DicomwebConfig, create_dicomweb_app
+from facade.dicomweb_auth import DicomwebTokens
 from facade.wiring import Services, software_version
 from fhir_api.app import FhirConfig, create_fhir_app
 from smart_auth import discovery
@@ -62,7 +63,7 @@ def build_http_app(services: Services) -> Starlette:
                 max_upload_bytes=settings.stow_max_bytes,
                 max_parts=settings.stow_max_parts,
             ),
-            auth.guard,
+            DicomwebTokens(auth.guard),
         ),
     )
     if auth.builtin is not None:

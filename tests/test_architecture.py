@@ -31,10 +31,6 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 
 # (importing module, imported module): broken today, removed by the floor-plan issue (#7).
 DEBT = {
-    # DICOMweb checks tokens itself; the guard belongs to the HTTP composition
-    ("dicom_bridge.dicomweb.app", "smart_auth.guard"),
-    ("dicom_bridge.dicomweb.stow", "smart_auth.guard"),
-    ("dicom_bridge.dicomweb.stow", "smart_auth.access"),
     # DICOM-format helpers and repositories reached past the use cases
     ("dicom_bridge.bulk_import", "storage.dicom_file"),
     ("dicom_bridge.dicomweb.stow", "storage.dicom_file"),
