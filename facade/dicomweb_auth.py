@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from fastapi import Depends
 
-from smart_auth.access import Access
-from smart_auth.guard import Guard, www_authenticate
+from smart_auth.resource_server.access import Access
+from smart_auth.resource_server.guard import Guard, www_authenticate
 from storage.errors import InsufficientScope, Unauthenticated
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from smart_auth.registry import APP_SCOPE
 from smart_auth.scopes import grantable, narrowed, parse_scopes
+from smart_auth.server.registry import APP_SCOPE
 
 SERVED = ("ImagingStudy", "Patient", "Endpoint", "Practitioner")
 

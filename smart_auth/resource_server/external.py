@@ -25,9 +25,9 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from smart_auth.access import Access, VisibilityRules
 from smart_auth.config import ExternalAuthConfig
 from smart_auth.jwks_fetch import JwksFetcher, JwksUnavailable
+from smart_auth.resource_server.access import Access, VisibilityRules
 from smart_auth.scopes import ScopeSet
 
 INTROSPECTION_TTL = 30.0

@@ -7,8 +7,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from smart_auth.config import AuthConfig
-from smart_auth.registry import Registry
-from smart_auth.sessions import Sessions
+from smart_auth.server.registry import Registry
+from smart_auth.server.sessions import Sessions
 from storage.errors import Invalid, NotFound
 from storage.usecases.search import Search
 from storage.visibility import ALL

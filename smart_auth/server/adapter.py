@@ -42,12 +42,12 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from fastapi import Response
 from joserfc import jwt
 
-from smart_auth.client_assertion import PrivateKeyJwt
 from smart_auth.config import AuthConfig
-from smart_auth.keys import ALG, KeyRing
-from smart_auth.registry import Client, Registry, User
 from smart_auth.scopes import ScopeSet, allowed_by, narrowed, without_system
-from smart_auth.tokens import Grant, RefreshInfo, Tokens
+from smart_auth.server.client_assertion import PrivateKeyJwt
+from smart_auth.server.keys import ALG, KeyRing
+from smart_auth.server.registry import Client, Registry, User
+from smart_auth.server.tokens import Grant, RefreshInfo, Tokens
 
 VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 APP_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
@@ -216,7 +216,7 @@ class SmartServer(AuthorizationServer):
 
 
 class SmartCodeGrant(AuthorizationCodeGrant):
-    """The token half of the code flow (the authorize half is `smart_auth.authorize`)."""
+    """The token half of the code flow (the authorize half is `smart_auth.server.authorize`)."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = APP_AUTH_METHODS
     server: SmartServer

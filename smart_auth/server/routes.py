@@ -29,10 +29,11 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from smart_auth.audit import note
-from smart_auth.authorize import Authorization, Held, Redirect, Refuse
 from smart_auth.config import AuthConfig
-from smart_auth.launches import create_launch
-from smart_auth.pages import (
+from smart_auth.server.adapter import FormRequest, SmartServer
+from smart_auth.server.authorize import Authorization, Held, Redirect, Refuse
+from smart_auth.server.launches import create_launch
+from smart_auth.server.pages import (
     SMART_STYLE,
     GrantLine,
     consent_page,
@@ -41,9 +42,8 @@ from smart_auth.pages import (
     logout_page,
     manage_page,
 )
-from smart_auth.registry import User
-from smart_auth.server import FormRequest, SmartServer
-from smart_auth.sessions import LoginSession, PendingRequest, Sessions
+from smart_auth.server.registry import User
+from smart_auth.server.sessions import LoginSession, PendingRequest, Sessions
 from storage.errors import Invalid
 from storage.usecases.search import Search
 

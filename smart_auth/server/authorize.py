@@ -23,11 +23,11 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.base import OAuth2Error
 
 from smart_auth.config import AuthConfig
-from smart_auth.pages import PatientChoice
-from smart_auth.registry import Client, User
 from smart_auth.scopes import ScopeSet, grantable
-from smart_auth.server import FormRequest, SmartServer
-from smart_auth.sessions import PendingRequest, Sessions
+from smart_auth.server.adapter import FormRequest, SmartServer
+from smart_auth.server.pages import PatientChoice
+from smart_auth.server.registry import Client, User
+from smart_auth.server.sessions import PendingRequest, Sessions
 from storage.errors import NotFound
 from storage.usecases.search import Search
 from storage.visibility import ALL
