@@ -44,6 +44,7 @@ from smart_auth.server.pages import (
 )
 from smart_auth.server.registry import User
 from smart_auth.server.sessions import LoginSession, PendingRequest, Sessions
+from smart_auth.server.token_endpoints import introspect_with_bearer
 from storage.errors import Invalid
 from storage.usecases.search import Search
 
@@ -298,7 +299,8 @@ def create_auth_app(  # noqa: PLR0915  (one closure per endpoint)
                 return _json_error(400, "invalid_request", "token is required")
             try:
                 body = await run_in_threadpool(
-                    server.introspect_with_bearer,
+                    introspect_with_bearer,
+                    server,
                     header[7:].strip(),
                     pairs["token"],
                     pairs.get("token_type_hint"),

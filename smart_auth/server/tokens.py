@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +33,15 @@ class Grant:
     user_id: str | None
     scope: str
     context: dict[str, Any]  # patient, encounter, fhirUser, need_patient_banner, smart_style_url, intent
+
+
+# What of a grant's context the app is told, in the token response and by introspection (SMART
+# App Launch "launch context"; fhirUser is told in the id_token and as an absolute URL instead).
+LAUNCH_CONTEXT = ("patient", "encounter", "need_patient_banner", "smart_style_url", "intent")
+
+
+def launch_context(context: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: context[key] for key in LAUNCH_CONTEXT if context.get(key) is not None}
 
 
 @dataclass(frozen=True)
