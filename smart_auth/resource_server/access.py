@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from mapping.search_params import PATIENT_COMPARTMENT
-from smart_auth.scopes import ResourceScope, ScopeSet
+from smart_auth.scopes import VERBS, ResourceScope, ScopeSet
 from storage.errors import InsufficientScope, Invalid
 from storage.search_query import Criterion
 from storage.visibility import Visibility
 
 CriteriaOf = Callable[[str, tuple[tuple[str, str], ...]], tuple[Criterion, ...]]
-_VERB = {"r": "read", "s": "search", "c": "create", "u": "update", "d": "delete"}
+STORE_SCOPE = "system/ImagingStudy.c"  # the scope a refusal to store names (RFC 6750 3.1)
 
 
 class VisibilityRules:
@@ -99,7 +99,7 @@ class Access:
         ]
         if not usable:
             raise InsufficientScope(
-                f"the token's scopes do not allow {_VERB.get(letter, letter)} of {res_type}",
+                f"the token's scopes do not allow {VERBS.get(letter, letter)} of {res_type}",
                 needed=f"user/{res_type}.{letter}",
             )
 
@@ -113,7 +113,7 @@ class Access:
         if not any(s.context != "patient" for s in self.scopes.permitting("ImagingStudy", "c")):
             raise InsufficientScope(
                 "storing instances needs user/ImagingStudy.c or system/ImagingStudy.c",
-                needed="system/ImagingStudy.c",
+                needed=STORE_SCOPE,
             )
         if self.user_patient is not None:
-            raise InsufficientScope("a patient user cannot store instances", needed="system/ImagingStudy.c")
+            raise InsufficientScope("a patient user cannot store instances", needed=STORE_SCOPE)

@@ -37,11 +37,11 @@ class Grant:
 
 # What of a grant's context the app is told, in the token response and by introspection (SMART
 # App Launch "launch context"; fhirUser is told in the id_token and as an absolute URL instead).
-LAUNCH_CONTEXT = ("patient", "encounter", "need_patient_banner", "smart_style_url", "intent")
+TOLD_CONTEXT = ("patient", "encounter", "need_patient_banner", "smart_style_url", "intent")
 
 
 def launch_context(context: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: context[key] for key in LAUNCH_CONTEXT if context.get(key) is not None}
+    return {key: context[key] for key in TOLD_CONTEXT if context.get(key) is not None}
 
 
 @dataclass(frozen=True)
