@@ -51,7 +51,7 @@ def _serve(settings: Settings, sock: socket.socket, bypass: bool) -> None:
     import uvicorn
 
     from facade.http import build_http_app
-    from smart_auth.access import Access
+    from smart_auth.resource_server.access import Access
 
     services = build_services(settings, migrate=False)
     if bypass:

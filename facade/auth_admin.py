@@ -13,7 +13,7 @@ from facade.logs import configure_logging
 from facade.settings import Settings
 from facade.wiring import BuiltinAuth, build_services
 from smart_auth.config import MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS
-from smart_auth.launches import create_launch
+from smart_auth.server.launches import create_launch
 from storage.errors import DomainError, Invalid
 from storage.fhir_store.visibility import ALL
 

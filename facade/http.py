@@ -11,14 +11,15 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from dicom_bridge.dicomweb.app import DicomwebConfig, create_dicomweb_app
+from facade.dicomweb_auth import DicomwebTokens
 from facade.wiring import Services, software_version
 from fhir_api.app import FhirConfig, create_fhir_app
-from smart_auth import discovery
-from smart_auth.access import Access
 from smart_auth.audit import AuditMiddleware
 from smart_auth.cors import CorsMiddleware
-from smart_auth.guard import www_authenticate
-from smart_auth.routes import create_auth_app
+from smart_auth.resource_server.access import Access
+from smart_auth.resource_server.guard import www_authenticate
+from smart_auth.server import discovery
+from smart_auth.server.routes import create_auth_app
 from storage.dicom_index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
 from storage.errors import InsufficientScope, Unauthenticated
 
@@ -62,7 +63,7 @@ def build_http_app(services: Services) -> Starlette:
                 max_upload_bytes=settings.stow_max_bytes,
                 max_parts=settings.stow_max_parts,
             ),
-            auth.guard,
+            DicomwebTokens(auth.guard),
         ),
     )
     if auth.builtin is not None:

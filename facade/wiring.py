@@ -10,20 +10,20 @@ from importlib.metadata import PackageNotFoundError, version
 
 from facade.settings import Settings
 from mapping.dicom.facts import local_issuer_system
-from smart_auth.access import VisibilityRules
 from smart_auth.audit import AuditTrail
-from smart_auth.authorize import Authorization
-from smart_auth.client_assertion import PrivateKeyJwt
 from smart_auth.config import AuthConfig, ExternalAuthConfig
-from smart_auth.external import IntrospectionVerifier, JwtVerifier
-from smart_auth.guard import Guard, LocalVerifier, TokenVerifier
 from smart_auth.jwks_fetch import JwksFetcher
-from smart_auth.keys import KeyRing
-from smart_auth.registry import Registry
+from smart_auth.resource_server.access import VisibilityRules
+from smart_auth.resource_server.external import IntrospectionVerifier, JwtVerifier
+from smart_auth.resource_server.guard import Guard, LocalVerifier, TokenVerifier
 from smart_auth.scopes import ScopeSet, parse_scopes
-from smart_auth.server import SmartServer
-from smart_auth.sessions import Sessions
-from smart_auth.tokens import Tokens
+from smart_auth.server.adapter import SmartServer
+from smart_auth.server.authorize import Authorization
+from smart_auth.server.client_assertion import PrivateKeyJwt
+from smart_auth.server.keys import KeyRing
+from smart_auth.server.registry import Registry
+from smart_auth.server.sessions import Sessions
+from smart_auth.server.tokens import Tokens
 from storage.blobs import FileBlobStore
 from storage.clock import utcnow
 from storage.db import Database, make_engine

@@ -17,7 +17,7 @@ from fhir_api import errors
 from fhir_api.responses import fhir_json, operation_outcome, wants_unsupported_format
 from fhir_api.routes.resources import resources_router
 from mapping.fhir.capability import capability_statement
-from smart_auth.guard import Guard
+from smart_auth.resource_server.guard import Guard
 from storage.usecases.search import Search
 
 

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from fhir_api.responses import fhir_json, operation_outcome
-from smart_auth.guard import www_authenticate
+from smart_auth.resource_server.guard import www_authenticate
 from storage.errors import (
     Conflict,
     DomainError,

@@ -17,7 +17,7 @@ so that refresh narrowing can return a literal subset (Inferno token_refresh_bod
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,8 +26,9 @@ Letter = Literal["c", "r", "u", "d", "s"]
 
 URI_PREFIX = "http://smarthealthit.org/fhir/scopes/"
 _CLINICAL = re.compile(r"^(patient|user|system)/([A-Za-z]+|\*)\.([a-z*]+)(?:\?(.*))?$")
-_V1 = {"read": "rs", "write": "cud", "*": "cruds"}
+V1_PERMS = {"read": "rs", "write": "cud", "*": "cruds"}
 _ORDER = "cruds"
+VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}  # SMART v2 letters
 IDENTITY = frozenset({"openid", "fhirUser", "profile"})
 REFRESH = frozenset({"offline_access", "online_access"})
 LAUNCH_CONTEXTS = frozenset({"patient", "encounter"})
@@ -92,8 +93,8 @@ def parse_resource_scope(
     context, res_type, perms_text, query_text = m.group(1), m.group(2), m.group(3), m.group(4)
     if res_type != "*" and res_type not in set(served):
         return None
-    v1 = perms_text in _V1
-    perms = _V1.get(perms_text) or _v2_perms(perms_text)
+    v1 = perms_text in V1_PERMS
+    perms = V1_PERMS.get(perms_text) or _v2_perms(perms_text)
     if perms is None:
         return None
     query: tuple[tuple[str, str], ...] = ()
@@ -210,3 +211,12 @@ def grantable(requested: ScopeSet, policy: ScopeSet, *, ehr_launch: bool) -> lis
         elif text in policy.texts:
             allowed.append(text)
     return allowed
+
+
+def fhir_user_reference(value: str, kinds: Collection[str]) -> str | None:
+    """`Kind/id` of a fhirUser (a launch parameter or a token claim; relative or absolute URL,
+    SMART App Launch "fhirUser"), or None when it names no resource of one of `kinds`."""
+    parts = value.rstrip("/").split("/")
+    if len(parts) < 2 or parts[-2] not in kinds or not parts[-1]:
+        return None
+    return f"{parts[-2]}/{parts[-1]}"

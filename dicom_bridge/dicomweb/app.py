@@ -1,8 +1,9 @@
 """The DICOMweb application mounted at /dicomweb (PS3.18), behind the same SMART tokens as /fhir.
 
-Every route depends on the authorization guard (a test walks the routes to keep it so). A
-missing or refused token answers 401 with a Bearer challenge, a token without the needed scope
-403 (PS3.18 8.5 leaves authorization to the origin server; RFC 6750 says how to refuse).
+Every route depends on the authorization the HTTP composition hands in (`DicomwebAuthorization`;
+a test walks the routes to keep it so). A missing or refused token answers 401 with a Bearer
+challenge, a token without the needed scope 403 (PS3.18 8.5 leaves authorization to the origin
+server; RFC 6750 says how to refuse).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI, Request, Response
 
+from dicom_bridge.dicomweb.authorization import DicomwebAuthorization
 from dicom_bridge.dicomweb.stow import stow_router
-from smart_auth.guard import Guard, www_authenticate
 from storage.errors import InsufficientScope, Unauthenticated
 from storage.usecases.ingest import Ingest
 
@@ -24,7 +25,9 @@ class DicomwebConfig:
     max_parts: int  # instances in one STOW-RS request
 
 
-def create_dicomweb_app(ingest: Ingest, config: DicomwebConfig, guard: Guard) -> FastAPI:
+def create_dicomweb_app(
+    ingest: Ingest, config: DicomwebConfig, authorization: DicomwebAuthorization
+) -> FastAPI:
     app = FastAPI(title="DICOMweb", openapi_url=None, docs_url=None, redoc_url=None)
 
     def refused(request: Request, exc: Exception) -> Response:
@@ -34,10 +37,14 @@ def create_dicomweb_app(ingest: Ingest, config: DicomwebConfig, guard: Guard) ->
             f"{exc}\n",
             status_code=status,
             media_type="text/plain; charset=utf-8",
-            headers={"WWW-Authenticate": www_authenticate(exc, config.base_url)},
+            headers={"WWW-Authenticate": authorization.challenge(exc, config.base_url)},
         )
 
     app.add_exception_handler(Unauthenticated, refused)
     app.add_exception_handler(InsufficientScope, refused)
-    app.include_router(stow_router(ingest, config.base_url, config.max_upload_bytes, config.max_parts, guard))
+    app.include_router(
+        stow_router(
+            ingest, config.base_url, config.max_upload_bytes, config.max_parts, authorization.may_store
+        )
+    )
     return app

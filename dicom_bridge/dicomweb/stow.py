@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -43,8 +44,6 @@ from starlette.requests import ClientDisconnect
 
 from dicom_bridge.dicomweb.multipart import MultipartSpooler, Part, media_type
 from dicom_bridge.statuses import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, PROCESSING_FAILURE, status_of
-from smart_auth.access import Access
-from smart_auth.guard import Guard
 from storage.blobs import valid_uid
 from storage.dicom_file import peek_file_meta
 from storage.errors import DomainError, Invalid, TooLarge, Unavailable
@@ -78,21 +77,22 @@ class _Refusal(Exception):
 
 
 def stow_router(
-    ingest: Ingest, base_url: str, max_upload_bytes: int, max_parts: int, guard: Guard
+    ingest: Ingest,
+    base_url: str,
+    max_upload_bytes: int,
+    max_parts: int,
+    may_store: Callable[..., object],
 ) -> APIRouter:
-    """The Store Transaction on `/studies` and `/studies/{study}` (PS3.18 10.5.1.1). The token
-    must allow creating ImagingStudy (user/ or system/ `c`), decided before the body is read."""
-    router = APIRouter()
-    token = Depends(guard)
+    """The Store Transaction on `/studies` and `/studies/{study}` (PS3.18 10.5.1.1). `may_store`
+    (a dependency, `DicomwebAuthorization.may_store`) decides before the body is read."""
+    router = APIRouter(dependencies=[Depends(may_store)])
 
     @router.post("/studies")
-    async def store(request: Request, access: Access = token) -> Response:
-        access.require_store()
+    async def store(request: Request) -> Response:
         return await _store(request, None)
 
     @router.post("/studies/{study}")
-    async def store_in_study(study: str, request: Request, access: Access = token) -> Response:
-        access.require_store()
+    async def store_in_study(study: str, request: Request) -> Response:
         return await _store(request, study)
 
     async def _store(request: Request, study: str | None) -> Response:

@@ -16,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 
 from fhir_api.bundles import history, searchset
 from fhir_api.responses import fhir_json, resource_response
-from smart_auth.access import Access
-from smart_auth.guard import Guard
+from smart_auth.resource_server.access import Access
+from smart_auth.resource_server.guard import Guard
 from storage.errors import Invalid, NotFound
 from storage.usecases.search import SUPPORTED_TYPES, Search
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from smart_auth.discovery import CAPABILITIES, OAUTH_URIS
+from smart_auth.server.discovery import CAPABILITIES, OAUTH_URIS
 from tests.fhir_schema import assert_valid_r4
 from tests.smart_auth.conftest import World
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from starlette.routing import Mount
 
 from facade.http import build_http_app
-from smart_auth.guard import Guard
+from smart_auth.resource_server.guard import Guard
 from storage.auth.models import AuditEventRow
 from tests.conftest import Clock
 from tests.dicom_bridge.test_stow import VALID, content_type

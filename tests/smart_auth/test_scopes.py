@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from smart_auth.registry import APP_SCOPE
-from smart_auth.scopes import grantable, narrowed, parse_scopes
+from smart_auth.scopes import fhir_user_reference, grantable, narrowed, parse_scopes
+from smart_auth.server.registry import APP_SCOPE
 
 SERVED = ("ImagingStudy", "Patient", "Endpoint", "Practitioner")
 
@@ -102,3 +102,17 @@ def test_the_code_flow_never_grants_system_scopes_whatever_the_policy() -> None:
     policy = parse(f"{APP_SCOPE} system/*.rs")
     asked = parse("patient/*.rs system/*.rs system/Patient.read")
     assert grantable(asked, policy, ehr_launch=False) == ["patient/*.rs"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Practitioner/p1", "Practitioner/p1"),
+        ("https://ehr.example.org/fhir/Patient/p2/", "Patient/p2"),
+        ("Person/x", None),  # not a kind asked for
+        ("Patient/", None),  # no id: refused, never an exception
+        ("p1", None),
+    ],
+)
+def test_a_fhir_user_is_read_as_kind_and_id(value: str, expected: str | None) -> None:
+    assert fhir_user_reference(value, ("Practitioner", "Patient")) == expected

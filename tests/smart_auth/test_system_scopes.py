@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import update
 
 from facade.settings import Settings
-from smart_auth.registry import APP_SCOPE
+from smart_auth.server.registry import APP_SCOPE
 from storage.auth.models import OAuthClientRow
 from storage.errors import Invalid
 from tests.smart import PASSWORD, bearer, pkce, query_of

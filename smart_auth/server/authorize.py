@@ -14,7 +14,6 @@ fhirUser, banner and style. The code goes to the redirect URI with 303 (never 30
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,16 +22,16 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.base import OAuth2Error
 
 from smart_auth.config import AuthConfig
-from smart_auth.pages import PatientChoice
-from smart_auth.registry import Client, User
 from smart_auth.scopes import ScopeSet, grantable
-from smart_auth.server import FormRequest, SmartServer
-from smart_auth.sessions import PendingRequest, Sessions
+from smart_auth.server.adapter import FormRequest, SmartServer
+from smart_auth.server.grants import PKCE_VALUE
+from smart_auth.server.pages import PatientChoice
+from smart_auth.server.registry import Client, User
+from smart_auth.server.sessions import PendingRequest, Sessions
 from storage.errors import NotFound
 from storage.fhir_store.visibility import ALL
 from storage.usecases.search import Search
 
-CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 _SINGLE = ("code_challenge", "code_challenge_method", "aud", "launch", "nonce")
 
 
@@ -99,7 +98,7 @@ class Authorization:
             return fail("invalid_request", "code_challenge is required (PKCE with S256)")
         if method != "S256":
             return fail("invalid_request", "code_challenge_method must be S256")
-        if not CHALLENGE.match(challenge):
+        if not PKCE_VALUE.match(challenge):
             return fail("invalid_request", "code_challenge is malformed")
         aud = data.get("aud") or data.get("resource")
         if aud is None or aud.rstrip("/") != self._config.fhir_base.rstrip("/"):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from smart_auth.client_assertion import ALGORITHMS
 from smart_auth.config import AuthConfig, ExternalAuthConfig
-from smart_auth.keys import ALG
+from smart_auth.server.client_assertion import ALGORITHMS
+from smart_auth.server.keys import ALG
 
 CAPABILITIES = [
     "launch-ehr",

@@ -31,7 +31,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy.exc import IntegrityError
 
 from smart_auth.jwks_fetch import JwksFetcher, JwksUnavailable
-from smart_auth.registry import Client
+from smart_auth.server.registry import Client
 from storage.auth.models import AssertionJtiRow
 from storage.db import Database
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import delete, update
 
-from smart_auth.credentials import digest, new_secret
+from smart_auth.server.credentials import digest, new_secret
 from storage.auth.models import AssertionJtiRow, AuthLaunchRow, AuthRequestRow, AuthSessionRow
 from storage.db import Database
 

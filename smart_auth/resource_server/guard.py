@@ -4,7 +4,7 @@
 `Guard` is a FastAPI dependency. A route that does not depend on it is unprotected; a test
 walks the application's routes and fails on any such route under /fhir (but the metadata and
 discovery documents), /dicomweb and /wado. The token may come from this server (`LocalVerifier`)
-or from an external authorization server (`smart_auth.external`); either gives an `Access`.
+or from an external authorization server (`smart_auth.resource_server.external`); either gives an `Access`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from typing import Protocol
 
 from fastapi import Request
 
-from smart_auth.access import Access, VisibilityRules
 from smart_auth.audit import note_access
+from smart_auth.resource_server.access import Access, VisibilityRules
 from smart_auth.scopes import ScopeSet
-from smart_auth.tokens import Tokens
 from storage.errors import InsufficientScope, Unauthenticated
 
 MAX_TOKEN = 4096
@@ -29,11 +28,34 @@ class TokenVerifier(Protocol):
         ...
 
 
+class ActiveToken(Protocol):
+    """What the resource server reads of an active token of our own authorization server."""
+
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def user_id(self) -> str | None: ...
+    @property
+    def fhir_user(self) -> str | None: ...
+    @property
+    def patient(self) -> str | None: ...
+    @property
+    def scope(self) -> str: ...
+
+
+class ActiveTokens(Protocol):
+    """Our authorization server's token store (`smart_auth.server.tokens.Tokens`), seen from here."""
+
+    def active(self, token: str) -> ActiveToken | None:
+        """The token when it is known, unexpired and unrevoked."""
+        ...
+
+
 class LocalVerifier:
     """Tokens issued by our own authorization server: one primary-key read."""
 
     def __init__(
-        self, tokens: Tokens, rules: VisibilityRules, parse: Callable[[str | None], ScopeSet]
+        self, tokens: ActiveTokens, rules: VisibilityRules, parse: Callable[[str | None], ScopeSet]
     ) -> None:
         self._tokens, self._rules, self._parse = tokens, rules, parse
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from smart_auth.credentials import digest, new_secret
+from smart_auth.server.credentials import digest, new_secret
 from storage.auth.models import AccessTokenRow, AuthCodeRow, AuthGrantRow, RefreshTokenRow
 from storage.db import Database
 
@@ -33,6 +33,15 @@ class Grant:
     user_id: str | None
     scope: str
     context: dict[str, Any]  # patient, encounter, fhirUser, need_patient_banner, smart_style_url, intent
+
+
+# What of a grant's context the app is told, in the token response and by introspection (SMART
+# App Launch "launch context"; fhirUser is told in the id_token and as an absolute URL instead).
+TOLD_CONTEXT = ("patient", "encounter", "need_patient_banner", "smart_style_url", "intent")
+
+
+def launch_context(context: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: context[key] for key in TOLD_CONTEXT if context.get(key) is not None}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from html import escape
 
 from fastapi import Response
 
+from smart_auth.scopes import V1_PERMS, VERBS
+
 HEADERS = {
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
@@ -112,7 +114,6 @@ class PatientChoice:
 
 
 _WHOSE = {"patient": "of the selected patient", "user": "you may see", "system": "on this server"}
-_DESCRIBE = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 
 
 def describe_scope(scope: str) -> str:
@@ -132,8 +133,8 @@ def describe_scope(scope: str) -> str:
     head, _, rest = scope.partition("/")
     rtype, _, perms = rest.partition(".")
     perms, _, query = perms.partition("?")
-    letters = {"read": "rs", "write": "cud", "*": "cruds"}.get(perms, perms)
-    verbs = ", ".join(_DESCRIBE[c] for c in letters if c in _DESCRIBE) or perms
+    letters = V1_PERMS.get(perms, perms)
+    verbs = ", ".join(VERBS[c] for c in letters if c in VERBS) or perms
     what = "all data" if rtype == "*" else rtype
     whose = {"patient": "of the selected patient", "user": "you may see", "system": "on this server"}.get(
         head, ""

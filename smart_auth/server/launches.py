@@ -7,11 +7,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from smart_auth.config import AuthConfig
-from smart_auth.registry import Registry
-from smart_auth.sessions import Sessions
+from smart_auth.scopes import fhir_user_reference
+from smart_auth.server.registry import Registry
+from smart_auth.server.sessions import Sessions
 from storage.errors import Invalid, NotFound
 from storage.fhir_store.visibility import ALL
 from storage.usecases.search import Search
+
+USER_KINDS = ("Practitioner", "Patient")  # the users this server signs in
 
 
 def create_launch(
@@ -34,11 +37,10 @@ def create_launch(
             context[key] = form[key][:500]
     fhir_user = form.get("fhirUser")
     if fhir_user:
-        parts = fhir_user.rstrip("/").split("/")
-        kind, rid = (parts[-2], parts[-1]) if len(parts) >= 2 else ("", "")
-        if kind not in ("Practitioner", "Patient") or not rid:
+        reference = fhir_user_reference(fhir_user, USER_KINDS)
+        if reference is None:
             raise Invalid("fhirUser is Practitioner/<id> or Patient/<id>")
-        context["fhirUser"] = f"{kind}/{rid}"
+        context["fhirUser"] = reference
     if "need_patient_banner" in form:
         context["need_patient_banner"] = form["need_patient_banner"].lower() in ("true", "1", "yes")
     launch = sessions.new_launch(

@@ -24,8 +24,8 @@ from sqlalchemy import select
 
 from mapping.fhir.practitioner import practitioner_from_user
 from smart_auth.config import is_loopback
-from smart_auth.credentials import check_password, hash_password, new_secret
 from smart_auth.scopes import is_system
+from smart_auth.server.credentials import check_password, hash_password, new_secret
 from storage.auth.models import AuthUserRow, OAuthClientRow
 from storage.db import Database
 from storage.errors import Conflict, Invalid, NotFound

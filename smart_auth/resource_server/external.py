@@ -25,10 +25,10 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from smart_auth.access import Access, VisibilityRules
 from smart_auth.config import ExternalAuthConfig
 from smart_auth.jwks_fetch import JwksFetcher, JwksUnavailable
-from smart_auth.scopes import ScopeSet
+from smart_auth.resource_server.access import Access, VisibilityRules
+from smart_auth.scopes import ScopeSet, fhir_user_reference
 
 INTROSPECTION_TTL = 30.0
 _FHIR_USER_TYPES = ("Practitioner", "Patient", "RelatedPerson", "Person")
@@ -46,11 +46,7 @@ class _Claims:
         scope = " ".join(raw) if isinstance(raw, list) else raw if isinstance(raw, str) else ""
         patient = claims.get(self.config.patient_claim)
         fhir_user = claims.get(self.config.fhir_user_claim)
-        if isinstance(fhir_user, str) and "/" in fhir_user:
-            kind, rid = fhir_user.rstrip("/").split("/")[-2:]
-            fhir_user = f"{kind}/{rid}" if kind in _FHIR_USER_TYPES else None
-        else:
-            fhir_user = None
+        fhir_user = fhir_user_reference(fhir_user, _FHIR_USER_TYPES) if isinstance(fhir_user, str) else None
         client_id = claims.get("client_id") or claims.get("azp")
         return Access(
             client_id if isinstance(client_id, str) else None,

@@ -1,0 +1,27 @@
+"""What DICOMweb is given to decide who may call it: the HTTP composition (`facade`) supplies it,
+so this package never checks a token itself (docs/architecture.md: the guard belongs to the HTTP
+composition).
+
+PS3.18 8.5 leaves authorization to the origin server; RFC 6750 3 says how to refuse: 401 when
+no usable token was sent (`Unauthenticated`), 403 when the token lacks the scope
+(`InsufficientScope`), each with a Bearer challenge in WWW-Authenticate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from storage.errors import InsufficientScope, Unauthenticated
+
+
+class DicomwebAuthorization(Protocol):
+    @property
+    def may_store(self) -> Callable[..., object]:
+        """A FastAPI dependency of every STOW-RS route, resolved before the body is read: returns
+        when the request may store instances, raises `Unauthenticated` or `InsufficientScope`."""
+        ...
+
+    def challenge(self, exc: Unauthenticated | InsufficientScope, realm: str) -> str:
+        """The WWW-Authenticate value for a refusal (RFC 6750 3)."""
+        ...
