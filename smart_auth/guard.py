@@ -15,7 +15,7 @@ from typing import Protocol
 from fastapi import Request
 
 from smart_auth.access import Access, VisibilityRules
-from smart_auth.audit import note_access
+from smart_auth.audit_note import note_access
 from smart_auth.scopes import ScopeSet
 from smart_auth.tokens import Tokens
 from storage.errors import InsufficientScope, Unauthenticated

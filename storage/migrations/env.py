@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import storage.audit.models  # (registers the audit table on Base.metadata)
 import storage.auth_models  # noqa: F401  (registers the auth tables on Base.metadata)
 from storage.models import Base
 
