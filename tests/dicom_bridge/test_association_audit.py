@@ -13,6 +13,7 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import MRImageStorage
 
+from dicom_bridge.admission import Admission
 from dicom_bridge.ae import AeConfig, storage_ae
 from dicom_bridge.association_audit import AssociationAudit, outcome_of_store
 from dicom_bridge.storage_scp import StorageScp
@@ -138,3 +139,22 @@ def test_connection_that_never_asks_to_associate_leaves_no_event(services: Servi
 def test_outcome_of_a_store_status(status: int, outcome: str) -> None:
     """PS3.4 B.2.3: success and warnings stored the instance; 0xC211 / 0x0110 are our failures."""
     assert outcome_of_store(status) == outcome
+
+
+def test_association_over_the_admission_limit_is_audited_as_rejected(services: Services) -> None:
+    handlers = Admission(4, 1).handlers() + AssociationAudit(services.audit).handlers()
+    server = storage_ae(AeConfig()).start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
+    assert server is not None
+    ae = AE(ae_title="BUSYPEER")
+    ae.add_requested_context(MRImageStorage)
+    try:
+        first = ae.associate("127.0.0.1", server.server_address[1], ae_title="FACADE")
+        assert first.is_established
+        second = ae.associate("127.0.0.1", server.server_address[1], ae_title="FACADE")
+        assert second.is_rejected
+        first.release()
+        rejected, released = associations(services, 2)
+    finally:
+        server.shutdown()
+    assert (rejected.outcome, rejected.client_id, rejected.peer) == ("rejected", "BUSYPEER", "127.0.0.1")
+    assert (released.outcome, released.client_id) == ("released", "BUSYPEER")
