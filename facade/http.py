@@ -11,10 +11,10 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from dicom_bridge.dicomweb.app import DicomwebConfig, create_dicomweb_app
+from facade.audit_http import AuditMiddleware
 from facade.dicomweb_auth import DicomwebTokens
 from facade.wiring import Services, software_version
 from fhir_api.app import FhirConfig, create_fhir_app
-from smart_auth.audit import AuditMiddleware
 from smart_auth.cors import CorsMiddleware
 from smart_auth.resource_server.access import Access
 from smart_auth.resource_server.guard import www_authenticate
@@ -148,7 +148,7 @@ def build_http_app(services: Services) -> Starlette:
     return Starlette(
         routes=[Mount("/", app)],
         middleware=[
-            Middleware(AuditMiddleware, trail=auth.audit),
+            Middleware(AuditMiddleware, audit=services.audit),
             Middleware(CorsMiddleware, origins=origins),
         ],
     )

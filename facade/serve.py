@@ -1,4 +1,5 @@
-"""`facade serve`: HTTP (FHIR, DICOMweb), the DICOM SCP and the periodic workers in one process."""
+"""`facade serve`: HTTP (FHIR, DICOMweb), the DICOM SCP and the periodic workers in one process,
+listed here and run by one lifecycle (`facade.lifecycle`)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,20 @@ import logging
 import signal
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import FrameType
 
 import uvicorn
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_bridge.admission import Admission
 from dicom_bridge.ae import AeConfig, storage_ae
+from dicom_bridge.association_audit import AssociationAudit
 from dicom_bridge.storage_scp import StorageScp
 from facade.housekeeping import INTERVAL as HOUSEKEEPING_INTERVAL
 from facade.housekeeping import Housekeeper
 from facade.http import build_http_app
+from facade.lifecycle import Lifecycle, Listener
+from facade.listeners import DicomListener, HttpListener
 from facade.logs import configure_logging
 from facade.settings import Settings
 from facade.settle import settle
@@ -25,6 +28,8 @@ from facade.wiring import Services, build_services
 from facade.workers import Periodic
 
 log = logging.getLogger(__name__)
+
+AUDIT_FLUSH_INTERVAL = 0.5  # seconds: a crash loses at most the audit events of the last half second
 
 
 def serve(settings: Settings) -> None:
@@ -34,35 +39,38 @@ def serve(settings: Settings) -> None:
         log.error("auth.misconfigured", extra={"reason": problem})
         raise SystemExit(f"facade serve: {problem}")
     services = build_services(settings)
-    services.auth.audit.start()
     services.publisher.endpoint()
-    dicom = start_dicom(settings, services)
-    workers = [worker.start() for worker in background_workers(settings, services)]
-    http = _HttpServer(
-        uvicorn.Config(
-            build_http_app(services),
-            host=settings.http_host,
-            port=settings.http_port,
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=10,
-        )
-    )
-    log.info(
-        "http.listening",
-        extra={"host": settings.http_host, "port": settings.http_port, "url": settings.resolved_base_url()},
-    )
-    for sig in (signal.SIGINT, signal.SIGTERM):  # graceful on the first, forced on the second
-        signal.signal(sig, http.handle_exit)
+    lifecycle = Lifecycle(listeners(settings, services), background_workers(settings, services))
+
+    def on_signal(sig: int, _frame: FrameType | None) -> None:
+        # graceful on the first; a second SIGINT forces the stop under way
+        lifecycle.request_stop(hurry=sig == signal.SIGINT)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     try:
-        http.run()
+        lifecycle.run()
     finally:
-        dicom.shutdown()
-        for worker in workers:
-            worker.stop()
         services.close()
         log.info("facade.stopped")
+
+
+def listeners(settings: Settings, services: Services) -> list[Listener]:
+    """Every listener of a serving process, in one list, in the order they start (DICOM, then
+    HTTP, as before); they stop in the reverse order."""
+    http = uvicorn.Config(
+        build_http_app(services),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    return [
+        DicomListener(lambda: start_dicom(settings, services)),
+        HttpListener(http, url=settings.resolved_base_url()),
+    ]
 
 
 def background_workers(settings: Settings, services: Services) -> list[Periodic]:
@@ -75,6 +83,8 @@ def background_workers(settings: Settings, services: Services) -> list[Periodic]
     return [
         Periodic("settle", settle_every, lambda: settle(services.publisher)),
         Periodic("housekeeping", HOUSEKEEPING_INTERVAL, housekeeper.run_once),
+        # after the listeners stopped, a last flush writes what they recorded up to the end
+        Periodic("audit-flush", AUDIT_FLUSH_INTERVAL, services.audit.flush, run_at_stop=True),
     ]
 
 
@@ -100,7 +110,9 @@ def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationSe
     dicom = ae.start_server(
         (settings.dicom_host, settings.dicom_port),
         block=False,
-        evt_handlers=admission.handlers() + StorageScp(services.ingest).handlers(),
+        evt_handlers=admission.handlers()
+        + StorageScp(services.ingest).handlers()
+        + AssociationAudit(services.audit).handlers(),
     )
     assert dicom is not None  # block=False returns the running server
     log.info(
@@ -112,12 +124,3 @@ def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationSe
         },
     )
     return dicom
-
-
-class _HttpServer(uvicorn.Server):
-    """uvicorn, minus its signal capture: that re-raises SIGTERM after shutting down HTTP, which
-    would kill the process before the DICOM listener and the settle worker are stopped."""
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield

@@ -10,7 +10,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 from facade.settings import Settings
 from mapping.dicom.facts import local_issuer_system
-from smart_auth.audit import AuditTrail
 from smart_auth.config import AuthConfig, ExternalAuthConfig
 from smart_auth.jwks_fetch import JwksFetcher
 from smart_auth.resource_server.access import VisibilityRules
@@ -24,11 +23,13 @@ from smart_auth.server.keys import KeyRing
 from smart_auth.server.registry import Registry
 from smart_auth.server.sessions import Sessions
 from smart_auth.server.tokens import Tokens
+from storage.audit.store import AuditStore
 from storage.blobs import FileBlobStore
 from storage.clock import utcnow
 from storage.db import Database, make_engine
 from storage.fhir_store.store import FhirStore
 from storage.migrate import upgrade
+from storage.usecases.audit import Audit
 from storage.usecases.ingest import Ingest, PatientIdentity
 from storage.usecases.publish import PublishConfig, Publisher
 from storage.usecases.search import SUPPORTED_TYPES, Search
@@ -52,7 +53,6 @@ class AuthServices:
     guard: Guard
     rules: VisibilityRules
     parse_scopes: Callable[[str | None], ScopeSet]
-    audit: AuditTrail
     builtin: BuiltinAuth | None  # None in external mode
     external: ExternalAuthConfig | None
 
@@ -66,10 +66,11 @@ class Services:
     store: FhirStore
     publisher: Publisher
     search: Search
+    audit: Audit
     auth: AuthServices
 
     def close(self) -> None:
-        self.auth.audit.close()
+        """Release the database; `facade serve` flushed the audit trail before (its last worker run)."""
         self.db.dispose()
 
 
@@ -96,8 +97,9 @@ def build_services(
     )
     search = Search(db, store, publisher, site_zone=zone, default_count=settings.search_default_count)
     ingest = Ingest(db, blobs, identity, min_free_bytes=settings.min_free_bytes)
+    audit = Audit(AuditStore(db), now=now)
     auth = build_auth(settings, db, store, search, now=now)
-    return Services(settings, db, blobs, ingest, store, publisher, search, auth)
+    return Services(settings, db, blobs, ingest, store, publisher, search, audit, auth)
 
 
 def build_auth(
@@ -109,7 +111,6 @@ def build_auth(
     def parse(text: str | None) -> ScopeSet:
         return parse_scopes(text, served=SUPPORTED_TYPES, valid_query=rules.valid_query)
 
-    audit = AuditTrail(db, now=now)
     base = settings.resolved_base_url()
     fetcher = JwksFetcher()
     verifier: TokenVerifier
@@ -133,7 +134,7 @@ def build_auth(
             verifier = JwtVerifier(external, rules, parse, fetcher)
         else:
             verifier = IntrospectionVerifier(external, rules, parse)
-        return AuthServices(Guard(verifier), rules, parse, audit, None, external)
+        return AuthServices(Guard(verifier), rules, parse, None, external)
 
     config = AuthConfig(
         base_url=base,
@@ -162,7 +163,7 @@ def build_auth(
     )
     authorization = Authorization(server, sessions, search, config, parse)
     builtin = BuiltinAuth(config, keys, registry, tokens, sessions, server, authorization)
-    return AuthServices(Guard(LocalVerifier(tokens, rules, parse)), rules, parse, audit, builtin, None)
+    return AuthServices(Guard(LocalVerifier(tokens, rules, parse)), rules, parse, builtin, None)
 
 
 def software_version() -> str:

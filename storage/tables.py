@@ -1,6 +1,7 @@
 """Every aggregate's tables on the one metadata: import this before using `Base.metadata` whole
 (migrations, create_all)."""
 
+import storage.audit.models
 import storage.auth.models
 import storage.dicom_index.models
 import storage.fhir_store.models  # noqa: F401  (each registers its tables on Base.metadata)

@@ -48,8 +48,6 @@ SMART_AUTH_HALVES = ("smart_auth.server", "smart_auth.resource_server")
 
 # (importing module, imported module): broken today, removed by the floor-plan issue (#7).
 DEBT = {
-    # the old name of Access, for smart_auth/audit.py's type-only import until audit leaves smart_auth
-    ("smart_auth.access", "smart_auth.resource_server.access"),
     # DICOM-format helpers and repositories reached past the use cases
     ("dicom_bridge.bulk_import", "storage.dicom_file"),
     ("dicom_bridge.dicomweb.stow", "storage.dicom_file"),

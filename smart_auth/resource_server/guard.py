@@ -14,7 +14,7 @@ from typing import Protocol
 
 from fastapi import Request
 
-from smart_auth.audit import note_access
+from smart_auth.audit_note import note
 from smart_auth.resource_server.access import Access, VisibilityRules
 from smart_auth.scopes import ScopeSet
 from storage.errors import InsufficientScope, Unauthenticated
@@ -84,7 +84,7 @@ class Guard:
             raise Unauthenticated(
                 "the access token is not valid: unknown, expired or revoked", presented=True
             )
-        note_access(request.scope, access)
+        note(request.scope, client_id=access.client_id, user=access.fhir_user, patient=access.patient)
         return access
 
 

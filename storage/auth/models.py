@@ -1,4 +1,4 @@
-"""SQLAlchemy models of the SMART authorization server and the access audit trail.
+"""SQLAlchemy models of the SMART authorization server (the audit trail is `storage.audit`).
 
 Secrets are never stored: client secrets and user passwords as scrypt hashes,
 tokens, codes, launch ids and browser sessions as SHA-256 digests of the random
@@ -13,10 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.schema import Base, Id, Stamp
+from storage.schema import Base, Stamp
 
 
 class OAuthClientRow(Base):
@@ -154,29 +154,6 @@ class AssertionJtiRow(Base):
     expires_at: Mapped[datetime] = mapped_column(Stamp)
 
 
-class AuditEventRow(Base):
-    """One access to /fhir, /dicomweb, /wado or /auth, allowed or refused. No query strings (they
-    can carry names); paths hold only resource types, ids and UIDs."""
-
-    __tablename__ = "audit_event"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    recorded: Mapped[datetime] = mapped_column(Stamp)
-    source: Mapped[str] = mapped_column(String(16))  # fhir | dicomweb | wado | auth
-    action: Mapped[str] = mapped_column(String(32))  # read | search | vread | history | create | token...
-    method: Mapped[str] = mapped_column(String(8))
-    path: Mapped[str] = mapped_column(String(500))
-    status: Mapped[int] = mapped_column(Integer)
-    outcome: Mapped[str] = mapped_column(String(16))  # allowed | refused | failed
-    client_id: Mapped[str | None] = mapped_column(String(64))
-    user: Mapped[str | None] = mapped_column(String(110))
-    patient: Mapped[str | None] = mapped_column(String(64))
-    peer: Mapped[str | None] = mapped_column(String(64))
-    detail: Mapped[str | None] = mapped_column(String(200))
-
-
 Index("ix_access_token_grant", AccessTokenRow.grant_id)
 Index("ix_refresh_token_grant", RefreshTokenRow.grant_id)
 Index("ix_auth_code_grant", AuthCodeRow.grant_id)
-Index("ix_audit_event_recorded", AuditEventRow.recorded)
-Index("ix_audit_event_patient", AuditEventRow.patient)

@@ -14,6 +14,9 @@ from pathlib import Path
 import httpx
 
 from facade.settings import Settings
+from storage.audit.models import AuditEventRow
+from storage.audit.store import AuditStore
+from storage.db import Database, make_engine
 from storage.migrate import head_revision
 from tests.dicom_factory import make_instance, new_uid, write
 from tests.smart import ASSERTION_TYPE, assertion, bearer, ec_key, public_jwks
@@ -156,6 +159,23 @@ def test_serve_stores_publishes_logs_without_phi_and_stops(settings: Settings, t
     text = log.read_text()
     for secret in (PATIENT_NAME, "Secretname", PATIENT_ID, access_token):
         assert secret not in text
+    # the one audit trail, written up to the stop: the C-STORE association and the HTTP requests
+    trail = _audit_trail(settings)
+    (association,) = [e for e in trail if e.source == "dimse"]
+    assert (association.outcome, association.client_id) == ("released", "STORESCU")
+    assert association.counts == {"stored": 3, "refused": 0, "failed": 0}
+    assert {("fhir", "search", "allowed"), ("auth", "token", "allowed")} <= {
+        (e.source, e.action, e.outcome) for e in trail
+    }
+    assert not any("Secretname" in e.path for e in trail)
+
+
+def _audit_trail(settings: Settings) -> list[AuditEventRow]:
+    db = Database(make_engine(settings.resolved_database_url()))
+    try:
+        return AuditStore(db).events()
+    finally:
+        db.dispose()
 
 
 def _settled(settings: Settings, study: str) -> bool:

@@ -43,3 +43,12 @@ def test_stop_does_not_wait_for_the_interval() -> None:
 
 def test_stop_of_a_worker_never_started_returns() -> None:
     Periodic("idle", 1.0, lambda: None).stop()
+
+
+def test_a_worker_run_at_stop_runs_once_more_after_its_thread() -> None:
+    runs: list[str] = []
+    worker = Periodic("flush", 3600.0, lambda: runs.append("run"), run_at_stop=True).start()
+    worker.stop()
+    assert runs == ["run"]  # the last run, though the interval never came
+    Periodic("flush-unstarted", 3600.0, lambda: runs.append("unstarted"), run_at_stop=True).stop()
+    assert runs == ["run", "unstarted"]

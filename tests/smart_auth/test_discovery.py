@@ -123,11 +123,11 @@ def test_cors(world: World) -> None:
 def test_discovery_documents_are_not_audited_but_api_calls_are(world: World) -> None:
     from sqlalchemy import select
 
-    from storage.auth.models import AuditEventRow
+    from storage.audit.models import AuditEventRow
 
     httpx.get(f"{world.fhir}/metadata", timeout=10)
     httpx.get(f"{world.fhir}/ImagingStudy", params={"name": "Probe"}, timeout=10)
-    world.services.auth.audit.flush()
+    world.services.audit.flush()
     with world.services.db.read() as s:
         rows = list(s.scalars(select(AuditEventRow)))
     assert [(r.path, r.status, r.outcome, r.action) for r in rows] == [

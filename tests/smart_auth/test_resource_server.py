@@ -15,7 +15,7 @@ from starlette.routing import Mount
 
 from facade.http import build_http_app
 from smart_auth.resource_server.guard import Guard
-from storage.auth.models import AuditEventRow
+from storage.audit.models import AuditEventRow
 from tests.conftest import Clock
 from tests.dicom_bridge.test_stow import VALID, content_type
 from tests.fhir_schema import assert_valid_r4
@@ -191,7 +191,7 @@ def test_every_access_is_audited_without_query_strings(world: World) -> None:
     get(world, f"ImagingStudy/{world.study_b}", alice)
     get(world, "Patient", alice, name="Probe")
     get(world, "ImagingStudy", None)
-    world.services.auth.audit.flush()
+    world.services.audit.flush()
     with world.services.db.read() as s:
         rows = [
             (r.action, r.path, r.status, r.outcome, r.client_id, r.patient)

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from smart_auth.audit import note
+from smart_auth.audit_note import note
 from smart_auth.server.adapter import FormRequest
 from smart_auth.server.authorize import Held, Redirect, Refuse
 from smart_auth.server.pages import error_page

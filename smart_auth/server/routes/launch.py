@@ -9,7 +9,7 @@ from authlib.oauth2.base import OAuth2Error
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from smart_auth.audit import note
+from smart_auth.audit_note import note
 from smart_auth.server.adapter import FormRequest
 from smart_auth.server.launches import create_launch
 from smart_auth.server.routes.context import Context

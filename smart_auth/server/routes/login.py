@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from smart_auth.audit import note
+from smart_auth.audit_note import note
 from smart_auth.server.pages import error_page, login_page
 from smart_auth.server.routes.context import SESSION_COOKIE, AuthContext, Context
 from smart_auth.server.routes.http import read_form, see_other, set_cookie

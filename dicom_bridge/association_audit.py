@@ -1,0 +1,110 @@
+"""The DIMSE door of the audit trail: one event per DICOM association, fed to the audit use case.
+
+An association's event says who (the calling AE title), from where (the peer address), how it
+ended (released, aborted or rejected) and what its C-STOREs came to: how many instances were
+stored, refused (a failure status for the peer's data: cannot understand, conflict, out of
+resources) and failed (our error, 0xC211 / 0x0110). The counts are taken from the C-STORE
+responses as they are sent, so they are what the peer was told; nothing of a data set (no
+patient, study or instance identifier) is recorded. A connection that never asks to associate
+leaves no event.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass, field
+
+from pynetdicom import evt
+from pynetdicom.association import Association
+from pynetdicom.events import Event, EventHandlerType
+
+from storage.usecases.audit import Audit, AuditEvent
+
+_C_STORE_RSP = 0x8001  # Command Field (PS3.7 9.3.1)
+_FAILED = {0xC211, 0x0110}  # an exception in our handler; a processing failure: ours, not the peer's
+_WARNINGS = {0xB000, 0xB006, 0xB007}  # stored, with a warning (PS3.4 B.2.3)
+
+
+def outcome_of_store(status: int) -> str:
+    """What a C-STORE response status says of the instance: stored, refused or failed."""
+    if status == 0x0000 or status in _WARNINGS:
+        return "stored"
+    return "failed" if status in _FAILED else "refused"
+
+
+@dataclass
+class _Tally:
+    counts: dict[str, int] = field(default_factory=lambda: {"stored": 0, "refused": 0, "failed": 0})
+    ended: bool = False
+
+
+class AssociationAudit:
+    """pynetdicom handlers (notifications only: they never change an answer) that record each
+    association once, when it ends."""
+
+    def __init__(self, audit: Audit) -> None:
+        self._audit = audit
+        # per association, dropped with it: a handler of a vanished peer never leaks an entry
+        self._tallies: weakref.WeakKeyDictionary[Association, _Tally] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def handlers(self) -> list[EventHandlerType]:
+        return [
+            (evt.EVT_DIMSE_SENT, self.on_dimse_sent),
+            (evt.EVT_RELEASED, self.on_ended, ["released"]),
+            (evt.EVT_ABORTED, self.on_ended, ["aborted"]),
+            (evt.EVT_REJECTED, self.on_ended, ["rejected"]),
+            (evt.EVT_CONN_CLOSE, self.on_conn_close),
+        ]
+
+    def on_dimse_sent(self, event: Event) -> None:
+        command = event.message.command_set
+        if command.get("CommandField") == _C_STORE_RSP:
+            outcome = outcome_of_store(int(command.get("Status", 0xC211)))
+            self._tally(event.assoc).counts[outcome] += 1
+
+    def on_ended(self, event: Event, outcome: str) -> None:
+        self._end(event.assoc, outcome)
+
+    def on_conn_close(self, event: Event) -> None:
+        """A connection that closed after asking to associate, without release, abort or
+        rejection being seen (the peer vanished): recorded as aborted."""
+        assoc = event.assoc
+        with self._lock:
+            tally = self._tallies.get(assoc)
+        if tally is not None or assoc.requestor.primitive is not None:
+            self._end(assoc, "aborted")
+
+    def _tally(self, assoc: Association) -> _Tally:
+        with self._lock:
+            tally = self._tallies.get(assoc)
+            if tally is None:
+                tally = self._tallies[assoc] = _Tally()
+            return tally
+
+    def _end(self, assoc: Association, outcome: str) -> None:
+        tally = self._tally(assoc)
+        with self._lock:
+            if tally.ended:  # pynetdicom may signal an abort twice, and the close follows
+                return
+            tally.ended = True
+        requestor = assoc.requestor
+        self._audit.record(
+            AuditEvent(
+                source="dimse",
+                action="association",
+                outcome=outcome,
+                client_id=_calling_ae(assoc),
+                peer=requestor.address or None,
+                counts=dict(tally.counts),
+            )
+        )
+
+
+def _calling_ae(assoc: Association) -> str | None:
+    """The calling AE title as received (pynetdicom copies it to the requestor only when it
+    negotiates, which a rejected association never reaches)."""
+    rq = assoc.requestor.primitive
+    title = rq.calling_ae_title if rq is not None else assoc.requestor.ae_title
+    return str(title).strip() or None
