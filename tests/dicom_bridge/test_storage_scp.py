@@ -419,9 +419,18 @@ def test_an_over_long_request_uid_gets_a_failure_status(
         msg.primitive_to_message(req)
         msg.command_set.AffectedSOPInstanceUID = long_uid  # what the primitive refuses to hold
         cx = next(c for c in assoc.accepted_contexts if c.abstract_syntax == ds.SOPClassUID)
-        for pdu in msg.encode_msg(cx.context_id, assoc.acceptor.maximum_length):
-            assoc.dul.send_pdu(pdu)
-        _, rsp = assoc.dimse.get_msg(block=True)  # the response, or None when the SCP aborted
+        # Pause the association's reactor as pynetdicom's own send_c_* do: running, it takes the
+        # response off the DIMSE queue before get_msg below sees it (the test then waited 30 s
+        # and failed about one run in three).
+        assoc._reactor_checkpoint.clear()
+        while not assoc._is_paused:
+            time.sleep(0.0001)
+        try:
+            for pdu in msg.encode_msg(cx.context_id, assoc.acceptor.maximum_length):
+                assoc.dul.send_pdu(pdu)
+            _, rsp = assoc.dimse.get_msg(block=True)  # the response, or None when the SCP aborted
+        finally:
+            assoc._reactor_checkpoint.set()
         assert rsp is not None, "aborted without a status"
         assert rsp.Status == 0xC000
         assert rsp.MessageIDBeingRespondedTo == 7
