@@ -46,7 +46,7 @@ from typing import BinaryIO, Literal
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
-from storage.dicom_file import peek_file_meta
+from mapping.part10 import peek_file_meta
 from storage.errors import DomainError, Unavailable, no_room
 from storage.usecases.ingest import Ingest, Source
 

@@ -35,10 +35,7 @@ DEBT = {
     ("dicom_bridge.dicomweb.app", "smart_auth.guard"),
     ("dicom_bridge.dicomweb.stow", "smart_auth.guard"),
     ("dicom_bridge.dicomweb.stow", "smart_auth.access"),
-    # DICOM-format helpers and repositories reached past the use cases
-    ("dicom_bridge.bulk_import", "storage.dicom_file"),
-    ("dicom_bridge.dicomweb.stow", "storage.dicom_file"),
-    ("dicom_bridge.dicomweb.stow", "storage.blobs"),
+    # the FHIR store reached past the use cases
     ("fhir_api.responses", "storage.fhir_store"),
     ("fhir_api.bundles", "storage.fhir_store"),
 }

@@ -43,10 +43,10 @@ from starlette.requests import ClientDisconnect
 
 from dicom_bridge.dicomweb.multipart import MultipartSpooler, Part, media_type
 from dicom_bridge.statuses import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, PROCESSING_FAILURE, status_of
+from mapping.part10 import peek_file_meta
+from mapping.uid import valid_uid
 from smart_auth.access import Access
 from smart_auth.guard import Guard
-from storage.blobs import valid_uid
-from storage.dicom_file import peek_file_meta
 from storage.errors import DomainError, Invalid, TooLarge, Unavailable
 from storage.usecases.ingest import Expect, Ingest, Source, Stored
 

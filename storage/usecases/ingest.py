@@ -28,7 +28,8 @@ from typing import Literal
 from pydicom import Dataset
 
 from mapping.dicom_facts import InstanceHeader, IssuerResolver, header_from_dataset
-from storage.blobs import BlobStore, instance_key, valid_uid
+from mapping.uid import valid_uid
+from storage.blobs import BlobStore, instance_key
 from storage.clock import utcnow
 from storage.db import Database
 from storage.dicom_file import read_part10

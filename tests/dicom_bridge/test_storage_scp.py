@@ -26,7 +26,7 @@ from dicom_bridge.storage_scp import StorageScp
 from facade.serve import start_dicom
 from facade.settings import Settings
 from facade.wiring import Services
-from storage.dicom_file import peek_file_meta
+from mapping.part10 import peek_file_meta
 from storage.models import InstanceRow
 from storage.visibility import ALL
 from tests.dicom_bridge import corpus
