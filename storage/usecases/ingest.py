@@ -28,7 +28,7 @@ import errno
 import logging
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -180,22 +180,23 @@ class Ingest:
 class Staging:
     """One arriving instance's file in the staging area, made by `Ingest.staging`.
 
-    Every failure to write it is `Unavailable` (the staging area fails every instance alike; the
-    peer may retry), with a PHI-free reason: never the path, which may carry a name.
+    The file is created on the first write (owner-only, as blobs are), or by `adopt`: a C-STORE
+    pays no file creation besides pynetdicom's own. Every failure to write it is `Unavailable` (the
+    staging area fails every instance alike; the peer may retry), with a PHI-free reason: never the
+    path, which may carry a name.
     """
 
     def __init__(self, directory: Path) -> None:
-        try:
-            fd, name = tempfile.mkstemp(dir=directory, suffix=".dcm")
-        except OSError as exc:
-            raise _unwritable(exc) from exc
-        self.path = Path(name)
-        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+        self.path = directory / f"{uuid.uuid4().hex}.dcm"  # 122 random bits: no name is taken twice
+        self._file: BinaryIO | None = None
+        self._done = False  # closed or adopted: nothing more is written
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._file is None:
+        if self._done:
             raise ValueError("the staged file is closed")
         try:
+            if self._file is None:
+                self._file = _create(self.path)
             self._file.write(data)
         except OSError as exc:
             raise _unwritable(exc) from exc
@@ -205,7 +206,9 @@ class Staging:
         chunked receive writes into the system temporary directory (`tempfile.gettempdir()`, which we
         leave alone: it is process-wide): a rename when that is on the staging area's file system,
         else a copy in 1 MiB chunks (fsynced with the blob by `store`), memory bounded either way."""
-        self.close()
+        if self._done or self._file is not None:
+            raise ValueError("only a fresh staged file can adopt one")
+        self._done = True
         try:
             try:
                 os.rename(src, self.path)
@@ -213,7 +216,7 @@ class Staging:
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
-            with src.open("rb") as inp, self.path.open("wb") as out:
+            with src.open("rb") as inp, _create(self.path) as out:
                 shutil.copyfileobj(inp, out, 1 << 20)
         except OSError as exc:
             raise _unwritable(exc) from exc
@@ -221,19 +224,31 @@ class Staging:
             src.unlink(missing_ok=True)
 
     def close(self) -> None:
-        """Flush and close the file (`Ingest.store` does); writing ends here."""
-        file, self._file = self._file, None
-        if file is not None:
-            try:
-                file.close()  # closes the descriptor even when the flush fails
-            except OSError as exc:
-                raise _unwritable(exc) from exc
+        """Flush and close the file (`Ingest.store` does); writing ends here. Nothing written: an
+        empty file (refused as not DICOM, like any other empty body)."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            file, self._file = self._file, None
+            if file is None:
+                file = _create(self.path)
+            file.close()  # closes the descriptor even when the flush fails
+        except OSError as exc:
+            raise _unwritable(exc) from exc
 
     def discard(self) -> None:
         """Remove the file unless it was stored (renamed into the blob store) meanwhile."""
-        with suppress(Unavailable):
-            self.close()
+        file, self._file, self._done = self._file, None, True
+        if file is not None:
+            with suppress(OSError):
+                file.close()
         self.path.unlink(missing_ok=True)
+
+
+def _create(path: Path) -> BinaryIO:
+    """A new file, readable by its owner only (the blob store keeps it as it is)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
 def _unwritable(exc: OSError) -> Unavailable:

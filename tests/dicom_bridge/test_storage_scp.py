@@ -431,9 +431,17 @@ def test_an_over_long_request_uid_gets_a_failure_status(
         msg.primitive_to_message(req)
         msg.command_set.AffectedSOPInstanceUID = long_uid  # what the primitive refuses to hold
         cx = next(c for c in assoc.accepted_contexts if c.abstract_syntax == ds.SOPClassUID)
-        for pdu in msg.encode_msg(cx.context_id, assoc.acceptor.maximum_length):
-            assoc.dul.send_pdu(pdu)
-        _, rsp = assoc.dimse.get_msg(block=True)  # the response, or None when the SCP aborted
+        # Pause our side's reactor, as pynetdicom's send_c_store does: else it may take the response
+        # off the queue first (and drop it as unexpected), and get_msg waits out the DIMSE timeout.
+        assoc._reactor_checkpoint.clear()
+        while not assoc._is_paused:
+            time.sleep(0.0001)
+        try:
+            for pdu in msg.encode_msg(cx.context_id, assoc.acceptor.maximum_length):
+                assoc.dul.send_pdu(pdu)
+            _, rsp = assoc.dimse.get_msg(block=True)  # the response, or None when the SCP aborted
+        finally:
+            assoc._reactor_checkpoint.set()
         assert rsp is not None, "aborted without a status"
         assert rsp.Status == 0xC000
         assert rsp.MessageIDBeingRespondedTo == 7

@@ -266,6 +266,10 @@ def test_staging_removes_whatever_was_not_stored(services: Services, tmp_path: P
         staging.write(path.read_bytes())
         assert services.ingest.store(staging, IMPORT).outcome == "stored"
     assert list(staging_dir.iterdir()) == []
+    with services.db.read() as s:
+        key = s.scalar(select(InstanceRow.blob_key))
+    assert key is not None
+    assert services.blobs.path(key).stat().st_mode & 0o777 == 0o600  # the owner's alone, as staged
 
 
 def test_staging_adopts_a_file_written_elsewhere(services: Services, tmp_path: Path) -> None:
