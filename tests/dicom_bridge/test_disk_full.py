@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import io
+import logging
 import subprocess
 import tempfile
 import time
@@ -19,6 +20,7 @@ from sqlalchemy import func, select
 from dicom_bridge.ae import AeConfig, storage_ae
 from dicom_bridge.bulk_import import BulkImport
 from dicom_bridge.storage_scp import StorageScp
+from facade.serve import start_dicom
 from facade.settings import Settings
 from facade.wiring import Services, build_services
 from storage.errors import Unavailable
@@ -186,3 +188,14 @@ def test_below_the_reserve_c_store_is_refused_while_it_still_can_be(
     finally:
         server.shutdown()
     assert list(small_services.ingest.staging_dir().iterdir()) == []
+
+
+def test_serve_says_when_data_sets_are_received_on_another_file_system(
+    small_services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pynetdicom receives into the system temporary directory (here on the big file system), the blob
+    store is on the small one: every instance will be copied, and `facade serve` says so at start."""
+    caplog.set_level(logging.WARNING, logger="facade.serve")
+    server = start_dicom(small_services.settings.model_copy(update={"dicom_port": 0}), small_services)
+    server.shutdown()
+    assert [r.msg for r in caplog.records if r.name == "facade.serve"] == ["dicom.receive_copies"]
