@@ -25,10 +25,6 @@ from pynetdicom import AE, AllStoragePresentationContexts, _config, build_contex
 
 VERIFICATION = "1.2.840.10008.1.1"  # Verification SOP Class (PS3.4 A.4): C-ECHO
 
-# The SCP receives each C-STORE data set straight into a file (bounded memory for
-# a 500 MB multi-frame) and hands its path to the handler: see `storage_scp`.
-_config.STORE_RECV_CHUNKED_DATASET = True
-
 
 @dataclass(frozen=True)
 class AeConfig:
@@ -71,6 +67,13 @@ def preferred_transfer_syntaxes() -> list[UID]:
 def storage_ae(config: AeConfig) -> AE:
     """An AE that accepts C-ECHO and C-STORE of every storage SOP class, in every transfer
     syntax pydicom can read (stored as received, never transcoded)."""
+    # Each C-STORE data set is received straight into a file (memory stays bounded for a 500 MB
+    # multi-frame) whose path the handler adopts into staging: see `storage_scp`. Set here, where
+    # the AE is built, not at import: the switch is module-global in pynetdicom (every AE of the
+    # process receives this way once one storage AE is built), and pynetdicom reads it per message.
+    # It writes into `tempfile.gettempdir()`, which we do not redirect (process-wide too): see
+    # `Staging.adopt` and docs/architecture.md for what that costs when it is another file system.
+    _config.STORE_RECV_CHUNKED_DATASET = True
     ae = AE(ae_title=config.ae_title)
     ae.maximum_pdu_size = config.max_pdu
     # Associations are limited by `dicom_bridge.admission`. pynetdicom's own limit counts every

@@ -12,11 +12,11 @@ Decisions (the CLI help and README describe them to users):
   Media Storage Directory Storage) is not imported itself: the files its in-use
   records reference are, resolved relative to its folder (case-insensitively, and
   with ISO 9660 ";1" versions, as CD-ROMs are often mounted in lower case).
-- Each file is copied in 1 MiB chunks into the staging directory and handed to
-  `Ingest.staged`; one bad file (not DICOM, truncated, unreadable, refused) is
-  counted with its reason and the import goes on. `Unavailable` (no room, database
-  down) stops it: every further file would fail the same way. Files in flight
-  finish; the rest are counted as not imported.
+- Each file is copied in 1 MiB chunks into a file of `Ingest.staging` and handed to
+  `Ingest.store`; one bad file (not DICOM, truncated, unreadable, refused) is
+  counted with its reason and the import goes on. `Unavailable` (no room, a staging
+  area that cannot be written, database down) stops it: every further file would fail
+  the same way. Files in flight finish; the rest are counted as not imported.
 - Files are ingested on `workers` pool threads while the calling thread walks,
   counts and reports; so Ctrl-C lands in the caller, never inside an ingest call
   (files in flight finish, then the summary). One worker is the default: importing
@@ -34,7 +34,6 @@ import logging
 import os
 import stat
 import struct
-import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -46,8 +45,8 @@ from typing import BinaryIO, Literal
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
-from storage.dicom_file import peek_file_meta
-from storage.errors import DomainError, Unavailable, no_room
+from mapping.dicom.part10 import peek_file_meta
+from storage.errors import DomainError, Unavailable
 from storage.usecases.ingest import Ingest, Source
 
 log = logging.getLogger(__name__)
@@ -264,30 +263,13 @@ class BulkImport:
             head = _read(src)
             if path.name.upper() == "DICOMDIR" or media_storage_sop_class(head) == MEDIA_STORAGE_DIRECTORY:
                 return self._dicomdir(path)
-            staged = self._stage(src, head)
-        stored = self._ingest.staged(staged, _IMPORT)  # consumes `staged`
-        return _Result(path, stored.outcome)
-
-    def _stage(self, src: BinaryIO, head: bytes) -> Path:
-        """Copy the rest of `src` after `head` into the staging directory, chunk by chunk."""
-        try:
-            fd, name = tempfile.mkstemp(dir=self._ingest.staging_dir(), suffix=".dcm")
-        except OSError as exc:
-            raise _staging_error(exc) from exc
-        staged = Path(name)
-        try:
-            with os.fdopen(fd, "wb") as out:
+            with self._ingest.staging() as staging:  # copied in 1 MiB chunks: memory stays flat
                 chunk = head
                 while chunk:
-                    try:
-                        out.write(chunk)
-                    except OSError as exc:
-                        raise _staging_error(exc) from exc
+                    staging.write(chunk)
                     chunk = _read(src)
-        except BaseException:
-            staged.unlink(missing_ok=True)
-            raise
-        return staged
+                stored = self._ingest.store(staging, _IMPORT)
+        return _Result(path, stored.outcome)
 
     def _dicomdir(self, path: Path) -> _Result:
         try:
@@ -380,13 +362,6 @@ def _read(src: BinaryIO) -> bytes:
         return src.read(CHUNK)
     except OSError as exc:
         raise _Unreadable(exc) from exc
-
-
-def _staging_error(exc: OSError) -> Unavailable:
-    """The staging area fails for every file alike: stop rather than reject them all."""
-    if no_room(exc):
-        return Unavailable("no room left in the staging area")
-    return Unavailable(f"the staging area cannot be written ({_strerror(exc)})")
 
 
 def _strerror(exc: OSError) -> str:

@@ -1,15 +1,13 @@
 """Storage SCP: C-STORE requests -> the shared ingest path (PS3.4 Annex B).
 
-Success (0x0000) is sent only after `Ingest.staged` returned, i.e. after the blob
+Success (0x0000) is sent only after `Ingest.store` returned, i.e. after the blob
 was fsynced and the index transaction committed.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import tempfile
 import time
 import uuid
 from contextlib import suppress
@@ -23,7 +21,7 @@ from pynetdicom.events import Event, EventHandlerType
 
 from dicom_bridge.statuses import status_of
 from storage.errors import DomainError, Invalid
-from storage.usecases.ingest import Expect, Ingest, Source
+from storage.usecases.ingest import Expect, Ingest, Source, Staging
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +82,16 @@ class StorageScp:
             if request.AffectedSOPInstanceUID == self._unusable_uid:
                 self._discard(event)
                 raise Invalid("the Affected SOP Instance UID is longer than 64 characters")
-            path = self._staged_file(event)
-            stored = self._ingest.staged(
-                path,
-                Source("c-store", event.assoc.requestor.ae_title),
-                Expect(
-                    sop_class_uid=str(request.AffectedSOPClassUID or "") or None,
-                    sop_instance_uid=str(request.AffectedSOPInstanceUID or "") or None,
-                ),
-            )
+            with self._ingest.staging() as staging:
+                _receive(event, staging)
+                stored = self._ingest.store(
+                    staging,
+                    Source("c-store", event.assoc.requestor.ae_title),
+                    Expect(
+                        sop_class_uid=str(request.AffectedSOPClassUID or "") or None,
+                        sop_instance_uid=str(request.AffectedSOPInstanceUID or "") or None,
+                    ),
+                )
         except DomainError as exc:
             status = status_of(exc)
             log.warning(
@@ -115,20 +114,20 @@ class StorageScp:
         with suppress(AttributeError):
             Path(event.dataset_path).unlink(missing_ok=True)
 
-    def _staged_file(self, event: Event) -> Path:
-        """The received data set as a Part 10 file that ingest may take over.
 
-        With chunked receive (the default, see `dicom_bridge.ae`) pynetdicom already wrote
-        it to a file; else it is written from memory into the staging directory.
-        """
-        try:
-            return Path(event.dataset_path)
-        except AttributeError:
-            pass
-        fd, name = tempfile.mkstemp(dir=self._ingest.staging_dir(), suffix=".dcm")
-        with os.fdopen(fd, "wb") as f:
-            f.write(event.encoded_dataset(include_meta=True))
-        return Path(name)
+def _receive(event: Event, staging: Staging) -> None:
+    """The received data set as a Part 10 file in `staging`. With chunked receive (set where the AE
+    is built, `dicom_bridge.ae`) pynetdicom already wrote it to a file of its own, in the system
+    temporary directory: adopted (a rename on the same file system, else a copy). Else it is
+    written from memory."""
+    try:
+        path = event.dataset_path
+    except AttributeError:
+        path = None
+    if path is not None:
+        staging.adopt(Path(path))
+    else:
+        staging.write(event.encoded_dataset(include_meta=True))
 
 
 def _failure(status: int, comment: str) -> Dataset:

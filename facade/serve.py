@@ -7,6 +7,7 @@ import logging
 import signal
 import tempfile
 import time
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -91,11 +92,12 @@ def background_workers(settings: Settings, services: Services) -> list[Periodic]
 def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationServer:
     """The DICOM listener, after clearing what earlier runs left in staging (a file there that is
     older than this start belongs to no receive in progress: an aborted one, or a crash)."""
-    # pynetdicom writes received data sets with tempfile: put them where storing them is a rename.
-    tempfile.tempdir = str(services.blobs.staging_dir())
     removed = services.blobs.clean_staging(before=time.time())
     if removed:
         log.info("staging.cleaned", extra={"count": removed})
+    if not _same_file_system(Path(tempfile.gettempdir()), services.blobs.staging_dir()):
+        # pynetdicom receives each data set into the system temporary directory (see dicom_bridge.ae)
+        log.warning("dicom.receive_copies", extra={"reason": _RECEIVE_COPIES})
     ae = storage_ae(
         AeConfig(
             ae_title=settings.dicom_ae_title,
@@ -124,3 +126,16 @@ def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationSe
         },
     )
     return dicom
+
+
+_RECEIVE_COPIES = (
+    "the system temporary directory (TMPDIR), where C-STORE data sets are received, is on another "
+    "file system than the data directory: each instance is copied into the blob store, not renamed"
+)
+
+
+def _same_file_system(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_dev == b.stat().st_dev
+    except OSError:
+        return False

@@ -18,15 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from mapping.dicom.uid import valid_uid
 from storage.errors import Invalid, NotFound, Unavailable, no_room
 
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _KEY = re.compile(r"^[0-9.]{1,64}/[0-9.]{1,64}/[0-9.]{1,64}\.[0-9a-f]{16}\.dcm$")
-
-
-def valid_uid(uid: str) -> bool:
-    """PS3.5 9.1: digits and dots, at most 64 characters (leading zeros tolerated)."""
-    return len(uid) <= 64 and _UID.match(uid) is not None
 
 
 def instance_key(study_uid: str, series_uid: str, sop_uid: str, sha256: str) -> str:

@@ -48,10 +48,7 @@ SMART_AUTH_HALVES = ("smart_auth.server", "smart_auth.resource_server")
 
 # (importing module, imported module): broken today, removed by the floor-plan issue (#7).
 DEBT = {
-    # DICOM-format helpers and repositories reached past the use cases
-    ("dicom_bridge.bulk_import", "storage.dicom_file"),
-    ("dicom_bridge.dicomweb.stow", "storage.dicom_file"),
-    ("dicom_bridge.dicomweb.stow", "storage.blobs"),
+    # the FHIR store reached past the use cases
     ("fhir_api.responses", "storage.fhir_store.store"),
     ("fhir_api.bundles", "storage.fhir_store.store"),
 }

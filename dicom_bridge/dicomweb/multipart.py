@@ -1,7 +1,7 @@
 """multipart/related request bodies (RFC 2387; RFC 2046 5.1; PS3.18 8.6.1) spooled part by part.
 
 The body is fed in chunks as it arrives and each part is written straight to its
-own file in a staging directory, so a 500 MB instance never sits in memory: the
+own staging file (`Ingest.staging`, handed in as `stage`), so a 500 MB instance never sits in memory: the
 parser keeps at most one chunk plus a delimiter's length of lookbehind, and one
 part's header block (capped).
 
@@ -18,21 +18,20 @@ A small state machine, strict where it matters and lenient where RFC 2046 is:
 Refusals: `Invalid` for a body without boundary, a cut-off body (no close
 delimiter), a bad header block; `TooLarge` past the size limit or the part
 count limit (as soon as the part past it begins, not after the whole body); `Unavailable`
-when the staging area cannot be written.
+(from the staging file) when the staging area cannot be written.
 """
 
 from __future__ import annotations
 
 import enum
-import os
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from python_multipart.multipart import parse_options_header
 
-from storage.errors import Invalid, TooLarge, Unavailable, no_room
+from storage.errors import Invalid, TooLarge
+from storage.usecases.ingest import Staging
 
 _MAX_PREAMBLE = 64 * 1024
 _MAX_HEADERS = 16 * 1024  # one part's header block
@@ -43,9 +42,13 @@ _LWSP = b" \t"
 
 @dataclass
 class Part:
-    path: Path
+    staging: Staging
     headers: dict[str, str]  # field names lower case, values stripped
     size: int = 0
+
+    @property
+    def path(self) -> Path:
+        return self.staging.path
 
     @property
     def content_type(self) -> str | None:
@@ -87,19 +90,21 @@ class _State(enum.Enum):
 
 
 class MultipartSpooler:
-    """Feed a multipart body chunk by chunk; `finish()` returns the spooled parts; `discard()` cleans up."""
+    """Feed a multipart body chunk by chunk; `finish()` returns the spooled parts; `discard()` cleans up.
 
-    def __init__(self, boundary: str, directory: Path, max_bytes: int, max_parts: int) -> None:
+    `stage` makes each part's file (STOW-RS: `Ingest.staging`, entered on the request's exit stack)."""
+
+    def __init__(self, boundary: str, stage: Callable[[], Staging], max_bytes: int, max_parts: int) -> None:
         if not valid_boundary(boundary):
             raise Invalid("the multipart boundary is missing or not a valid RFC 2046 boundary")
-        self._directory, self._max, self._max_parts = directory, max_bytes, max_parts
+        self._stage, self._max, self._max_parts = stage, max_bytes, max_parts
         self._delimiter = b"\r\n--" + boundary.encode("latin-1")
         # The CRLF that belongs to the first delimiter may be absent (the body opens with it).
         self._buf = bytearray(b"\r\n")
         self._state = _State.PREAMBLE
         self._received = 0
         self._skipped = 0  # preamble bytes dropped so far
-        self._file: BinaryIO | None = None
+        self._file: Staging | None = None
         self.parts: list[Part] = []
 
     def feed(self, chunk: bytes | bytearray) -> None:
@@ -109,13 +114,7 @@ class MultipartSpooler:
         if self._state is _State.EPILOGUE:
             return
         self._buf += chunk
-        try:
-            self._advance()
-        except OSError as exc:
-            full = no_room(exc)
-            raise Unavailable(
-                "no room left in the staging area" if full else "the staging area cannot be written"
-            ) from exc
+        self._advance()
 
     def finish(self) -> list[Part]:
         """The parts, once the close delimiter was seen; `Invalid` for a body cut short."""
@@ -127,9 +126,9 @@ class MultipartSpooler:
 
     def discard(self) -> None:
         """Remove every spooled file still there (after an error, or the parts nobody consumed)."""
-        self._close_file()
+        self._file = None
         for part in self.parts:
-            part.path.unlink(missing_ok=True)
+            part.staging.discard()
 
     def _advance(self) -> None:
         """Consume as much of the buffer as can be decided now; the rest waits for the next chunk."""
@@ -198,9 +197,8 @@ class MultipartSpooler:
             raise TooLarge(f"the request has more than {self._max_parts} parts")
         headers = _parse_headers(block)
         del buf[:length]
-        fd, name = tempfile.mkstemp(dir=self._directory, suffix=".stow")
-        self.parts.append(Part(Path(name), headers))
-        self._file = os.fdopen(fd, "wb")
+        self._file = self._stage()
+        self.parts.append(Part(self._file, headers))
         self._state = _State.BODY
         return True
 
@@ -219,9 +217,9 @@ class MultipartSpooler:
         del self._buf[:n]
 
     def _close_file(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
 
 
 def _parse_headers(block: bytes) -> dict[str, str]:

@@ -34,6 +34,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -44,8 +45,8 @@ from starlette.requests import ClientDisconnect
 
 from dicom_bridge.dicomweb.multipart import MultipartSpooler, Part, media_type
 from dicom_bridge.statuses import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, PROCESSING_FAILURE, status_of
-from storage.blobs import valid_uid
-from storage.dicom_file import peek_file_meta
+from mapping.dicom.part10 import peek_file_meta
+from mapping.dicom.uid import valid_uid
 from storage.errors import DomainError, Invalid, TooLarge, Unavailable
 from storage.usecases.ingest import Expect, Ingest, Source, Stored
 
@@ -101,15 +102,18 @@ def stow_router(
             if study is not None and not valid_uid(study):
                 raise _Refusal(400, "the study in the URL is not a valid UID")
             boundary = _check_headers(request, max_upload_bytes)
-            try:
-                spooler = MultipartSpooler(boundary, ingest.staging_dir(), max_upload_bytes, max_parts)
-            except Invalid as exc:
-                raise _Refusal(400, str(exc)) from exc
         except _Refusal as refusal:
             return _refused(refusal)
-        try:
+        # Each part's file comes from the ingest use case; leaving the stack removes whatever was not
+        # stored: errors, disconnects, cancellation.
+        with ExitStack() as staged:
             try:
+                spooler = MultipartSpooler(
+                    boundary, lambda: staged.enter_context(ingest.staging()), max_upload_bytes, max_parts
+                )
                 parts = await _receive(request, spooler)
+            except Invalid as exc:
+                return _refused(_Refusal(400, str(exc)))
             except _Refusal as refusal:
                 return _refused(refusal)
             stored: list[Stored] = []
@@ -120,8 +124,6 @@ def stow_router(
                     stored.append(result)
                 else:
                     failed.append(result)
-        finally:
-            spooler.discard()  # whatever ingest did not consume: errors, disconnects, cancellation
         status = _status(stored, failed)
         log.info(
             "stow.stored",
@@ -208,7 +210,7 @@ def _store_part(ingest: Ingest, part: Part, study: str | None) -> Stored | _Fail
     if part.headers.get("content-transfer-encoding", "").lower() not in _BINARY:
         return _Failure(sop_class, sop_instance, CANNOT_UNDERSTAND, "a part is not in binary encoding")
     try:
-        return ingest.staged(part.path, _SOURCE, Expect(study_uid=study))
+        return ingest.store(part.staging, _SOURCE, Expect(study_uid=study))
     except DomainError as exc:
         return _Failure(sop_class, sop_instance, status_of(exc), str(exc))
     except Exception:

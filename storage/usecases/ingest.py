@@ -14,26 +14,38 @@ Order of work, so that an acknowledgement always means "durable":
    the instance, the blob that step 2 created (never one that was already there) is removed;
 4. only after the commit may the adapter answer success; the superseded blob is
    removed last.
+
+Staging is ours too: every door (C-STORE, STOW-RS, import) asks `Ingest.staging()` for the
+file an arriving instance is written to, fills it (or has it `adopt` a file its protocol stack
+wrote), and hands it to `Ingest.store` inside that block. Leaving the block removes whatever
+was not stored, whatever the outcome; a staging area that cannot be written (no room: ENOSPC,
+EDQUOT) is `Unavailable`, the refusal every door already maps (0xA700, 503, import stops).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
-from collections.abc import Callable
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from pydicom import Dataset
 
 from mapping.dicom.facts import InstanceHeader, IssuerResolver, header_from_dataset
-from storage.blobs import BlobStore, instance_key, valid_uid
+from mapping.dicom.uid import valid_uid
+from storage.blobs import BlobStore, instance_key
 from storage.clock import utcnow
 from storage.db import Database
 from storage.dicom_file import read_part10
 from storage.dicom_index.writer import Arrival, Outcome, index_instance
-from storage.errors import Conflict, Invalid, Unavailable
+from storage.errors import Conflict, Invalid, Unavailable, no_room
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +100,34 @@ class Ingest:
         self._min_free = min_free_bytes
 
     def staging_dir(self) -> Path:
-        """Where adapters put incoming files so that storing them is a rename."""
+        """Where staged files live (for the health check and tests; doors use `staging`)."""
         return self._blobs.staging_dir()
+
+    @contextmanager
+    def staging(self) -> Iterator[Staging]:
+        """A new file in the staging area (on the blob store's file system, so that storing it is
+        a rename) for one arriving instance: fill it, then `store` it inside the block. On
+        leaving, whatever was not stored is removed; no room (ENOSPC, EDQUOT) is `Unavailable`."""
+        staging = Staging(self._blobs.staging_dir())
+        try:
+            yield staging
+        except OSError as exc:
+            if no_room(exc):
+                raise Unavailable("no room left in the staging area") from exc
+            raise
+        finally:
+            staging.discard()
+
+    def store(self, staging: Staging, source: Source, expect: Expect = Expect()) -> Stored:
+        """Store the instance written to `staging` (which this call takes over, stored or not)."""
+        staging.close()
+        return self._staged(staging.path, source, expect)
 
     def staged(self, path: Path, source: Source, expect: Expect = Expect()) -> Stored:
         """Store the Part 10 file at `path`, which this call consumes (moved or deleted)."""
-        try:
-            return self._staged(path, source, expect)
-        finally:
-            path.unlink(missing_ok=True)
+        with self.staging() as staging:
+            staging.adopt(path)
+            return self.store(staging, source, expect)
 
     def _staged(self, path: Path, source: Source, expect: Expect) -> Stored:
         # Refuse while there is still room: on a disk that is truly full, receiving the next
@@ -144,6 +175,86 @@ class Ingest:
             h.study.study_uid,
             indexed.instance_pk,
         )
+
+
+class Staging:
+    """One arriving instance's file in the staging area, made by `Ingest.staging`.
+
+    The file is created on the first write (owner-only, as blobs are), or by `adopt`: a C-STORE
+    pays no file creation besides pynetdicom's own. Every failure to write it is `Unavailable` (the
+    staging area fails every instance alike; the peer may retry), with a PHI-free reason: never the
+    path, which may carry a name.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / f"{uuid.uuid4().hex}.dcm"  # 122 random bits: no name is taken twice
+        self._file: BinaryIO | None = None
+        self._done = False  # closed or adopted: nothing more is written
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._done:
+            raise ValueError("the staged file is closed")
+        try:
+            if self._file is None:
+                self._file = _create(self.path)
+            self._file.write(data)
+        except OSError as exc:
+            raise _unwritable(exc) from exc
+
+    def adopt(self, src: Path) -> None:
+        """Take over a complete file written elsewhere, which is consumed either way. pynetdicom's
+        chunked receive writes into the system temporary directory (`tempfile.gettempdir()`, which we
+        leave alone: it is process-wide): a rename when that is on the staging area's file system,
+        else a copy in 1 MiB chunks (fsynced with the blob by `store`), memory bounded either way."""
+        if self._done or self._file is not None:
+            raise ValueError("only a fresh staged file can adopt one")
+        self._done = True
+        try:
+            try:
+                os.rename(src, self.path)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+            with src.open("rb") as inp, _create(self.path) as out:
+                shutil.copyfileobj(inp, out, 1 << 20)
+        except OSError as exc:
+            raise _unwritable(exc) from exc
+        finally:
+            src.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Flush and close the file (`Ingest.store` does); writing ends here. Nothing written: an
+        empty file (refused as not DICOM, like any other empty body)."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            file, self._file = self._file, None
+            if file is None:
+                file = _create(self.path)
+            file.close()  # closes the descriptor even when the flush fails
+        except OSError as exc:
+            raise _unwritable(exc) from exc
+
+    def discard(self) -> None:
+        """Remove the file unless it was stored (renamed into the blob store) meanwhile."""
+        file, self._file, self._done = self._file, None, True
+        if file is not None:
+            with suppress(OSError):
+                file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _create(path: Path) -> BinaryIO:
+    """A new file, readable by its owner only (the blob store keeps it as it is)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
+def _unwritable(exc: OSError) -> Unavailable:
+    if no_room(exc):
+        return Unavailable("no room left in the staging area")
+    return Unavailable(f"the staging area cannot be written ({exc.strerror or type(exc).__name__})")
 
 
 def _check(h: InstanceHeader, expect: Expect) -> None:

@@ -1,10 +1,13 @@
-"""No room for the blob: C-STORE answers 0xA700, STOW-RS 503, nothing is indexed, the service goes on."""
+"""No room in the staging area or for the blob: C-STORE answers 0xA700, STOW-RS 503, import stops;
+nothing is indexed, no file stays behind, the service goes on."""
 
 from __future__ import annotations
 
 import gc
 import io
+import logging
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +18,13 @@ from pydicom.filewriter import dcmwrite
 from sqlalchemy import func, select
 
 from dicom_bridge.ae import AeConfig, storage_ae
+from dicom_bridge.bulk_import import BulkImport
 from dicom_bridge.storage_scp import StorageScp
+from facade.serve import start_dicom
 from facade.settings import Settings
 from facade.wiring import Services, build_services
 from storage.dicom_index.models import InstanceRow
+from storage.errors import Unavailable
 from tests.dicom_bridge.test_storage_scp import send_raw
 from tests.dicom_factory import make_instance, new_uid, write
 from tests.smart import bearer, issue_token
@@ -65,7 +71,19 @@ def small_services(settings: Settings, full_disk: Path) -> Iterator[Services]:
     built.close()
 
 
-def test_c_store_answers_out_of_resources(small_services: Services, tmp_path: Path) -> None:
+@pytest.fixture
+def receive_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """pynetdicom receives into the system temporary directory: one of the test's own (as TMPDIR
+    makes it), on the big file system, so that ingest copies each data set into the small one."""
+    directory = tmp_path / "receive"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return directory
+
+
+def test_c_store_answers_out_of_resources(
+    small_services: Services, receive_dir: Path, tmp_path: Path
+) -> None:
     server = storage_ae(AeConfig()).start_server(
         ("127.0.0.1", 0), block=False, evt_handlers=StorageScp(small_services.ingest).handlers()
     )
@@ -80,6 +98,8 @@ def test_c_store_answers_out_of_resources(small_services: Services, tmp_path: Pa
         server.shutdown()
     with small_services.db.read() as s:
         assert s.scalar(select(func.count()).select_from(InstanceRow)) == 1
+    assert list(small_services.ingest.staging_dir().iterdir()) == []
+    assert list(receive_dir.iterdir()) == []
 
 
 def test_stow_answers_503(small_services: Services) -> None:
@@ -115,20 +135,43 @@ def test_stow_answers_503(small_services: Services) -> None:
             },
         )
         assert r.status_code == 503
+        assert "no room left in the staging area" in r.text
     finally:
         server.should_exit = True
         thread.join(15)
+    assert list(small_services.ingest.staging_dir().iterdir()) == []
+
+
+def test_import_stops_when_the_staging_area_is_full(small_services: Services, tmp_path: Path) -> None:
+    big = write(
+        make_instance(study_uid=new_uid(), series_uid=new_uid(), rows=1024, columns=1024),
+        tmp_path / "big.dcm",
+    )  # 2 MiB: does not fit the 1 MiB file system
+    summary = BulkImport(small_services.ingest).run([big])
+    assert summary.stopped == "no room left in the staging area"
+    assert (summary.stored, summary.not_imported) == (0, 1)
+    assert list(small_services.ingest.staging_dir().iterdir()) == []
+
+
+def test_staging_maps_no_room_and_removes_its_file(small_services: Services) -> None:
+    """The use case's staging itself: a write past the end of the disk is Unavailable (no room), and
+    leaving the block removes the partial file."""
+    with (
+        pytest.raises(Unavailable, match="no room left in the staging area"),
+        small_services.ingest.staging() as staging,
+    ):
+        staging.write(b"\0" * (2 << 20))
+        staging.close()
+    assert list(small_services.ingest.staging_dir().iterdir()) == []
 
 
 def test_below_the_reserve_c_store_is_refused_while_it_still_can_be(
-    small_services: Services, tmp_path: Path
+    small_services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """As under `facade serve`: pynetdicom receives into the staging area on the same disk. Once free
-    space is below the reserve, instances still arrive but are refused with 0xA700, then accepted
-    again when room is made."""
-    import tempfile
-
-    old, tempfile.tempdir = tempfile.tempdir, str(small_services.ingest.staging_dir())
+    """As under `facade serve` with TMPDIR in the staging area: pynetdicom receives on the same disk.
+    Once free space is below the reserve, instances still arrive but are refused with 0xA700, then
+    accepted again when room is made."""
+    monkeypatch.setattr(tempfile, "tempdir", str(small_services.ingest.staging_dir()))
     server = storage_ae(AeConfig()).start_server(
         ("127.0.0.1", 0), block=False, evt_handlers=StorageScp(small_services.ingest).handlers()
     )
@@ -144,5 +187,15 @@ def test_below_the_reserve_c_store_is_refused_while_it_still_can_be(
         assert send_raw(port, [second]) == [0]
     finally:
         server.shutdown()
-        tempfile.tempdir = old
     assert list(small_services.ingest.staging_dir().iterdir()) == []
+
+
+def test_serve_says_when_data_sets_are_received_on_another_file_system(
+    small_services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pynetdicom receives into the system temporary directory (here on the big file system), the blob
+    store is on the small one: every instance will be copied, and `facade serve` says so at start."""
+    caplog.set_level(logging.WARNING, logger="facade.serve")
+    server = start_dicom(small_services.settings.model_copy(update={"dicom_port": 0}), small_services)
+    server.shutdown()
+    assert [r.msg for r in caplog.records if r.name == "facade.serve"] == ["dicom.receive_copies"]

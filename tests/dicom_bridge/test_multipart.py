@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from dicom_bridge.dicomweb.multipart import MultipartSpooler, Part, media_type, valid_boundary
 from storage.errors import Invalid, TooLarge
+from storage.usecases.ingest import Staging
 
 BOUNDARY = "xyzzy"
 # Data that looks like delimiters without being one: CRLF, "--", the boundary in mid-line, a delimiter
@@ -34,10 +36,15 @@ def body(
     return out + f"--{boundary}--\r\n".encode() + epilogue
 
 
+def files_in(directory: Path) -> Callable[[], Staging]:
+    """Each part's file, as `Ingest.staging` makes it (here without the use case around it)."""
+    return lambda: Staging(directory)
+
+
 def spool_chunks(
     chunks: list[bytes], tmp_path: Path, *, limit: int = 1 << 20, boundary: str = BOUNDARY
 ) -> list[Part]:
-    spooler = MultipartSpooler(boundary, tmp_path, limit, 1000)
+    spooler = MultipartSpooler(boundary, files_in(tmp_path), limit, 1000)
     for chunk in chunks:
         spooler.feed(chunk)
     return spooler.finish()
@@ -138,11 +145,11 @@ def test_endless_headers_or_preamble_are_refused_early(tmp_path: Path) -> None:
 def test_invalid_boundaries(boundary: str) -> None:
     assert not valid_boundary(boundary)
     with pytest.raises(Invalid):
-        MultipartSpooler(boundary, Path("."), 10, 10)
+        MultipartSpooler(boundary, files_in(Path(".")), 10, 10)
 
 
 def test_discard_removes_every_spooled_file(tmp_path: Path) -> None:
-    spooler = MultipartSpooler(BOUNDARY, tmp_path, 1 << 20, 100)
+    spooler = MultipartSpooler(BOUNDARY, files_in(tmp_path), 1 << 20, 100)
     spooler.feed(body()[:-20])  # the last part is still open
     assert len(list(tmp_path.iterdir())) == len(PARTS)
     spooler.discard()
@@ -151,7 +158,7 @@ def test_discard_removes_every_spooled_file(tmp_path: Path) -> None:
 
 def test_more_parts_than_the_limit_are_refused_as_the_next_part_begins(tmp_path: Path) -> None:
     """The part past the limit is refused when its headers arrive: the rest of the body is never read."""
-    spooler = MultipartSpooler("b", tmp_path, 1 << 20, 3)
+    spooler = MultipartSpooler("b", files_in(tmp_path), 1 << 20, 3)
     spooler.feed(b"--b\r\n\r\nx\r\n" * 3)
     assert len(spooler.parts) == 3
     with pytest.raises(TooLarge, match="more than 3 parts"):
@@ -162,7 +169,7 @@ def test_more_parts_than_the_limit_are_refused_as_the_next_part_begins(tmp_path:
 
 
 def test_exactly_the_limit_of_parts_is_accepted(tmp_path: Path) -> None:
-    spooler = MultipartSpooler("b", tmp_path, 1 << 20, 3)
+    spooler = MultipartSpooler("b", files_in(tmp_path), 1 << 20, 3)
     spooler.feed(b"--b\r\n\r\nx\r\n" * 3 + b"--b--\r\n")
     assert [p.path.read_bytes() for p in spooler.finish()] == [b"x"] * 3
 
@@ -170,7 +177,7 @@ def test_exactly_the_limit_of_parts_is_accepted(tmp_path: Path) -> None:
 def test_a_large_part_costs_little_memory(tmp_path: Path) -> None:
     """64 MiB through the parser in 64 KiB chunks, as uvicorn delivers them: memory stays at a few chunks."""
     chunk = os.urandom(64 * 1024)
-    spooler = MultipartSpooler("b", tmp_path, 1 << 30, 1)
+    spooler = MultipartSpooler("b", files_in(tmp_path), 1 << 30, 1)
     tracemalloc.start()
     try:
         spooler.feed(b"--b\r\nContent-Type: application/dicom\r\n\r\n")

@@ -26,7 +26,7 @@ from dicom_bridge.storage_scp import StorageScp
 from facade.serve import start_dicom
 from facade.settings import Settings
 from facade.wiring import Services
-from storage.dicom_file import peek_file_meta
+from mapping.dicom.part10 import peek_file_meta
 from storage.dicom_index.models import InstanceRow
 from storage.fhir_store.visibility import ALL
 from tests.dicom_bridge import corpus
@@ -269,17 +269,41 @@ def until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 @pytest.fixture
-def facade_dicom(settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    """The listener as `facade serve` starts it (staging cleaned, pynetdicom's temp files in staging)."""
-    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)  # start_dicom sets it: restore after
+def receive_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where pynetdicom receives data sets, the system temporary directory: one of the test's own
+    here, as TMPDIR makes it for `facade serve` (the facade itself never redirects it)."""
+    directory = tmp_path / "receive"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return directory
+
+
+@pytest.fixture
+def facade_dicom(settings: Settings, services: Services) -> Iterator[int]:
+    """The listener as `facade serve` starts it (staging cleaned)."""
     server = start_dicom(settings.model_copy(update={"dicom_port": 0}), services)
     yield server.server_address[1]
     server.shutdown()
 
 
+def test_c_store_leaves_no_file_behind_and_sets_no_temporary_directory(
+    receive_dir: Path, facade_dicom: int, services: Services, tmp_path: Path
+) -> None:
+    """pynetdicom's received file is adopted into staging, then the blob store: nothing stays where it
+    was received or staged, stored or refused; and the process-wide temporary directory is left alone."""
+    good = write(make_instance(study_uid=new_uid(), series_uid=new_uid()), tmp_path / "good.dcm")
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(good.read_bytes()[:-3000])
+    assert send_raw(facade_dicom, [good, bad]) == [0, 0xC000]
+    assert tempfile.tempdir == str(receive_dir)
+    assert list(receive_dir.iterdir()) == []
+    assert list(services.ingest.staging_dir().iterdir()) == []
+    assert len(stored_instances(services)) == 1
+
+
 @pytest.mark.parametrize("how", ["a-abort", "tcp-close"])
 def test_an_aborted_c_store_leaves_nothing_in_staging(
-    facade_dicom: int, services: Services, tmp_path: Path, how: str
+    facade_dicom: int, services: Services, receive_dir: Path, tmp_path: Path, how: str
 ) -> None:
     ds = make_instance(study_uid=new_uid(), series_uid=new_uid(), rows=1024, columns=1024)  # 2 MB
     encoded = data_set_bytes(write(ds, tmp_path / "big.dcm"))
@@ -296,24 +320,21 @@ def test_an_aborted_c_store_leaves_nothing_in_staging(
     pdus = msg.encode_msg(assoc.accepted_contexts[0].context_id, assoc.acceptor.maximum_length)
     for _, pdu in zip(range(3), pdus, strict=False):  # the command and the start of the data set
         assoc.dul.send_pdu(pdu)
-    staging = services.ingest.staging_dir()
-    assert until(lambda: any(staging.iterdir())), "the SCP did not start writing the data set"
+    assert until(lambda: any(receive_dir.iterdir())), "the SCP did not start writing the data set"
     if how == "a-abort":
         assoc.abort()
     else:  # the peer vanishes without a word
         assoc.dul.socket.socket.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
-    assert until(lambda: not any(staging.iterdir())), list(staging.iterdir())
+    assert until(lambda: not any(receive_dir.iterdir())), list(receive_dir.iterdir())
+    assert list(services.ingest.staging_dir().iterdir()) == []
     ae.shutdown()
     assert stored_instances(services) == {}
 
 
-def test_starting_the_listener_cleans_staging(
-    settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_starting_the_listener_cleans_staging(settings: Settings, services: Services) -> None:
     stale = services.ingest.staging_dir() / "tmp1234.dcm"
     stale.write_bytes(b"\0" * 128 + b"DICM")
     os.utime(stale, (time.time() - 5, time.time() - 5))
-    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
     server = start_dicom(settings.model_copy(update={"dicom_port": 0}), services)
     try:
         assert not stale.exists()
@@ -326,11 +347,8 @@ def start_facade_dicom(settings: Settings, services: Services, **limits: object)
     return server, server.server_address[1]
 
 
-def test_idle_connections_do_not_lock_senders_out(
-    settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_idle_connections_do_not_lock_senders_out(settings: Settings, services: Services) -> None:
     echoscu = require_tool("echoscu")
-    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
     # A long ARTIM here: the sender must get in while the idle sockets are still open.
     server, port = start_facade_dicom(
         settings, services, dicom_max_associations=4, dicom_max_associations_per_peer=2, dicom_acse_timeout=30
@@ -349,10 +367,7 @@ def test_idle_connections_do_not_lock_senders_out(
         server.shutdown()  # type: ignore[attr-defined]
 
 
-def test_a_connection_that_never_associates_is_closed(
-    settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
+def test_a_connection_that_never_associates_is_closed(settings: Settings, services: Services) -> None:
     server, port = start_facade_dicom(settings, services, dicom_acse_timeout=0.5)
     try:
         with socket.create_connection(("127.0.0.1", port)) as s:
@@ -364,10 +379,7 @@ def test_a_connection_that_never_associates_is_closed(
         server.shutdown()  # type: ignore[attr-defined]
 
 
-def test_associations_are_limited_per_peer_address(
-    settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
+def test_associations_are_limited_per_peer_address(settings: Settings, services: Services) -> None:
     server, port = start_facade_dicom(
         settings, services, dicom_max_associations=3, dicom_max_associations_per_peer=2
     )
@@ -419,9 +431,8 @@ def test_an_over_long_request_uid_gets_a_failure_status(
         msg.primitive_to_message(req)
         msg.command_set.AffectedSOPInstanceUID = long_uid  # what the primitive refuses to hold
         cx = next(c for c in assoc.accepted_contexts if c.abstract_syntax == ds.SOPClassUID)
-        # Pause the association's reactor as pynetdicom's own send_c_* do: running, it takes the
-        # response off the DIMSE queue before get_msg below sees it (the test then waited 30 s
-        # and failed about one run in three).
+        # Pause our side's reactor, as pynetdicom's send_c_store does: else it may take the response
+        # off the queue first (and drop it as unexpected), and get_msg waits out the DIMSE timeout.
         assoc._reactor_checkpoint.clear()
         while not assoc._is_paused:
             time.sleep(0.0001)

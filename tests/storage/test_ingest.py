@@ -246,3 +246,44 @@ def test_a_failed_duplicate_keeps_the_stored_file(services: Services, tmp_path: 
     assert key is not None
     with services.blobs.open(key) as f:
         assert f.read() == path.read_bytes()
+
+
+def test_staging_removes_whatever_was_not_stored(services: Services, tmp_path: Path) -> None:
+    """The staging block of the use case: its file is gone after the block, whether the instance was
+    stored, refused, or the adapter failed before storing it."""
+    staging_dir = services.ingest.staging_dir()
+    with pytest.raises(RuntimeError), services.ingest.staging() as staging:
+        staging.write(b"half a data set")
+        assert staging.path.parent == staging_dir
+        raise RuntimeError("the peer went away")
+    assert list(staging_dir.iterdir()) == []
+    with pytest.raises(Invalid), services.ingest.staging() as staging:
+        staging.write(b"not DICOM")
+        services.ingest.store(staging, IMPORT)
+    assert list(staging_dir.iterdir()) == []
+    path = write(make_instance(study_uid=new_uid(), series_uid=new_uid()), tmp_path / "a.dcm")
+    with services.ingest.staging() as staging:
+        staging.write(path.read_bytes())
+        assert services.ingest.store(staging, IMPORT).outcome == "stored"
+    assert list(staging_dir.iterdir()) == []
+    with services.db.read() as s:
+        key = s.scalar(select(InstanceRow.blob_key))
+    assert key is not None
+    assert services.blobs.path(key).stat().st_mode & 0o777 == 0o600  # the owner's alone, as staged
+
+
+def test_staging_adopts_a_file_written_elsewhere(services: Services, tmp_path: Path) -> None:
+    """As the C-STORE door does with the file pynetdicom received: taken over (here by rename, same file
+    system), stored, and the original name is gone."""
+    path = write(make_instance(study_uid=new_uid(), series_uid=new_uid()), tmp_path / "received.dcm")
+    data = path.read_bytes()
+    with services.ingest.staging() as staging:
+        staging.adopt(path)
+        stored = services.ingest.store(staging, Source("c-store", "MODALITY"))
+    assert not path.exists()
+    assert list(services.ingest.staging_dir().iterdir()) == []
+    with services.db.read() as s:
+        key = s.scalar(select(InstanceRow.blob_key).where(InstanceRow.pk == stored.instance_pk))
+    assert key is not None
+    with services.blobs.open(key) as f:
+        assert f.read() == data
