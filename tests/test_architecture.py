@@ -39,8 +39,6 @@ DEBT = {
     ("dicom_bridge.bulk_import", "storage.dicom_file"),
     ("dicom_bridge.dicomweb.stow", "storage.dicom_file"),
     ("dicom_bridge.dicomweb.stow", "storage.blobs"),
-    ("fhir_api.responses", "storage.fhir_store"),
-    ("fhir_api.bundles", "storage.fhir_store"),
 }
 
 
