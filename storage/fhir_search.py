@@ -13,7 +13,7 @@ DICOM index that the index has moved past. A read then sees them without writing
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -72,9 +72,12 @@ class Tables:
 STORED = Tables(cast(Table, FhirResourceRow.__table__), _STORED_TABLES)
 
 
-def overlaid(current: Sequence[tuple[StoredResource, IndexRows]]) -> Tables:
+def overlaid(
+    current: Sequence[tuple[StoredResource, IndexRows]], params: Collection[str] | None = None
+) -> Tables:
     """The stored tables with each resource of `current` replaced by the version given (body None:
-    deleted) and its index rows; STORED when there is none."""
+    deleted) and its index rows (of `params` only, when given: those the statements look at);
+    STORED when there is none."""
     if not current:
         return STORED
     by_type: dict[str, list[str]] = {}
@@ -102,6 +105,7 @@ def overlaid(current: Sequence[tuple[StoredResource, IndexRows]]) -> Tables:
             for r, index_rows in current
             if r.body is not None
             for row in index_rows.get(kind, ())
+            if params is None or row["param"] in params
         ]
         index[kind] = _union(
             select(*(table.c[name] for name, _ in columns)).where(shown(table)), columns, rows, f"{kind}_now"
@@ -116,6 +120,13 @@ def _union(
         return stored.subquery(name)
     given = values(*(column(n, t) for n, t in columns), name=f"{name}_given").data(rows).cte()
     return union_all(stored, select(*(given.c[n] for n, _ in columns))).subquery(name)
+
+
+def parameters(query: SearchQuery, visible: Alternatives | None = None) -> set[str]:
+    """The index parameters the statements of `query`, restricted to `visible`, look at."""
+    names = {c.name for c in query.criteria} | {name for name, _ in query.sort}
+    names |= {inc.param for inc in query.includes}
+    return names | {c.name for alt in visible or () for c in alt}
 
 
 def matching(

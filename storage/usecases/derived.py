@@ -16,8 +16,12 @@ history keeps.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
+from functools import partial
 
 from sqlalchemy.orm import Session
 
@@ -25,8 +29,10 @@ from mapping.dicom_study import imaging_study_from_index
 from mapping.endpoint import DICOMWEB_ENDPOINT_ID
 from mapping.patient import patient_from_index
 from storage import index_reader
-from storage.fhir_store import FhirStore, Json, StoredResource, without_version_meta
+from storage.fhir_store import FhirStore, IndexRows, Json, StoredResource, without_version_meta
 from storage.index_reader import Change, IndexedPatient, IndexedStudy
+
+DERIVED_TYPES = ("ImagingStudy", "Patient")
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class Current:
     stored: StoredResource | None
     shown: StoredResource | None
     change: Change
+    index_rows: IndexRows | None = None  # of `shown`, when it is unpublished and not a deletion
 
     @property
     def unpublished(self) -> bool:
@@ -45,10 +52,18 @@ class Current:
 
 
 class Derivation:
-    """Derives the current ImagingStudy / Patient inside the caller's transaction."""
+    """Derives the current ImagingStudy / Patient inside the caller's transaction.
 
-    def __init__(self, store: FhirStore, site_zone: tzinfo) -> None:
+    `pending` (what a search overlays) remembers the versions it derived: every index change
+    bumps `change_seq`, so (type, id, change_seq, published_seq) names one version, and a search
+    during ingest derives only what changed since the last one.
+    """
+
+    def __init__(self, store: FhirStore, site_zone: tzinfo, *, remembered: int = 256) -> None:
         self._store, self._zone = store, site_zone
+        self._remembered: OrderedDict[tuple[str, str, int, int], Current] = OrderedDict()
+        self._capacity = remembered
+        self._lock = threading.Lock()
 
     def of(self, session: Session, res_type: str, res_id: str) -> Current | None:
         """The derived resource `res_type/res_id`; None when it is not derived from the index."""
@@ -61,18 +76,31 @@ class Derivation:
         return None
 
     def pending(self, session: Session, res_type: str) -> list[Current]:
-        """Every resource of `res_type` whose current version is not published yet."""
+        """Every resource of `res_type` whose current version is not published yet (the stored
+        version's provisional flag may be stale here: use `shown`)."""
+        found: list[Current] = []
         if res_type == "ImagingStudy":
-            return [
-                c for s in index_reader.pending_studies(session) if (c := self.study(session, s)).unpublished
-            ]
-        if res_type == "Patient":
-            return [
-                c
-                for p in index_reader.pending_patients(session)
-                if (c := self.patient(session, p)).unpublished
-            ]
-        return []
+            for study in index_reader.pending_studies(session):
+                key = (res_type, study.facts.study_uid, study.change.change_seq, study.change.published_seq)
+                found.append(self._remember(key, partial(self.study, session, study)))
+        elif res_type == "Patient":
+            for patient in index_reader.pending_patients(session):
+                key = (res_type, patient.fhir_id, patient.change.change_seq, patient.change.published_seq)
+                found.append(self._remember(key, partial(self.patient, session, patient)))
+        return [c for c in found if c.unpublished]
+
+    def _remember(self, key: tuple[str, str, int, int], derive: Callable[[], Current]) -> Current:
+        with self._lock:
+            known = self._remembered.get(key)
+            if known is not None:
+                self._remembered.move_to_end(key)
+                return known
+        current = derive()
+        with self._lock:
+            self._remembered[key] = current
+            while len(self._remembered) > self._capacity:
+                self._remembered.popitem(last=False)
+        return current
 
     def study(self, session: Session, study: IndexedStudy) -> Current:
         uid = study.facts.study_uid
@@ -91,7 +119,7 @@ class Derivation:
                 site_zone=self._zone,
             )
             body = resource.model_dump(mode="json", exclude_none=True)
-        return _current("ImagingStudy", uid, stored, body, study.change)
+        return self._current("ImagingStudy", uid, stored, body, study.change)
 
     def patient(self, session: Session, patient: IndexedPatient) -> Current:
         stored = self._store.read(session, "Patient", patient.fhir_id)
@@ -99,18 +127,18 @@ class Derivation:
             return Current(stored, stored, patient.change)
         resource = patient_from_index(patient.facts, resource_id=patient.fhir_id)
         body = resource.model_dump(mode="json", exclude_none=True)
-        return _current("Patient", patient.fhir_id, stored, body, patient.change)
+        return self._current("Patient", patient.fhir_id, stored, body, patient.change)
 
-
-def _current(
-    res_type: str, res_id: str, stored: StoredResource | None, body: Json | None, change: Change
-) -> Current:
-    if body is not None:
-        body = without_version_meta(body)
-        if stored is not None and stored.body == body:
+    def _current(
+        self, res_type: str, res_id: str, stored: StoredResource | None, body: Json | None, change: Change
+    ) -> Current:
+        if body is not None:
+            body = without_version_meta(body)
+            if stored is not None and stored.body == body:
+                return Current(stored, stored, change)
+        elif stored is not None and stored.body is None:  # deleted already
             return Current(stored, stored, change)
-    elif stored is not None and stored.body is None:  # deleted already
-        return Current(stored, stored, change)
-    version = (stored.version_id if stored is not None else 0) + change.unpublished
-    when = max(change.changed_at, stored.last_updated) if stored is not None else change.changed_at
-    return Current(stored, StoredResource(res_type, res_id, version, when, body), change)
+        version = (stored.version_id if stored is not None else 0) + change.unpublished
+        when = max(change.changed_at, stored.last_updated) if stored is not None else change.changed_at
+        shown = StoredResource(res_type, res_id, version, when, body)
+        return Current(stored, shown, change, self._store.index_rows(body) if body is not None else None)

@@ -22,7 +22,7 @@ from storage.errors import Gone, NotFound
 from storage.fhir_search import STORED, Tables
 from storage.fhir_store import FhirStore, StoredResource
 from storage.search_query import Criterion, SearchQuery, parse_search
-from storage.usecases.derived import Current, Derivation
+from storage.usecases.derived import DERIVED_TYPES, Current, Derivation
 from storage.visibility import Visibility
 
 __all__ = ["SUPPORTED_TYPES", "Search", "SearchResult", "StoredResource"]
@@ -128,8 +128,14 @@ class Search:
             pending = self._derive.pending(session, query.res_type)
             if any(i.target_type != "Endpoint" for i in query.includes):
                 pending += self._derive.pending(session, "Patient")
-            tables = self._overlaid(pending)
-            stmt = fhir_search.matching(query, types, visibility.alternatives(query.res_type), tables)
+            alts = visibility.alternatives(query.res_type)
+            used = fhir_search.parameters(query, alts)
+            for res_type in DERIVED_TYPES:  # the included resources' visibility
+                used |= fhir_search.parameters(
+                    query, (include_visibility or visibility).alternatives(res_type)
+                )
+            tables = self._overlaid(pending, used)
+            stmt = fhir_search.matching(query, types, alts, tables)
             total = fhir_search.count(session, stmt) if query.total else None
             if query.summary_count:
                 return SearchResult(query, total, [], [])
@@ -165,13 +171,9 @@ class Search:
             return self._store.read(session, res_type, res_id), None
         return derived.shown, derived
 
-    def _overlaid(self, derived: Sequence[Current]) -> Tables:
-        shown = [c.shown for c in derived if c.unpublished and c.shown is not None]
-        if not shown:
-            return STORED
-        return fhir_search.overlaid(
-            [(s, self._store.index_rows(s.body) if s.body is not None else {}) for s in shown]
-        )
+    def _overlaid(self, derived: Sequence[Current], params: set[str] | None = None) -> Tables:
+        shown = [(c.shown, c.index_rows or {}) for c in derived if c.unpublished and c.shown is not None]
+        return fhir_search.overlaid(shown, params) if shown else STORED
 
     def _read_many(
         self, session: Session, keys: list[tuple[str, str]], derived: Sequence[Current]
