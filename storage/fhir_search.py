@@ -13,8 +13,10 @@ DICOM index that the index has moved past. A read then sees them without writing
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -25,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     column,
     exists,
     false,
@@ -34,9 +37,11 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    type_coerce,
     union_all,
-    values,
 )
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from storage.fhir_store import IndexRows, StoredResource, normalise
@@ -73,7 +78,10 @@ STORED = Tables(cast(Table, FhirResourceRow.__table__), _STORED_TABLES)
 
 
 def overlaid(
-    current: Sequence[tuple[StoredResource, IndexRows]], params: Collection[str] | None = None
+    current: Sequence[tuple[StoredResource, IndexRows]],
+    params: Collection[str] | None = None,
+    *,
+    dialect: str,
 ) -> Tables:
     """The stored tables with each resource of `current` replaced by the version given (body None:
     deleted) and its index rows (of `params` only, when given: those the statements look at);
@@ -96,6 +104,7 @@ def overlaid(
         _RESOURCE_COLUMNS,
         resource_rows,
         "resource_now",
+        dialect,
     )
     index: dict[str, FromClause] = {}
     for kind, table in _STORED_TABLES.items():
@@ -108,18 +117,54 @@ def overlaid(
             if params is None or row["param"] in params
         ]
         index[kind] = _union(
-            select(*(table.c[name] for name, _ in columns)).where(shown(table)), columns, rows, f"{kind}_now"
+            select(*(table.c[name] for name, _ in columns)).where(shown(table)),
+            columns,
+            rows,
+            f"{kind}_now",
+            dialect,
         )
     return Tables(resource, index)
 
 
 def _union(
-    stored: Select[Any], columns: tuple[tuple[str, Any], ...], rows: list[tuple[Any, ...]], name: str
+    stored: Select[Any],
+    columns: tuple[tuple[str, Any], ...],
+    rows: list[tuple[Any, ...]],
+    name: str,
+    dialect: str,
 ) -> FromClause:
     if not rows:
         return stored.subquery(name)
-    given = values(*(column(n, t) for n, t in columns), name=f"{name}_given").data(rows).cte()
-    return union_all(stored, select(*(given.c[n] for n, _ in columns))).subquery(name)
+    return union_all(stored, _given(columns, rows, name, dialect)).subquery(name)
+
+
+def _given(
+    columns: tuple[tuple[str, Any], ...], rows: list[tuple[Any, ...]], name: str, dialect: str
+) -> Select[Any]:
+    """`rows` as a table: one JSON parameter, unpacked by the database (one bound parameter,
+    so the statement compiles once and its SQL is cached, whatever the number of rows)."""
+    encoded = json.dumps(
+        [{n: _json_value(v, dialect) for (n, _), v in zip(columns, row, strict=True)} for row in rows]
+    )
+    param = bindparam(f"{name}_json", encoded, type_=String)
+    if dialect == "postgresql":
+        given = (
+            func.jsonb_to_recordset(sql_cast(param, JSONB))
+            .table_valued(*(column(n, t) for n, t in columns))
+            .render_derived(name=f"{name}_given", with_types=True)
+        )
+        return select(*(given.c[n] for n, _ in columns))
+    each = func.json_each(param).table_valued("value").alias(f"{name}_given")
+    return select(*(type_coerce(func.json_extract(each.c.value, f"$.{n}"), t).label(n) for n, t in columns))
+
+
+def _json_value(value: Any, dialect: str) -> Any:
+    """A datetime as the database compares it: ISO 8601 with offset for PostgreSQL, SQLite's
+    stored form (naive UTC) otherwise."""
+    if isinstance(value, datetime):
+        utc = value.astimezone(UTC)
+        return utc.isoformat() if dialect == "postgresql" else utc.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
 
 
 def parameters(query: SearchQuery, visible: Alternatives | None = None) -> set[str]:

@@ -173,7 +173,7 @@ class Search:
 
     def _overlaid(self, derived: Sequence[Current], params: set[str] | None = None) -> Tables:
         shown = [(c.shown, c.index_rows or {}) for c in derived if c.unpublished and c.shown is not None]
-        return fhir_search.overlaid(shown, params) if shown else STORED
+        return fhir_search.overlaid(shown, params, dialect=self._db.dialect) if shown else STORED
 
     def _read_many(
         self, session: Session, keys: list[tuple[str, str]], derived: Sequence[Current]
