@@ -5,8 +5,7 @@ Two halves:
   with the counters C-FIND, QIDO-RS and the FHIR mapping need;
 - the FHIR store (fhir_resource, fhir_version, search_*): every resource we serve,
   versioned, with typed search-index rows. Resources derived from the index are
-  (re)published into it by `storage.usecases.publish` (and shown before that by
-  `storage.usecases.derived`); client-written resources will be
+  (re)published into it by `storage.publish`; client-written resources will be
   written straight into it.
 
 `change_seq` / `published_seq` on patient and study say whether the derived FHIR
