@@ -72,8 +72,9 @@ def _bound() -> socket.socket:
     return sock
 
 
-def _populate(services: Services, count: int) -> str:
-    """`count` MR studies for one patient, `count` CT studies for another; Alice's Patient id."""
+def _populate(services: Services, count: int, *, publish: bool = True) -> str:
+    """`count` MR studies for one patient, `count` CT studies for another; Alice's Patient id.
+    Unless `publish`, the studies stay unpublished (as during ingest, before they settle)."""
     from tests.archive import patient_id_of, store
     from tests.dicom_factory import new_uid
 
@@ -84,7 +85,8 @@ def _populate(services: Services, count: int) -> str:
         store(services, work, study_uid=study, series_uid=new_uid(), patient_id="BENCH-A")
         store(services, work, study_uid=new_uid(), series_uid=new_uid(), patient_id="BENCH-B", modality="CT")
         first = first or study
-    services.publisher.pending()
+    if publish:
+        services.publisher.pending()
     return patient_id_of(services, first)
 
 
@@ -98,6 +100,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000, help="searches per server")
     parser.add_argument("--tokens", type=int, default=400, help="client_credentials requests")
     parser.add_argument("--database-url", help="default: SQLite in a temporary data directory")
+    parser.add_argument("--unpublished", action="store_true", help="search studies not yet published")
     args = parser.parse_args()
     from tests.smart import ASSERTION_TYPE, assertion, ec_key, issue_token, public_jwks
 
@@ -112,7 +115,7 @@ def main() -> int:
     )
     services = build_services(settings)
     services.publisher.endpoint()
-    patient = _populate(services, 20)
+    patient = _populate(services, 20, publish=not args.unpublished)
     system = issue_token(services, "system/*.rs")
     alice = issue_token(services, "patient/*.rs", patient=patient)
     key = ec_key("bench")

@@ -30,6 +30,7 @@ from storage.db import Database, make_engine
 from storage.fhir_store.store import FhirStore
 from storage.migrate import upgrade
 from storage.usecases.audit import Audit
+from storage.usecases.derived import Derivation
 from storage.usecases.ingest import Ingest, PatientIdentity
 from storage.usecases.publish import PublishConfig, Publisher
 from storage.usecases.search import SUPPORTED_TYPES, Search
@@ -88,14 +89,14 @@ def build_services(
         issuer_system=local_issuer_system(settings.issuer_system_base, settings.issuer_systems),
     )
     store = FhirStore(zone)
+    derivation = Derivation(store, zone)
     publisher = Publisher(
         db,
         store,
-        PublishConfig(
-            site_zone=zone, stable_age=settings.stable_age(), base_url=settings.resolved_base_url()
-        ),
+        derivation,
+        PublishConfig(stable_age=settings.stable_age(), base_url=settings.resolved_base_url()),
     )
-    search = Search(db, store, publisher, site_zone=zone, default_count=settings.search_default_count)
+    search = Search(db, store, derivation, site_zone=zone, default_count=settings.search_default_count)
     ingest = Ingest(db, blobs, identity, min_free_bytes=settings.min_free_bytes)
     audit = Audit(AuditStore(db), now=now)
     auth = build_auth(settings, db, store, search, now=now)

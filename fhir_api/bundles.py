@@ -6,8 +6,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from mapping.fhir.dates import instant
-from storage.fhir_store.store import StoredResource
-from storage.usecases.search import SearchResult
+from storage.usecases.search import SearchResult, StoredResource
 
 Json = dict[str, Any]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from storage.fhir_store.store import StoredResource
+from storage.usecases.search import StoredResource
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 _JSON_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir"}

@@ -5,6 +5,13 @@ power loss; WAL with NORMAL does not) and writers take the write lock up front
 (`BEGIN IMMEDIATE`) so that two writers never deadlock on a lock upgrade.
 PostgreSQL runs READ COMMITTED; writers lock rows in one order (patient, study,
 series, instance) and `Database.write` retries what races lose.
+
+Reads never write: `Database.read()` opens a read-only transaction, so a write inside it fails
+instead of happening. On PostgreSQL it is `READ ONLY` and `REPEATABLE READ` (one snapshot for the
+whole read: a search's count, page and includes, or a study's index rows and its stored version,
+agree with each other; a read-only transaction never fails serialization); it can run on a
+read-only replica. On SQLite a read is a deferred `BEGIN` (a WAL snapshot) with
+`PRAGMA query_only` on, switched off again when the connection next begins a write.
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    _configure_postgresql(engine)
+    return engine
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -54,7 +63,21 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READONLY) else "BEGIN IMMEDIATE")
+        # The pool serves readers and writers alike, so every transaction sets query_only itself.
+        if conn.get_execution_options().get(_READONLY):
+            conn.exec_driver_sql("BEGIN")
+            conn.exec_driver_sql("PRAGMA query_only = ON")
+        else:
+            conn.exec_driver_sql("PRAGMA query_only = OFF")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(_READONLY):
+            # the first statement of the transaction, so that it applies to all of it
+            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
 
 class Database:
@@ -72,6 +95,7 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
+        """One read-only transaction (a write inside it fails)."""
         with _unavailable_on_outage(), self._reader.begin() as session:
             yield session
 

@@ -28,6 +28,7 @@ from smart_auth.scopes import is_system
 from smart_auth.server.credentials import check_password, hash_password, new_secret
 from storage.auth.models import AuthUserRow, OAuthClientRow
 from storage.db import Database
+from storage.dicom_index import reader as index_reader
 from storage.errors import Conflict, Invalid, NotFound
 from storage.fhir_store.store import FhirStore
 
@@ -222,8 +223,8 @@ class Registry:
             if session.scalar(select(AuthUserRow.id).where(AuthUserRow.username == username)):
                 raise Conflict("this username is taken")
             if patient_id is not None:
-                found = self._store.read(session, "Patient", patient_id)
-                if found is None or found.body is None:
+                # every Patient is derived from the index, published yet or not
+                if index_reader.patient(session, patient_id) is None:
                     raise NotFound(f"Patient/{patient_id} is not known")
                 fhir_user = f"Patient/{patient_id}"
             else:

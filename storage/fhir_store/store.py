@@ -32,7 +32,14 @@ from storage.fhir_store.models import (
 )
 
 Json = dict[str, Any]
+IndexRows = dict[str, list[dict[str, Any]]]  # parameter type -> column values of its index rows
 _SEARCH_TABLES = (SearchToken, SearchString, SearchDate, SearchReference)
+_TABLE_OF: dict[str, Any] = {
+    "token": SearchToken,
+    "string": SearchString,
+    "date": SearchDate,
+    "reference": SearchReference,
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class StoredResource:
     version_id: int
     last_updated: datetime
     body: Json | None  # None: deleted
+    provisional: bool = False  # dropped from history when superseded before its source settles
 
     def to_json(self) -> Json:
         """The resource as served: body plus meta.versionId / meta.lastUpdated."""
@@ -74,10 +82,17 @@ class FhirStore:
         self._zone = site_zone
 
     def put(
-        self, session: Session, resource: Json, *, now: datetime, provisional: bool = False
+        self,
+        session: Session,
+        resource: Json,
+        *,
+        now: datetime,
+        provisional: bool = False,
+        version_id: int | None = None,
     ) -> StoredResource:
-        """Store `resource` as the new current version unless its content is unchanged."""
-        body = _without_version_meta(resource)
+        """Store `resource` as the new current version unless its content is unchanged; its
+        version id is `version_id` when given (it must be higher), else the next one."""
+        body = without_version_meta(resource)
         text = _dump(body)
         res_type, res_id = body["resourceType"], body["id"]
         row = session.get(FhirResourceRow, (res_type, res_id), with_for_update=True)
@@ -88,16 +103,22 @@ class FhirStore:
         if row is None:
             row = FhirResourceRow(res_type=res_type, res_id=res_id, version_id=0, last_updated=now)
             session.add(row)
-        _advance(session, row, text, now=now, provisional=provisional)
+        _advance(session, row, text, now=now, provisional=provisional, version_id=version_id)
         self._reindex(session, body)
         return _stored(row)
 
-    def delete(self, session: Session, res_type: str, res_id: str, *, now: datetime) -> None:
-        """A deletion version; the resource reads as gone (410) and leaves search."""
+    def delete(
+        self, session: Session, res_type: str, res_id: str, *, now: datetime, version_id: int | None = None
+    ) -> None:
+        """A deletion version; the resource reads as gone (410) and leaves search. A resource
+        never stored gets a deletion as its first version."""
         row = session.get(FhirResourceRow, (res_type, res_id), with_for_update=True)
-        if row is None or row.deleted:
+        if row is not None and row.deleted:
             return
-        _advance(session, row, None, now=now, provisional=False)
+        if row is None:
+            row = FhirResourceRow(res_type=res_type, res_id=res_id, version_id=0, last_updated=now, body="")
+            session.add(row)
+        _advance(session, row, None, now=now, provisional=False, version_id=version_id)
         _clear_index(session, res_type, res_id)
 
     def settle(self, session: Session, res_type: str, res_id: str) -> None:
@@ -105,6 +126,13 @@ class FhirStore:
         row = session.get(FhirResourceRow, (res_type, res_id))
         if row is not None:
             row.provisional = False
+
+    def provisional_ids(self, session: Session, res_type: str, *, limit: int | None = None) -> list[str]:
+        """Ids of the resources of `res_type` whose current version is provisional."""
+        stmt = select(FhirResourceRow.res_id).where(
+            FhirResourceRow.res_type == res_type, FhirResourceRow.provisional.is_(True)
+        )
+        return list(session.scalars(stmt.limit(limit)))
 
     def read(self, session: Session, res_type: str, res_id: str) -> StoredResource | None:
         """The current version (body None when it was deleted), None when it never existed."""
@@ -162,10 +190,10 @@ class FhirStore:
             for r in rows
         ]
 
-    def _reindex(self, session: Session, body: Json) -> None:
+    def index_rows(self, body: Json) -> IndexRows:
+        """The search-index rows of `body` (the columns of search_token, search_string, ...)."""
         res_type, res_id = body["resourceType"], body["id"]
-        _clear_index(session, res_type, res_id)
-        rows: list[Any] = []
+        rows: IndexRows = {kind: [] for kind in _TABLE_OF}
         seen: set[tuple[Any, ...]] = set()
         for name, kind, value in index_values(body):
             key = (name, kind, value)
@@ -174,22 +202,32 @@ class FhirStore:
             seen.add(key)
             common = {"res_type": res_type, "res_id": res_id, "param": name}
             if kind == "token" and isinstance(value, Token):
-                rows.append(SearchToken(**common, system=value.system, code=value.code[:255]))
+                rows[kind].append(common | {"system": value.system, "code": value.code[:255]})
             elif kind == "string" and isinstance(value, str):
-                rows.append(SearchString(**common, value=normalise(value)[:255], exact=value[:255]))
+                rows[kind].append(common | {"value": normalise(value)[:255], "exact": value[:255]})
             elif kind == "date" and isinstance(value, str):
                 span = value_range(value, self._zone)
                 if span is not None:
-                    rows.append(SearchDate(**common, low=span[0], high=span[1]))
+                    rows[kind].append(common | {"low": span[0], "high": span[1]})
             elif kind == "reference" and isinstance(value, Ref):
-                rows.append(
-                    SearchReference(**common, target_type=value.target_type, target_id=value.target_id)
-                )
-        session.add_all(rows)
+                rows[kind].append(common | {"target_type": value.target_type, "target_id": value.target_id})
+        return rows
+
+    def _reindex(self, session: Session, body: Json) -> None:
+        _clear_index(session, body["resourceType"], body["id"])
+        session.add_all(
+            _TABLE_OF[kind](**values) for kind, rows in self.index_rows(body).items() for values in rows
+        )
 
 
 def _advance(
-    session: Session, row: FhirResourceRow, text: str | None, *, now: datetime, provisional: bool
+    session: Session,
+    row: FhirResourceRow,
+    text: str | None,
+    *,
+    now: datetime,
+    provisional: bool,
+    version_id: int | None = None,
 ) -> None:
     """Make `text` (None: a deletion) the next version; a provisional current version that is
     superseded before its source settled is not retained."""
@@ -201,7 +239,7 @@ def _advance(
                 FhirVersionRow.version_id == row.version_id,
             )
         )
-    row.version_id += 1
+    row.version_id = max(row.version_id + 1, version_id or 0)
     row.last_updated = max(now, row.last_updated)
     row.deleted, row.provisional = text is None, provisional
     if text is not None:
@@ -222,7 +260,8 @@ def _clear_index(session: Session, res_type: str, res_id: str) -> None:
         session.execute(delete(table).where(table.res_type == res_type, table.res_id == res_id))
 
 
-def _without_version_meta(resource: Json) -> Json:
+def without_version_meta(resource: Json) -> Json:
+    """The body as stored: `meta` without versionId and lastUpdated."""
     body = dict(resource)
     meta = {k: v for k, v in (body.pop("meta", None) or {}).items() if k not in ("versionId", "lastUpdated")}
     if meta:
@@ -241,4 +280,5 @@ def _stored(row: FhirResourceRow) -> StoredResource:
         row.version_id,
         row.last_updated,
         None if row.deleted else json.loads(row.body),
+        row.provisional,
     )

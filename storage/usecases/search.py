@@ -1,28 +1,31 @@
 """Search: read, vread, history and search over the FHIR store.
 
-Resources derived from the DICOM index are published before they are read, so a
-read or a search always reflects every instance committed so far.
+Reads never write. A read or a search shows every instance committed so far: the ImagingStudy
+and Patient versions the index implies but the publisher has not stored yet are derived in the
+read's own transaction (`storage.usecases.derived`) and take the place of the stored ones, in
+the SQL of the search too (`storage.fhir_store.query.overlaid`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mapping.fhir.search_params import REGISTRY
-from storage.clock import utcnow
+from storage.clock import Clock, utcnow
 from storage.db import Database
 from storage.errors import Gone, NotFound
+from storage.fhir_store import query as search_sql
 from storage.fhir_store.criteria import Criterion, SearchQuery, parse_search
-from storage.fhir_store.models import FhirResourceRow, SearchReference
-from storage.fhir_store.query import matching, ordered, restricted
+from storage.fhir_store.query import STORED, Tables
 from storage.fhir_store.store import FhirStore, StoredResource
 from storage.fhir_store.visibility import Visibility
-from storage.usecases.publish import DERIVED_TYPES, Publisher
+from storage.usecases.derived import DERIVED_TYPES, Current, Derivation
+
+__all__ = ["SUPPORTED_TYPES", "Search", "SearchResult", "StoredResource"]
 
 SUPPORTED_TYPES = tuple(REGISTRY)
 
@@ -40,13 +43,13 @@ class Search:
         self,
         db: Database,
         store: FhirStore,
-        publisher: Publisher,
+        derivation: Derivation,
         *,
         site_zone: tzinfo,
         default_count: int = 20,
-        now: Callable[[], datetime] = utcnow,
+        now: Clock = utcnow,
     ) -> None:
-        self._db, self._store, self._publisher = db, store, publisher
+        self._db, self._store, self._derive = db, store, derivation
         self._zone, self._default_count, self._now = site_zone, default_count, now
         self._types = {t: {n: p.type for n, p in params.items()} for t, params in REGISTRY.items()}
 
@@ -70,10 +73,8 @@ class Search:
         """The current version; NotFound when it never existed or the caller may not see it (the
         same answer, so that existence does not leak), Gone when it was deleted."""
         _supported(res_type)
-        self._fresh(res_type, res_id)
         with self._db.read() as session:
-            self._visible(session, res_type, res_id, visibility)
-            found = self._store.read(session, res_type, res_id)
+            found, _ = self._current(session, res_type, res_id, visibility)
         if found is None:
             raise NotFound(f"{res_type}/{res_id} is not known")
         if found.body is None:
@@ -82,14 +83,20 @@ class Search:
 
     def vread(self, res_type: str, res_id: str, version_id: str, *, visibility: Visibility) -> StoredResource:
         _supported(res_type)
-        self._fresh(res_type, res_id)
         with self._db.read() as session:
-            self._visible(session, res_type, res_id, visibility)
+            current, derived = self._current(session, res_type, res_id, visibility)
             if not version_id.isdigit():
                 raise NotFound("no such version")
-            found = self._store.vread(session, res_type, res_id, int(version_id))
-            if found is None:
-                current = self._store.read(session, res_type, res_id)
+            wanted = int(version_id)
+            if derived is not None and derived.unpublished and current is not None:
+                if current.version_id == wanted:
+                    found: StoredResource | None = current
+                elif _superseded(derived, wanted):
+                    found = None
+                else:
+                    found = self._store.vread(session, res_type, res_id, wanted)
+            else:
+                found = self._store.vread(session, res_type, res_id, wanted)
         if found is None:
             raise NotFound("no such version" if current is not None else f"{res_type}/{res_id} is not known")
         if found.body is None:
@@ -100,10 +107,11 @@ class Search:
         """Retained versions, newest first (provisional versions superseded while a study was
         still arriving are not retained)."""
         _supported(res_type)
-        self._fresh(res_type, res_id)
         with self._db.read() as session:
-            self._visible(session, res_type, res_id, visibility)
+            current, derived = self._current(session, res_type, res_id, visibility)
             versions = self._store.history(session, res_type, res_id)
+        if derived is not None and derived.unpublished and current is not None:
+            versions = [current, *(v for v in versions if not _superseded(derived, v.version_id))]
         if not versions:
             raise NotFound(f"{res_type}/{res_id} is not known")
         return versions
@@ -113,53 +121,72 @@ class Search:
     ) -> SearchResult:
         """Matches restricted to `visibility`; included resources to `include_visibility` (default:
         the same), so that every resource returned is one the caller may see."""
-        if query.res_type in DERIVED_TYPES or any(i.target_type != "Endpoint" for i in query.includes):
-            self._publisher.pending()
         types = self._types[query.res_type]
         with self._db.read() as session:
             if not visibility.sees_type(query.res_type):
                 raise NotFound(f"resource type {query.res_type} is not visible to this caller")
-            stmt = matching(query, types, visibility.alternatives(query.res_type))
-            total = session.scalar(select(func.count()).select_from(stmt.subquery())) if query.total else None
+            pending = self._derive.pending(session, query.res_type)
+            if any(i.target_type != "Endpoint" for i in query.includes):
+                pending += self._derive.pending(session, "Patient")
+            alts = visibility.alternatives(query.res_type)
+            used = search_sql.parameters(query, alts)
+            for res_type in DERIVED_TYPES:  # the included resources' visibility
+                used |= search_sql.parameters(
+                    query, (include_visibility or visibility).alternatives(res_type)
+                )
+            tables = self._overlaid(pending, used)
+            stmt = search_sql.matching(query, types, alts, tables)
+            total = search_sql.count(session, stmt) if query.total else None
             if query.summary_count:
                 return SearchResult(query, total, [], [])
-            ids = list(session.scalars(ordered(stmt, query, types).limit(query.count).offset(query.offset)))
-            matches = self._store.read_many(session, [(query.res_type, i) for i in ids])
-            included = self._included(session, query, ids, include_visibility or visibility)
+            ids = search_sql.page(session, query, types, stmt, tables)
+            matches = self._read_many(session, [(query.res_type, i) for i in ids], pending)
+            included: list[StoredResource] = []
+            if query.includes and ids:
+                keys = search_sql.included(session, query.res_type, ids, query.includes, tables)
+                visible = self._only_visible(session, keys, include_visibility or visibility, tables)
+                included = self._read_many(session, visible, pending)
         return SearchResult(query, total, matches, included)
 
-    def _visible(self, session: Session, res_type: str, res_id: str, visibility: Visibility) -> None:
+    def _current(
+        self, session: Session, res_type: str, res_id: str, visibility: Visibility
+    ) -> tuple[StoredResource | None, Current | None]:
+        """The version a read shows (derived from the index when the store is behind), after the
+        visibility check (NotFound when the caller may not see it)."""
+        derived = self._derive.of(session, res_type, res_id)
+        tables = self._overlaid([derived] if derived is not None else [])
         alts = visibility.alternatives(res_type)
-        if alts is None and visibility.sees_type(res_type):
-            return
-        stmt = select(FhirResourceRow.res_id).where(
-            FhirResourceRow.res_type == res_type,
-            FhirResourceRow.res_id == res_id,
-            restricted(alts or (), self._types[res_type]),
-        )
-        if session.scalar(stmt) is None:
-            raise NotFound(f"{res_type}/{res_id} is not known")
-
-    def _included(
-        self, session: Session, query: SearchQuery, ids: list[str], visibility: Visibility
-    ) -> list[StoredResource]:
-        if not query.includes or not ids:
-            return []
-        keys: dict[tuple[str, str], None] = {}
-        for inc in query.includes:
-            stmt = select(SearchReference.target_type, SearchReference.target_id).where(
-                SearchReference.res_type == query.res_type,
-                SearchReference.res_id.in_(ids),
-                SearchReference.param == inc.param,
+        if alts is not None or not visibility.sees_type(res_type):
+            allowed = search_sql.visible_ids(
+                session,
+                res_type,
+                [res_id],
+                visible=alts or (),
+                param_types=self._types[res_type],
+                tables=tables,
             )
-            if inc.target_type:
-                stmt = stmt.where(SearchReference.target_type == inc.target_type)
-            for target_type, target_id in session.execute(stmt):
-                keys.setdefault((target_type, target_id), None)
-        return self._store.read_many(session, self._only_visible(session, list(keys), visibility))
+            if res_id not in allowed:
+                raise NotFound(f"{res_type}/{res_id} is not known")
+        if derived is None:
+            return self._store.read(session, res_type, res_id), None
+        return derived.shown, derived
+
+    def _overlaid(self, derived: Sequence[Current], params: set[str] | None = None) -> Tables:
+        shown = [(c.shown, c.index_rows or {}) for c in derived if c.unpublished and c.shown is not None]
+        return search_sql.overlaid(shown, params, dialect=self._db.dialect) if shown else STORED
+
+    def _read_many(
+        self, session: Session, keys: list[tuple[str, str]], derived: Sequence[Current]
+    ) -> list[StoredResource]:
+        """Current versions of `keys` in the order given, derived ones included, skipping missing
+        and deleted ones."""
+        shown = {(s.res_type, s.res_id): s for c in derived if c.unpublished and (s := c.shown) is not None}
+        stored = self._store.read_many(session, [k for k in keys if k not in shown])
+        by_key = {(r.res_type, r.res_id): r for r in stored} | shown
+        return [r for k in keys if (r := by_key.get(k)) is not None and r.body is not None]
 
     def _only_visible(
-        self, session: Session, keys: list[tuple[str, str]], visibility: Visibility
+        self, session: Session, keys: list[tuple[str, str]], visibility: Visibility, tables: Tables
     ) -> list[tuple[str, str]]:
         by_type: dict[str, list[str]] = {}
         for res_type, res_id in keys:
@@ -172,19 +199,17 @@ class Search:
             if alts is None:
                 allowed.update((res_type, i) for i in res_ids)
                 continue
-            stmt = select(FhirResourceRow.res_id).where(
-                FhirResourceRow.res_type == res_type,
-                FhirResourceRow.res_id.in_(res_ids),
-                restricted(alts, self._types[res_type]),
+            found = search_sql.visible_ids(
+                session, res_type, res_ids, visible=alts, param_types=self._types[res_type], tables=tables
             )
-            allowed.update((res_type, i) for i in session.scalars(stmt))
+            allowed.update((res_type, i) for i in found)
         return [k for k in keys if k in allowed]
 
-    def _fresh(self, res_type: str, res_id: str) -> None:
-        if res_type == "ImagingStudy":
-            self._publisher.imaging_study(res_id)
-        elif res_type == "Patient":
-            self._publisher.patient(res_id)
+
+def _superseded(derived: Current, version_id: int) -> bool:
+    """The stored version is provisional and the index has moved past it: not retained."""
+    stored = derived.stored
+    return stored is not None and stored.provisional and stored.version_id == version_id
 
 
 def _supported(res_type: str) -> None:

@@ -1,0 +1,42 @@
+"""Sessions: a read is a read-only transaction, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import insert, select, text
+from sqlalchemy.exc import DBAPIError
+
+from facade.wiring import Services
+from storage.fhir_store.models import FhirResourceRow
+
+ROW = {
+    "res_type": "Basic",
+    "res_id": "probe",
+    "version_id": 1,
+    "last_updated": datetime(2026, 1, 1, tzinfo=UTC),
+    "deleted": False,
+    "provisional": False,
+    "body": "{}",
+}
+
+
+def test_a_write_inside_a_read_is_refused(services: Services) -> None:
+    with pytest.raises(DBAPIError), services.db.read() as session:
+        session.execute(insert(FhirResourceRow).values(**ROW))
+    with pytest.raises(DBAPIError), services.db.read_connection() as conn:
+        conn.execute(text("UPDATE fhir_resource SET version_id = version_id + 1"))
+    with services.db.read() as session:
+        assert session.scalar(select(FhirResourceRow.res_id).where(FhirResourceRow.res_id == "probe")) is None
+
+
+def test_a_write_after_a_read_on_the_same_connection_succeeds(services: Services) -> None:
+    for _ in range(3):  # the pool hands the reader's connection to the writer
+        with services.db.read() as session:
+            session.scalar(select(FhirResourceRow.res_id).limit(1))
+        with services.db.write() as session:
+            session.execute(insert(FhirResourceRow).values(**(ROW | {"res_id": f"probe-{_}"})))
+    with services.db.read() as session:
+        found = session.scalars(select(FhirResourceRow.res_id).where(FhirResourceRow.res_type == "Basic"))
+        assert sorted(found) == ["probe-0", "probe-1", "probe-2"]
