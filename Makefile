@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml .ci/constraints.txt
 	$(BIN)/pip install -q -c .ci/constraints.txt -e ".[test]"
 	touch $@
 
+# TMPDIR: pynetdicom receives each C-STORE data set there; in staging, storing it is a rename
 serve: setup
-	$(BIN)/facade serve
+	@data="$${FACADE_DATA_DIR:-facade-data}"; mkdir -p "$$data/blobs/.staging" \
+		&& TMPDIR="$$data/blobs/.staging" exec $(BIN)/facade serve
 
 test: setup
 	.ci/system-deps
