@@ -24,6 +24,10 @@ from pydicom.uid import (
 from pynetdicom import AE, AllStoragePresentationContexts, _config, build_context
 
 VERIFICATION = "1.2.840.10008.1.1"  # Verification SOP Class (PS3.4 A.4): C-ECHO
+QUERY_FIND = (  # Query/Retrieve FIND (PS3.4 C.4.1; PS3.6 A.1): Patient Root, Study Root
+    "1.2.840.10008.5.1.4.1.2.1.1",
+    "1.2.840.10008.5.1.4.1.2.2.1",
+)
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,9 @@ def preferred_transfer_syntaxes() -> list[UID]:
 
 
 def storage_ae(config: AeConfig) -> AE:
-    """An AE that accepts C-ECHO and C-STORE of every storage SOP class, in every transfer
-    syntax pydicom can read (stored as received, never transcoded)."""
+    """An AE that accepts C-ECHO; C-STORE of every storage SOP class, in every transfer syntax
+    pydicom can read (stored as received, never transcoded); and C-FIND of the Patient Root and
+    Study Root query models, in the uncompressed transfer syntaxes."""
     # Each C-STORE data set is received straight into a file (memory stays bounded for a 500 MB
     # multi-frame) whose path the handler adopts into staging: see `storage_scp`. Set here, where
     # the AE is built, not at import: the switch is module-global in pynetdicom (every AE of the
@@ -87,5 +92,6 @@ def storage_ae(config: AeConfig) -> AE:
     syntaxes = [str(ts) for ts in preferred_transfer_syntaxes()]
     contexts = [build_context(VERIFICATION, syntaxes[:3])]
     contexts += [build_context(str(c.abstract_syntax), syntaxes) for c in AllStoragePresentationContexts]
+    contexts += [build_context(model, [str(ts) for ts in _UNCOMPRESSED]) for model in QUERY_FIND]
     ae.supported_contexts = contexts
     return ae

@@ -22,6 +22,9 @@ from pynetdicom import _config as pynetdicom_config
 FACTS = frozenset(
     {
         "calling_ae",
+        "model",
+        "level",
+        "matches",
         "called_ae",
         "peer",
         "status",

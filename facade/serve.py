@@ -16,6 +16,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from dicom_bridge.admission import Admission
 from dicom_bridge.ae import AeConfig, storage_ae
 from dicom_bridge.association_audit import AssociationAudit
+from dicom_bridge.find_scp import FindScp
 from dicom_bridge.storage_scp import StorageScp
 from facade.housekeeping import INTERVAL as HOUSEKEEPING_INTERVAL
 from facade.housekeeping import Housekeeper
@@ -114,6 +115,7 @@ def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationSe
         block=False,
         evt_handlers=admission.handlers()
         + StorageScp(services.ingest).handlers()
+        + FindScp(services.query, settings.dicom_ae_title).handlers()
         + AssociationAudit(services.audit).handlers(),
     )
     assert dicom is not None  # block=False returns the running server
