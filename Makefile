@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve test lint format bench bench-auth
+.PHONY: setup serve test lint format bench bench-auth conformance
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml .ci/constraints.txt
@@ -37,3 +37,7 @@ bench: setup
 
 bench-auth: setup
 	$(BIN)/python -m bench.auth
+
+# docs/conformance.md is generated from the code (a test keeps them equal)
+conformance: setup
+	$(BIN)/python -m facade.conformance > docs/conformance.md

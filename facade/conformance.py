@@ -1,0 +1,245 @@
+"""The DICOM conformance statement (PS3.2), generated from the code that negotiates and answers:
+the AE `facade serve` builds, the statuses its handlers send, the C-FIND keys it matches.
+
+`docs/conformance.md` is this module's output; a test fails when they differ, so the document
+cannot drift from the code. Regenerate with `make conformance`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+
+from pydicom.charset import python_encoding
+from pydicom.datadict import tag_for_keyword
+from pydicom.uid import UID
+
+from dicom_bridge import find_scp, statuses, storage_scp
+from dicom_bridge.ae import QUERY_FIND, VERIFICATION, AeConfig, storage_ae
+from facade.settings import Settings
+from mapping.dicom.matching import RANGE_VRS, WILDCARD_VRS
+from mapping.dicom.query_keys import KEYS, MODEL_LEVELS, UNIQUE
+
+_INTRO = """\
+# DICOM conformance statement
+
+fhir-imaging-facade: an imaging archive whose studies are FHIR R4 resources. This statement
+follows the outline of PS3.2 for the DICOM network services of `facade serve`. It is generated
+by `facade/conformance.py` from the code that negotiates and answers (`make conformance`), and a
+test fails when it differs from that code.
+
+## 1. Network services
+
+| Service | SOP classes | Role |
+| --- | --- | --- |
+| Verification | Verification SOP Class | SCP |
+| Storage | {storage_count} storage SOP classes (appendix A) | SCP |
+| Query/Retrieve FIND | Patient Root, Study Root Query/Retrieve Information Model - FIND | SCP |
+
+Not yet offered: C-GET and C-MOVE (Query/Retrieve SCP), any SCU role, Modality Worklist, MPPS,
+Storage Commitment.
+
+## 2. Application entity
+
+One AE, `FACADE` unless `FACADE_DICOM_AE_TITLE` says otherwise, listening on
+`FACADE_DICOM_HOST`:`FACADE_DICOM_PORT` (default {host}:{port}), for every service above.
+
+| Setting | Default | Behaviour |
+| --- | --- | --- |
+{ae_rows}
+| Implementation Class UID | {impl_uid} | pynetdicom's |
+| Implementation Version Name | {impl_version} | |
+
+Asynchronous operations, SOP class extended negotiation and user identity negotiation are not
+supported (not proposed back). DIMSE runs without TLS: keep the port on a trusted network, or
+behind a TLS tunnel, and use the calling AE allow-list.
+
+## 3. Association acceptance: presentation contexts
+
+When a context proposes several transfer syntaxes we accept the first of ours, in this order:
+uncompressed, Explicit VR before Implicit, then lossless compression, then lossy and video, so a
+sender is never invited to compress lossily for us.
+
+| Abstract syntax | Transfer syntaxes (in our order of preference) | Role |
+| --- | --- | --- |
+{contexts}
+"""
+
+_STORAGE = """
+## 4. Storage SCP (C-STORE)
+
+Every data set is stored as received (never transcoded or coerced) and indexed; the success
+status is sent only after the file is fsynced and the index transaction committed. The same SOP
+Instance UID with identical data set bytes is an idempotent success; different bytes replace the
+stored instance (newest wins, recorded). A study keeps the patient it was first stored for.
+
+| Status | Meaning here |
+| --- | --- |
+| 0x0000 | Success: stored (or already stored, identical) |
+{storage_statuses}
+
+Failures carry an Error Comment (0000,0902). The association carries on after any failure.
+"""
+
+_QUERY = """
+## 5. Query SCP (C-FIND)
+
+Information models and levels: {models}. Unique keys: {unique}. Keys of the levels above the one
+asked need not be single values (relational-style queries are answered; extended negotiation of
+relational queries is not offered). Keys we do not hold, sequences among them, and keys of
+levels below the one asked are returned empty and match everything.
+
+| Key | Tag | VR | Level | Matching |
+| --- | --- | --- | --- | --- |
+{keys}
+
+Matching (PS3.4 C.2.2.2): single value (exact; PN ignoring case and trailing empty components,
+by component group: a query without `=` matches any group), universal (empty or `*`), wildcard
+(`*`, `?`) on {wildcard_vrs}, range on {range_vrs} (an hour bound covers the hour; an empty
+stored value never matches a range; date and time are matched each alone, combined datetime
+matching is not offered), lists of values (UIDs and others: any of them). Each response carries
+the keys asked, the unique keys of its level and above, QueryRetrieveLevel and RetrieveAETitle.
+Responses are sent as matches are read, a page at a time; a C-CANCEL is checked before each.
+
+| Status | Meaning here |
+| --- | --- |
+{find_statuses}
+"""
+
+_CHARSETS = """
+## 6. Character sets
+
+Received data sets and query identifiers may use any of: {charsets}. Data sets are stored as
+received. A C-FIND response whose values are all ASCII carries no Specific Character Set; else it
+names the character set the instances were stored in when that set can hold every value of the
+response (kanji and kana in all three PN groups in ISO 2022 IR 87, for instance), and ISO_IR 192
+otherwise.
+"""
+
+
+_REJECTED = "A-ASSOCIATE-RJ"
+
+
+def _ae_rows(defaults: dict[str, object], config: AeConfig) -> str:
+    rows = [
+        ("Maximum PDU received", f"{config.max_pdu} bytes", "`FACADE_DICOM_MAX_PDU`"),
+        (
+            "Called AE title",
+            "must be ours",
+            "`FACADE_DICOM_REQUIRE_CALLED_AET`; else "
+            f"{_REJECTED} (permanent, called AE title not recognised)",
+        ),
+        (
+            "Calling AE titles",
+            "any",
+            "`FACADE_DICOM_ALLOWED_CALLING_AETS` (comma-separated); others: "
+            f"{_REJECTED} (permanent, calling AE title not recognised)",
+        ),
+        (
+            "Associations at once",
+            str(defaults["dicom_max_associations"]),
+            f"`FACADE_DICOM_MAX_ASSOCIATIONS`; beyond: {_REJECTED} (transient, local limit exceeded)",
+        ),
+        (
+            "Associations from one IP address",
+            str(defaults["dicom_max_associations_per_peer"]),
+            "`FACADE_DICOM_MAX_ASSOCIATIONS_PER_PEER`; beyond: as above",
+        ),
+        (
+            "ARTIM (connection to A-ASSOCIATE-RQ)",
+            f"{config.acse_timeout} s",
+            "`FACADE_DICOM_ACSE_TIMEOUT`: the connection is closed",
+        ),
+        ("Idle association", f"{config.network_timeout} s", "`FACADE_DICOM_NETWORK_TIMEOUT`: A-ABORT"),
+    ]
+    return "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+
+
+def statement() -> str:
+    defaults = {name: f.default for name, f in Settings.model_fields.items()}
+    config = AeConfig()
+    ae = storage_ae(config)
+    contexts = ae.supported_contexts
+    storage = [c for c in contexts if c.abstract_syntax not in (VERIFICATION, *QUERY_FIND)]
+    other = [c for c in contexts if c.abstract_syntax in (VERIFICATION, *QUERY_FIND)]
+    storage_syntaxes = _syntaxes(storage[0].transfer_syntax) if storage else ""
+    rows = [
+        f"| {_name(str(c.abstract_syntax))} (`{c.abstract_syntax}`) | {_syntaxes(c.transfer_syntax)} | SCP |"
+        for c in other
+    ]
+    rows.append(f"| each storage SOP class of appendix A | {storage_syntaxes} | SCP |")
+    text = _INTRO.format(
+        storage_count=len(storage),
+        host=defaults["dicom_host"],
+        port=defaults["dicom_port"],
+        ae_rows=_ae_rows(defaults, config),
+        impl_uid=ae.implementation_class_uid,
+        impl_version=ae.implementation_version_name,
+        contexts="\n".join(rows),
+    )
+    text += _STORAGE.format(storage_statuses=_statuses(_STORAGE_STATUSES))
+    text += _QUERY.format(
+        models="; ".join(
+            f"{model.title()} Root: {' / '.join(levels)}" for model, levels in MODEL_LEVELS.items()
+        ),
+        unique=", ".join(f"{level} {keyword}" for level, keyword in UNIQUE.items()),
+        keys="\n".join(_key_row(k.keyword, k.level, k.vr, k.matchable) for k in KEYS),
+        wildcard_vrs=", ".join(sorted(WILDCARD_VRS)),
+        range_vrs=", ".join(sorted(RANGE_VRS)),
+        find_statuses=_statuses(_FIND_STATUSES),
+    )
+    text += _CHARSETS.format(charsets=", ".join(f"`{c}`" for c in python_encoding if c))
+    text += "\n## Appendix A. Storage SOP classes\n\n| SOP class | UID |\n| --- | --- |\n"
+    text += "\n".join(f"| {_name(str(c.abstract_syntax))} | `{c.abstract_syntax}` |" for c in storage)
+    return text + "\n"
+
+
+_STORAGE_STATUSES = {
+    statuses.OUT_OF_RESOURCES: "Out of resources: free space below `FACADE_MIN_FREE_BYTES`, the "
+    "database unavailable, a staging write failed",
+    statuses.CANNOT_UNDERSTAND: "Cannot understand: unparseable or truncated data set, Study / "
+    "Series / SOP Instance UID missing, a SOP Instance UID other than the request's or the file "
+    "meta's, an Affected SOP Instance UID longer than 64 characters",
+    statuses.CONFLICT: "Conflicts with what is stored: a known study of another patient, a known "
+    "series of another study",
+    storage_scp._BUG: "Internal error (ours); nothing was stored",
+}
+_FIND_STATUSES = {
+    find_scp.PENDING: "Pending: one match",
+    find_scp.SUCCESS: "Success: no more matches",
+    find_scp.CANCEL: "Cancelled by the peer's C-CANCEL",
+    find_scp.OUT_OF_RESOURCES: "Out of resources: the database is unavailable",
+    find_scp.IDENTIFIER_MISMATCH: "Identifier does not match SOP class: a level the model lacks, a "
+    "value its VR cannot take (a malformed date, a wildcard in a UID)",
+    find_scp.UNABLE_TO_PROCESS: "Unable to process: an identifier that cannot be decoded; our own failures",
+}
+
+
+def _key_row(keyword: str, level: str, vr: str, matchable: bool) -> str:
+    tag = tag_for_keyword(keyword) or 0
+    kinds = ["universal"]
+    if matchable:
+        kinds += ["single value", "list"]
+        if vr in WILDCARD_VRS:
+            kinds.append("wildcard")
+        if vr in RANGE_VRS:
+            kinds.append("range")
+    else:
+        kinds = ["returned only"]
+    return f"| {keyword} | ({tag >> 16:04X},{tag & 0xFFFF:04X}) | {vr} | {level} | {', '.join(kinds)} |"
+
+
+def _statuses(table: dict[int, str]) -> str:
+    return "\n".join(f"| 0x{status:04X} | {meaning} |" for status, meaning in table.items())
+
+
+def _syntaxes(uids: Iterable[str]) -> str:
+    return ", ".join(f"{_name(str(u))} (`{u}`)" for u in uids)
+
+
+def _name(uid: str) -> str:
+    return UID(uid).name or uid
+
+
+if __name__ == "__main__":
+    sys.stdout.write(statement())
