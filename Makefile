@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve test lint format bench bench-auth conformance
+.PHONY: setup serve test lint format bench bench-auth bench-query conformance
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml .ci/constraints.txt
@@ -37,6 +37,9 @@ bench: setup
 
 bench-auth: setup
 	$(BIN)/python -m bench.auth
+
+bench-query: setup
+	$(BIN)/python -m bench.query
 
 # docs/conformance.md is generated from the code (a test keeps them equal)
 conformance: setup

@@ -75,12 +75,12 @@ def main() -> int:
     return 0
 
 
-def _reexec_in_netns() -> int:
+def _reexec_in_netns(module: str = "bench.ingest") -> int:
     if shutil.which("unshare") is None:
         print("bench: unshare (util-linux) is needed", file=sys.stderr)
         return 2
     env = {**os.environ, NETNS_FLAG: "1"}
-    script = f"ip link set lo up && exec {PYTHON} -m bench.ingest " + " ".join(sys.argv[1:])
+    script = f"ip link set lo up && exec {PYTHON} -m {module} " + " ".join(sys.argv[1:])
     return subprocess.call(["unshare", "-n", "sh", "-c", script], cwd=ROOT, env=env)
 
 
@@ -175,6 +175,9 @@ def _orthanc(run: Path, port: int) -> tuple[Target, list[str], dict[str, str]]:
         "Plugins": [],
         "RemoteAccessAllowed": False,
         "HttpServerEnabled": True,
+        # Orthanc answers C-FIND and C-GET of unknown AEs only when told (bench.query asks)
+        "DicomAlwaysAllowFind": True,
+        "DicomAlwaysAllowGet": True,
     }
     path = run / "orthanc.json"
     path.write_text(json.dumps(config))

@@ -14,7 +14,7 @@ import uvicorn
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_bridge.admission import Admission
-from dicom_bridge.ae import AeConfig, storage_ae
+from dicom_bridge.ae import AeConfig, start_server, storage_ae
 from dicom_bridge.association_audit import AssociationAudit
 from dicom_bridge.find_scp import FindScp
 from dicom_bridge.storage_scp import StorageScp
@@ -110,15 +110,14 @@ def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationSe
         )
     )
     admission = Admission(settings.dicom_max_associations, settings.dicom_max_associations_per_peer)
-    dicom = ae.start_server(
+    dicom = start_server(
+        ae,
         (settings.dicom_host, settings.dicom_port),
-        block=False,
-        evt_handlers=admission.handlers()
+        admission.handlers()
         + StorageScp(services.ingest).handlers()
         + FindScp(services.query, settings.dicom_ae_title).handlers()
         + AssociationAudit(services.audit).handlers(),
     )
-    assert dicom is not None  # block=False returns the running server
     log.info(
         "dicom.listening",
         extra={
