@@ -27,7 +27,8 @@ WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", 
 RANGE_VRS = frozenset({"DA", "TM"})
 _DA = re.compile(r"^\d{8}$")
 _TM = re.compile(r"^(\d{2})(?::?(\d{2})(?::?(\d{2})(?:\.(\d{1,6}))?)?)?$")
-_DAY_US = 24 * 3600 * 1_000_000
+_NUMBER = re.compile(r"^[+-]?\d{1,12}$")
+_NUMBER_VRS = frozenset({"IS", "US", "UL", "SS", "SL", "UV", "SV"})
 
 
 class BadQueryValue(ValueError):
@@ -90,6 +91,8 @@ def _one(vr: str, value: str, *, in_list: bool) -> Condition:
         raise BadQueryValue("a DA value is YYYYMMDD")
     if vr == "TM" and _time(value, high=False) is None:
         raise BadQueryValue("a TM value is HHMMSS.FFFFFF")
+    if vr in _NUMBER_VRS and not _NUMBER.match(value):
+        raise BadQueryValue(f"an {vr} value is a whole number")
     if vr == "UI" and len(value) > 64:
         raise BadQueryValue("a UID has at most 64 characters")
     return Single(value)

@@ -107,23 +107,30 @@ class FindPlan:
 
 
 def plan_from_identifier(model: Model, identifier: Dataset) -> FindPlan:
-    """What a request identifier asks (PS3.4 C.4.1.2.1): its level, the conditions of the keys
-    we hold at that level and above, and the keys to return."""
+    """What a C-FIND request identifier asks (PS3.4 C.4.1.2.1)."""
     level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+    keys = [
+        (element.keyword, [] if element.VR == "SQ" else _values(element))
+        for element in identifier
+        if element.keyword and element.keyword not in _NOT_KEYS and element.tag.group != 0x0002
+    ]
+    return find_plan(model, level, keys)
+
+
+def find_plan(model: Model, level: str, keys: Sequence[tuple[str, Sequence[str]]]) -> FindPlan:
+    """The plan of a query at `level` with `keys` (keyword, values; no values: return only):
+    the conditions of the keys we hold at that level and above, and the keys to return."""
     if level not in MODEL_LEVELS[model]:
         raise BadIdentifier(f"QueryRetrieveLevel {level or '(none)'} is not a level of this model")
     depth = LEVELS.index(level)
     conditions: dict[str, tuple[Key, Condition]] = {}
     returned: list[str] = []
-    for element in identifier:
-        keyword = element.keyword
-        if not keyword or keyword in _NOT_KEYS or element.tag.group == 0x0002:
-            continue
-        returned.append(keyword)
+    for keyword, values in keys:
+        if keyword not in returned:
+            returned.append(keyword)
         key = _BY_KEYWORD.get(keyword)
-        if key is None or LEVELS.index(key.level) > depth or element.VR == "SQ":
+        if key is None or LEVELS.index(key.level) > depth:
             continue
-        values = _values(element)
         try:
             cond = condition(key.vr, values) if key.matchable else Universal()
         except BadQueryValue as exc:
