@@ -33,6 +33,7 @@ from storage.usecases.audit import Audit
 from storage.usecases.derived import Derivation
 from storage.usecases.ingest import Ingest, PatientIdentity
 from storage.usecases.publish import PublishConfig, Publisher
+from storage.usecases.qa import Qa
 from storage.usecases.search import SUPPORTED_TYPES, Search
 
 
@@ -69,6 +70,7 @@ class Services:
     search: Search
     audit: Audit
     auth: AuthServices
+    qa: Qa
 
     def close(self) -> None:
         """Release the database; `facade serve` flushed the audit trail before (its last worker run)."""
@@ -97,10 +99,16 @@ def build_services(
         PublishConfig(stable_age=settings.stable_age(), base_url=settings.resolved_base_url()),
     )
     search = Search(db, store, derivation, site_zone=zone, default_count=settings.search_default_count)
-    ingest = Ingest(db, blobs, identity, min_free_bytes=settings.min_free_bytes)
+    ingest = Ingest(
+        db,
+        blobs,
+        identity,
+        min_free_bytes=settings.min_free_bytes,
+        patient_mismatch=settings.patient_mismatch,
+    )
     audit = Audit(AuditStore(db), now=now)
     auth = build_auth(settings, db, store, search, now=now)
-    return Services(settings, db, blobs, ingest, store, publisher, search, audit, auth)
+    return Services(settings, db, blobs, ingest, store, publisher, search, audit, auth, Qa(db))
 
 
 def build_auth(
