@@ -7,7 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from facade.settings import Settings
+from pydantic import ValidationError
+
+from facade.settings import Settings, settings_error
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,11 +21,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     db_sub.add_parser("upgrade", help="bring the database schema up to date")
     imp = sub.add_parser("import", help="import DICOM files and folders (DICOMDIR too)")
     imp.add_argument("paths", nargs="+", type=Path)
+    from facade import qa
     from facade.auth_admin import add_arguments
 
     add_arguments(sub)
+    qa.add_arguments(sub)
     args = parser.parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # a bad FACADE_* value: say which, and do not start
+        print(f"facade: invalid setting: {settings_error(exc)}", file=sys.stderr)
+        return 2
 
     if args.command == "serve":
         from facade.serve import serve
@@ -38,6 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from facade.importer import run_import
 
         return run_import(settings, args.paths)
+    if args.command == "qa":
+        refusal = data_dir_refusal(settings, args.command)
+        if refusal:
+            print(f"facade: {refusal}", file=sys.stderr)
+            return 2
+        return qa.run(args, settings)
     if args.command in ("client", "user", "launch", "keys", "token"):
         refusal = data_dir_refusal(settings, args.command)
         if refusal:
@@ -51,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # Commands whose output only the running server can use: run against an empty data directory, they
 # would mint a token or a launch for an installation that does not exist.
-_NEED_INSTALLATION = frozenset({"token", "launch"})
+_NEED_INSTALLATION = frozenset({"token", "launch", "qa"})
 
 
 def data_dir_refusal(settings: Settings, command: str) -> str | None:

@@ -71,7 +71,9 @@ _STORAGE = """
 Every data set is stored as received (never transcoded or coerced) and indexed; the success
 status is sent only after the file is fsynced and the index transaction committed. The same SOP
 Instance UID with identical data set bytes is an idempotent success; different bytes replace the
-stored instance (newest wins, recorded). A study keeps the patient it was first stored for.
+stored instance (newest wins, recorded). A study keeps the patient it was first stored for: an
+instance without Patient ID joins the study it names; one naming another patient is refused
+(0xC001), or kept and recorded for `facade qa mismatches` when `FACADE_PATIENT_MISMATCH=accept`.
 
 | Status | Meaning here |
 | --- | --- |

@@ -10,10 +10,18 @@ from typing import Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from smart_auth.config import MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS, is_loopback
+
+
+def settings_error(exc: ValidationError) -> str:
+    """A startup refusal naming each bad setting, without pydantic's URLs and input echo twice."""
+    return "; ".join(
+        f"FACADE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors()
+    )
 
 
 class Settings(BaseSettings):
@@ -40,6 +48,9 @@ class Settings(BaseSettings):
     patient_id_system: str = "urn:facade:patient-id"  # system of Patient IDs with no issuer
     issuer_system_base: str = "urn:facade:issuer"  # <base>:<issuer> for a local IssuerOfPatientID
     issuer_systems: dict[str, str] = {}  # JSON: {"LOCAL_ISSUER": "urn:oid:..."}
+    # an instance of a stored study naming another Patient ID or issuer: refused (0xC001), or kept
+    # in the study and listed by `facade qa mismatches`
+    patient_mismatch: Literal["refuse", "accept"] = "refuse"
 
     stable_age_seconds: float = 60.0  # a study quiet this long gets its settled FHIR version
     stow_max_bytes: int = 4 * 1024**3
@@ -74,6 +85,14 @@ class Settings(BaseSettings):
         if not 0 < len(value.strip()) <= 16 or "\\" in value:
             raise ValueError("an AE title has 1 to 16 characters and no backslash")
         return value.strip()
+
+    @field_validator("patient_mismatch", mode="before")
+    @classmethod
+    def _patient_mismatch(cls, value: object) -> object:
+        choice = value.strip().lower() if isinstance(value, str) else value
+        if choice not in ("refuse", "accept"):
+            raise ValueError(f"refuse (the default) or accept, not {value!r}")
+        return choice
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'index.sqlite3').resolve()}"

@@ -33,6 +33,7 @@ from storage.usecases.audit import Audit
 from storage.usecases.derived import Derivation
 from storage.usecases.ingest import Ingest, PatientIdentity
 from storage.usecases.publish import PublishConfig, Publisher
+from storage.usecases.qa import Qa
 from storage.usecases.query import Query
 from storage.usecases.search import SUPPORTED_TYPES, Search
 
@@ -70,6 +71,7 @@ class Services:
     search: Search
     audit: Audit
     auth: AuthServices
+    qa: Qa
     query: Query
 
     def close(self) -> None:
@@ -99,10 +101,16 @@ def build_services(
         PublishConfig(stable_age=settings.stable_age(), base_url=settings.resolved_base_url()),
     )
     search = Search(db, store, derivation, site_zone=zone, default_count=settings.search_default_count)
-    ingest = Ingest(db, blobs, identity, min_free_bytes=settings.min_free_bytes)
+    ingest = Ingest(
+        db,
+        blobs,
+        identity,
+        min_free_bytes=settings.min_free_bytes,
+        patient_mismatch=settings.patient_mismatch,
+    )
     audit = Audit(AuditStore(db), now=now)
     auth = build_auth(settings, db, store, search, now=now)
-    return Services(settings, db, blobs, ingest, store, publisher, search, audit, auth, Query(db))
+    return Services(settings, db, blobs, ingest, store, publisher, search, audit, auth, Qa(db), Query(db))
 
 
 def build_auth(

@@ -36,6 +36,8 @@ class PatientFacts:
     name: str  # (0010,0010) decoded, with '=' between component groups
     birth_date: str  # (0010,0030) DA
     sex: str  # (0010,0040) M / F / O
+    issuer_stated: bool = False  # the instance names an issuer ((0010,0024) or (0010,0021)): id_system
+    # is then its own, not the configured default for Patient IDs without one
 
 
 @dataclass(frozen=True)
@@ -152,20 +154,32 @@ def header_from_dataset(ds: Dataset, *, default_system: str, issuer_system: Issu
 def patient_facts(ds: Dataset, *, default_system: str, issuer_system: IssuerResolver) -> PatientFacts:
     """Patient ID qualified by its issuer: (0010,0024) universal entity, else (0010,0021), else default."""
     patient_id = _text(ds, "PatientID") or None
-    system = None
+    system = stated = None
     if patient_id is not None:
-        system = (
-            _universal_entity(_first_item(ds, "IssuerOfPatientIDQualifiersSequence"))
-            or _issuer_uri(_text(ds, "IssuerOfPatientID"), issuer_system)
-            or default_system
+        stated = _universal_entity(_first_item(ds, "IssuerOfPatientIDQualifiersSequence")) or _issuer_uri(
+            _text(ds, "IssuerOfPatientID"), issuer_system
         )
+        system = stated or default_system
     return PatientFacts(
         patient_id=patient_id,
         id_system=system,
         name=_person(ds, "PatientName"),
         birth_date=_text(ds, "PatientBirthDate"),
         sex=_text(ds, "PatientSex").upper(),
+        issuer_stated=stated is not None,
     )
+
+
+def same_patient(facts: PatientFacts, patient_id: str | None, id_system: str | None) -> bool:
+    """Whether an instance's Patient ID and issuer fit the patient a study is stored for: no
+    Patient ID (absent or empty) fits any patient, and so does the same Patient ID without an
+    issuer; a different non-empty Patient ID, or a stated issuer that resolves to another system,
+    does not."""
+    if facts.patient_id is None:
+        return True
+    if facts.patient_id != patient_id:
+        return False
+    return not facts.issuer_stated or facts.id_system == id_system
 
 
 def local_issuer_system(base: str, overrides: dict[str, str]) -> IssuerResolver:

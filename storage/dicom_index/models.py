@@ -129,3 +129,23 @@ class InstanceReplacementRow(Base):
     new_series_uid: Mapped[str] = mapped_column(String(64))
     received_via: Mapped[str] = mapped_column(String(16))
     replaced_at: Mapped[datetime] = mapped_column(Stamp)
+
+
+class PatientMismatchRow(Base):
+    """An instance kept in a stored study although it named another patient (a different non-empty
+    Patient ID, or a stated issuer of another system): FACADE_PATIENT_MISMATCH=accept. The study keeps
+    its patient; this row is what an administrator lists (`facade qa mismatches`). The identifiers
+    are PHI: they live here, never in a log."""
+
+    __tablename__ = "patient_mismatch"
+
+    pk: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(Stamp, index=True)
+    sop_uid: Mapped[str] = mapped_column(String(64), index=True)
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    study_id_system: Mapped[str | None] = mapped_column(String(255))  # the patient the study belongs to
+    study_patient_id: Mapped[str | None] = mapped_column(String(64))
+    instance_id_system: Mapped[str | None] = mapped_column(String(255))  # what the instance carried
+    instance_patient_id: Mapped[str | None] = mapped_column(String(64))
+    received_via: Mapped[str] = mapped_column(String(16))
+    calling_ae: Mapped[str | None] = mapped_column(String(16))

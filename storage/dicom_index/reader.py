@@ -178,7 +178,7 @@ def _study(row: StudyRow, patient_fhir_id: str) -> IndexedStudy:
 def _patient(row: PatientRow) -> IndexedPatient:
     return IndexedPatient(
         row.fhir_id,
-        _facts(PatientFacts, row),
+        _facts(PatientFacts, row, issuer_stated=False),  # the index keeps the resolved system only
         Change(row.pk, row.changed_at, row.change_seq, row.published_seq),
     )
 

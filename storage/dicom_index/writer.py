@@ -22,17 +22,28 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
 
-from mapping.dicom.facts import InstanceHeader, PatientFacts
-from storage.dicom_index.models import InstanceReplacementRow, InstanceRow, PatientRow, SeriesRow, StudyRow
+from mapping.dicom.facts import InstanceHeader, PatientFacts, same_patient
+from storage.dicom_index.models import (
+    InstanceReplacementRow,
+    InstanceRow,
+    PatientMismatchRow,
+    PatientRow,
+    SeriesRow,
+    StudyRow,
+)
 from storage.errors import Conflict
 from storage.schema import Stamp
 
 PATIENT, STUDY = cast(Table, PatientRow.__table__), cast(Table, StudyRow.__table__)
 SERIES, INSTANCE = cast(Table, SeriesRow.__table__), cast(Table, InstanceRow.__table__)
 REPLACEMENT = cast(Table, InstanceReplacementRow.__table__)
+MISMATCH = cast(Table, PatientMismatchRow.__table__)
 _PATIENT_ATTRS = ("name", "birth_date", "sex")
 
 Outcome = Literal["stored", "duplicate", "replaced"]
+MismatchPolicy = Literal["refuse", "accept"]
+"""An instance of a stored study that names another patient: refused (Conflict), or kept in the
+study with a `patient_mismatch` row."""
 
 _INSTANCE_BY_UID = (
     select(INSTANCE.c.pk, INSTANCE.c.sha256, INSTANCE.c.series_pk, INSTANCE.c.blob_key)
@@ -84,6 +95,7 @@ class Indexed:
     outcome: Outcome
     instance_pk: int
     superseded_key: str | None  # blob to delete after the commit
+    mismatch: bool = False  # kept in its study although it named another patient
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,13 @@ class Arrival:
     now: datetime
 
 
-def index_instance(conn: Connection, h: InstanceHeader, a: Arrival) -> Indexed:
+def index_instance(
+    conn: Connection, h: InstanceHeader, a: Arrival, mismatch: MismatchPolicy = "refuse"
+) -> Indexed:
+    """Index one arrival. An instance of a stored study belongs to the study's patient: with no
+    Patient ID, or the same one (and no other issuer), it is simply stored; one that names another
+    patient is refused, or with `mismatch="accept"` kept in the study and recorded in
+    `patient_mismatch` in this same transaction (the patient row is left as it is)."""
     inst = conn.execute(_INSTANCE_BY_UID, {"uid": h.instance.sop_uid}).first()
     if inst is not None and inst.sha256 == a.sha256:  # a concurrent twin committed first
         return Indexed("duplicate", inst.pk, None)
@@ -111,14 +129,21 @@ def index_instance(conn: Connection, h: InstanceHeader, a: Arrival) -> Indexed:
     moved = inst is not None and (series is None or inst.series_pk != series.pk)
     enters = inst is None or moved
 
-    patient_pk = _patient(conn, h.patient, study, a.now)
+    mismatched = study is not None and not same_patient(h.patient, study.patient_id, study.id_system)
+    if mismatched and mismatch != "accept":
+        raise Conflict("the study is already stored for a different Patient ID or issuer")
+    if study is not None and mismatched:
+        _record_mismatch(conn, h, a, study)
+        patient_pk = int(study.patient_pk)
+    else:
+        patient_pk = _patient(conn, h.patient, study, a.now)
     study_pk = _study(conn, h, study, patient_pk, a.now, new_series=series is None, enters=enters)
     series_pk = _series(conn, h, series, study_pk, a.now, enters=enters)
 
     values = _instance_values(h, a) | {"series_pk": series_pk}
     if inst is None:
         params = values | {"sop_uid": h.instance.sop_uid, "created_at": a.now}
-        return Indexed("stored", conn.execute(_INSERT_INSTANCE, params).scalar_one(), None)
+        return Indexed("stored", conn.execute(_INSERT_INSTANCE, params).scalar_one(), None, mismatched)
     old = conn.execute(
         select(SERIES.c.series_uid, STUDY.c.study_uid)
         .join(STUDY, STUDY.c.pk == SERIES.c.study_pk)
@@ -140,15 +165,14 @@ def index_instance(conn: Connection, h: InstanceHeader, a: Arrival) -> Indexed:
     conn.execute(update(INSTANCE).where(INSTANCE.c.pk == inst.pk).values(**values))
     if moved:
         _move_out(conn, inst.series_pk, a.now)
-    return Indexed("replaced", inst.pk, inst.blob_key)
+    return Indexed("replaced", inst.pk, inst.blob_key, mismatched)
 
 
 def _patient(conn: Connection, facts: PatientFacts, study: Row[Any] | None, now: datetime) -> int:
-    """Patient ID + issuer picks the patient; a study keeps the patient it was first stored for."""
+    """Patient ID + issuer picks the patient; a study keeps the patient it was first stored for
+    (the caller has checked that the instance fits it)."""
     incoming = {"name": facts.name[:512], "birth_date": facts.birth_date[:8], "sex": facts.sex[:16]}
     if study is not None:
-        if (facts.id_system, facts.patient_id) != (study.id_system, study.patient_id):
-            raise Conflict("the study is already stored for a different Patient ID or issuer")
         pk, current = study.patient_pk, study._mapping
     elif facts.patient_id is not None:
         found = conn.execute(
@@ -167,6 +191,28 @@ def _patient(conn: Connection, facts: PatientFacts, study: Row[Any] | None, now:
             .values(**changes, change_seq=PATIENT.c.change_seq + 1, changed_at=now)
         )
     return int(pk)
+
+
+def _record_mismatch(conn: Connection, h: InstanceHeader, a: Arrival, study: Row[Any]) -> None:
+    """What an administrator needs to sort the instance out; PHI, so here and never in a log. Values
+    are cut to the columns' lengths (a Patient ID is LO, 64 characters)."""
+    conn.execute(
+        insert(MISMATCH).values(
+            received_at=a.now,
+            sop_uid=h.instance.sop_uid,
+            study_uid=h.study.study_uid,
+            study_id_system=study.id_system,
+            study_patient_id=study.patient_id,
+            instance_id_system=_cut(h.patient.id_system, 255),
+            instance_patient_id=_cut(h.patient.patient_id, 64),
+            received_via=a.via,
+            calling_ae=a.calling_ae,
+        )
+    )
+
+
+def _cut(value: str | None, length: int) -> str | None:
+    return value[:length] if value is not None else None
 
 
 def _new_patient(conn: Connection, facts: PatientFacts, values: dict[str, Any], now: datetime) -> int:

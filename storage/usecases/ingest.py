@@ -10,7 +10,10 @@ Order of work, so that an acknowledgement always means "durable":
    an idempotent success (nothing changes); otherwise patient, study, series,
    instance, counters, and the change marks that make the FHIR resources
    republish. Different bytes under a known SOP Instance UID replace the stored
-   instance (newest wins) and the replacement is recorded. If the transaction refuses
+   instance (newest wins) and the replacement is recorded. An instance of a stored study
+   belongs to that study's patient when it names no Patient ID or the same one; one that names
+   another patient is refused (Conflict), or kept with a `patient_mismatch` row in this same
+   transaction when the policy is "accept" (FACADE_PATIENT_MISMATCH). If the transaction refuses
    the instance, the blob that step 2 created (never one that was already there) is removed;
 4. only after the commit may the adapter answer success; the superseded blob is
    removed last.
@@ -44,7 +47,7 @@ from storage.blobs import BlobStore, instance_key
 from storage.clock import utcnow
 from storage.db import Database
 from storage.dicom_file import read_part10
-from storage.dicom_index.writer import Arrival, Outcome, index_instance
+from storage.dicom_index.writer import Arrival, MismatchPolicy, Outcome, index_instance
 from storage.errors import Conflict, Invalid, Unavailable, no_room
 
 log = logging.getLogger(__name__)
@@ -94,10 +97,13 @@ class Ingest:
         blobs: BlobStore,
         identity: PatientIdentity,
         now: Callable[[], datetime] = utcnow,
+        *,
         min_free_bytes: int = 0,
+        patient_mismatch: MismatchPolicy = "refuse",
     ) -> None:
         self._db, self._blobs, self._identity, self._now = db, blobs, identity, now
         self._min_free = min_free_bytes
+        self._mismatch: MismatchPolicy = patient_mismatch
 
     def staging_dir(self) -> Path:
         """Where staged files live (for the health check and tests; doors use `staging`)."""
@@ -154,7 +160,7 @@ class Ingest:
             now=self._now(),
         )
         try:
-            indexed = self._db.transact_core(lambda conn: index_instance(conn, h, arrival))
+            indexed = self._db.transact_core(lambda conn: index_instance(conn, h, arrival, self._mismatch))
         except (Conflict, Invalid):
             # Refused inside the transaction, so it rolled back: nothing of this attempt may stay
             # on disk. A blob that was already there (same key, same bytes) is indexed and stays.
@@ -165,6 +171,15 @@ class Ingest:
             raise
         if indexed.superseded_key is not None and indexed.superseded_key != key:
             self._blobs.delete(indexed.superseded_key)
+        if indexed.mismatch:  # UIDs only: the Patient IDs are in the patient_mismatch row
+            log.warning(
+                "ingest.patient_mismatch",
+                extra={
+                    "sop_instance_uid": h.instance.sop_uid,
+                    "study_uid": h.study.study_uid,
+                    "via": source.via,
+                },
+            )
         if indexed.outcome == "replaced":
             log.info("ingest.replaced", extra={"sop_instance_uid": h.instance.sop_uid, "via": source.via})
         return Stored(

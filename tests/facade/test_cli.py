@@ -64,3 +64,28 @@ def test_library_warnings_are_json_without_their_text(capsys: pytest.CaptureFixt
     assert record["warning"] == "UserWarning"
     assert record["source"].startswith("facade/test_cli.py:")
     assert "DOE" not in lines[0]
+
+
+def test_a_bad_patient_mismatch_setting_stops_the_start_with_a_clear_message(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACADE_")}
+    started = subprocess.run(
+        [sys.executable, "-m", "facade.cli", "serve"],
+        cwd=tmp_path,
+        env=env | {"FACADE_PATIENT_MISMATCH": "merge"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode == 2
+    assert started.stderr.strip() == (
+        "facade: invalid setting: FACADE_PATIENT_MISMATCH: refuse (the default) or accept, not 'merge'"
+    )
+    assert not (tmp_path / "facade-data").exists()  # nothing was started or created
+
+
+def test_qa_mismatches_needs_an_installation(tmp_path: Path) -> None:
+    listed = run_facade(tmp_path, "qa", "mismatches")
+    assert listed.returncode == 2
+    assert "no database" in listed.stderr
+    assert listed.stdout == ""

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pydicom.data import get_testdata_file
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
-from facade.wiring import Services
-from storage.dicom_index.models import InstanceReplacementRow, InstanceRow, PatientRow, StudyRow
+from facade.settings import Settings
+from facade.wiring import Services, build_services
+from mapping.dicom.facts import header_from_dataset, local_issuer_system
+from storage.dicom_index.models import (
+    InstanceReplacementRow,
+    InstanceRow,
+    PatientMismatchRow,
+    PatientRow,
+    StudyRow,
+)
+from storage.dicom_index.writer import Arrival, index_instance
 from storage.errors import Conflict, Gone, Invalid
 from storage.fhir_store.visibility import ALL
-from storage.usecases.ingest import Expect, Source
+from storage.usecases.ingest import Expect, Ingest, Source
 from tests.dicom_factory import make_instance, new_uid, write
 
 IMPORT = Source("import")
@@ -232,6 +243,122 @@ def test_a_study_keeps_its_patient_and_the_refused_file_is_removed(
     with services.db.read() as s:
         assert [str(p.relative_to(root)) for p in files] == [s.scalar(select(InstanceRow.blob_key))]
     assert list(services.ingest.staging_dir().iterdir()) == []
+
+
+@pytest.fixture
+def accepting(services: Services) -> Iterator[Ingest]:
+    """The same archive's ingest with FACADE_PATIENT_MISMATCH=accept."""
+    settings = Settings(**(services.settings.model_dump() | {"patient_mismatch": "accept"}))
+    other = build_services(settings, migrate=False)
+    yield other.ingest
+    other.close()
+
+
+def patient_rows(services: Services) -> list[tuple[str | None, str | None, str]]:
+    with services.db.read() as s:
+        return [
+            (p.id_system, p.patient_id, p.name) for p in s.scalars(select(PatientRow).order_by(PatientRow.pk))
+        ]
+
+
+def test_an_instance_without_patient_id_joins_the_stored_study(services: Services, tmp_path: Path) -> None:
+    study = new_uid()
+    ingest(
+        services,
+        write(make_instance(study_uid=study, series_uid=new_uid(), patient_id="A"), tmp_path / "a.dcm"),
+    )
+    for n, pid in enumerate(["", None]):
+        ds = make_instance(study_uid=study, series_uid=new_uid(), patient_id=pid)
+        assert ingest(services, write(ds, tmp_path / f"{n}.dcm")).outcome == "stored"  # type: ignore[attr-defined]
+    assert patient_rows(services) == [("urn:facade:patient-id", "A", "Testperson^Alice")]
+    with services.db.read() as s:
+        assert s.scalar(select(StudyRow.num_instances)) == 3
+        assert s.scalar(select(func.count()).select_from(PatientMismatchRow)) == 0
+
+
+def test_a_study_stored_without_patient_id_refuses_one_that_names_a_patient(
+    services: Services, tmp_path: Path
+) -> None:
+    """No Patient ID fits any patient; a Patient ID does not fit a study of a patient without one."""
+    study = new_uid()
+    ingest(
+        services,
+        write(make_instance(study_uid=study, series_uid=new_uid(), patient_id=""), tmp_path / "a.dcm"),
+    )
+    ingest(
+        services,
+        write(make_instance(study_uid=study, series_uid=new_uid(), patient_id=None), tmp_path / "b.dcm"),
+    )
+    with pytest.raises(Conflict, match="different Patient ID"):
+        ingest(
+            services,
+            write(make_instance(study_uid=study, series_uid=new_uid(), patient_id="A"), tmp_path / "c.dcm"),
+        )
+    assert patient_rows(services) == [(None, None, "Testperson^Alice")]
+
+
+def test_another_issuer_for_the_same_patient_id_is_refused(services: Services, tmp_path: Path) -> None:
+    study = new_uid()
+    first = make_instance(study_uid=study, series_uid=new_uid(), patient_id="A", IssuerOfPatientID="HOSP_A")
+    ingest(services, write(first, tmp_path / "a.dcm"))
+    other = make_instance(study_uid=study, series_uid=new_uid(), patient_id="A", IssuerOfPatientID="HOSP_B")
+    with pytest.raises(Conflict, match="different Patient ID or issuer"):
+        ingest(services, write(other, tmp_path / "b.dcm"))
+    same = make_instance(study_uid=study, series_uid=new_uid(), patient_id="A", IssuerOfPatientID="HOSP_A")
+    assert ingest(services, write(same, tmp_path / "c.dcm")).outcome == "stored"  # type: ignore[attr-defined]
+
+
+def test_accepted_mismatch_keeps_the_study_and_its_patient_as_they_were(
+    services: Services, accepting: Ingest, tmp_path: Path
+) -> None:
+    study = new_uid()
+    ingest(
+        services,
+        write(make_instance(study_uid=study, series_uid=new_uid(), patient_id="A"), tmp_path / "a.dcm"),
+    )
+    other = write(
+        make_instance(study_uid=study, series_uid=new_uid(), patient_id="B", patient_name="Else^Body"),
+        tmp_path / "b.dcm",
+    )
+    assert accepting.staged(stage(services, other), Source("c-store", "MOD1")).outcome == "stored"
+    assert accepting.staged(stage(services, other), Source("c-store", "MOD1")).outcome == "duplicate"
+    assert patient_rows(services) == [("urn:facade:patient-id", "A", "Testperson^Alice")]  # not renamed
+    with services.db.read() as s:
+        assert s.scalar(select(StudyRow.num_instances)) == 2
+        (row,) = s.scalars(select(PatientMismatchRow))  # the resend of the same bytes adds none
+        assert (row.study_uid, row.study_patient_id, row.instance_patient_id) == (study, "A", "B")
+        assert (row.received_via, row.calling_ae) == ("c-store", "MOD1")
+    imaging_study = services.search.read("ImagingStudy", study, visibility=ALL).body
+    assert imaging_study is not None
+    patient_ref = imaging_study["subject"]["reference"]  # the study's patient, as before
+    patient = services.search.read("Patient", patient_ref.split("/")[1], visibility=ALL).body
+    assert patient is not None and [i["value"] for i in patient["identifier"]] == ["A"]
+
+
+def test_the_mismatch_row_commits_with_the_instance_or_not_at_all(services: Services, tmp_path: Path) -> None:
+    """Accepting writes the instance and its mismatch row in one transaction: when that transaction
+    fails after indexing, neither is left."""
+    study = new_uid()
+    ingest(
+        services,
+        write(make_instance(study_uid=study, series_uid=new_uid(), patient_id="A"), tmp_path / "a.dcm"),
+    )
+    ds = make_instance(study_uid=study, series_uid=new_uid(), patient_id="B")
+    h = header_from_dataset(
+        ds, default_system="urn:facade:patient-id", issuer_system=local_issuer_system("urn:facade:issuer", {})
+    )
+    arrival = Arrival("k", 1, "0" * 64, "import", None, datetime.now(UTC))
+
+    def index_then_fail(conn: Connection) -> None:
+        assert index_instance(conn, h, arrival, "accept").mismatch
+        raise RuntimeError("the commit never happens")
+
+    with pytest.raises(RuntimeError):
+        services.db.transact_core(index_then_fail)
+    with services.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(PatientMismatchRow)) == 0
+        assert s.scalar(select(func.count()).select_from(InstanceRow)) == 1
+        assert s.scalar(select(StudyRow.num_instances)) == 1
 
 
 def test_a_failed_duplicate_keeps_the_stored_file(services: Services, tmp_path: Path) -> None:

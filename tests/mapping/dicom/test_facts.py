@@ -7,7 +7,7 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from mapping.dicom.facts import coding_system, header_from_dataset, local_issuer_system
+from mapping.dicom.facts import coding_system, header_from_dataset, local_issuer_system, same_patient
 
 # lower-case CS values on purpose: modalities send them, and the facts upper-case them
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR CS")
@@ -53,6 +53,32 @@ def test_patient_id_system_by_issuer_precedence() -> None:
 def test_no_patient_id_means_no_system() -> None:
     facts = header(instance(PatientName="Doe^Jane", PatientSex="f")).patient
     assert (facts.patient_id, facts.id_system, facts.sex) == (None, None, "F")
+
+
+@pytest.mark.parametrize(
+    ("attributes", "fits"),
+    [
+        ({}, True),  # no Patient ID: belongs to whichever patient the study has
+        ({"PatientID": ""}, True),
+        ({"PatientID": "  "}, True),  # padding only: empty
+        ({"PatientID": "P1"}, True),  # the same ID, no issuer named
+        ({"PatientID": "P1", "IssuerOfPatientID": "HOSP-A"}, True),  # the study's issuer
+        ({"PatientID": "P1", "IssuerOfPatientID": "HOSP-B"}, False),  # another issuer
+        ({"PatientID": "P2"}, False),
+        ({"PatientID": "P2", "IssuerOfPatientID": "HOSP-A"}, False),
+    ],
+)
+def test_an_instance_fits_a_stored_patient_unless_it_names_another(
+    attributes: dict[str, object], fits: bool
+) -> None:
+    facts = header(instance(**attributes)).patient
+    assert same_patient(facts, "P1", "urn:oid:1.2.3.4") is fits
+    assert facts.issuer_stated is ("IssuerOfPatientID" in attributes)
+
+
+def test_a_study_stored_without_patient_id_fits_only_instances_without_one() -> None:
+    assert same_patient(header(instance(PatientID="")).patient, None, None)
+    assert not same_patient(header(instance(PatientID="P1")).patient, None, None)
 
 
 def test_study_series_and_instance_facts() -> None:

@@ -1,0 +1,40 @@
+"""The migrations build exactly the tables the models declare, on SQLite and PostgreSQL; 0004
+(patient_mismatch) goes down and up again."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+import storage.tables
+from storage.db import make_engine
+from storage.migrate import alembic_config, current_revision, head_revision, upgrade
+
+
+def test_the_migrated_schema_is_the_models(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), storage.tables.Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_patient_mismatch_migration_goes_down_and_up(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine)
+        assert current_revision(engine) == head_revision() == "0004"
+        assert "patient_mismatch" in inspect(engine).get_table_names()
+        config = alembic_config()
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0003")
+        assert "patient_mismatch" not in inspect(engine).get_table_names()
+        upgrade(engine)
+        assert "patient_mismatch" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
