@@ -21,11 +21,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     db_sub.add_parser("upgrade", help="bring the database schema up to date")
     imp = sub.add_parser("import", help="import DICOM files and folders (DICOMDIR too)")
     imp.add_argument("paths", nargs="+", type=Path)
-    from facade import qa
-    from facade.auth_admin import add_arguments
+    from facade import ae_admin, auth_admin, qa
 
-    add_arguments(sub)
+    auth_admin.add_arguments(sub)
     qa.add_arguments(sub)
+    ae_admin.add_arguments(sub)
     args = parser.parse_args(argv)
     try:
         settings = Settings()
@@ -52,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"facade: {refusal}", file=sys.stderr)
             return 2
         return qa.run(args, settings)
+    if args.command == "ae":
+        print(f"facade: data directory {settings.data_dir.resolve()}", file=sys.stderr)
+        return ae_admin.run(args, settings)
     if args.command in ("client", "user", "launch", "keys", "token"):
         refusal = data_dir_refusal(settings, args.command)
         if refusal:

@@ -32,6 +32,7 @@ from storage.migrate import upgrade
 from storage.usecases.audit import Audit
 from storage.usecases.derived import Derivation
 from storage.usecases.ingest import Ingest, PatientIdentity
+from storage.usecases.peers import Peers
 from storage.usecases.publish import PublishConfig, Publisher
 from storage.usecases.qa import Qa
 from storage.usecases.query import Query
@@ -73,6 +74,7 @@ class Services:
     auth: AuthServices
     qa: Qa
     query: Query
+    peers: Peers
 
     def close(self) -> None:
         """Release the database; `facade serve` flushed the audit trail before (its last worker run)."""
@@ -110,7 +112,20 @@ def build_services(
     )
     audit = Audit(AuditStore(db), now=now)
     auth = build_auth(settings, db, store, search, now=now)
-    return Services(settings, db, blobs, ingest, store, publisher, search, audit, auth, Qa(db), Query(db))
+    return Services(
+        settings,
+        db,
+        blobs,
+        ingest,
+        store,
+        publisher,
+        search,
+        audit,
+        auth,
+        Qa(db),
+        Query(db),
+        Peers(db, now=now),
+    )
 
 
 def build_auth(

@@ -4,7 +4,8 @@
 import storage.audit.models
 import storage.auth.models
 import storage.dicom_index.models
-import storage.fhir_store.models  # noqa: F401  (each registers its tables on Base.metadata)
+import storage.fhir_store.models
+import storage.peers.models  # noqa: F401  (each registers its tables on Base.metadata)
 from storage.schema import Base
 
 __all__ = ["Base"]

@@ -223,3 +223,26 @@ def _encodes(charsets: Sequence[str], texts: Sequence[str]) -> bool:
     except (LookupError, ValueError, UnicodeError):
         return False
     return True
+
+
+def retrieve_plan(model: Model, identifier: Dataset) -> FindPlan:
+    """The instances a C-GET or C-MOVE identifier names (PS3.4 C.4.2.2.1, C.4.3.2.1): the unique
+    keys of its level and above, each a single value or a list; other keys are ignored. The plan
+    is at IMAGE level, so its records are the instances to send."""
+    level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+    if level not in MODEL_LEVELS[model]:
+        raise BadIdentifier(f"QueryRetrieveLevel {level or '(none)'} is not a level of this model")
+    levels = MODEL_LEVELS[model][: MODEL_LEVELS[model].index(level) + 1]
+    keys: list[tuple[str, list[str]]] = []
+    for lv in levels:
+        keyword = UNIQUE[lv]
+        element = identifier.get(keyword)
+        values = [v for v in _values(element) if v.strip()] if element is not None else []
+        if any("*" in v or "?" in v for v in values):
+            raise BadIdentifier(f"{keyword}: a retrieve names its instances, without wildcards")
+        if values:
+            keys.append((keyword, values))
+    if not any(keyword == UNIQUE[level] for keyword, _ in keys):
+        raise BadIdentifier(f"a {level} retrieve needs {UNIQUE[level]}")
+    keys += [("SOPInstanceUID", []), ("SOPClassUID", [])]
+    return find_plan(model, "IMAGE", keys)

@@ -67,6 +67,9 @@ _COLUMNS: Mapping[str, Column] = {
     "rows": InstanceRow.rows,
     "columns": InstanceRow.columns,
     "number_of_frames": InstanceRow.number_of_frames,
+    # not keys: what a retrieve needs of the instances it sends
+    "blob_key": InstanceRow.blob_key,
+    "transfer_syntax": InstanceRow.transfer_syntax_uid,
 }
 _PRIMARY = {"PATIENT": PatientRow.pk, "STUDY": StudyRow.pk, "SERIES": SeriesRow.pk, "IMAGE": InstanceRow.pk}
 _PATIENT_COUNTS = ("patient_studies", "patient_series", "patient_instances")

@@ -23,18 +23,23 @@ def test_the_migrated_schema_is_the_models(database_url: str) -> None:
         engine.dispose()
 
 
-def test_patient_mismatch_migration_goes_down_and_up(database_url: str) -> None:
+LATEST = {"0005": "remote_ae", "0004": "patient_mismatch"}  # revision -> the table it adds
+
+
+def test_the_latest_migrations_go_down_and_up(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
         upgrade(engine)
-        assert current_revision(engine) == head_revision() == "0004"
-        assert "patient_mismatch" in inspect(engine).get_table_names()
+        assert current_revision(engine) == head_revision() == max(LATEST)
         config = alembic_config()
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0003")
-        assert "patient_mismatch" not in inspect(engine).get_table_names()
+        for revision, table in sorted(LATEST.items(), reverse=True):
+            assert table in inspect(engine).get_table_names()
+            with engine.begin() as conn:
+                config.attributes["connection"] = conn
+                command.downgrade(config, "-1")
+            assert current_revision(engine) != revision
+            assert table not in inspect(engine).get_table_names()
         upgrade(engine)
-        assert "patient_mismatch" in inspect(engine).get_table_names()
+        assert set(LATEST.values()) <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
