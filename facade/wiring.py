@@ -33,6 +33,7 @@ from storage.usecases.audit import Audit
 from storage.usecases.derived import Derivation
 from storage.usecases.ingest import Ingest, PatientIdentity
 from storage.usecases.publish import PublishConfig, Publisher
+from storage.usecases.retrieve import Retrieve
 from storage.usecases.search import SUPPORTED_TYPES, Search
 
 
@@ -69,6 +70,7 @@ class Services:
     search: Search
     audit: Audit
     auth: AuthServices
+    retrieve: Retrieve
 
     def close(self) -> None:
         """Release the database; `facade serve` flushed the audit trail before (its last worker run)."""
@@ -100,7 +102,8 @@ def build_services(
     ingest = Ingest(db, blobs, identity, min_free_bytes=settings.min_free_bytes)
     audit = Audit(AuditStore(db), now=now)
     auth = build_auth(settings, db, store, search, now=now)
-    return Services(settings, db, blobs, ingest, store, publisher, search, audit, auth)
+    retrieve = Retrieve(db, blobs, search)
+    return Services(settings, db, blobs, ingest, store, publisher, search, audit, auth, retrieve)
 
 
 def build_auth(

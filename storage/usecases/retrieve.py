@@ -1,0 +1,83 @@
+"""Retrieve: the stored instances of a study, series or instance (WADO-RS, PS3.18 10.4), their
+bytes as stored or in another transfer syntax, and their metadata; reads never write.
+
+Who may see a study is the FHIR rule for its ImagingStudy (the ImagingStudy's id is the Study
+Instance UID): the caller's `Visibility` (the patient compartment, a granular scope's criteria)
+is applied by the search use case inside the same read-only transaction that lists the
+instances, so WADO-RS and a FHIR read of the ImagingStudy agree. A study the caller may not see
+is `NotFound`, the same answer as an unknown UID, so that existence does not leak.
+
+The index is read once, in one read-only transaction; the blobs are read afterwards, one
+instance at a time, while the response streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+
+from pydicom import dcmread
+from pydicom.tag import BaseTag
+
+from mapping.dicom.json_model import dicom_json, pixel_data_tag
+from mapping.dicom.transcode import CannotTranscode, can_transcode, transcode
+from storage.blobs import BlobStore
+from storage.db import Database
+from storage.dicom_index.retrieval import StoredInstance, stored_instances
+from storage.errors import NotFound
+from storage.fhir_store.visibility import Visibility
+from storage.usecases.search import Search
+
+__all__ = ["CannotTranscode", "Retrieve", "StoredInstance", "Visibility", "can_transcode"]
+
+_DEFER = 1024  # metadata: values over this stay on disk (bulk data never read)
+
+
+class Retrieve:
+    def __init__(self, db: Database, blobs: BlobStore, search: Search) -> None:
+        self._db, self._blobs, self._search = db, blobs, search
+
+    def instances(
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+        *,
+        visibility: Visibility,
+    ) -> list[StoredInstance]:
+        """The instances the URL names, in DICOM order; NotFound when there are none or the caller
+        may not see the study."""
+        level = "instance" if sop_uid is not None else "series" if series_uid is not None else "study"
+        with self._db.read() as session:
+            found = stored_instances(session, study_uid, series_uid, sop_uid)
+            if not found or not self._search.sees(session, "ImagingStudy", study_uid, visibility):
+                raise NotFound(f"no such {level}")
+        return found
+
+    @contextmanager
+    def open(self, instance: StoredInstance) -> Iterator[BinaryIO]:
+        """The stored Part 10 bytes."""
+        with self._blobs.open(instance.blob_key) as f:
+            yield f
+
+    def transcoded(self, instance: StoredInstance, target: str) -> bytes:
+        """The instance's Part 10 bytes in `target` (read whole: one instance in memory at a
+        time); CannotTranscode when it cannot be given so."""
+        with self._blobs.open(instance.blob_key) as f:
+            ds = dcmread(f)
+            return transcode(ds, target)
+
+    def metadata(self, instance: StoredInstance, bulk_data_uri: Callable[[BaseTag], str]) -> dict[str, Any]:
+        """The instance's data set in the DICOM JSON model (PS3.18 F.2), bulk values as
+        BulkDataURIs; the pixel data and deferred values are never read."""
+        with self._blobs.open(instance.blob_key) as f:
+            deflated = instance.transfer_syntax_uid == "1.2.840.10008.1.2.1.99"
+            ds = dcmread(f, defer_size=_DEFER, stop_before_pixels=not deflated)
+            stopped_at = None
+            if not deflated:  # a deflated stream's position is not the file's: read through instead
+                stopped_at = pixel_data_tag(f.read(4), little_endian=ds.file_meta.TransferSyntaxUID != _BE)
+            return dicom_json(ds, bulk_data_uri, instance.transfer_syntax_uid, pixel_data=stopped_at)
+
+
+_BE = "1.2.840.10008.1.2.2"  # Explicit VR Big Endian (retired): the only big endian syntax
