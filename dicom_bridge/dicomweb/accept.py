@@ -10,6 +10,9 @@ retrieval gives back the bytes that were sent and costs no decoding. A client th
 VR Little Endian asks for it.) Ranges are tried in order of quality (RFC 9110 12.5.1), `q=0`
 excludes; a missing or empty Accept accepts anything.
 
+Bulk data (`.../bulkdata/{tag}`) is `multipart/related; type="application/octet-stream"`, negotiated
+the same way.
+
 Metadata is `application/dicom+json` (PS3.18 8.7.3.2, F.2); `application/json` is taken as the
 same.
 """
@@ -21,6 +24,7 @@ from dicom_bridge.dicomweb.multipart import media_type
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
 MULTIPART = "multipart/related"
+OCTETS = "application/octet-stream"
 AS_STORED: None = None
 
 _ANY = {"*/*", "multipart/*"}
@@ -34,6 +38,17 @@ class NotAcceptable(Exception):
 def dicom_transfer_syntaxes(accept: str | None) -> list[str | None]:
     """The transfer syntaxes an Accept allows for DICOM resources, best first (None: as stored);
     NotAcceptable when it allows none."""
+    return _transfer_syntaxes(accept, DICOM)
+
+
+def bulk_transfer_syntaxes(accept: str | None) -> list[str | None]:
+    """The same for bulk data, sent as `multipart/related; type="application/octet-stream"`
+    (PS3.18 8.7.3.3): a native value in the syntax it is stored in, encapsulated pixel data one
+    frame per part, as stored."""
+    return _transfer_syntaxes(accept, OCTETS)
+
+
+def _transfer_syntaxes(accept: str | None, sent: str) -> list[str | None]:
     if not accept or not accept.strip():
         return [AS_STORED]
     ranked: list[tuple[float, int, str | None]] = []
@@ -47,13 +62,13 @@ def dicom_transfer_syntaxes(accept: str | None) -> list[str | None]:
             continue
         if kind.mime != MULTIPART:
             continue
-        part = media_type(kind.params.get("type", DICOM)).mime
-        if part not in (DICOM, "application/*", "*/*"):
+        part = media_type(kind.params.get("type", sent)).mime
+        if part not in (sent, "application/*", "*/*"):
             continue
         syntax = kind.params.get("transfer-syntax", "*").strip()
         ranked.append((q, position, AS_STORED if syntax == "*" else syntax))
     if not ranked:
-        raise NotAcceptable(f'DICOM instances are sent as {MULTIPART}; type="{DICOM}"')
+        raise NotAcceptable(f'this resource is sent as {MULTIPART}; type="{sent}"')
     ranked.sort(key=lambda r: (-r[0], r[1]))
     return list(dict.fromkeys(syntax for _, _, syntax in ranked))
 

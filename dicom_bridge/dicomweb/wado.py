@@ -7,6 +7,11 @@ Transaction), of what the archive stores, to callers who may read the study's Im
   then decoded (`accept.py` says what an Accept allows).
 - `.../metadata` at each level: `application/dicom+json`, a JSON array of the instances' data
   sets (PS3.18 F.2), bulk values as BulkDataURIs under `.../instances/{instance}/bulkdata/{tag}`.
+- `.../instances/{instance}/bulkdata/{tag}` (tag: 8 hex digits, a top-level bulk value):
+  `multipart/related; type="application/octet-stream"` (PS3.18 8.7.3.3): a native value in one
+  part, encapsulated pixel data one frame per part, as stored (the part's transfer-syntax says
+  which); no decoding of bulk data (a client that needs decoded pixels retrieves the instance
+  in Explicit VR Little Endian).
 - The body streams part by part from the blob files (a worker thread reads each file in 1 MiB
   chunks; a transcoded instance is held whole, one at a time): a study of many large instances
   never sits in memory. The index is read before the response starts, in one read-only
@@ -40,13 +45,23 @@ from pydicom.tag import BaseTag
 from dicom_bridge.dicomweb.accept import (
     DICOM,
     DICOM_JSON,
+    OCTETS,
     NotAcceptable,
     accepts_dicom_json,
+    bulk_transfer_syntaxes,
     dicom_transfer_syntaxes,
 )
 from mapping.dicom.uid import valid_uid
 from storage.errors import NotFound
-from storage.usecases.retrieve import CannotTranscode, Retrieve, StoredInstance, Visibility, can_transcode
+from storage.usecases.retrieve import (
+    EXPLICIT_VR_LE,
+    BulkValue,
+    CannotTranscode,
+    Retrieve,
+    StoredInstance,
+    Visibility,
+    can_transcode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +77,7 @@ class _Refusal(Exception):
 
 
 def wado_router(retrieve: Retrieve, base_url: str, may_read: Callable[..., Visibility]) -> APIRouter:
-    """The Retrieve Transaction's DICOM and metadata resources; `may_read` (a dependency,
+    """The Retrieve Transaction's DICOM, metadata and bulk data resources; `may_read` (a dependency,
     `DicomwebAuthorization.may_read`) decides first and says which studies the caller sees."""
     router = APIRouter()
     read = Depends(may_read)  # a default, not an annotation: evaluated here, where `may_read` is
@@ -94,6 +109,12 @@ def wado_router(retrieve: Retrieve, base_url: str, may_read: Callable[..., Visib
         study: str, series: str, instance: str, request: Request, sees: Visibility = read
     ) -> Response:
         return _metadata(request, sees, study, series, instance)
+
+    @router.get("/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}")
+    def bulk_data(
+        study: str, series: str, instance: str, tag: str, *, request: Request, sees: Visibility = read
+    ) -> Response:
+        return _bulk_data(retrieve, request, sees, (study, series, instance), tag)
 
     def _instances(request: Request, sees: Visibility, *uids: str) -> Response:
         level = _LEVELS[len(uids)]
@@ -149,6 +170,36 @@ def wado_router(retrieve: Retrieve, base_url: str, may_read: Callable[..., Visib
 
 
 _LEVELS = {1: "study", 2: "series", 3: "instance"}
+
+
+def _bulk_data(
+    retrieve: Retrieve, request: Request, sees: Visibility, uids: tuple[str, ...], tag: str
+) -> Response:
+    """One top-level bulk value of an instance (the BulkDataURI of its metadata)."""
+    try:
+        _check_uids(uids)
+        try:
+            syntaxes = bulk_transfer_syntaxes(request.headers.get("accept"))
+        except NotAcceptable as exc:
+            raise _Refusal(406, str(exc)) from exc
+        (found,) = _found(retrieve, uids, sees)
+        if len(tag) != 8 or not all(c in "0123456789abcdefABCDEF" for c in tag):
+            raise _Refusal(404, "no such bulk data")
+        try:
+            bulk = retrieve.bulk_value(found, int(tag, 16))
+        except NotFound as exc:
+            raise _Refusal(404, str(exc)) from exc
+        sent_as = _bulk_syntax(bulk)
+        if not any(s is None or s == sent_as for s in syntaxes):
+            raise _Refusal(406, f"this bulk data is sent as stored, transfer-syntax={sent_as}")
+    except _Refusal as refusal:
+        return _refused(refusal, "bulkdata")
+    boundary = uuid.uuid4().hex
+    log.info("wado.bulkdata", extra={"route": "bulkdata", "http_status": 200, "instances": 1})
+    return StreamingResponse(
+        _bulk_multipart(retrieve, found, bulk, sent_as, boundary),
+        media_type=f'multipart/related; type="{OCTETS}"; boundary={boundary}',
+    )
 
 
 def _check_uids(uids: tuple[str, ...]) -> None:
@@ -220,6 +271,32 @@ def _multipart(retrieve: Retrieve, plan: _Plan, boundary: str, first: bytes | No
                 raise  # no close delimiter: the client sees an incomplete body, not a shorter study
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()
+
+
+def _bulk_syntax(bulk: BulkValue) -> str:
+    """The transfer syntax a part's bytes are in: the stored one for encapsulated pixel data and
+    big endian values; a native little endian value is the same bytes in Explicit VR Little
+    Endian, the default of application/octet-stream (PS3.18 8.7.3.5.2)."""
+    stored = bulk.transfer_syntax_uid
+    if bulk.encapsulated or stored == "1.2.840.10008.1.2.2":
+        return stored
+    return EXPLICIT_VR_LE
+
+
+def _bulk_multipart(
+    retrieve: Retrieve, instance: StoredInstance, bulk: BulkValue, sent_as: str, boundary: str
+) -> Iterator[bytes]:
+    part = -1
+    for n, chunk in retrieve.bulk_parts(instance, bulk):
+        if n != part:
+            yield (b"\r\n" if part >= 0 else b"") + (
+                f"--{boundary}\r\nContent-Type: {OCTETS}; transfer-syntax={sent_as}\r\n\r\n".encode()
+            )
+            part = n
+        yield chunk
+    if part < 0:  # an empty value: one empty part
+        yield f"--{boundary}\r\nContent-Type: {OCTETS}; transfer-syntax={sent_as}\r\n\r\n".encode()
+    yield f"\r\n--{boundary}--\r\n".encode()
 
 
 def _json_array(retrieve: Retrieve, found: list[StoredInstance], base_url: str) -> Iterator[bytes]:

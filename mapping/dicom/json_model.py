@@ -38,6 +38,21 @@ def pixel_data_tag(head: bytes, *, little_endian: bool) -> BaseTag | None:
     return tag if tag in PIXEL_DATA_TAGS else None
 
 
+UNDEFINED_LENGTH = 0xFFFFFFFF
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+
+
+def element_header(head: bytes, *, implicit_vr: bool, little_endian: bool) -> tuple[int, int]:
+    """(header length, value length) of the element whose header starts `head` (12 bytes are
+    enough; PS3.5 7.1.1-7.1.3)."""
+    order = "<" if little_endian else ">"
+    if implicit_vr:
+        return 8, int(struct.unpack(order + "L", head[4:8])[0])
+    if head[4:6] in _LONG_VRS:
+        return 12, int(struct.unpack(order + "L", head[8:12])[0])
+    return 8, int(struct.unpack(order + "H", head[6:8])[0])
+
+
 def dicom_json(
     ds: Dataset,
     bulk_data_uri: Callable[[BaseTag], str],

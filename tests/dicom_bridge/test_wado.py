@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom import Dataset, dcmread
-from pydicom.encaps import encapsulate
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 from requests.exceptions import HTTPError
 
@@ -307,3 +307,37 @@ def test_every_retrieve_is_audited(services: Services, http: httpx.Client, study
 def test_a_missing_or_unreadable_study_never_leaks_through_errors(http: httpx.Client) -> None:
     with pytest.raises(HTTPError):
         DICOMwebClient(url=str(http.base_url), headers=dict(http.headers)).retrieve_study(new_uid())
+
+
+def test_bulk_data_uris_answer_with_the_pixel_data(
+    client: DICOMwebClient, http: httpx.Client, study: Study, tmp_path: Path
+) -> None:
+    """Native pixel data as one part in Explicit VR Little Endian; encapsulated pixel data one
+    frame per part, as stored (PS3.18 8.7.3.3)."""
+    series_uid, files = next(iter(study.series.items()))
+    native = dcmread(io.BytesIO(files[0]))
+    meta = client.retrieve_instance_metadata(study.uid, series_uid, native.SOPInstanceUID)
+    (value,) = client.retrieve_bulkdata(meta["7FE00010"]["BulkDataURI"])
+    assert value == native.PixelData
+    r = http.get(meta["7FE00010"]["BulkDataURI"].split("/dicomweb", 1)[1])
+    assert r.headers["content-type"].startswith('multipart/related; type="application/octet-stream"')
+    assert f"Content-Type: application/octet-stream; transfer-syntax={EXPLICIT}" in r.text[:300]
+    corpus = bundled(tmp_path)
+    for ts in (str(RLELossless), "1.2.840.10008.1.2.4.90"):  # RLE, JPEG 2000 lossless
+        path = corpus[ts]
+        store(http, path.read_bytes())
+        ds = dcmread(path)
+        meta = client.retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        frames = client.retrieve_bulkdata(meta["7FE00010"]["BulkDataURI"])
+        assert frames == list(
+            generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames") or 1))
+        )
+        explicit = {
+            "Accept": f'multipart/related; type="application/octet-stream"; transfer-syntax={EXPLICIT}'
+        }
+        r = http.get(meta["7FE00010"]["BulkDataURI"].split("/dicomweb", 1)[1], headers=explicit)
+        assert r.status_code == 406
+    base = f"/studies/{study.uid}/series/{series_uid}/instances/{native.SOPInstanceUID}/bulkdata"
+    for tag in ("00100010", "60003000", "zz"):  # not binary, absent, not a tag
+        r = http.get(f"{base}/{tag}")
+        assert (r.status_code, r.text.strip()) == (404, "no such bulk data"), tag
