@@ -2,7 +2,9 @@
 
 Only to Explicit VR Little Endian (1.2.840.10008.1.2.1), the one transfer syntax every DICOM
 reader understands: from a compressed one by decoding the pixel data (pydicom with pylibjpeg,
-libjpeg, openjpeg), from Implicit VR or a deflated data set by re-encoding. Pure: the caller
+libjpeg, openjpeg), from Implicit VR, big endian or a deflated data set by re-encoding. Whether a
+decoder exists says whether to try; a bit stream it cannot decode (12-bit JPEG Extended, which
+none of the installed decoders reads) is `CannotTranscode` when tried. Pure: the caller
 reads the data set and writes the bytes.
 """
 
@@ -34,7 +36,7 @@ def can_transcode(stored: str, target: str) -> bool:
     if not uid.is_transfer_syntax:
         return False
     if not uid.is_compressed:
-        return uid.is_little_endian  # Implicit VR LE, Deflated Explicit VR LE
+        return True  # Implicit VR LE, Deflated, Explicit VR Big Endian (pydicom swaps the bytes)
     try:
         return bool(get_decoder(uid).is_available)
     except NotImplementedError:

@@ -341,3 +341,18 @@ def test_bulk_data_uris_answer_with_the_pixel_data(
     for tag in ("00100010", "60003000", "zz"):  # not binary, absent, not a tag
         r = http.get(f"{base}/{tag}")
         assert (r.status_code, r.text.strip()) == (404, "no such bulk data"), tag
+
+
+def test_a_bit_stream_that_fails_to_decode(http: httpx.Client, tmp_path: Path) -> None:
+    """12-bit JPEG Extended has a decoder by its transfer syntax but none reads this bit stream:
+    alone it is 406; in a series the body is cut off before its close delimiter."""
+    path = bundled(tmp_path)["1.2.840.10008.1.2.4.51"]
+    store(http, path.read_bytes())
+    ds = dcmread(path, stop_before_pixels=True)
+    explicit = {"Accept": f'multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT}'}
+    series = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+    r = http.get(f"{series}/instances/{ds.SOPInstanceUID}", headers=explicit)
+    assert r.status_code == 406 and "cannot be decoded" in r.text
+    with pytest.raises(httpx.RemoteProtocolError):
+        http.get(series, headers=explicit)
+    assert http.get(series).status_code == 200  # as stored it is fine
