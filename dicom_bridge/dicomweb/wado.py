@@ -19,8 +19,8 @@ Transaction), of what the archive stores, to callers who may read the study's Im
 
 Refusals, text/plain, before the response starts: 400 a URL UID that is not a UID; 404 a study,
 series or instance the archive does not hold or the caller may not see (the same answer); 406
-an Accept that allows no representation we can give (with what we send); 401 / 403 come from
-the authorization dependency, as for STOW-RS.
+an Accept that allows no representation we can give (with what we send); 503 the index database
+is unavailable; 401 / 403 come from the authorization dependency, as for STOW-RS.
 
 Instances that cannot be given in an acceptable transfer syntax (PS3.18 10.4.3, 8.7.3.5): when
 some can and some cannot, those that can are sent with 206 Partial Content and a Warning header
@@ -52,7 +52,7 @@ from dicom_bridge.dicomweb.accept import (
     dicom_transfer_syntaxes,
 )
 from mapping.dicom.uid import valid_uid
-from storage.errors import NotFound
+from storage.errors import NotFound, Unavailable
 from storage.usecases.retrieve import (
     EXPLICIT_VR_LE,
     BulkValue,
@@ -213,6 +213,8 @@ def _found(retrieve: Retrieve, uids: tuple[str, ...], sees: Visibility) -> list[
         return retrieve.instances(*uids, visibility=sees)
     except NotFound as exc:
         raise _Refusal(404, str(exc)) from exc
+    except Unavailable as exc:  # the index database is down: retry later (PS3.18 8.5)
+        raise _Refusal(503, str(exc)) from exc
 
 
 def _plan(found: list[StoredInstance], syntaxes: list[str | None]) -> _Plan:
