@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve test lint format bench bench-auth
+.PHONY: setup serve test lint format bench bench-auth bench-retrieve
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml .ci/constraints.txt
@@ -37,3 +37,6 @@ bench: setup
 
 bench-auth: setup
 	$(BIN)/python -m bench.auth
+
+bench-retrieve: setup
+	$(BIN)/python -m bench.retrieve
