@@ -304,7 +304,7 @@ def test_every_retrieve_is_audited(services: Services, http: httpx.Client, study
     assert events[0].path == f"/dicomweb/studies/{study_uid}" and events[0].client_id == "tests"
 
 
-def test_a_missing_or_unreadable_study_never_leaks_through_errors(http: httpx.Client) -> None:
+def test_dicomweb_client_sees_an_unknown_study_as_an_http_error(http: httpx.Client) -> None:
     with pytest.raises(HTTPError):
         DICOMwebClient(url=str(http.base_url), headers=dict(http.headers)).retrieve_study(new_uid())
 
