@@ -67,7 +67,7 @@ def dicom_json(
     bulk: dict[str, dict[str, Any]] = {}
     for tag in ds.keys():  # noqa: SIM118 - iterating the Dataset itself would convert every element
         raw = ds.get_item(tag, keep_deferred=True)
-        vr = raw.VR or _dictionary_vr(tag)
+        vr = vr_of(raw.VR, tag)
         length = raw.length if hasattr(raw, "length") else None
         if vr in BULK_VRS and _is_bulk(raw, length):
             bulk[f"{tag:08X}"] = {"vr": _json_vr(vr), "BulkDataURI": bulk_data_uri(tag)}
@@ -93,7 +93,11 @@ def _is_bulk(raw: Any, length: int | None) -> bool:
     return isinstance(value, bytes | bytearray) and len(value) > BULK_THRESHOLD
 
 
-def _dictionary_vr(tag: BaseTag) -> str:
+def vr_of(vr: str | None, tag: int) -> str:
+    """The element's VR: as read, else (Implicit VR) the dictionary's; a private element read in
+    Implicit VR is UN."""
+    if vr:
+        return vr
     try:
         return dictionary_VR(tag)
     except KeyError:

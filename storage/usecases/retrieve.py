@@ -32,6 +32,7 @@ from mapping.dicom.json_model import (
     dicom_json,
     element_header,
     pixel_data_tag,
+    vr_of,
 )
 from mapping.dicom.transcode import EXPLICIT_VR_LE, CannotTranscode, can_transcode, transcode
 from storage.blobs import BlobStore
@@ -104,12 +105,12 @@ class Retrieve:
                     head, implicit_vr=ts.is_implicit_VR, little_endian=ts.is_little_endian
                 )
                 return BulkValue(tag, ts, at + size, length, int(ds.get("NumberOfFrames") or 1))
-            ds = dcmread(f, defer_size=_DEFER)
+            # a deflated data set is read inflated: its offsets are not the file's, so nothing is deferred
+            ds = dcmread(f, defer_size=None if ts.is_deflated else _DEFER)
             if tag not in ds:
                 raise NotFound("no such bulk data")
             raw = ds.get_item(BaseTag(tag), keep_deferred=True)
-            vr = raw.VR or ("OB or OW" if tag in PIXEL_DATA_TAGS else None)
-            if vr not in BULK_VRS:
+            if vr_of(raw.VR, tag) not in BULK_VRS:
                 raise NotFound("no such bulk data")
             frames = int(ds.get("NumberOfFrames") or 1)
             if isinstance(raw, RawDataElement) and raw.value is None:  # deferred: still on disk
@@ -140,8 +141,9 @@ class Retrieve:
         """The instance's data set in the DICOM JSON model (PS3.18 F.2), bulk values as
         BulkDataURIs; the pixel data and deferred values are never read."""
         with self._blobs.open(instance.blob_key) as f:
-            deflated = instance.transfer_syntax_uid == "1.2.840.10008.1.2.1.99"
-            ds = dcmread(f, defer_size=_DEFER, stop_before_pixels=not deflated)
+            deflated = UID(instance.transfer_syntax_uid).is_deflated
+            # a deflated data set is read inflated: its offsets are not the file's, so nothing is deferred
+            ds = dcmread(f, defer_size=None if deflated else _DEFER, stop_before_pixels=not deflated)
             stopped_at = None
             if not deflated:  # a deflated stream's position is not the file's: read through instead
                 stopped_at = pixel_data_tag(f.read(4), little_endian=ds.file_meta.TransferSyntaxUID != _BE)
