@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve test lint format bench bench-auth bench-query conformance
+.PHONY: setup serve test lint format bench bench-auth bench-query bench-retrieve conformance
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml .ci/constraints.txt
@@ -44,3 +44,6 @@ bench-query: setup
 # docs/conformance.md is generated from the code (a test keeps them equal)
 conformance: setup
 	$(BIN)/python -m facade.conformance > docs/conformance.md
+
+bench-retrieve: setup
+	$(BIN)/python -m bench.retrieve

@@ -58,6 +58,7 @@ def build_http_app(services: Services) -> Starlette:
         "/dicomweb",
         create_dicomweb_app(
             services.ingest,
+            services.retrieve,
             DicomwebConfig(
                 base_url=f"{base}/dicomweb",
                 max_upload_bytes=settings.stow_max_bytes,

@@ -63,6 +63,7 @@ FACTS = frozenset(
         "source",
         "kid",
         "warning",
+        "transcoded",
     }
 )
 _OURS = ("facade", "fhir_api", "dicom_bridge", "hl7_interface", "mapping", "smart_auth", "storage", "bench")

@@ -36,6 +36,7 @@ from storage.usecases.peers import Peers
 from storage.usecases.publish import PublishConfig, Publisher
 from storage.usecases.qa import Qa
 from storage.usecases.query import Query
+from storage.usecases.retrieve import Retrieve
 from storage.usecases.search import SUPPORTED_TYPES, Search
 
 
@@ -75,6 +76,7 @@ class Services:
     qa: Qa
     query: Query
     peers: Peers
+    retrieve: Retrieve
 
     def close(self) -> None:
         """Release the database; `facade serve` flushed the audit trail before (its last worker run)."""
@@ -112,6 +114,7 @@ def build_services(
     )
     audit = Audit(AuditStore(db), now=now)
     auth = build_auth(settings, db, store, search, now=now)
+    retrieve = Retrieve(db, blobs, search)
     return Services(
         settings,
         db,
@@ -125,6 +128,7 @@ def build_services(
         Qa(db),
         Query(db),
         Peers(db, now=now),
+        retrieve,
     )
 
 

@@ -14,8 +14,10 @@ from fastapi import FastAPI, Request, Response
 
 from dicom_bridge.dicomweb.authorization import DicomwebAuthorization
 from dicom_bridge.dicomweb.stow import stow_router
+from dicom_bridge.dicomweb.wado import wado_router
 from storage.errors import InsufficientScope, Unauthenticated
 from storage.usecases.ingest import Ingest
+from storage.usecases.retrieve import Retrieve
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class DicomwebConfig:
 
 
 def create_dicomweb_app(
-    ingest: Ingest, config: DicomwebConfig, authorization: DicomwebAuthorization
+    ingest: Ingest, retrieve: Retrieve, config: DicomwebConfig, authorization: DicomwebAuthorization
 ) -> FastAPI:
     app = FastAPI(title="DICOMweb", openapi_url=None, docs_url=None, redoc_url=None)
 
@@ -47,4 +49,5 @@ def create_dicomweb_app(
             ingest, config.base_url, config.max_upload_bytes, config.max_parts, authorization.may_store
         )
     )
+    app.include_router(wado_router(retrieve, config.base_url, authorization.may_read))
     return app

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from storage.errors import InsufficientScope, Unauthenticated
+from storage.usecases.retrieve import Visibility
 
 
 class DicomwebAuthorization(Protocol):
@@ -20,6 +21,13 @@ class DicomwebAuthorization(Protocol):
     def may_store(self) -> Callable[..., object]:
         """A FastAPI dependency of every STOW-RS route, resolved before the body is read: returns
         when the request may store instances, raises `Unauthenticated` or `InsufficientScope`."""
+        ...
+
+    @property
+    def may_read(self) -> Callable[..., Visibility]:
+        """A FastAPI dependency of every WADO-RS route, resolved before anything is read: the
+        studies the caller may see (the FHIR read rules of their ImagingStudy: scopes, patient
+        compartment), or `Unauthenticated` / `InsufficientScope`."""
         ...
 
     def challenge(self, exc: Unauthenticated | InsufficientScope, realm: str) -> str:

@@ -154,22 +154,37 @@ class Search:
         """The version a read shows (derived from the index when the store is behind), after the
         visibility check (NotFound when the caller may not see it)."""
         derived = self._derive.of(session, res_type, res_id)
-        tables = self._overlaid([derived] if derived is not None else [])
-        alts = visibility.alternatives(res_type)
-        if alts is not None or not visibility.sees_type(res_type):
-            allowed = search_sql.visible_ids(
-                session,
-                res_type,
-                [res_id],
-                visible=alts or (),
-                param_types=self._types[res_type],
-                tables=tables,
-            )
-            if res_id not in allowed:
-                raise NotFound(f"{res_type}/{res_id} is not known")
+        if not self._visible(session, res_type, res_id, visibility, derived):
+            raise NotFound(f"{res_type}/{res_id} is not known")
         if derived is None:
             return self._store.read(session, res_type, res_id), None
         return derived.shown, derived
+
+    def sees(self, session: Session, res_type: str, res_id: str, visibility: Visibility) -> bool:
+        """Whether `visibility` shows `res_type/res_id` as a read would, inside the caller's read
+        transaction (DICOMweb retrieve applies the FHIR rules to the ImagingStudy of a study)."""
+        _supported(res_type)
+        if visibility.sees_type(res_type) and visibility.alternatives(res_type) is None:
+            return True  # the whole type: nothing to derive or match
+        derived = self._derive.of(session, res_type, res_id)
+        return self._visible(session, res_type, res_id, visibility, derived)
+
+    def _visible(
+        self, session: Session, res_type: str, res_id: str, visibility: Visibility, derived: Current | None
+    ) -> bool:
+        alts = visibility.alternatives(res_type)
+        if alts is None and visibility.sees_type(res_type):
+            return True
+        tables = self._overlaid([derived] if derived is not None else [])
+        allowed = search_sql.visible_ids(
+            session,
+            res_type,
+            [res_id],
+            visible=alts or (),
+            param_types=self._types[res_type],
+            tables=tables,
+        )
+        return res_id in allowed
 
     def _overlaid(self, derived: Sequence[Current], params: set[str] | None = None) -> Tables:
         shown = [(c.shown, c.index_rows or {}) for c in derived if c.unpublished and c.shown is not None]

@@ -183,6 +183,22 @@ def test_every_fhir_dicomweb_and_wado_route_depends_on_the_guard(world: World) -
 
     walk(list(app.routes), "")
     assert "/fhir/{res_type}/{res_id}" in checked and "/dicomweb/studies" in checked
+    assert "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata" in checked
+
+
+def test_wado_sees_what_a_fhir_read_of_the_imaging_study_sees(world: World) -> None:
+    """The same Access.visibility: granular scopes and compartments decide WADO-RS too."""
+    for scope, patient, seen in (
+        ("system/ImagingStudy.rs", None, {world.study_a, world.study_b}),
+        (f"system/ImagingStudy.rs?modality={CT}", None, {world.study_b}),
+        ("patient/ImagingStudy.rs", world.alice, {world.study_a}),
+        (f"patient/ImagingStudy.rs?modality={CT}", world.alice, set()),
+    ):
+        token = issue_token(world.services, scope, patient=patient)
+        for study in (world.study_a, world.study_b):
+            fhir = get(world, f"ImagingStudy/{study}", token).status_code
+            wado = httpx.get(f"{world.base}/dicomweb/studies/{study}", headers=bearer(token), timeout=30)
+            assert fhir == wado.status_code == (200 if study in seen else 404), (scope, study)
 
 
 def test_every_access_is_audited_without_query_strings(world: World) -> None:

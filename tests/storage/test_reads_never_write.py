@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from facade.wiring import Services
 from storage.dicom_index.models import PatientRow, StudyRow
+from storage.errors import NotFound
 from storage.fhir_store.models import (
     FhirResourceRow,
     FhirVersionRow,
@@ -104,3 +106,23 @@ def test_publishing_stores_what_reads_showed(services: Services, tmp_path: Path)
     assert again.version_id == int(shown[0]["meta"]["versionId"]) + 1
     services.publisher.pending()
     assert services.search.read("ImagingStudy", a, visibility=ALL).to_json() == again.to_json()
+
+
+def test_retrieves_write_nothing(services: Services, tmp_path: Path) -> None:
+    """WADO-RS under a patient compartment derives the unpublished ImagingStudy to decide, in a
+    read-only transaction: nothing is stored."""
+    a, b = _archive(services, tmp_path)
+    before = _written(services)
+    scopes = services.auth.parse_scopes("patient/ImagingStudy.rs")
+    visibility = services.auth.rules.build(scopes, patient_id_of(services, a), None, "r")
+    retrieve = services.retrieve
+    found = retrieve.instances(a, visibility=visibility)
+    assert len(found) == 2
+    assert (
+        retrieve.metadata(found[0], lambda tag: f"bulk/{tag:08X}")["7FE00010"]["BulkDataURI"]
+        == "bulk/7FE00010"
+    )
+    assert b"".join(c for _, c in retrieve.bulk_parts(found[0], retrieve.bulk_value(found[0], 0x7FE00010)))
+    with pytest.raises(NotFound):
+        retrieve.instances(b, visibility=visibility)
+    assert _written(services) == before

@@ -1,0 +1,91 @@
+"""Content negotiation of WADO-RS retrieve (PS3.18 8.7): what an Accept header lets us send.
+
+DICOM resources (study, series, instance) are sent as `multipart/related;
+type="application/dicom"` (PS3.18 8.7.3.1, 10.4.1.1). Per acceptable media range the caller gets
+a transfer syntax: None for "as stored", which is what a range without a `transfer-syntax`
+parameter, with `transfer-syntax=*`, or a wildcard range (`*/*`, `multipart/*`, a
+multipart/related without `type`) gets. (PS3.18 8.7.3.5.2 names Explicit VR Little Endian the
+default of application/dicom; serving what was stored is this archive's choice, so that
+retrieval gives back the bytes that were sent and costs no decoding. A client that needs Explicit
+VR Little Endian asks for it.) Ranges are tried in order of quality (RFC 9110 12.5.1), `q=0`
+excludes; a missing or empty Accept accepts anything.
+
+Bulk data (`.../bulkdata/{tag}`) is `multipart/related; type="application/octet-stream"`, negotiated
+the same way.
+
+Metadata is `application/dicom+json` (PS3.18 8.7.3.2, F.2); `application/json` is taken as the
+same.
+"""
+
+from __future__ import annotations
+
+from dicom_bridge.dicomweb.multipart import media_type
+
+DICOM = "application/dicom"
+DICOM_JSON = "application/dicom+json"
+MULTIPART = "multipart/related"
+OCTETS = "application/octet-stream"
+AS_STORED: None = None
+
+_ANY = {"*/*", "multipart/*"}
+_JSON = {DICOM_JSON, "application/json", "application/*", "*/*"}
+
+
+class NotAcceptable(Exception):
+    """No representation the Accept header allows (406)."""
+
+
+def dicom_transfer_syntaxes(accept: str | None) -> list[str | None]:
+    """The transfer syntaxes an Accept allows for DICOM resources, best first (None: as stored);
+    NotAcceptable when it allows none."""
+    return _transfer_syntaxes(accept, DICOM)
+
+
+def bulk_transfer_syntaxes(accept: str | None) -> list[str | None]:
+    """The same for bulk data, sent as `multipart/related; type="application/octet-stream"`
+    (PS3.18 8.7.3.3): a native value in the syntax it is stored in, encapsulated pixel data one
+    frame per part, as stored."""
+    return _transfer_syntaxes(accept, OCTETS)
+
+
+def _transfer_syntaxes(accept: str | None, sent: str) -> list[str | None]:
+    if not accept or not accept.strip():
+        return [AS_STORED]
+    ranked: list[tuple[float, int, str | None]] = []
+    for position, item in enumerate(accept.split(",")):
+        kind = media_type(item)
+        q = _quality(kind.params.get("q", "1"))
+        if q <= 0:
+            continue
+        if kind.mime in _ANY:
+            ranked.append((q, position, AS_STORED))
+            continue
+        if kind.mime != MULTIPART:
+            continue
+        part = media_type(kind.params.get("type", sent)).mime
+        if part not in (sent, "application/*", "*/*"):
+            continue
+        syntax = kind.params.get("transfer-syntax", "*").strip()
+        ranked.append((q, position, AS_STORED if syntax == "*" else syntax))
+    if not ranked:
+        raise NotAcceptable(f'this resource is sent as {MULTIPART}; type="{sent}"')
+    ranked.sort(key=lambda r: (-r[0], r[1]))
+    return list(dict.fromkeys(syntax for _, _, syntax in ranked))
+
+
+def accepts_dicom_json(accept: str | None) -> None:
+    """NotAcceptable unless the Accept allows application/dicom+json."""
+    if not accept or not accept.strip():
+        return
+    for item in accept.split(","):
+        kind = media_type(item)
+        if kind.mime in _JSON and _quality(kind.params.get("q", "1")) > 0:
+            return
+    raise NotAcceptable(f"metadata is sent as {DICOM_JSON}")
+
+
+def _quality(q: str) -> float:
+    try:
+        return float(q)
+    except ValueError:
+        return 1.0

@@ -1,0 +1,319 @@
+"""WADO-RS: GET studies, series and instances, and their metadata (PS3.18 10.4 Retrieve
+Transaction), of what the archive stores, to callers who may read the study's ImagingStudy.
+
+- `/studies/{study}`, `.../series/{series}`, `.../instances/{instance}`: `multipart/related;
+  type="application/dicom"`, one stored Part 10 file per part, each part's Content-Type naming
+  its transfer syntax. As stored unless the Accept asks for Explicit VR Little Endian, which is
+  then decoded (`accept.py` says what an Accept allows).
+- `.../metadata` at each level: `application/dicom+json`, a JSON array of the instances' data
+  sets (PS3.18 F.2), bulk values as BulkDataURIs under `.../instances/{instance}/bulkdata/{tag}`.
+- `.../instances/{instance}/bulkdata/{tag}` (tag: 8 hex digits, a top-level bulk value):
+  `multipart/related; type="application/octet-stream"` (PS3.18 8.7.3.3): a native value in one
+  part, encapsulated pixel data one frame per part, as stored (the part's transfer-syntax says
+  which); no decoding of bulk data (a client that needs decoded pixels retrieves the instance
+  in Explicit VR Little Endian).
+- The body streams part by part from the blob files (a worker thread reads each file in 1 MiB
+  chunks; a transcoded instance is held whole, one at a time): a study of many large instances
+  never sits in memory. The index is read before the response starts, in one read-only
+  transaction.
+
+Refusals, text/plain, before the response starts: 400 a URL UID that is not a UID; 404 a study,
+series or instance the archive does not hold or the caller may not see (the same answer); 406
+an Accept that allows no representation we can give (with what we send); 503 the index database
+is unavailable; 401 / 403 come from the authorization dependency, as for STOW-RS.
+
+Instances that cannot be given in an acceptable transfer syntax (PS3.18 10.4.3, 8.7.3.5): when
+some can and some cannot, those that can are sent with 206 Partial Content and a Warning header
+naming how many were left out; when none can, 406. Whether an instance can is decided from its
+stored transfer syntax before the response starts (`can_transcode`). A bit stream that then fails
+to decode cannot change a status already sent: for a single instance we decode before answering
+(406), for several the response is cut off before its close delimiter, so that no client takes
+the incomplete body for the whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+from pydicom.tag import BaseTag
+
+from dicom_bridge.dicomweb.accept import (
+    DICOM,
+    DICOM_JSON,
+    OCTETS,
+    NotAcceptable,
+    accepts_dicom_json,
+    bulk_transfer_syntaxes,
+    dicom_transfer_syntaxes,
+)
+from mapping.dicom.uid import valid_uid
+from storage.errors import NotFound, Unavailable
+from storage.usecases.retrieve import (
+    EXPLICIT_VR_LE,
+    BulkValue,
+    CannotTranscode,
+    Retrieve,
+    StoredInstance,
+    Visibility,
+    can_transcode,
+)
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+# each instance and the syntax to send it in (None: as stored)
+_Plan = list[tuple[StoredInstance, str | None]]
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def wado_router(retrieve: Retrieve, base_url: str, may_read: Callable[..., Visibility]) -> APIRouter:
+    """The Retrieve Transaction's DICOM, metadata and bulk data resources; `may_read` (a dependency,
+    `DicomwebAuthorization.may_read`) decides first and says which studies the caller sees."""
+    router = APIRouter()
+    read = Depends(may_read)  # a default, not an annotation: evaluated here, where `may_read` is
+
+    @router.get("/studies/{study}")
+    def retrieve_study(study: str, request: Request, sees: Visibility = read) -> Response:
+        return _instances(request, sees, study)
+
+    @router.get("/studies/{study}/series/{series}")
+    def retrieve_series(study: str, series: str, request: Request, sees: Visibility = read) -> Response:
+        return _instances(request, sees, study, series)
+
+    @router.get("/studies/{study}/series/{series}/instances/{instance}")
+    def retrieve_instance(
+        study: str, series: str, instance: str, request: Request, sees: Visibility = read
+    ) -> Response:
+        return _instances(request, sees, study, series, instance)
+
+    @router.get("/studies/{study}/metadata")
+    def study_metadata(study: str, request: Request, sees: Visibility = read) -> Response:
+        return _metadata(request, sees, study)
+
+    @router.get("/studies/{study}/series/{series}/metadata")
+    def series_metadata(study: str, series: str, request: Request, sees: Visibility = read) -> Response:
+        return _metadata(request, sees, study, series)
+
+    @router.get("/studies/{study}/series/{series}/instances/{instance}/metadata")
+    def instance_metadata(
+        study: str, series: str, instance: str, request: Request, sees: Visibility = read
+    ) -> Response:
+        return _metadata(request, sees, study, series, instance)
+
+    @router.get("/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}")
+    def bulk_data(
+        study: str, series: str, instance: str, tag: str, *, request: Request, sees: Visibility = read
+    ) -> Response:
+        return _bulk_data(retrieve, request, sees, (study, series, instance), tag)
+
+    def _instances(request: Request, sees: Visibility, *uids: str) -> Response:
+        level = _LEVELS[len(uids)]
+        try:
+            _check_uids(uids)
+            try:
+                syntaxes = dicom_transfer_syntaxes(request.headers.get("accept"))
+            except NotAcceptable as exc:
+                raise _Refusal(406, str(exc)) from exc
+            found = _found(retrieve, uids, sees)
+            plan = _plan(found, syntaxes)
+            left_out = len(found) - len(plan)
+            if not plan:
+                raise _Refusal(406, _unconvertible(len(found), syntaxes))
+            first = _single(retrieve, plan) if len(uids) == 3 else None
+        except _Refusal as refusal:
+            return _refused(refusal, level)
+        boundary = uuid.uuid4().hex
+        status = 206 if left_out else 200
+        headers = {"Warning": f'299 - "{_unconvertible(left_out, syntaxes)}"'} if left_out else None
+        log.info(
+            "wado.retrieved",
+            extra={
+                "route": level,
+                "http_status": status,
+                "instances": len(plan),
+                "rejected": left_out,
+                "transcoded": sum(s is not None for _, s in plan),
+            },
+        )
+        return StreamingResponse(
+            _multipart(retrieve, plan, boundary, first),
+            status_code=status,
+            media_type=f'multipart/related; type="{DICOM}"; boundary={boundary}',
+            headers=headers,
+        )
+
+    def _metadata(request: Request, sees: Visibility, *uids: str) -> Response:
+        level = _LEVELS[len(uids)]
+        try:
+            _check_uids(uids)
+            try:
+                accepts_dicom_json(request.headers.get("accept"))
+            except NotAcceptable as exc:
+                raise _Refusal(406, str(exc)) from exc
+            found = _found(retrieve, uids, sees)
+        except _Refusal as refusal:
+            return _refused(refusal, f"{level}-metadata")
+        log.info("wado.metadata", extra={"route": level, "http_status": 200, "instances": len(found)})
+        return StreamingResponse(_json_array(retrieve, found, base_url), media_type=DICOM_JSON)
+
+    return router
+
+
+_LEVELS = {1: "study", 2: "series", 3: "instance"}
+
+
+def _bulk_data(
+    retrieve: Retrieve, request: Request, sees: Visibility, uids: tuple[str, ...], tag: str
+) -> Response:
+    """One top-level bulk value of an instance (the BulkDataURI of its metadata)."""
+    try:
+        _check_uids(uids)
+        try:
+            syntaxes = bulk_transfer_syntaxes(request.headers.get("accept"))
+        except NotAcceptable as exc:
+            raise _Refusal(406, str(exc)) from exc
+        (found,) = _found(retrieve, uids, sees)
+        if len(tag) != 8 or not all(c in "0123456789abcdefABCDEF" for c in tag):
+            raise _Refusal(404, "no such bulk data")
+        try:
+            bulk = retrieve.bulk_value(found, int(tag, 16))
+        except NotFound as exc:
+            raise _Refusal(404, str(exc)) from exc
+        sent_as = _bulk_syntax(bulk)
+        if not any(s is None or s == sent_as for s in syntaxes):
+            raise _Refusal(406, f"this bulk data is sent as stored, transfer-syntax={sent_as}")
+    except _Refusal as refusal:
+        return _refused(refusal, "bulkdata")
+    boundary = uuid.uuid4().hex
+    log.info("wado.bulkdata", extra={"route": "bulkdata", "http_status": 200, "instances": 1})
+    return StreamingResponse(
+        _bulk_multipart(retrieve, found, bulk, sent_as, boundary),
+        media_type=f'multipart/related; type="{OCTETS}"; boundary={boundary}',
+    )
+
+
+def _check_uids(uids: tuple[str, ...]) -> None:
+    for name, uid in zip(("study", "series", "instance"), uids, strict=False):
+        if not valid_uid(uid):
+            raise _Refusal(400, f"the {name} in the URL is not a valid UID")
+
+
+def _found(retrieve: Retrieve, uids: tuple[str, ...], sees: Visibility) -> list[StoredInstance]:
+    try:
+        return retrieve.instances(*uids, visibility=sees)
+    except NotFound as exc:
+        raise _Refusal(404, str(exc)) from exc
+    except Unavailable as exc:  # the index database is down: retry later (PS3.18 8.5)
+        raise _Refusal(503, str(exc)) from exc
+
+
+def _plan(found: list[StoredInstance], syntaxes: list[str | None]) -> _Plan:
+    """Each instance with the first acceptable syntax it can be sent in (None: as stored); an
+    instance that can be sent in none is left out."""
+    plan: _Plan = []
+    for instance in found:
+        for syntax in syntaxes:
+            if syntax is None or syntax == instance.transfer_syntax_uid:
+                plan.append((instance, None))
+                break
+            if can_transcode(instance.transfer_syntax_uid, syntax):
+                plan.append((instance, syntax))
+                break
+    return plan
+
+
+def _unconvertible(count: int, syntaxes: list[str | None]) -> str:
+    asked = ", ".join(s for s in syntaxes if s is not None)
+    return (
+        f"{count} instance(s) cannot be sent in the transfer syntax asked for ({asked}): this server "
+        f"sends instances as stored (transfer-syntax=*) or in Explicit VR Little Endian (1.2.840.10008.1.2.1)"
+    )
+
+
+def _single(retrieve: Retrieve, plan: _Plan) -> bytes | None:
+    """One instance to transcode: decoded before the response starts, so that a failure is a 406."""
+    instance, syntax = plan[0]
+    if syntax is None:
+        return None
+    try:
+        return retrieve.transcoded(instance, syntax)
+    except CannotTranscode as exc:
+        raise _Refusal(406, f"the instance cannot be sent in {syntax}: {exc}") from exc
+
+
+def _multipart(retrieve: Retrieve, plan: _Plan, boundary: str, first: bytes | None) -> Iterator[bytes]:
+    """The body, part by part (Starlette iterates a sync generator on a worker thread)."""
+    for n, (instance, syntax) in enumerate(plan):
+        sent_as = syntax or instance.transfer_syntax_uid
+        yield f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={sent_as}\r\n\r\n".encode()
+        if syntax is None:
+            with retrieve.open(instance) as f:
+                while chunk := f.read(_CHUNK):
+                    yield chunk
+        elif n == 0 and first is not None:
+            yield first
+        else:
+            try:
+                yield retrieve.transcoded(instance, syntax)
+            except CannotTranscode as exc:
+                log.warning(
+                    "wado.cut_off",
+                    extra={"sop_instance_uid": instance.sop_uid, "reason": str(exc), "instances": n},
+                )
+                raise  # no close delimiter: the client sees an incomplete body, not a shorter study
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+
+
+def _bulk_syntax(bulk: BulkValue) -> str:
+    """The transfer syntax a part's bytes are in: the stored one for encapsulated pixel data and
+    big endian values; a native little endian value is the same bytes in Explicit VR Little
+    Endian, the default of application/octet-stream (PS3.18 8.7.3.5.2)."""
+    stored = bulk.transfer_syntax_uid
+    if bulk.encapsulated or stored == "1.2.840.10008.1.2.2":
+        return stored
+    return EXPLICIT_VR_LE
+
+
+def _bulk_multipart(
+    retrieve: Retrieve, instance: StoredInstance, bulk: BulkValue, sent_as: str, boundary: str
+) -> Iterator[bytes]:
+    part = -1
+    for n, chunk in retrieve.bulk_parts(instance, bulk):
+        if n != part:
+            yield (b"\r\n" if part >= 0 else b"") + (
+                f"--{boundary}\r\nContent-Type: {OCTETS}; transfer-syntax={sent_as}\r\n\r\n".encode()
+            )
+            part = n
+        yield chunk
+    if part < 0:  # an empty value: one empty part
+        yield f"--{boundary}\r\nContent-Type: {OCTETS}; transfer-syntax={sent_as}\r\n\r\n".encode()
+    yield f"\r\n--{boundary}--\r\n".encode()
+
+
+def _json_array(retrieve: Retrieve, found: list[StoredInstance], base_url: str) -> Iterator[bytes]:
+    yield b"["
+    for n, instance in enumerate(found):
+        prefix = f"{base_url}/studies/{instance.study_uid}/series/{instance.series_uid}"
+        prefix += f"/instances/{instance.sop_uid}/bulkdata"
+
+        def uri(tag: BaseTag, prefix: str = prefix) -> str:
+            return f"{prefix}/{tag:08X}"
+
+        yield (b"," if n else b"") + json.dumps(retrieve.metadata(instance, uri)).encode()
+    yield b"]"
+
+
+def _refused(refusal: _Refusal, route: str) -> Response:
+    log.info("wado.refused", extra={"route": route, "http_status": refusal.status, "reason": refusal.reason})
+    return Response(refusal.reason + "\n", status_code=refusal.status, media_type="text/plain; charset=utf-8")

@@ -1,0 +1,169 @@
+"""Retrieve: the stored instances of a study, series or instance (WADO-RS, PS3.18 10.4), their
+bytes as stored or in another transfer syntax, and their metadata; reads never write.
+
+Who may see a study is the FHIR rule for its ImagingStudy (the ImagingStudy's id is the Study
+Instance UID): the caller's `Visibility` (the patient compartment, a granular scope's criteria)
+is applied by the search use case inside the same read-only transaction that lists the
+instances, so WADO-RS and a FHIR read of the ImagingStudy agree. A study the caller may not see
+is `NotFound`, the same answer as an unknown UID, so that existence does not leak.
+
+The index is read once, in one read-only transaction; the blobs are read afterwards, one
+instance at a time, while the response streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.encaps import generate_frames
+from pydicom.tag import BaseTag
+from pydicom.uid import UID
+
+from mapping.dicom.json_model import (
+    BULK_THRESHOLD,
+    BULK_VRS,
+    PIXEL_DATA_TAGS,
+    UNDEFINED_LENGTH,
+    dicom_json,
+    element_header,
+    pixel_data_tag,
+    vr_of,
+)
+from mapping.dicom.transcode import EXPLICIT_VR_LE, CannotTranscode, can_transcode, transcode
+from storage.blobs import BlobStore
+from storage.db import Database
+from storage.dicom_index.retrieval import StoredInstance, stored_instances
+from storage.errors import NotFound
+from storage.fhir_store.visibility import Visibility
+from storage.usecases.search import Search
+
+__all__ = [
+    "EXPLICIT_VR_LE",
+    "BulkValue",
+    "CannotTranscode",
+    "Retrieve",
+    "StoredInstance",
+    "Visibility",
+    "can_transcode",
+]
+
+_DEFER = 1024  # metadata: values over this stay on disk (bulk data never read)
+_CHUNK = 1 << 20
+
+
+class Retrieve:
+    def __init__(self, db: Database, blobs: BlobStore, search: Search) -> None:
+        self._db, self._blobs, self._search = db, blobs, search
+
+    def instances(
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+        *,
+        visibility: Visibility,
+    ) -> list[StoredInstance]:
+        """The instances the URL names, in DICOM order; NotFound when there are none or the caller
+        may not see the study."""
+        level = "instance" if sop_uid is not None else "series" if series_uid is not None else "study"
+        with self._db.read() as session:
+            found = stored_instances(session, study_uid, series_uid, sop_uid)
+            if not found or not self._search.sees(session, "ImagingStudy", study_uid, visibility):
+                raise NotFound(f"no such {level}")
+        return found
+
+    @contextmanager
+    def open(self, instance: StoredInstance) -> Iterator[BinaryIO]:
+        """The stored Part 10 bytes."""
+        with self._blobs.open(instance.blob_key) as f:
+            yield f
+
+    def transcoded(self, instance: StoredInstance, target: str) -> bytes:
+        """The instance's Part 10 bytes in `target` (read whole: one instance in memory at a
+        time); CannotTranscode when it cannot be given so."""
+        with self._blobs.open(instance.blob_key) as f:
+            ds = dcmread(f)
+            return transcode(ds, target)
+
+    def bulk_value(self, instance: StoredInstance, tag: int) -> BulkValue:
+        """Where the instance's top-level bulk value `tag` lies; NotFound when it has none (not
+        present, not binary, nested, or small enough to be inline in the metadata)."""
+        ts = UID(instance.transfer_syntax_uid)
+        with self._blobs.open(instance.blob_key) as f:
+            if tag in PIXEL_DATA_TAGS and not ts.is_deflated:
+                ds = dcmread(f, defer_size=_DEFER, stop_before_pixels=True)
+                at = f.tell()
+                head = f.read(12)
+                if pixel_data_tag(head, little_endian=ts.is_little_endian) != tag:
+                    raise NotFound("no such bulk data")
+                size, length = element_header(
+                    head, implicit_vr=ts.is_implicit_VR, little_endian=ts.is_little_endian
+                )
+                return BulkValue(tag, ts, at + size, length, int(ds.get("NumberOfFrames") or 1))
+            # a deflated data set is read inflated: its offsets are not the file's, so nothing is deferred
+            ds = dcmread(f, defer_size=None if ts.is_deflated else _DEFER)
+            if tag not in ds:
+                raise NotFound("no such bulk data")
+            raw = ds.get_item(BaseTag(tag), keep_deferred=True)
+            if vr_of(raw.VR, tag) not in BULK_VRS:
+                raise NotFound("no such bulk data")
+            frames = int(ds.get("NumberOfFrames") or 1)
+            if isinstance(raw, RawDataElement) and raw.value is None:  # deferred: still on disk
+                return BulkValue(tag, ts, raw.value_tell, raw.length, frames)
+            value = ds[tag].value
+            if not isinstance(value, bytes) or len(value) <= BULK_THRESHOLD:
+                raise NotFound("no such bulk data")
+            return BulkValue(tag, ts, 0, len(value), frames, inline=value)
+
+    def bulk_parts(self, instance: StoredInstance, bulk: BulkValue) -> Iterator[tuple[int, bytes]]:
+        """The value's bytes as (part number, chunk): one part, read in 1 MiB chunks, for a native
+        value; one part per frame for encapsulated pixel data (PS3.18 8.7.3.3.2), the frame's
+        bit stream as stored."""
+        if bulk.inline is not None:
+            yield 0, bulk.inline
+            return
+        with self._blobs.open(instance.blob_key) as f:
+            f.seek(bulk.offset)
+            if bulk.encapsulated:
+                yield from enumerate(generate_frames(f, number_of_frames=bulk.frames))
+                return
+            left = bulk.length
+            while left > 0 and (chunk := f.read(min(_CHUNK, left))):
+                left -= len(chunk)
+                yield 0, chunk
+
+    def metadata(self, instance: StoredInstance, bulk_data_uri: Callable[[BaseTag], str]) -> dict[str, Any]:
+        """The instance's data set in the DICOM JSON model (PS3.18 F.2), bulk values as
+        BulkDataURIs; the pixel data and deferred values are never read."""
+        with self._blobs.open(instance.blob_key) as f:
+            deflated = UID(instance.transfer_syntax_uid).is_deflated
+            # a deflated data set is read inflated: its offsets are not the file's, so nothing is deferred
+            ds = dcmread(f, defer_size=None if deflated else _DEFER, stop_before_pixels=not deflated)
+            stopped_at = None
+            if not deflated:  # a deflated stream's position is not the file's: read through instead
+                stopped_at = pixel_data_tag(f.read(4), little_endian=ds.file_meta.TransferSyntaxUID != _BE)
+            return dicom_json(ds, bulk_data_uri, instance.transfer_syntax_uid, pixel_data=stopped_at)
+
+
+_BE = "1.2.840.10008.1.2.2"  # Explicit VR Big Endian (retired): the only big endian syntax
+
+
+@dataclass(frozen=True)
+class BulkValue:
+    """Where one top-level bulk value of a stored instance lies (`Retrieve.bulk_value`)."""
+
+    tag: int
+    transfer_syntax_uid: str  # as stored
+    offset: int  # of the value in the file
+    length: int  # UNDEFINED_LENGTH: encapsulated pixel data
+    frames: int
+    inline: bytes | None = None  # a value the reader had to load (an undefined-length UN)
+
+    @property
+    def encapsulated(self) -> bool:
+        return self.length == UNDEFINED_LENGTH and self.inline is None
