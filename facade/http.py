@@ -59,6 +59,7 @@ def build_http_app(services: Services) -> Starlette:
         create_dicomweb_app(
             services.ingest,
             services.retrieve,
+            services.query,
             DicomwebConfig(
                 base_url=f"{base}/dicomweb",
                 max_upload_bytes=settings.stow_max_bytes,

@@ -126,7 +126,7 @@ def build_services(
         audit,
         auth,
         Qa(db),
-        Query(db),
+        Query(db, search),
         Peers(db, now=now),
         retrieve,
     )

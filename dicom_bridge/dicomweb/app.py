@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request, Response
 
 from dicom_bridge.dicomweb.authorization import DicomwebAuthorization
+from dicom_bridge.dicomweb.qido import qido_router
 from dicom_bridge.dicomweb.stow import stow_router
 from dicom_bridge.dicomweb.wado import wado_router
 from storage.errors import InsufficientScope, Unauthenticated
 from storage.usecases.ingest import Ingest
+from storage.usecases.query import Query
 from storage.usecases.retrieve import Retrieve
 
 
@@ -28,7 +30,11 @@ class DicomwebConfig:
 
 
 def create_dicomweb_app(
-    ingest: Ingest, retrieve: Retrieve, config: DicomwebConfig, authorization: DicomwebAuthorization
+    ingest: Ingest,
+    retrieve: Retrieve,
+    query: Query,
+    config: DicomwebConfig,
+    authorization: DicomwebAuthorization,
 ) -> FastAPI:
     app = FastAPI(title="DICOMweb", openapi_url=None, docs_url=None, redoc_url=None)
 
@@ -50,4 +56,5 @@ def create_dicomweb_app(
         )
     )
     app.include_router(wado_router(retrieve, config.base_url, authorization.may_read))
+    app.include_router(qido_router(query, config.base_url, authorization.may_read))
     return app

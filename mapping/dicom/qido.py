@@ -8,6 +8,7 @@ C-FIND share one plan, one matching and one query (`mapping.dicom.query_keys`).
   `Doe^John`), case ignored as always (PS3.18 8.3.4.1 leaves the fuzzy algorithm to the origin
   server).
 - `limit` / `offset`: a page of the matches.
+- Lists: `a\\b`, and for UIDs and codes (which hold no comma) `a,b` too.
 - The default attributes of each level are returned (PS3.18 Table 10.6.3-5, -6, -7), with those
   of the levels above when the URL does not name them (`/series` carries the study's).
 """
@@ -41,6 +42,7 @@ _DEFAULTS: Mapping[Level, tuple[str, ...]] = {
 }
 _RESERVED = frozenset({"includefield", "fuzzymatching", "limit", "offset"})
 _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
+_LIST_VRS = frozenset({"UI", "CS"})  # values without commas: a comma separates a list (PS3.18 8.3.4.1)
 
 
 class BadQidoQuery(ValueError):
@@ -102,7 +104,8 @@ def qido_search(level: Level, pairs: Sequence[tuple[str, str]], *, named: Mappin
     for keyword, value in matching.items():
         if fuzzy and dictionary_VR(keyword) == "PN" and value and "*" not in value and "?" not in value:
             value = f"{value}*"  # noqa: PLW2901 - the value as matched
-        keys[keyword] = tuple(value.split("\\"))
+        separators = r"[\\,]" if dictionary_VR(keyword) in _LIST_VRS else r"\\"
+        keys[keyword] = tuple(re.split(separators, value))
     return QidoSearch(level, tuple(keys.items()), limit, offset)
 
 

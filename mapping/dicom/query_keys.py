@@ -162,7 +162,7 @@ def _text(value: object) -> str:
 
 
 def response_identifier(
-    plan: FindPlan, record: Mapping[str, object], *, stored_charset: str, retrieve_ae: str
+    plan: FindPlan, record: Mapping[str, object], *, stored_charset: str, retrieve_ae: str | None
 ) -> Dataset:
     """One pending response's identifier (PS3.4 C.4.1.1.3.2): every requested key, with the
     value we hold at this level or above, or empty; SpecificCharacterSet names how the text
@@ -179,7 +179,8 @@ def response_identifier(
     if charset:
         ds.SpecificCharacterSet = charset.split("\\") if "\\" in charset else charset
     ds.QueryRetrieveLevel = plan.level
-    ds.RetrieveAETitle = retrieve_ae
+    if retrieve_ae is not None:
+        ds.RetrieveAETitle = retrieve_ae
     for keyword, text in values.items():
         tag = tag_for_keyword(keyword)
         if tag is None:

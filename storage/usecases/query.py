@@ -14,23 +14,33 @@ from mapping.dicom.matching import matches
 from mapping.dicom.query_keys import MULTI_VALUED, FindPlan
 from storage.db import Database
 from storage.dicom_index import query as index_query
+from storage.fhir_store.visibility import ALL, Visibility
+from storage.usecases.search import Search
+
+__all__ = ["Match", "Query", "Visibility"]
 
 Match = dict[str, Any]
 
 
 class Query:
-    def __init__(self, db: Database, *, page_size: int = 200) -> None:
-        self._db, self._page_size = db, page_size
+    def __init__(self, db: Database, search: Search, *, page_size: int = 200) -> None:
+        self._db, self._search, self._page_size = db, search, page_size
 
-    def find(self, plan: FindPlan) -> Iterator[Match]:
-        """The index records matching `plan`, in the order they were first stored."""
+    def find(self, plan: FindPlan, *, visibility: Visibility = ALL) -> Iterator[Match]:
+        """The index records matching `plan`, in the order they were first stored, of the studies
+        `visibility` shows (the FHIR read rules of their ImagingStudy: a patient token's QIDO
+        sees its patient's studies only, counts and `limit` included)."""
         after = 0
         while True:
             with self._db.read() as session:
                 records = index_query.page(session, plan, after=after, size=self._page_size)
-            for record in records:
-                if _satisfies(plan, record):
-                    yield record
+                matching = [r for r in records if _satisfies(plan, r)]
+                if matching and not visibility.everything:
+                    seen = self._search.visible_among(
+                        session, "ImagingStudy", sorted({r["study_uid"] for r in matching}), visibility
+                    )
+                    matching = [r for r in matching if r["study_uid"] in seen]
+            yield from matching
             if len(records) < self._page_size:
                 return
             after = records[-1]["pk"]

@@ -169,6 +169,27 @@ class Search:
         derived = self._derive.of(session, res_type, res_id)
         return self._visible(session, res_type, res_id, visibility, derived)
 
+    def visible_among(
+        self, session: Session, res_type: str, res_ids: Sequence[str], visibility: Visibility
+    ) -> set[str]:
+        """Those of `res_ids` that `visibility` shows as a read would, inside the caller's read
+        transaction (QIDO-RS filters each page of matching studies so)."""
+        _supported(res_type)
+        if visibility.sees_type(res_type) and visibility.alternatives(res_type) is None:
+            return set(res_ids)
+        alts = visibility.alternatives(res_type)
+        if not res_ids or not alts:
+            return set()
+        derived = [d for res_id in res_ids if (d := self._derive.of(session, res_type, res_id)) is not None]
+        return search_sql.visible_ids(
+            session,
+            res_type,
+            list(res_ids),
+            visible=alts,
+            param_types=self._types[res_type],
+            tables=self._overlaid(derived),
+        )
+
     def _visible(
         self, session: Session, res_type: str, res_id: str, visibility: Visibility, derived: Current | None
     ) -> bool:

@@ -147,6 +147,6 @@ def test_pages_cover_the_whole_answer(services: Services) -> None:
     identifier.QueryRetrieveLevel = "IMAGE"
     identifier.PatientName = "*"
     plan = plan_from_identifier("study", identifier)
-    small = [r["pk"] for r in Query(services.db, page_size=3).find(plan)]
+    small = [r["pk"] for r in Query(services.db, services.search, page_size=3).find(plan)]
     assert small == [r["pk"] for r in services.query.find(plan)]
     assert len(small) == len(set(small)) > 10
