@@ -33,6 +33,7 @@ QUERY_FIND = (  # Query/Retrieve FIND (PS3.4 C.4.1; PS3.6 A.1): Patient Root, St
     "1.2.840.10008.5.1.4.1.2.1.1",
     "1.2.840.10008.5.1.4.1.2.2.1",
 )
+QUERY_GET = ("1.2.840.10008.5.1.4.1.2.1.3", "1.2.840.10008.5.1.4.1.2.2.3")  # C-GET (PS3.4 C.4.3)
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,9 @@ def preferred_transfer_syntaxes() -> list[UID]:
 
 def storage_ae(config: AeConfig) -> AE:
     """An AE that accepts C-ECHO; C-STORE of every storage SOP class, in every transfer syntax
-    pydicom can read (stored as received, never transcoded); and C-FIND of the Patient Root and
-    Study Root query models, in the uncompressed transfer syntaxes."""
+    pydicom can read (stored as received, never transcoded), as SCP and, for a C-GET SCU that
+    proposes it, as SCU; and C-FIND and C-GET of the Patient Root and Study Root models, in
+    the uncompressed transfer syntaxes."""
     # Each C-STORE data set is received straight into a file (memory stays bounded for a 500 MB
     # multi-frame) whose path the handler adopts into staging: see `storage_scp`. Set here, where
     # the AE is built, not at import: the switch is module-global in pynetdicom (every AE of the
@@ -96,9 +98,12 @@ def storage_ae(config: AeConfig) -> AE:
         ae.require_calling_aet = list(config.allowed_calling)
     syntaxes = [str(ts) for ts in preferred_transfer_syntaxes()]
     contexts = [build_context(VERIFICATION, syntaxes[:3])]
-    contexts += [build_context(str(c.abstract_syntax), syntaxes) for c in AllStoragePresentationContexts]
-    contexts += [build_context(model, [str(ts) for ts in _UNCOMPRESSED]) for model in QUERY_FIND]
+    contexts += [build_context(model, [str(ts) for ts in _UNCOMPRESSED]) for model in QUERY_FIND + QUERY_GET]
     ae.supported_contexts = contexts
+    for context in AllStoragePresentationContexts:
+        # SCP/SCU role selection (PS3.7 D.3.3.4): a C-GET SCU proposes to be the storage SCP of
+        # its association; we accept, and stay the storage SCP of everyone who does not propose.
+        ae.add_supported_context(str(context.abstract_syntax), syntaxes, scu_role=True, scp_role=True)
     return ae
 
 

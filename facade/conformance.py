@@ -14,8 +14,8 @@ from pydicom.charset import python_encoding
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import UID
 
-from dicom_bridge import find_scp, statuses, storage_scp
-from dicom_bridge.ae import QUERY_FIND, VERIFICATION, AeConfig, storage_ae
+from dicom_bridge import find_scp, get_scp, statuses, storage_scp
+from dicom_bridge.ae import QUERY_FIND, QUERY_GET, VERIFICATION, AeConfig, storage_ae
 from facade.settings import Settings
 from mapping.dicom.matching import RANGE_VRS, WILDCARD_VRS
 from mapping.dicom.query_keys import KEYS, MODEL_LEVELS, UNIQUE
@@ -35,9 +35,11 @@ test fails when it differs from that code.
 | Verification | Verification SOP Class | SCP |
 | Storage | {storage_count} storage SOP classes (appendix A) | SCP |
 | Query/Retrieve FIND | Patient Root, Study Root Query/Retrieve Information Model - FIND | SCP |
+| Query/Retrieve GET | Patient Root, Study Root Query/Retrieve Information Model - GET | SCP |
+| Storage, within a C-GET | the storage SOP classes of appendix A, by SCP/SCU role selection | SCU |
 
-Not yet offered: C-GET and C-MOVE (Query/Retrieve SCP), any SCU role, Modality Worklist, MPPS,
-Storage Commitment.
+Not yet offered: C-MOVE, any SCU role on associations we open, Modality Worklist, MPPS, Storage
+Commitment.
 
 ## 2. Application entity
 
@@ -108,8 +110,27 @@ Responses are sent as matches are read, a page at a time; a C-CANCEL is checked 
 {find_statuses}
 """
 
+_GET = """
+## 6. Retrieve SCP (C-GET)
+
+Information models: Patient Root and Study Root - GET. The identifier names the instances by the
+unique keys of its level and above (single values or lists, no wildcards; other keys are
+ignored): the key of the level itself is required. The instances go as C-STORE sub-operations on
+the same association, to a requestor that proposed SCP/SCU role selection for their storage SOP
+classes. Each goes in its stored transfer syntax when the requestor accepted it for its SOP
+class; else decoded (pydicom with pylibjpeg) or re-encoded into an uncompressed syntax it
+accepted; never in one it did not accept. When a context offers several transfer syntaxes we
+choose uncompressed first (our receiving preference): a requestor that wants a compressed
+instance as stored proposes that syntax alone. An instance that cannot be given so is a failed
+sub-operation. At most {max_subops} instances per request.
+
+| Status | Meaning here |
+| --- | --- |
+{get_statuses}
+"""
+
 _CHARSETS = """
-## 6. Character sets
+## 7. Character sets
 
 Received data sets and query identifiers may use any of: {charsets}. Data sets are stored as
 received. A C-FIND response whose values are all ASCII carries no Specific Character Set; else it
@@ -162,14 +183,15 @@ def statement() -> str:
     config = AeConfig()
     ae = storage_ae(config)
     contexts = ae.supported_contexts
-    storage = [c for c in contexts if c.abstract_syntax not in (VERIFICATION, *QUERY_FIND)]
-    other = [c for c in contexts if c.abstract_syntax in (VERIFICATION, *QUERY_FIND)]
+    storage = [c for c in contexts if c.abstract_syntax not in (VERIFICATION, *QUERY_FIND, *QUERY_GET)]
+    other = [c for c in contexts if c.abstract_syntax in (VERIFICATION, *QUERY_FIND, *QUERY_GET)]
     storage_syntaxes = _syntaxes(storage[0].transfer_syntax) if storage else ""
     rows = [
         f"| {_name(str(c.abstract_syntax))} (`{c.abstract_syntax}`) | {_syntaxes(c.transfer_syntax)} | SCP |"
         for c in other
     ]
-    rows.append(f"| each storage SOP class of appendix A | {storage_syntaxes} | SCP |")
+    roles = "SCP; SCU as well for a requestor that proposes to be SCP (role selection, C-GET)"
+    rows.append(f"| each storage SOP class of appendix A | {storage_syntaxes} | {roles} |")
     text = _INTRO.format(
         storage_count=len(storage),
         host=defaults["dicom_host"],
@@ -190,6 +212,7 @@ def statement() -> str:
         range_vrs=", ".join(sorted(RANGE_VRS)),
         find_statuses=_statuses(_FIND_STATUSES),
     )
+    text += _GET.format(max_subops=get_scp.MAX_SUBOPERATIONS, get_statuses=_statuses(_GET_STATUSES))
     text += _CHARSETS.format(charsets=", ".join(f"`{c}`" for c in python_encoding if c))
     text += "\n## Appendix A. Storage SOP classes\n\n| SOP class | UID |\n| --- | --- |\n"
     text += "\n".join(f"| {_name(str(c.abstract_syntax))} | `{c.abstract_syntax}` |" for c in storage)
@@ -214,6 +237,18 @@ _FIND_STATUSES = {
     find_scp.IDENTIFIER_MISMATCH: "Identifier does not match SOP class: a level the model lacks, a "
     "value its VR cannot take (a malformed date, a wildcard in a UID)",
     find_scp.UNABLE_TO_PROCESS: "Unable to process: an identifier that cannot be decoded; our own failures",
+}
+
+_GET_STATUSES = {
+    get_scp.PENDING: "Pending: sub-operations continue",
+    0x0000: "Success: every instance sent",
+    0xB000: "Warning: some sub-operations failed (counts in the response)",
+    0xA702: "Out of resources: no instance could be sent",
+    get_scp.CANCEL: "Cancelled by the peer's C-CANCEL (counts so far)",
+    get_scp.OUT_OF_RESOURCES: "Out of resources: the database is unavailable",
+    get_scp.IDENTIFIER_MISMATCH: "Identifier does not match SOP class: a level the model lacks, no "
+    "unique key of the level, a wildcard",
+    get_scp.UNABLE_TO_PROCESS: f"Unable to process: more than {get_scp.MAX_SUBOPERATIONS} instances",
 }
 
 

@@ -25,6 +25,8 @@ FACTS = frozenset(
         "model",
         "level",
         "matches",
+        "sent",
+        "failed",
         "called_ae",
         "peer",
         "status",

@@ -17,6 +17,7 @@ from dicom_bridge.admission import Admission
 from dicom_bridge.ae import AeConfig, start_server, storage_ae
 from dicom_bridge.association_audit import AssociationAudit
 from dicom_bridge.find_scp import FindScp
+from dicom_bridge.get_scp import GetScp
 from dicom_bridge.storage_scp import StorageScp
 from facade.housekeeping import INTERVAL as HOUSEKEEPING_INTERVAL
 from facade.housekeeping import Housekeeper
@@ -116,6 +117,7 @@ def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationSe
         admission.handlers()
         + StorageScp(services.ingest).handlers()
         + FindScp(services.query, settings.dicom_ae_title).handlers()
+        + GetScp(services.query, services.retrieve).handlers()
         + AssociationAudit(services.audit).handlers(),
     )
     log.info(

@@ -237,7 +237,7 @@ def retrieve_plan(model: Model, identifier: Dataset) -> FindPlan:
     keys: list[tuple[str, list[str]]] = []
     for lv in levels:
         keyword = UNIQUE[lv]
-        element = identifier.get(keyword)
+        element = identifier.data_element(keyword) if keyword in identifier else None
         values = [v for v in _values(element) if v.strip()] if element is not None else []
         if any("*" in v or "?" in v for v in values):
             raise BadIdentifier(f"{keyword}: a retrieve names its instances, without wildcards")

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.encaps import generate_frames
 from pydicom.tag import BaseTag
@@ -89,6 +89,21 @@ class Retrieve:
         with self._blobs.open(instance.blob_key) as f:
             ds = dcmread(f)
             return transcode(ds, target)
+
+    def dataset(self, blob_key: str, *, decompress: bool) -> Dataset:
+        """A stored instance read whole (C-GET and C-MOVE send data sets), its pixel data decoded
+        when `decompress`; NotFound when its file is gone, CannotTranscode when it cannot be
+        decoded."""
+        with self._blobs.open(blob_key) as f:
+            ds = dcmread(f)
+        if decompress and ds.file_meta.TransferSyntaxUID.is_compressed:
+            if not can_transcode(ds.file_meta.TransferSyntaxUID, EXPLICIT_VR_LE):
+                raise CannotTranscode("no decoder for the stored transfer syntax")
+            try:
+                ds.decompress(generate_instance_uid=False)
+            except Exception as exc:  # a decoder's failure on this bit stream, whatever its type
+                raise CannotTranscode(f"the pixel data cannot be decoded: {type(exc).__name__}") from exc
+        return ds
 
     def bulk_value(self, instance: StoredInstance, tag: int) -> BulkValue:
         """Where the instance's top-level bulk value `tag` lies; NotFound when it has none (not
