@@ -34,6 +34,7 @@ QUERY_FIND = (  # Query/Retrieve FIND (PS3.4 C.4.1; PS3.6 A.1): Patient Root, St
     "1.2.840.10008.5.1.4.1.2.2.1",
 )
 QUERY_GET = ("1.2.840.10008.5.1.4.1.2.1.3", "1.2.840.10008.5.1.4.1.2.2.3")  # C-GET (PS3.4 C.4.3)
+QUERY_MOVE = ("1.2.840.10008.5.1.4.1.2.1.2", "1.2.840.10008.5.1.4.1.2.2.2")  # C-MOVE (PS3.4 C.4.2)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,10 @@ def storage_ae(config: AeConfig) -> AE:
         ae.require_calling_aet = list(config.allowed_calling)
     syntaxes = [str(ts) for ts in preferred_transfer_syntaxes()]
     contexts = [build_context(VERIFICATION, syntaxes[:3])]
-    contexts += [build_context(model, [str(ts) for ts in _UNCOMPRESSED]) for model in QUERY_FIND + QUERY_GET]
+    contexts += [
+        build_context(model, [str(ts) for ts in _UNCOMPRESSED])
+        for model in QUERY_FIND + QUERY_GET + QUERY_MOVE
+    ]
     ae.supported_contexts = contexts
     for context in AllStoragePresentationContexts:
         # SCP/SCU role selection (PS3.7 D.3.3.4): a C-GET SCU proposes to be the storage SCP of

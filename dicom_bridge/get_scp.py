@@ -81,7 +81,7 @@ class GetScp:
                 log.info("c_get.cancelled", extra=facts | {"sent": sent, "failed": failed})
                 yield CANCEL, None
                 return
-            ds = self._dataset_for(event.assoc, record)
+            ds = sendable(self._retrieve, event.assoc, record)
             if ds is None:
                 failed += 1
                 yield PENDING, UNSENDABLE  # not a Dataset: pynetdicom counts a failed sub-operation
@@ -94,30 +94,28 @@ class GetScp:
             | {"instances": sent, "count": failed, "ms": round((time.perf_counter() - started) * 1000, 2)},
         )
 
-    def _dataset_for(self, assoc: Association, record: Match) -> Dataset | None:
-        """The instance as the association can carry it, or None (not stored any more, no
-        accepted context for its SOP class, or no way from its transfer syntax to one accepted)."""
-        stored = UID(record["transfer_syntax"])
-        accepted = [
-            cx.transfer_syntax[0]
-            for cx in assoc.accepted_contexts
-            if cx.abstract_syntax == record["sop_class_uid"] and cx.as_scu
-        ]
-        if not accepted:
-            return None
-        as_stored = stored in accepted or (
-            not stored.is_compressed and any(not UID(t).is_compressed for t in accepted)
-        )
-        if not as_stored and not any(not UID(t).is_compressed for t in accepted):
-            return None
-        try:
-            return self._retrieve.dataset(record["blob_key"], decompress=not as_stored)
-        except (DomainError, CannotTranscode) as exc:
-            log.warning(
-                "retrieve.instance_failed",
-                extra={"sop_instance_uid": record["sop_uid"], "error": type(exc).__name__},
-            )
-            return None
+
+def sendable(retrieve: Retrieve, assoc: Association | None, record: Match) -> Dataset | None:
+    """The instance as `assoc` can carry it, or None (no association, no accepted context for its
+    SOP class, no way from its transfer syntax to one accepted, its file gone or undecodable)."""
+    if assoc is None:
+        return None
+    stored = UID(record["transfer_syntax"])
+    accepted = [
+        cx.transfer_syntax[0]
+        for cx in assoc.accepted_contexts
+        if cx.abstract_syntax == record["sop_class_uid"] and cx.as_scu
+    ]
+    uncompressed = any(not UID(t).is_compressed for t in accepted)
+    as_stored = stored in accepted or (not stored.is_compressed and uncompressed)
+    if not as_stored and not uncompressed:
+        return None
+    try:
+        return retrieve.dataset(record["blob_key"], decompress=not as_stored)
+    except (DomainError, CannotTranscode) as exc:
+        why = {"sop_instance_uid": record["sop_uid"], "error": type(exc).__name__}
+        log.warning("retrieve.instance_failed", extra=why)
+        return None
 
 
 def failure(status: int, comment: str) -> Dataset:

@@ -14,8 +14,8 @@ from pydicom.charset import python_encoding
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import UID
 
-from dicom_bridge import find_scp, get_scp, statuses, storage_scp
-from dicom_bridge.ae import QUERY_FIND, QUERY_GET, VERIFICATION, AeConfig, storage_ae
+from dicom_bridge import find_scp, get_scp, move_scp, statuses, storage_scp
+from dicom_bridge.ae import QUERY_FIND, QUERY_GET, QUERY_MOVE, VERIFICATION, AeConfig, storage_ae
 from facade.settings import Settings
 from mapping.dicom.matching import RANGE_VRS, WILDCARD_VRS
 from mapping.dicom.query_keys import KEYS, MODEL_LEVELS, UNIQUE
@@ -36,10 +36,11 @@ test fails when it differs from that code.
 | Storage | {storage_count} storage SOP classes (appendix A) | SCP |
 | Query/Retrieve FIND | Patient Root, Study Root Query/Retrieve Information Model - FIND | SCP |
 | Query/Retrieve GET | Patient Root, Study Root Query/Retrieve Information Model - GET | SCP |
+| Query/Retrieve MOVE | Patient Root, Study Root Query/Retrieve Information Model - MOVE | SCP |
 | Storage, within a C-GET | the storage SOP classes of appendix A, by SCP/SCU role selection | SCU |
+| Storage, for a C-MOVE | the SOP classes of the instances moved, on an association we open | SCU |
 
-Not yet offered: C-MOVE, any SCU role on associations we open, Modality Worklist, MPPS, Storage
-Commitment.
+Not yet offered: Modality Worklist, MPPS, Storage Commitment, and querying other archives.
 
 ## 2. Application entity
 
@@ -129,8 +130,22 @@ sub-operation. At most {max_subops} instances per request.
 {get_statuses}
 """
 
+_MOVE = """
+## 7. Retrieve SCP (C-MOVE) and the associations it opens
+
+Information models: Patient Root and Study Root - MOVE; the identifier as for C-GET. The Move
+Destination must be registered (`facade ae add NAME HOST PORT`): an unknown one is 0xA801,
+and so is one that cannot be reached or accepts none of our contexts. We open one association
+per request, as AE title `FACADE_DICOM_AE_TITLE`, proposing for each SOP class to send one
+context of Explicit and Implicit VR Little Endian and one context for each compressed transfer
+syntax the instances are stored in (at most {max_contexts} contexts). Each instance goes as
+stored when the destination accepted that, else decoded or re-encoded into an uncompressed
+syntax it accepted; one that cannot be given so is a failed sub-operation. The C-STORE requests
+carry the Move Originator AE title and Message ID. Statuses as for C-GET, and 0xA801.
+"""
+
 _CHARSETS = """
-## 7. Character sets
+## 8. Character sets
 
 Received data sets and query identifiers may use any of: {charsets}. Data sets are stored as
 received. A C-FIND response whose values are all ASCII carries no Specific Character Set; else it
@@ -183,8 +198,10 @@ def statement() -> str:
     config = AeConfig()
     ae = storage_ae(config)
     contexts = ae.supported_contexts
-    storage = [c for c in contexts if c.abstract_syntax not in (VERIFICATION, *QUERY_FIND, *QUERY_GET)]
-    other = [c for c in contexts if c.abstract_syntax in (VERIFICATION, *QUERY_FIND, *QUERY_GET)]
+    storage = [
+        c for c in contexts if c.abstract_syntax not in (VERIFICATION, *QUERY_FIND, *QUERY_GET, *QUERY_MOVE)
+    ]
+    other = [c for c in contexts if c.abstract_syntax in (VERIFICATION, *QUERY_FIND, *QUERY_GET, *QUERY_MOVE)]
     storage_syntaxes = _syntaxes(storage[0].transfer_syntax) if storage else ""
     rows = [
         f"| {_name(str(c.abstract_syntax))} (`{c.abstract_syntax}`) | {_syntaxes(c.transfer_syntax)} | SCP |"
@@ -213,6 +230,7 @@ def statement() -> str:
         find_statuses=_statuses(_FIND_STATUSES),
     )
     text += _GET.format(max_subops=get_scp.MAX_SUBOPERATIONS, get_statuses=_statuses(_GET_STATUSES))
+    text += _MOVE.format(max_contexts=move_scp.MAX_CONTEXTS)
     text += _CHARSETS.format(charsets=", ".join(f"`{c}`" for c in python_encoding if c))
     text += "\n## Appendix A. Storage SOP classes\n\n| SOP class | UID |\n| --- | --- |\n"
     text += "\n".join(f"| {_name(str(c.abstract_syntax))} | `{c.abstract_syntax}` |" for c in storage)

@@ -18,6 +18,7 @@ from dicom_bridge.ae import AeConfig, start_server, storage_ae
 from dicom_bridge.association_audit import AssociationAudit
 from dicom_bridge.find_scp import FindScp
 from dicom_bridge.get_scp import GetScp
+from dicom_bridge.move_scp import MoveScp
 from dicom_bridge.storage_scp import StorageScp
 from facade.housekeeping import INTERVAL as HOUSEKEEPING_INTERVAL
 from facade.housekeeping import Housekeeper
@@ -118,6 +119,7 @@ def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationSe
         + StorageScp(services.ingest).handlers()
         + FindScp(services.query, settings.dicom_ae_title).handlers()
         + GetScp(services.query, services.retrieve).handlers()
+        + MoveScp(services.query, services.retrieve, services.peers).handlers()
         + AssociationAudit(services.audit).handlers(),
     )
     log.info(

@@ -18,7 +18,7 @@ from pynetdicom.sop_class import MRImageStorage  # type: ignore[attr-defined]
 from facade.serve import start_dicom
 from facade.settings import Settings
 from facade.wiring import Services
-from tests.dicom_factory import make_instance, new_uid, write
+from tests.dicom_factory import new_uid
 from tests.tools import require_tool
 
 STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
@@ -29,27 +29,6 @@ def port(settings: Settings, services: Services) -> Iterator[int]:
     server = start_dicom(settings, services)
     yield server.server_address[1]
     server.shutdown()
-
-
-@pytest.fixture
-def study(services: Services, tmp_path: Path) -> dict[str, Any]:
-    """Two series: two uncompressed instances, and one RLE Lossless instance."""
-    study_uid, s1, s2 = new_uid(), new_uid(), new_uid()
-    sent = [
-        make_instance(study_uid=study_uid, series_uid=s1, instance_number=1, rows=8, columns=8),
-        make_instance(study_uid=study_uid, series_uid=s1, instance_number=2, rows=8, columns=8),
-    ]
-    rle = make_instance(study_uid=study_uid, series_uid=s2, series_number=2, rows=8, columns=8)
-    rle.compress(RLELossless, generate_instance_uid=False)
-    sent.append(rle)
-    for ds in sent:
-        path = write(ds, tmp_path / "sent" / f"{ds.SOPInstanceUID}.dcm")
-        staged = services.ingest.staging_dir() / path.name
-        staged.write_bytes(path.read_bytes())
-        from storage.usecases.ingest import Source
-
-        services.ingest.staged(staged, Source("import"))
-    return {"uid": study_uid, "series": (s1, s2), "sent": {str(ds.SOPInstanceUID): ds for ds in sent}}
 
 
 def getscu(port: int, out: Path, *keys: str, extra: tuple[str, ...] = ()) -> tuple[list[Dataset], str]:
@@ -69,45 +48,49 @@ def pixels(ds: Dataset) -> np.ndarray:  # type: ignore[type-arg]
 
 
 def test_getscu_retrieves_a_study_decoding_what_it_did_not_accept(
-    port: int, study: dict[str, Any], tmp_path: Path
+    port: int, stored_study: dict[str, Any], tmp_path: Path
 ) -> None:
     received, log = getscu(
-        port, tmp_path / "r", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study['uid']}"
+        port, tmp_path / "r", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={stored_study['uid']}"
     )
-    assert {str(ds.SOPInstanceUID) for ds in received} == set(study["sent"]), log
+    assert {str(ds.SOPInstanceUID) for ds in received} == set(stored_study["sent"]), log
     for ds in received:
-        original = study["sent"][str(ds.SOPInstanceUID)]
+        original = stored_study["sent"][str(ds.SOPInstanceUID)]
         assert not ds.file_meta.TransferSyntaxUID.is_compressed, "getscu proposed uncompressed syntaxes only"
         assert np.array_equal(pixels(ds), pixels(original))
         assert ds.PatientName == original.PatientName
 
 
-def test_a_peer_that_accepts_the_stored_syntax_gets_it_as_stored(port: int, study: dict[str, Any]) -> None:
+def test_a_peer_that_accepts_the_stored_syntax_gets_it_as_stored(
+    port: int, stored_study: dict[str, Any]
+) -> None:
     """We choose uncompressed first when a context offers several (our receiving preference), so
     a peer that wants RLE as stored proposes it alone, as here."""
     identifier = Dataset()
     identifier.QueryRetrieveLevel = "SERIES"
-    identifier.StudyInstanceUID = study["uid"]
-    identifier.SeriesInstanceUID = study["series"][1]
+    identifier.StudyInstanceUID = stored_study["uid"]
+    identifier.SeriesInstanceUID = stored_study["series"][1]
     received, statuses = _get(port, identifier, syntaxes=(str(RLELossless),))
     [(uid, (syntax, data))] = received.items()
     assert syntax == RLELossless and statuses[-1].Status == 0x0000
-    assert data == study["sent"][uid].PixelData, "the stored bit stream, not re-encoded"
+    assert data == stored_study["sent"][uid].PixelData, "the stored bit stream, not re-encoded"
 
 
-def test_image_level_and_uid_lists(port: int, study: dict[str, Any]) -> None:
-    uids = sorted(uid for uid, ds in study["sent"].items() if ds.SeriesInstanceUID == study["series"][0])
+def test_image_level_and_uid_lists(port: int, stored_study: dict[str, Any]) -> None:
+    uids = sorted(
+        uid for uid, ds in stored_study["sent"].items() if ds.SeriesInstanceUID == stored_study["series"][0]
+    )
     identifier = Dataset()
     identifier.QueryRetrieveLevel = "IMAGE"
-    identifier.StudyInstanceUID = study["uid"]
-    identifier.SeriesInstanceUID = study["series"][0]
+    identifier.StudyInstanceUID = stored_study["uid"]
+    identifier.SeriesInstanceUID = stored_study["series"][0]
     identifier.SOPInstanceUID = uids
     received, statuses = _get(port, identifier)
     assert sorted(received) == uids
     assert statuses[-1].Status == 0x0000 and statuses[-1].NumberOfCompletedSuboperations == 2
 
 
-def test_refusals(port: int, study: dict[str, Any]) -> None:
+def test_refusals(port: int, stored_study: dict[str, Any]) -> None:
     no_uid = Dataset()
     no_uid.QueryRetrieveLevel = "STUDY"
     no_uid.PatientID = "PID-0001"
@@ -120,12 +103,12 @@ def test_refusals(port: int, study: dict[str, Any]) -> None:
     assert statuses[-1].Status == 0xA900
 
 
-def test_nothing_sendable_fails_every_sub_operation(port: int, study: dict[str, Any]) -> None:
+def test_nothing_sendable_fails_every_sub_operation(port: int, stored_study: dict[str, Any]) -> None:
     """A peer that offered to store CT images only cannot be sent our MR instances: each is a
     failed sub-operation (0xA702: none sent); offering MR, it gets all three, RLE decoded."""
     identifier = Dataset()
     identifier.QueryRetrieveLevel = "STUDY"
-    identifier.StudyInstanceUID = study["uid"]
+    identifier.StudyInstanceUID = stored_study["uid"]
     received, statuses = _get(port, identifier, storage=("1.2.840.10008.5.1.4.1.1.2",))  # CT only
     assert received == {}
     final = statuses[-1]

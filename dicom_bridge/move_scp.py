@@ -1,0 +1,132 @@
+"""Query/Retrieve C-MOVE SCP, Patient Root and Study Root (PS3.4 C.4.2): the identifier's unique
+keys -> the instances (the query use case) -> C-STORE sub-operations on a new association to the
+Move Destination, which must be registered (`facade ae add`): an unknown one is 0xA801.
+
+For each SOP class to send we propose one context per stored transfer syntax (so a destination
+can take a compressed instance as stored) and one of the uncompressed syntaxes; each instance
+goes as stored when the destination accepted that, else decoded or re-encoded into an
+uncompressed syntax it accepted, never in one it did not accept; one that cannot be is a failed
+sub-operation. pynetdicom associates, counts the sub-operations and sends the final status
+(0x0000, 0xB000 some failed, 0xA702 none sent, 0xA801 the destination cannot be reached); a
+C-CANCEL answers 0xFE00 with the counts so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any, cast
+
+from pynetdicom import build_context, evt
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_MOVE
+from pynetdicom.events import Event, EventHandlerType
+from pynetdicom.presentation import PresentationContext
+
+from dicom_bridge.get_scp import (
+    CANCEL,
+    IDENTIFIER_MISMATCH,
+    MAX_SUBOPERATIONS,
+    OUT_OF_RESOURCES,
+    PENDING,
+    UNABLE_TO_PROCESS,
+    UNSENDABLE,
+    failure,
+    sendable,
+)
+from mapping.dicom.query_keys import BadIdentifier, Model, retrieve_plan
+from storage.errors import DomainError
+from storage.usecases.peers import Peers
+from storage.usecases.query import Match, Query
+from storage.usecases.retrieve import Retrieve
+
+log = logging.getLogger(__name__)
+
+MOVE_MODELS: dict[str, Model] = {
+    "1.2.840.10008.5.1.4.1.2.1.2": "patient",  # Patient Root Query/Retrieve Information Model - MOVE
+    "1.2.840.10008.5.1.4.1.2.2.2": "study",  # Study Root Query/Retrieve Information Model - MOVE
+}
+UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]  # Explicit, Implicit VR Little Endian
+MAX_CONTEXTS = 128  # presentation context ids are the odd numbers 1 to 255 (PS3.8 9.3.2.2)
+
+
+class MoveScp:
+    def __init__(self, query: Query, retrieve: Retrieve, peers: Peers) -> None:
+        self._query, self._retrieve, self._peers = query, retrieve, peers
+
+    def handlers(self) -> list[EventHandlerType]:
+        return [(evt.EVT_C_MOVE, self.on_c_move)]
+
+    def on_c_move(self, event: Event) -> Iterator[Any]:
+        started = time.perf_counter()
+        request = cast(C_MOVE, event.request)
+        requestor = event.assoc.requestor
+        facts: dict[str, object] = {"calling_ae": requestor.ae_title, "peer": requestor.address}
+        name = str(request.MoveDestination or "").strip()
+        destination = self._peers.get(name) if name else None
+        if destination is None:
+            log.warning("c_move.unknown_destination", extra=facts | {"called_ae": name, "status": 0xA801})
+            yield None, None  # pynetdicom answers 0xA801, Move Destination unknown
+            return
+        facts["called_ae"] = destination.ae_title
+        model = MOVE_MODELS.get(str(request.AffectedSOPClassUID), "study")
+        refusal: tuple[int, str] | None = None
+        instances: list[Match] = []
+        try:
+            instances = list(self._query.find(retrieve_plan(model, event.identifier)))
+            if len(instances) > MAX_SUBOPERATIONS:
+                refusal = (UNABLE_TO_PROCESS, f"more than {MAX_SUBOPERATIONS} instances: ask for less")
+        except BadIdentifier as exc:
+            refusal = (IDENTIFIER_MISMATCH, str(exc))
+        except DomainError as exc:
+            refusal = (OUT_OF_RESOURCES, str(exc))
+        accepted: list[Association] = []
+
+        def on_accepted(sub: Event) -> None:
+            accepted.append(sub.assoc)
+
+        contexts = proposed_contexts(instances) if refusal is None else [build_context(_VERIFICATION)]
+        options = {"contexts": contexts, "evt_handlers": [(evt.EVT_ACCEPTED, on_accepted)]}
+        # pynetdicom associates with the destination after the second yield, and has no earlier
+        # place for a refusal: for one we propose Verification only (every storage SCP we know
+        # accepts it), then answer the failure on the requestor's association
+        yield destination.host, destination.port, options
+        if refusal is not None:
+            log.warning("c_move.refused", extra=facts | {"status": refusal[0], "reason": refusal[1]})
+            yield 1
+            yield failure(*refusal), None
+            return
+        yield len(instances)
+        sent = failed = 0
+        for record in instances:
+            if event.is_cancelled:
+                log.info("c_move.cancelled", extra=facts | {"sent": sent, "failed": failed})
+                yield CANCEL, None
+                return
+            ds = sendable(self._retrieve, accepted[0] if accepted else None, record)
+            if ds is None:
+                failed += 1
+                yield PENDING, UNSENDABLE
+            else:
+                sent += 1
+                yield PENDING, ds
+        ms = round((time.perf_counter() - started) * 1000, 2)
+        log.info("c_move.done", extra=facts | {"sent": sent, "failed": failed, "ms": ms})
+
+
+_VERIFICATION = "1.2.840.10008.1.1"
+
+
+def proposed_contexts(instances: list[Match]) -> list[PresentationContext]:
+    """For each SOP class: a context for each stored transfer syntax, and one of the uncompressed
+    ones, as many as 128 contexts allow (then uncompressed only)."""
+    by_class: dict[str, set[str]] = {}
+    for record in instances:
+        by_class.setdefault(record["sop_class_uid"], set()).add(record["transfer_syntax"])
+    contexts = [build_context(sop_class, UNCOMPRESSED) for sop_class in sorted(by_class)]
+    for sop_class in sorted(by_class):
+        for syntax in sorted(by_class[sop_class] - set(UNCOMPRESSED)):
+            if len(contexts) < MAX_CONTEXTS:
+                contexts.append(build_context(sop_class, [syntax]))
+    return contexts[:MAX_CONTEXTS] or [build_context(_VERIFICATION)]

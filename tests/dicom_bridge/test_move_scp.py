@@ -1,0 +1,129 @@
+"""C-MOVE SCP (PS3.4 C.4.2) through the serving composition: movescu and pynetdicom ask, a
+pynetdicom storage SCP on 127.0.0.1 is the registered destination."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydicom import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
+from pynetdicom import AE, evt
+
+from facade.serve import start_dicom
+from facade.settings import Settings
+from facade.wiring import Services
+from tests.dicom_factory import new_uid
+from tests.tools import require_tool
+
+STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+MR = "1.2.840.10008.5.1.4.1.1.4"
+
+
+@pytest.fixture
+def port(settings: Settings, services: Services) -> Iterator[int]:
+    server = start_dicom(settings, services)
+    yield server.server_address[1]
+    server.shutdown()
+
+
+class Destination:
+    """A storage SCP on 127.0.0.1 that keeps (transfer syntax, pixel data) per SOP Instance UID."""
+
+    def __init__(self, syntaxes: list[str]) -> None:
+        self.received: dict[str, tuple[str, bytes]] = {}
+        ae = AE(ae_title="DEST")
+        ae.add_supported_context(MR, syntaxes)
+        ae.add_supported_context("1.2.840.10008.1.1")  # Verification: what a refusal associates for
+        self.server = ae.start_server(
+            ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
+        )
+        self.port = self.server.server_address[1]
+
+    def _on_store(self, event: Any) -> int:
+        ds = event.dataset
+        self.received[str(ds.SOPInstanceUID)] = (str(event.context.transfer_syntax), ds.PixelData)
+        return 0x0000
+
+
+@pytest.fixture
+def destination(services: Services) -> Iterator[Destination]:
+    dest = Destination([str(ExplicitVRLittleEndian), str(RLELossless)])
+    services.peers.add("DEST", "127.0.0.1", dest.port)
+    yield dest
+    dest.server.shutdown()
+
+
+def test_movescu_moves_a_study_to_a_registered_destination(
+    port: int, destination: Destination, stored_study: dict[str, Any]
+) -> None:
+    done = subprocess.run(
+        [
+            require_tool("movescu"), "-S", "-aec", "FACADE", "-aem", "DEST", "-v",
+            "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={stored_study['uid']}",
+            "127.0.0.1", str(port),
+        ],
+        check=False, capture_output=True, text=True, timeout=60, env={**os.environ, "TCP_NODELAY": "1"},
+    )  # fmt: skip
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log
+    assert "Received Final Move Response (Success)" in log, log
+    assert set(destination.received) == set(stored_study["sent"])
+    for uid, (syntax, data) in destination.received.items():
+        sent = stored_study["sent"][uid]
+        assert syntax == sent.file_meta.TransferSyntaxUID, "as stored: the destination accepted RLE"
+        assert data == sent.PixelData
+
+
+def test_a_destination_without_the_stored_syntax_gets_it_decoded(
+    port: int, services: Services, stored_study: dict[str, Any]
+) -> None:
+    plain = Destination([str(ImplicitVRLittleEndian)])
+    services.peers.add("PLAIN", "127.0.0.1", plain.port)
+    try:
+        statuses = _move(port, "PLAIN", _study_identifier(stored_study["uid"]))
+        assert statuses[-1].Status == 0x0000 and statuses[-1].NumberOfCompletedSuboperations == 3
+        assert {syntax for syntax, _ in plain.received.values()} == {str(ImplicitVRLittleEndian)}
+    finally:
+        plain.server.shutdown()
+
+
+def test_refusals(port: int, destination: Destination, stored_study: dict[str, Any]) -> None:
+    assert _move(port, "NOBODY", _study_identifier(stored_study["uid"]))[-1].Status == 0xA801
+    no_key = Dataset()
+    no_key.QueryRetrieveLevel = "SERIES"
+    no_key.StudyInstanceUID = stored_study["uid"]
+    assert _move(port, "DEST", no_key)[-1].Status == 0xA900
+    final = _move(port, "DEST", _study_identifier(new_uid()))[-1]
+    assert (final.Status, final.NumberOfCompletedSuboperations) == (0x0000, 0)
+    assert destination.received == {}
+
+
+def test_an_unreachable_destination_is_0xa801(
+    port: int, services: Services, stored_study: dict[str, Any]
+) -> None:
+    gone = Destination([str(ExplicitVRLittleEndian)])
+    services.peers.add("GONE", "127.0.0.1", gone.port)
+    gone.server.shutdown()
+    assert _move(port, "GONE", _study_identifier(stored_study["uid"]))[-1].Status == 0xA801
+
+
+def _study_identifier(uid: str) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = uid
+    return ds
+
+
+def _move(port: int, destination: str, identifier: Dataset) -> list[Dataset]:
+    ae = AE(ae_title="MOVESCU")
+    ae.add_requested_context(STUDY_ROOT_MOVE)
+    assoc = ae.associate("127.0.0.1", port, ae_title="FACADE")
+    assert assoc.is_established
+    try:
+        return [status for status, _ in assoc.send_c_move(identifier, destination, STUDY_ROOT_MOVE)]
+    finally:
+        assoc.release()
