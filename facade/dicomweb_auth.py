@@ -15,10 +15,10 @@ from storage.fhir_store.visibility import Visibility
 
 
 class DicomwebTokens:
-    """The same bearer tokens as /fhir; STOW-RS needs `c` on ImagingStudy (`Access.require_store`),
-    WADO-RS `r` on ImagingStudy, and sees the studies whose ImagingStudy a FHIR read would show
-    (`Access.visibility`: the patient compartment of patient/ scopes and of a patient user,
-    granular scopes' criteria)."""
+    """The same bearer tokens as /fhir: STOW-RS needs `c` on ImagingStudy (`Access.require_store`),
+    WADO-RS `r`, QIDO-RS `s` (as a FHIR read or search of ImagingStudy), and each sees the
+    studies whose ImagingStudy that read or search would show (`Access.visibility`: the patient
+    compartment of patient/ scopes and of a patient user, granular scopes' criteria)."""
 
     def __init__(self, guard: Guard) -> None:
         token = Depends(guard)  # a default, not an annotation: evaluated here, where `guard` is
@@ -30,8 +30,13 @@ class DicomwebTokens:
             access.require("ImagingStudy", "r")
             return access.visibility("r")
 
+        def may_search(access: Access = token) -> Visibility:
+            access.require("ImagingStudy", "s")
+            return access.visibility("s")
+
         self.may_store: Callable[..., object] = may_store
         self.may_read: Callable[..., Visibility] = may_read
+        self.may_search: Callable[..., Visibility] = may_search
 
     def challenge(self, exc: Unauthenticated | InsufficientScope, realm: str) -> str:
         return www_authenticate(exc, realm)

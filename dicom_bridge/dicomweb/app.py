@@ -56,5 +56,5 @@ def create_dicomweb_app(
         )
     )
     app.include_router(wado_router(retrieve, config.base_url, authorization.may_read))
-    app.include_router(qido_router(query, config.base_url, authorization.may_read))
+    app.include_router(qido_router(query, config.base_url, authorization.may_search))
     return app

@@ -30,6 +30,12 @@ class DicomwebAuthorization(Protocol):
         compartment), or `Unauthenticated` / `InsufficientScope`."""
         ...
 
+    @property
+    def may_search(self) -> Callable[..., Visibility]:
+        """The same for every QIDO-RS route: `s` on ImagingStudy (a FHIR search of ImagingStudy),
+        and the studies such a search would show."""
+        ...
+
     def challenge(self, exc: Unauthenticated | InsufficientScope, realm: str) -> str:
         """The WWW-Authenticate value for a refusal (RFC 6750 3)."""
         ...

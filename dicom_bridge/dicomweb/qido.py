@@ -34,11 +34,11 @@ log = logging.getLogger(__name__)
 _MORE = '299 {host} "There are additional results that can be requested"'
 
 
-def qido_router(query: Query, base_url: str, may_read: Callable[..., Visibility]) -> APIRouter:
-    """The Search Transaction's resources; `may_read` (`DicomwebAuthorization.may_read`) decides
-    first and says which studies the caller sees."""
+def qido_router(query: Query, base_url: str, may_search: Callable[..., Visibility]) -> APIRouter:
+    """The Search Transaction's resources; `may_search` (`DicomwebAuthorization.may_search`)
+    decides first and says which studies the caller sees."""
     router = APIRouter()
-    read = Depends(may_read)  # a default, not an annotation: evaluated here, where `may_read` is
+    read = Depends(may_search)  # a default, not an annotation: evaluated here, where it is
 
     @router.get("/studies")
     def search_studies(request: Request, sees: Visibility = read) -> Response:

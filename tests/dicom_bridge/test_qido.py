@@ -164,6 +164,11 @@ def test_a_patient_token_finds_only_its_own_studies(
     with httpx.Client(base_url=f"{live_http}/dicomweb", timeout=30) as anonymous:
         r = anonymous.get("/studies")
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
-    token = issue_token(services, "system/Patient.rs")
-    with httpx.Client(base_url=f"{live_http}/dicomweb", headers=bearer(token), timeout=30) as other:
-        assert other.get("/studies").status_code == 403
+    for scope, status in (
+        ("system/Patient.rs", 403),
+        ("system/ImagingStudy.r", 403),
+        ("system/ImagingStudy.s", 200),
+    ):
+        token = issue_token(services, scope)
+        with httpx.Client(base_url=f"{live_http}/dicomweb", headers=bearer(token), timeout=30) as other:
+            assert other.get("/studies").status_code == status, scope
