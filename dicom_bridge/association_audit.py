@@ -3,10 +3,13 @@
 An association's event says who (the calling AE title), from where (the peer address), how it
 ended (released, aborted or rejected) and what its C-STOREs came to: how many instances were
 stored, refused (a failure status for the peer's data: cannot understand, conflict, out of
-resources) and failed (our error, 0xC211 / 0x0110). The counts are taken from the C-STORE
-responses as they are sent, so they are what the peer was told; nothing of a data set (no
-patient, study or instance identifier) is recorded. A connection that never asks to associate
-leaves no event.
+resources) and failed (our error, 0xC211 / 0x0110); and, when it asked for them, what its
+queries and retrieves came to: `queries` (C-FIND requests answered) and `found` (matches sent),
+`retrieves` (C-GET and C-MOVE requests answered), `retrieved` and `not_retrieved` (the
+sub-operations their final responses counted as completed or failed). The counts are taken from
+the responses as they are sent, so they are what the peer was told; nothing of a data set or an
+identifier (no patient, study or instance identifier) is recorded. A connection that never asks
+to associate leaves no event.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pynetdicom.events import Event, EventHandlerType
 
 from storage.usecases.audit import Audit, AuditEvent
 
-_C_STORE_RSP = 0x8001  # Command Field (PS3.7 9.3.1)
+_C_STORE_RSP, _C_FIND_RSP, _C_GET_RSP, _C_MOVE_RSP = 0x8001, 0x8020, 0x8010, 0x8021  # PS3.7 9.3, E
+_PENDING = {0xFF00, 0xFF01}
 _FAILED = {0xC211, 0x0110}  # an exception in our handler; a processing failure: ours, not the peer's
 _WARNINGS = {0xB000, 0xB006, 0xB007}  # stored, with a warning (PS3.4 B.2.3)
 
@@ -60,9 +64,23 @@ class AssociationAudit:
 
     def on_dimse_sent(self, event: Event) -> None:
         command = event.message.command_set
-        if command.get("CommandField") == _C_STORE_RSP:
-            outcome = outcome_of_store(int(command.get("Status", 0xC211)))
-            self._tally(event.assoc).counts[outcome] += 1
+        field, status = command.get("CommandField"), int(command.get("Status", 0xC211))
+        if field == _C_STORE_RSP:
+            self._count(event.assoc, outcome_of_store(status))
+        elif field == _C_FIND_RSP:
+            self._count(event.assoc, "found" if status in _PENDING else "queries")
+        elif field in (_C_GET_RSP, _C_MOVE_RSP) and status not in _PENDING:
+            self._count(event.assoc, "retrieves")
+            done = int(command.get("NumberOfCompletedSuboperations") or 0)
+            done += int(command.get("NumberOfWarningSuboperations") or 0)
+            self._count(event.assoc, "retrieved", done)
+            self._count(event.assoc, "not_retrieved", int(command.get("NumberOfFailedSuboperations") or 0))
+
+    def _count(self, assoc: Association, what: str, n: int = 1) -> None:
+        if n:
+            counts = self._tally(assoc).counts
+            with self._lock:
+                counts[what] = counts.get(what, 0) + n
 
     def on_ended(self, event: Event, outcome: str) -> None:
         self._end(event.assoc, outcome)

@@ -32,7 +32,7 @@ PENDING = 0xFF00
 
 @pytest.fixture
 def port(settings: Settings, services: Services) -> Iterator[int]:
-    server = start_dicom(settings, services)
+    server = start_dicom(settings.model_copy(update={"dicom_port": 0}), services)  # any free port
     yield server.server_address[1]
     server.shutdown()
 

@@ -26,7 +26,7 @@ STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
 
 @pytest.fixture
 def port(settings: Settings, services: Services) -> Iterator[int]:
-    server = start_dicom(settings, services)
+    server = start_dicom(settings.model_copy(update={"dicom_port": 0}), services)  # any free port
     yield server.server_address[1]
     server.shutdown()
 

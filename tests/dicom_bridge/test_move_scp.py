@@ -25,7 +25,7 @@ MR = "1.2.840.10008.5.1.4.1.1.4"
 
 @pytest.fixture
 def port(settings: Settings, services: Services) -> Iterator[int]:
-    server = start_dicom(settings, services)
+    server = start_dicom(settings.model_copy(update={"dicom_port": 0}), services)  # any free port
     yield server.server_address[1]
     server.shutdown()
 
@@ -127,3 +127,28 @@ def _move(port: int, destination: str, identifier: Dataset) -> list[Dataset]:
         return [status for status, _ in assoc.send_c_move(identifier, destination, STUDY_ROOT_MOVE)]
     finally:
         assoc.release()
+
+
+def test_queries_and_retrieves_are_in_the_audit_trail(
+    port: int, services: Services, destination: Destination, stored_study: dict[str, Any]
+) -> None:
+    from tests.dicom_bridge.test_association_audit import associations
+
+    _move(port, "DEST", _study_identifier(stored_study["uid"]))
+    _move(port, "NOBODY", _study_identifier(stored_study["uid"]))
+    find = Dataset()
+    find.QueryRetrieveLevel = "STUDY"
+    find.StudyInstanceUID = ""
+    ae = AE(ae_title="FINDSCU")
+    ae.add_requested_context("1.2.840.10008.5.1.4.1.2.2.1")
+    assoc = ae.associate("127.0.0.1", port, ae_title="FACADE")
+    list(assoc.send_c_find(find, "1.2.840.10008.5.1.4.1.2.2.1"))
+    assoc.release()
+    events = associations(services, 3)
+    [found] = [e.counts for e in events if e.client_id == "FINDSCU"]
+    assert found == {"stored": 0, "refused": 0, "failed": 0, "queries": 1, "found": 1}
+    moves = sorted(
+        (e.counts for e in events if e.client_id == "MOVESCU"), key=lambda c: c.get("retrieved", 0)
+    )
+    assert [(c.get("retrieves"), c.get("retrieved")) for c in moves] == [(1, None), (1, 3)]
+    assert str(stored_study["uid"]) not in " ".join(str(e.counts) + str(e.peer) for e in events)
