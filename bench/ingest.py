@@ -40,6 +40,7 @@ class Target:
     name: str
     ae_title: str
     port: int
+    http_port: int = 0
 
 
 def main() -> int:
@@ -138,15 +139,10 @@ def _server(name: str) -> Iterator[tuple[Target, int]]:
         command = [PYTHON, "-m", "bench.bare_scp", str(run), str(port), str(pdu)]
         env = dict(os.environ)
     elif name == "facade":
-        target = Target(name, "FACADE", port)
+        target = Target(name, "FACADE", port, _free_port())
+        (run / "blobs" / ".staging").mkdir(parents=True)  # TMPDIR as `make serve` sets it
         command = [PYTHON, "-m", "facade.cli", "serve"]
-        env = {
-            **os.environ,
-            "FACADE_DATA_DIR": str(run),
-            "FACADE_DICOM_PORT": str(port),
-            "FACADE_HTTP_PORT": str(_free_port()),
-            "FACADE_LOG_LEVEL": "WARNING",
-        }
+        env = facade_env(run, target)
     else:
         raise SystemExit(f"unknown target {name}")
     log = (run / "server.log").open("wb")
@@ -164,15 +160,31 @@ def _server(name: str) -> Iterator[tuple[Target, int]]:
         log.close()
 
 
+def facade_env(run: Path, target: Target) -> dict[str, str]:
+    """The environment of `facade serve` (and of `facade token create` for it) in `run`."""
+    return {
+        **os.environ,
+        "FACADE_DATA_DIR": str(run),
+        "FACADE_DICOM_PORT": str(target.port),
+        "FACADE_HTTP_PORT": str(target.http_port),
+        "FACADE_LOG_LEVEL": "WARNING",
+        "TMPDIR": str(run / "blobs" / ".staging"),
+    }
+
+
 def _orthanc(run: Path, port: int) -> tuple[Target, list[str], dict[str, str]]:
+    http_port = _free_port()
+    plugin = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
     config = {
         "Name": "bench",
         "StorageDirectory": str(run / "storage"),
         "IndexDirectory": str(run / "index"),
         "DicomAet": "ORTHANC",
         "DicomPort": port,
-        "HttpPort": _free_port(),
-        "Plugins": [],
+        "HttpPort": http_port,
+        "Plugins": [str(plugin)] if plugin.exists() else [],  # DICOMweb (bench.query), when installed
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        "AuthenticationEnabled": False,
         "RemoteAccessAllowed": False,
         "HttpServerEnabled": True,
         # Orthanc answers C-FIND and C-GET of unknown AEs only when told (bench.query asks)
@@ -182,7 +194,8 @@ def _orthanc(run: Path, port: int) -> tuple[Target, list[str], dict[str, str]]:
     path = run / "orthanc.json"
     path.write_text(json.dumps(config))
     # Orthanc answers through DCMTK, which also needs TCP_NODELAY or Nagle delays every response.
-    return Target("orthanc", "ORTHANC", port), ["Orthanc", str(path)], {**os.environ, "TCP_NODELAY": "1"}
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    return Target("orthanc", "ORTHANC", port, http_port), ["Orthanc", str(path)], env
 
 
 def _wait_for_echo(target: Target, proc: subprocess.Popen[bytes]) -> None:

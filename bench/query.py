@@ -1,33 +1,44 @@
-"""Query benchmark: C-FIND against our SCP and, in the same run, against Orthanc holding the same data.
+"""Query and retrieve benchmark: our service and, in the same run, Orthanc (with its DICOMweb
+plugin) holding the same data.
 
     make bench-query                 # or: .venv/bin/python -m bench.query [--quick]
 
 The set (generated once under bench/.work/data): 20,000 small instances (8x8), 1,000 studies of
-two series of ten, 500 patients, five modalities, study dates over two years. Both servers
-receive it by storescu, then answer the same queries, each on a fresh association as a
-workstation sends them (pynetdicom SCU), interleaved: C-FIND STUDY by PatientID, by a 30-day
-StudyDate range, by ModalitiesInStudy=CT (200 matches), and IMAGE level of one series. Printed:
-p50 / p95 in ms and the ratio facade / Orthanc (below 1: we are faster). Runs in a private
-network namespace, as bench.ingest does. Not a test.
+two series of ten, 500 patients, five modalities, study dates over two years, and one study of
+100 instances. Both servers receive it by storescu, then answer the same requests, interleaved:
+- C-FIND (pynetdicom SCU, a fresh association per query, as a workstation sends them): STUDY by
+  PatientID, by a 30-day StudyDate range, by ModalitiesInStudy=CT (200 matches), IMAGE level of
+  one series;
+- QIDO-RS (httpx, one keep-alive connection; ours with a system token): the same three study
+  searches, and ModalitiesInStudy=CT with limit=100;
+- WADO-RS of one instance;
+- C-GET of the 100-instance study, in instances per second.
+Printed: p50 / p95 in ms and the ratio facade / Orthanc (below 1: we are faster). Runs in a
+private network namespace, as bench.ingest does. Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 from pydicom import Dataset
-from pynetdicom import AE
+from pynetdicom import AE, evt
 
-from bench.ingest import NETNS_FLAG, ROOT, WORK, Target, _reexec_in_netns, _send, _server
+from bench.ingest import NETNS_FLAG, ROOT, WORK, Target, _reexec_in_netns, _send, _server, facade_env
+from dicom_bridge.ae import no_delay
 
 STUDY_ROOT = "1.2.840.10008.5.1.4.1.2.2.1"
 MODALITIES = ["CT", "MR", "US", "CR", "DX"]
@@ -37,13 +48,15 @@ FIRST_DAY = date(2023, 1, 1)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2,000 instances, fewer repetitions")
-    parser.add_argument("--repeat", type=int, default=40, help="queries of each kind per server")
+    parser.add_argument("--repeat", type=int, default=40, help="requests of each kind per server")
     args = parser.parse_args()
     if os.environ.get(NETNS_FLAG) != "1":
         return _reexec_in_netns("bench.query")
     for tool in ("storescu", "echoscu", "Orthanc"):
         if shutil.which(tool) is None:
-            print(f"bench: {tool} not found (apt-get install dcmtk orthanc)", file=sys.stderr)
+            print(
+                f"bench: {tool} not found (apt-get install dcmtk orthanc orthanc-dicomweb)", file=sys.stderr
+            )
             return 2
     studies = 100 if args.quick else 1000
     repeat = 10 if args.quick else args.repeat
@@ -53,25 +66,117 @@ def main() -> int:
         for target in (orthanc, facade):
             rate = _send(target, files, 2)
             print(f"loaded {len(files)} instances into {target.name}: {rate:.0f} instances/s", flush=True)
-        queries: dict[str, Callable[[], Dataset]] = {
-            "STUDY by PatientID": lambda: _q("STUDY", PatientID=rng.choice(facts["patients"])),
-            "STUDY by 30-day StudyDate": lambda: _q("STUDY", StudyDate=_range(rng)),
-            "STUDY ModalitiesInStudy=CT": lambda: _q("STUDY", ModalitiesInStudy="CT"),
-            "IMAGE of one series": lambda: _series_query(rng.choice(facts["series"])),
+        web = {"facade": _dicomweb(facade), "orthanc": _dicomweb(orthanc)}
+        requests: dict[str, Callable[[], Callable[[Target], tuple[float, int]]]] = {
+            "C-FIND STUDY by PatientID": lambda: _finding(
+                _q("STUDY", PatientID=rng.choice(facts["patients"]))
+            ),
+            "C-FIND STUDY 30-day StudyDate": lambda: _finding(_q("STUDY", StudyDate=_range(rng))),
+            "C-FIND ModalitiesInStudy=CT": lambda: _finding(_q("STUDY", ModalitiesInStudy="CT")),
+            "C-FIND IMAGE of one series": lambda: _finding(_series_query(rng.choice(facts["series"]))),
+            "QIDO by PatientID": lambda: _searching(web, {"PatientID": rng.choice(facts["patients"])}),
+            "QIDO 30-day StudyDate": lambda: _searching(web, {"StudyDate": _range(rng)}),
+            "QIDO ModalitiesInStudy=CT": lambda: _searching(web, {"ModalitiesInStudy": "CT"}),
+            "QIDO ModalitiesInStudy=CT limit=100": lambda: _searching(
+                web, {"ModalitiesInStudy": "CT", "limit": "100"}
+            ),
+            "WADO-RS one instance": lambda: _retrieving(web, rng.choice(facts["instances"])),
         }
         rows = []
-        for label, make in queries.items():
+        for label, make in requests.items():
             samples: dict[str, list[float]] = {"facade": [], "orthanc": []}
             counts: dict[str, set[int]] = {"facade": set(), "orthanc": set()}
             for _ in range(repeat):
-                identifier = make()
+                run = make()
                 for target in (facade, orthanc):
-                    ms, n = _find(target, identifier)
+                    ms, n = run(target)
                     samples[target.name].append(ms)
                     counts[target.name].add(n)
             rows.append((label, samples, counts))
+        rates = {t.name: [_get_rate(t, facts["big_study"]) for _ in range(3)] for t in (facade, orthanc)}
     _report(rows, len(files))
+    f, o = statistics.median(rates["facade"]), statistics.median(rates["orthanc"])
+    print(f"\nC-GET of a 100-instance study: facade {f:.0f} instances/s, Orthanc {o:.0f}, ratio {f / o:.2f}")
     return 0
+
+
+def _dicomweb(target: Target) -> httpx.Client:
+    """A keep-alive client of the target's DICOMweb root (ours with a system token)."""
+    if target.name == "orthanc":
+        return httpx.Client(base_url=f"http://127.0.0.1:{target.http_port}/dicom-web", timeout=60)
+    run = WORK / "run" / target.name
+    token = subprocess.run(
+        [sys.executable, "-m", "facade.cli", "token", "create", "--scope", "system/*.rs", "--seconds", "900"],
+        cwd=ROOT, env=facade_env(run, target), capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.Client(base_url=f"http://127.0.0.1:{target.http_port}/dicomweb", timeout=60, headers=headers)
+
+
+def _finding(identifier: Dataset) -> Callable[[Target], tuple[float, int]]:
+    return lambda target: _find(target, identifier)
+
+
+def _searching(web: dict[str, httpx.Client], params: dict[str, str]) -> Callable[[Target], tuple[float, int]]:
+    def run(target: Target) -> tuple[float, int]:
+        started = time.perf_counter()
+        r = web[target.name].get("/studies", params=params, headers={"Accept": "application/dicom+json"})
+        if r.status_code not in (200, 204):
+            raise SystemExit(f"QIDO on {target.name}: {r.status_code} {r.text[:200]}")
+        found = len(r.json()) if r.content else 0
+        return (time.perf_counter() - started) * 1000, found
+
+    return run
+
+
+def _retrieving(
+    web: dict[str, httpx.Client], uids: tuple[str, str, str]
+) -> Callable[[Target], tuple[float, int]]:
+    study, series, instance = uids
+
+    def run(target: Target) -> tuple[float, int]:
+        started = time.perf_counter()
+        r = web[target.name].get(
+            f"/studies/{study}/series/{series}/instances/{instance}",
+            headers={"Accept": 'multipart/related; type="application/dicom"'},
+        )
+        if r.status_code != 200:
+            raise SystemExit(f"WADO-RS on {target.name}: {r.status_code} {r.text[:200]}")
+        return (time.perf_counter() - started) * 1000, len(r.content) // 1024
+
+    return run
+
+
+def _get_rate(target: Target, study: str) -> float:
+    """Instances per second of a C-GET of `study` (pynetdicom SCU storing nothing)."""
+    from pynetdicom import build_role
+    from pynetdicom.sop_class import MRImageStorage  # type: ignore[attr-defined]
+
+    received = 0
+
+    def on_store(_event: object) -> int:
+        nonlocal received
+        received += 1
+        return 0x0000
+
+    ae = AE(ae_title="BENCH")
+    ae.add_requested_context("1.2.840.10008.5.1.4.1.2.2.3")
+    ae.add_requested_context(MRImageStorage)
+    started = time.perf_counter()
+    role = build_role(MRImageStorage, scp_role=True)
+    assoc = ae.associate(
+        "127.0.0.1", target.port, ae_title=target.ae_title, ext_neg=[role],
+        evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_OPEN, no_delay)],
+    )  # fmt: skip
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = study
+    for _status, _ in assoc.send_c_get(identifier, "1.2.840.10008.5.1.4.1.2.2.3"):
+        pass
+    assoc.release()
+    if received != 100:
+        raise SystemExit(f"C-GET from {target.name}: {received} instances of 100")
+    return received / (time.perf_counter() - started)
 
 
 def _q(level: str, **keys: str) -> Dataset:
@@ -105,7 +210,10 @@ def _find(target: Target, identifier: Dataset) -> tuple[float, int]:
     ae = AE(ae_title="BENCH")
     ae.add_requested_context(STUDY_ROOT)
     started = time.perf_counter()
-    assoc = ae.associate("127.0.0.1", target.port, ae_title=target.ae_title)
+    # TCP_NODELAY on our side too, or Nagle holds each request's second PDU (~40 ms)
+    assoc = ae.associate(
+        "127.0.0.1", target.port, ae_title=target.ae_title, evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)]
+    )
     if not assoc.is_established:
         raise SystemExit(f"{target.name} refused the association")
     matches = 0
@@ -118,30 +226,32 @@ def _find(target: Target, identifier: Dataset) -> tuple[float, int]:
     return (time.perf_counter() - started) * 1000, matches
 
 
-def _dataset(studies: int) -> tuple[list[Path], dict[str, list]]:  # type: ignore[type-arg]
-    """`studies` studies of 2 series x 10 instances, 2 studies per patient; files and their facts."""
+def _dataset(studies: int) -> tuple[list[Path], dict[str, Any]]:
+    """`studies` studies of 2 series x 10 instances, 2 studies per patient, and one MR study of
+    100 instances; the files and their facts (patients, series, instances, the big study)."""
     folder = WORK / "data" / f"query-{studies}"
+    manifest = folder / "facts.json"
+    files = sorted(folder.glob("*.dcm")) if folder.exists() else []
+    if len(files) == studies * 20 + 100 and manifest.exists():
+        return files, json.loads(manifest.read_text())
     sys.path.insert(0, str(ROOT))
     from tests.dicom_factory import make_instance, new_uid, write
 
     rng = random.Random(studies)  # noqa: S311 - test data
-    facts: dict[str, list] = {"patients": [], "series": []}  # type: ignore[type-arg]
-    manifest = folder / "series.txt"
-    files = sorted(folder.glob("*.dcm")) if folder.exists() else []
-    if len(files) == studies * 20 and manifest.exists():
-        facts["series"] = [tuple(line.split()) for line in manifest.read_text().splitlines()]
-        facts["patients"] = [f"QPID{p:04d}" for p in range(studies // 2)]
-        return files, facts
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    lines = []
+    facts: dict[str, Any] = {
+        "patients": [f"QPID{p:04d}" for p in range(studies // 2)],
+        "series": [],
+        "instances": [],
+    }
     for s in range(studies):
         study = new_uid()
         day = FIRST_DAY + timedelta(days=rng.randint(0, 729))
         modality = MODALITIES[s % len(MODALITIES)]
         for n in (1, 2):
             series = new_uid()
-            lines.append(f"{study} {series}")
+            facts["series"].append((study, series))
             for i in range(10):
                 ds = make_instance(
                     study_uid=study, series_uid=series, modality=modality, rows=8, columns=8,
@@ -149,12 +259,19 @@ def _dataset(studies: int) -> tuple[list[Path], dict[str, list]]:  # type: ignor
                     patient_name=f"Bench^Patient{s // 2}", StudyDate=f"{day:%Y%m%d}",
                 )  # fmt: skip
                 write(ds, folder / f"{s:04d}-{n}-{i:02d}.dcm")
-    manifest.write_text("\n".join(lines))
+                if i == 0:
+                    facts["instances"].append((study, series, str(ds.SOPInstanceUID)))
+    big, series = new_uid(), new_uid()
+    for i in range(100):
+        ds = make_instance(study_uid=big, series_uid=series, rows=64, columns=64, instance_number=i + 1)
+        write(ds, folder / f"big-{i:03d}.dcm")
+    facts["big_study"] = big
+    manifest.write_text(json.dumps(facts))
     return _dataset(studies)
 
 
 def _report(rows: list, instances: int) -> None:  # type: ignore[type-arg]
-    print(f"\nC-FIND, {instances} instances, one association per query (ms)")
+    print(f"\n{instances} instances; C-FIND one association per query, HTTP one connection (ms)")
     head = ("query", "matches", "facade p50", "p95", "Orthanc p50", "p95", "ratio p50")
     print(f"{head[0]:30} {head[1]:>8} {head[2]:>11} {head[3]:>7} {head[4]:>12} {head[5]:>7} {head[6]:>10}")
     for label, samples, counts in rows:

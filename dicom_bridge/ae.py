@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, AllStoragePresentationContexts, _config, build_context
-from pynetdicom.events import EventHandlerType
+from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -115,9 +116,13 @@ def start_server(
     ae: AE, address: tuple[str, int], handlers: list[EventHandlerType]
 ) -> ThreadedAssociationServer:
     """`ae` listening on `address` in its own threads, each association copying the accepted
-    contexts cheaply (`_ContextsCopiedCheaply`)."""
+    contexts cheaply (`_ContextsCopiedCheaply`), every accepted connection with TCP_NODELAY."""
     server = ae.start_server(address, block=False, evt_handlers=handlers)
     assert server is not None  # block=False returns the running server
+    # Accepted sockets inherit it (Linux). pynetdicom sends a response as two PDUs (command, data
+    # set): without it Nagle holds the second until the peer's delayed ACK, ~40 ms per response.
+    if server.socket is not None:
+        server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     server.contexts = _ContextsCopiedCheaply(server.contexts)
     return server
 
@@ -136,3 +141,11 @@ class _ContextsCopiedCheaply(list[PresentationContext]):
             twin._transfer_syntax = list(context._transfer_syntax)
             copies.append(twin)
         return copies
+
+
+def no_delay(event: Event) -> None:
+    """EVT_CONN_OPEN handler for associations we request (C-MOVE's, `facade remote`'s): TCP_NODELAY
+    on the socket pynetdicom connected (it sets none), for the reason given in `start_server`."""
+    sock = event.assoc.dul.socket
+    if sock is not None and sock.socket is not None:
+        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -24,6 +24,7 @@ from pynetdicom.dimse_primitives import C_MOVE
 from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.presentation import PresentationContext
 
+from dicom_bridge.ae import no_delay
 from dicom_bridge.get_scp import (
     CANCEL,
     IDENTIFIER_MISMATCH,
@@ -87,7 +88,8 @@ class MoveScp:
             accepted.append(sub.assoc)
 
         contexts = proposed_contexts(instances) if refusal is None else [build_context(_VERIFICATION)]
-        options = {"contexts": contexts, "evt_handlers": [(evt.EVT_ACCEPTED, on_accepted)]}
+        handlers = [(evt.EVT_ACCEPTED, on_accepted), (evt.EVT_CONN_OPEN, no_delay)]
+        options = {"contexts": contexts, "evt_handlers": handlers}
         # pynetdicom associates with the destination after the second yield, and has no earlier
         # place for a refusal: for one we propose Verification only (every storage SCP we know
         # accepts it), then answer the failure on the requestor's association
