@@ -23,8 +23,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from dicom_bridge.dicomweb.accept import DICOM_JSON, NotAcceptable, accepts_dicom_json
-from mapping.dicom.qido import BadQidoQuery, qido_search
-from mapping.dicom.query_keys import BadIdentifier, FindPlan, Level, find_plan, response_identifier
+from mapping.dicom.qido import BadQidoQuery, json_match, qido_search
+from mapping.dicom.query_keys import BadIdentifier, FindPlan, Level, find_plan
 from mapping.dicom.uid import valid_uid
 from storage.errors import Unavailable
 from storage.usecases.query import Match, Query, Visibility
@@ -102,17 +102,12 @@ def _page(matches: Iterator[Match], offset: int, limit: int) -> tuple[list[Match
 
 
 def _json(plan: FindPlan, record: Match, base_url: str) -> dict[str, Any]:
-    ds = response_identifier(plan, record, stored_charset="", retrieve_ae=None)
-    for keyword in ("SpecificCharacterSet", "QueryRetrieveLevel"):
-        if keyword in ds:
-            delattr(ds, keyword)  # JSON is UTF-8 (F.2); the level is the URL's
     url = f"{base_url}/studies/{record['study_uid']}"
     if plan.level in ("SERIES", "IMAGE"):
         url += f"/series/{record['series_uid']}"
     if plan.level == "IMAGE":
         url += f"/instances/{record['sop_uid']}"
-    ds.RetrieveURL = url
-    return dict(sorted(ds.to_json_dict().items()))
+    return json_match(plan, record, url)
 
 
 def _text(status: int, reason: str) -> Response:

@@ -167,13 +167,7 @@ def response_identifier(
     """One pending response's identifier (PS3.4 C.4.1.1.3.2): every requested key, with the
     value we hold at this level or above, or empty; SpecificCharacterSet names how the text
     is encoded: as the instances were stored when that can hold every value, else UTF-8."""
-    depth = LEVELS.index(plan.level)
-    values: dict[str, str] = {}
-    for keyword in plan.returned:
-        key = _BY_KEYWORD.get(keyword)
-        value = record.get(key.field) if key and LEVELS.index(key.level) <= depth else None
-        text = "" if value is None else str(value)
-        values[keyword] = trimmed_name(text) if key and key.vr == "PN" else text
+    values = response_values(plan, record)
     ds = Dataset()
     charset = response_charset(stored_charset, values.values())
     if charset:
@@ -195,6 +189,19 @@ def response_identifier(
         else:
             ds.add_new(tag, vr, text)
     return ds
+
+
+def response_values(plan: FindPlan, record: Mapping[str, object]) -> dict[str, str]:
+    """Each returned keyword's value as text: what we hold at the plan's level or above, else ''
+    (multi-valued ones '\\'-joined, person names without trailing empty components)."""
+    depth = LEVELS.index(plan.level)
+    values: dict[str, str] = {}
+    for keyword in plan.returned:
+        key = _BY_KEYWORD.get(keyword)
+        value = record.get(key.field) if key and LEVELS.index(key.level) <= depth else None
+        text = "" if value is None else str(value)
+        values[keyword] = trimmed_name(text) if key and key.vr == "PN" else text
+    return values
 
 
 def response_charset(stored: str, values: Iterable[str]) -> str:
