@@ -3,10 +3,6 @@ grant manager page (management_endpoint), logout, expiry and housekeeping."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import httpx
 import pytest
 from sqlalchemy import func, select
@@ -14,27 +10,15 @@ from sqlalchemy import func, select
 from facade.housekeeping import Housekeeper
 from facade.settings import Settings
 from storage.auth.models import AccessTokenRow, AuthCodeRow
+from tests.cli import Done, run_cli, settings_env
 from tests.conftest import Clock
 from tests.smart import PASSWORD, bearer, form_fields, query_of
 from tests.smart_auth.conftest import World
 
 
-def facade(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "FACADE_DATA_DIR": str(settings.data_dir),
-        "FACADE_DATABASE_URL": settings.resolved_database_url(),
-        "FACADE_BASE_URL": settings.resolved_base_url(),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "facade.cli", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def facade(settings: Settings, *args: str, stdin: str | None = None) -> Done:
+    """`facade ARGS…` in process (tests/cli.py): these tests are about what the commands do."""
+    return run_cli(settings_env(settings), *args, stdin=stdin)
 
 
 def test_user_add_then_sign_in_with_that_password(world: World, settings: Settings) -> None:
