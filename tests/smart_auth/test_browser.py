@@ -4,6 +4,7 @@ A screenshot of the consent page is kept in test-artifacts/."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -77,7 +78,10 @@ def test_sign_in_pick_a_patient_and_consent_in_chromium(world: World, tmp_path: 
             page.check(f"input[name=patient][value='{world.bob}']")
             page.uncheck("input[name=scope][value='openid']")
             ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "consent.png"), full_page=True)
+            # written aside, then renamed in place: another xdist worker may be taking it too
+            shot = ARTIFACTS / f".consent-{os.getpid()}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            shot.replace(ARTIFACTS / "consent.png")
             page.click("button[value=allow]")
             page.wait_for_url(f"{APP_REDIRECT}*")
         finally:
