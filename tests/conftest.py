@@ -27,7 +27,8 @@ BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") e
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", BACKENDS)
+        one = metafunc.definition.get_closest_marker("one_backend") is not None
+        metafunc.parametrize("backend", BACKENDS[:1] if one else BACKENDS)
 
 
 @pytest.fixture

@@ -78,6 +78,7 @@ def test_client_add_prints_what_the_client_needs_once(settings: Settings, world:
     assert bad.returncode == 2 and "public keys" in bad.stderr
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     "uri",
     [
@@ -100,6 +101,7 @@ def test_client_add_refuses_a_plain_http_redirect_uri(settings: Settings, world:
     assert "Plain" not in facade(settings, "client", "list").stdout
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     "uri",
     [
@@ -141,6 +143,7 @@ def test_token_create_for_curl(world: World, settings: Settings) -> None:
     assert facade(settings, "token", "create", "--scope", "openid").returncode == 2
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize("seconds", ["3", "59", "3601", "99999"])
 def test_token_create_refuses_a_lifetime_out_of_range(settings: Settings, seconds: str) -> None:
     made = facade(settings, "token", "create", "--scope", "system/*.rs", "--seconds", seconds)
@@ -187,6 +190,7 @@ def test_the_user_revokes_an_app_on_the_manage_page_and_signs_out(world: World) 
     assert after.status_code == 303 and after.headers["location"].endswith("/auth/login")
 
 
+@pytest.mark.one_backend
 def test_no_password_grant_and_no_form_no_token(world: World) -> None:
     r = httpx.post(
         world.token_url,

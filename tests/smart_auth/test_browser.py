@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from tests.smart import PASSWORD, pkce, query_of
 from tests.smart_auth.conftest import APP_REDIRECT, World
 from tests.tools import missing
@@ -34,6 +36,7 @@ def chromium() -> str:
     return path
 
 
+@pytest.mark.one_backend
 def test_sign_in_pick_a_patient_and_consent_in_chromium(world: World, tmp_path: Path) -> None:
     executable = chromium()
     try:
@@ -108,6 +111,7 @@ def test_sign_in_pick_a_patient_and_consent_in_chromium(world: World, tmp_path: 
     assert (ARTIFACTS / "consent.png").stat().st_size > 0
 
 
+@pytest.mark.one_backend
 def test_login_page_cannot_be_framed(world: World) -> None:
     import httpx
 
