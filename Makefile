@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest-xdist workers for `make test` (each has its own migrated SQLite template and PostgreSQL schema)
+TEST_WORKERS ?= 2
 
 .PHONY: setup serve test lint format bench bench-auth bench-query bench-retrieve conformance
 setup: $(STAMP)
@@ -21,7 +23,7 @@ serve: setup
 test: setup
 	.ci/system-deps
 	.ci/fetch-fhir-schema || echo "make test: FHIR R4 schema not fetched; the tests that need it will skip" >&2
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: setup
 	$(BIN)/ruff check .

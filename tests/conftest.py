@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -12,25 +13,79 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from facade.settings import Settings
 from facade.wiring import Services, build_services
+from smart_auth.server.keys import KeyRing
+from storage.db import make_engine
+from storage.migrate import upgrade
+from storage.tables import Base
 
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", BACKENDS)
+        one = metafunc.definition.get_closest_marker("one_backend") is not None
+        metafunc.parametrize("backend", BACKENDS[:1] if one else BACKENDS)
 
 
 @pytest.fixture
-def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database (no schema): a SQLite file, or a PostgreSQL schema of its own."""
     if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'index.sqlite3'}"
+        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
         return
+    with _postgresql_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A database at the head revision without rows, as `build_services` leaves a new one.
+
+    The migrations run once per session and backend (per xdist worker), not per test: SQLite gets
+    a copy of the migrated file; PostgreSQL the session's migrated schema with every row deleted and
+    its sequences restarted before the test (deleting ~20 near-empty tables takes a tenth of the
+    time of migrating or truncating them). Tests that migrate themselves take `empty_database_url`."""
+    if backend == "sqlite":
+        target = tmp_path / "index.sqlite3"
+        shutil.copyfile(request.getfixturevalue("_migrated_sqlite"), target)
+        return f"sqlite:///{target}"
+    url, engine = request.getfixturevalue("_migrated_postgresql")
+    _delete_all_rows(engine)
+    return str(url)
+
+
+@pytest.fixture(scope="session")
+def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head."""
+    path = tmp_path_factory.mktemp("migrated") / "index.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    # the last connection closed folded the write-ahead log into the file: a plain copy is the database
+    assert not path.with_name(f"{path.name}-wal").exists()
+    return path
+
+
+@pytest.fixture(scope="session")
+def _migrated_postgresql() -> Iterator[tuple[str, Engine]]:
+    """This session's PostgreSQL schema, migrated to head: its URL, and an engine to empty it with."""
+    with _postgresql_schema() as url:
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+            yield url, engine
+        finally:
+            engine.dispose()
+
+
+@contextmanager
+def _postgresql_schema() -> Iterator[str]:
     url = os.environ["TEST_DATABASE_URL"]
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(url)
@@ -43,6 +98,33 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+def _delete_all_rows(engine: Engine) -> None:
+    """Every table of the migrated schema emptied (children first), every sequence restarted: what a
+    fresh migration leaves. A lock still held by a connection a test left open fails within seconds."""
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+        tables = set(
+            conn.execute(
+                text(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+                    " AND table_type = 'BASE TABLE' AND table_name <> 'alembic_version'"
+                )
+            ).scalars()
+        )
+        known = Base.metadata.sorted_tables
+        assert tables == {t.name for t in known}, "a migrated table the metadata does not know"
+        for table in reversed(known):
+            conn.execute(table.delete())
+        sequences = conn.execute(
+            text(
+                "SELECT quote_ident(c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.relkind = 'S' AND n.nspname = current_schema()"
+            )
+        ).scalars()
+        for sequence in list(sequences):
+            conn.execute(text(f"ALTER SEQUENCE {sequence} RESTART"))
 
 
 @pytest.fixture
@@ -66,7 +148,8 @@ def listening_socket() -> socket.socket:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str, http_socket: socket.socket) -> Settings:
+def settings(tmp_path: Path, database_url: str, http_socket: socket.socket, _signing_keys: Path) -> Settings:
+    shutil.copytree(_signing_keys, tmp_path / "data" / "keys")
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
@@ -74,6 +157,16 @@ def settings(tmp_path: Path, database_url: str, http_socket: socket.socket) -> S
         stable_age_seconds=3600,
         base_url=f"http://127.0.0.1:{http_socket.getsockname()[1]}",
     )
+
+
+@pytest.fixture(scope="session")
+def _signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A key folder as the server's first start leaves it (`KeyRing.ensure`), made once per session
+    and copied into each test's data directory: a 2048-bit RSA key takes ~0.1 s to generate.
+    A data directory without keys still gets its first key: tests/facade/test_cli.py starts there."""
+    keys = tmp_path_factory.mktemp("signing") / "keys"
+    KeyRing(keys).ensure()
+    return keys
 
 
 class Clock:

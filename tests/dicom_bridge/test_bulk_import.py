@@ -21,6 +21,7 @@ from facade.settings import Settings
 from facade.wiring import Services
 from storage.errors import NotFound
 from storage.fhir_store.visibility import ALL
+from tests.cli import run_cli, settings_env
 from tests.dicom_factory import make_instance, meta_names_another_instance, new_uid, write, write_study
 
 NOT_DICOM = "not a DICOM Part 10 file (no preamble, 'DICM' prefix or file meta)"
@@ -266,12 +267,13 @@ def test_facade_import_clean_run_and_missing_path(
     services: Services, settings: Settings, tmp_path: Path
 ) -> None:
     study, _ = write_study(tmp_path / "src", series=1, per_series=2)
-    missing = facade_cli(settings, "import", str(tmp_path / "src"), str(tmp_path / "nowhere"))
+    env = settings_env(settings) | {"FACADE_TIMEZONE": "Europe/Zurich"}  # in process: the test above
+    missing = run_cli(env, "import", str(tmp_path / "src"), str(tmp_path / "nowhere"))  # runs `facade`
     assert missing.returncode == 2
     assert f"no such file or folder: {tmp_path / 'nowhere'}" in missing.stderr
     with pytest.raises(NotFound):  # nothing was imported
         services.search.read("ImagingStudy", study, visibility=ALL)
-    done = facade_cli(settings, "import", str(tmp_path / "src"))
+    done = run_cli(env, "import", str(tmp_path / "src"))
     assert done.returncode == 0, done.stderr
     assert "Rejections" not in done.stdout
     assert study_counts(services, study) == (1, 2)

@@ -44,6 +44,9 @@ def test_kill_9_during_ingest_loses_no_acknowledged_instance(settings: Settings,
         wait_until(lambda: httpx.get(healthz, timeout=2).status_code == 200)
         study, series = new_uid(), new_uid()
         ae = AE(ae_title="CRASHTEST")
+        # the request in flight at the kill is never answered: without this the SCU at times waited
+        # pynetdicom's default 30 s for it (the bulk of this test's time)
+        ae.dimse_timeout = 10
         ae.add_requested_context(MRImageStorage)
         assoc = ae.associate("127.0.0.1", dicom_port, ae_title="FACADE")
         assert assoc.is_established

@@ -18,6 +18,7 @@ from storage.audit.models import AuditEventRow
 from storage.audit.store import AuditStore
 from storage.db import Database, make_engine
 from storage.migrate import head_revision
+from tests.cli import run_cli
 from tests.dicom_factory import make_instance, new_uid, write
 from tests.smart import ASSERTION_TYPE, assertion, bearer, ec_key, public_jwks
 from tests.tools import require_tool
@@ -191,20 +192,9 @@ def _settled(settings: Settings, study: str) -> bool:
         engine.dispose()
 
 
-def test_db_upgrade_command(settings: Settings) -> None:
-    env = {
-        **os.environ,
-        "FACADE_DATA_DIR": str(settings.data_dir),
-        "FACADE_DATABASE_URL": settings.resolved_database_url(),
-    }
-    for _ in range(2):  # idempotent
-        done = subprocess.run(
-            [sys.executable, "-m", "facade.cli", "db", "upgrade"],
-            env=env,
-            capture_output=True,
-            check=False,
-            text=True,
-            timeout=60,
-        )
+def test_db_upgrade_command(empty_database_url: str, tmp_path: Path) -> None:
+    env = {"FACADE_DATA_DIR": str(tmp_path / "data"), "FACADE_DATABASE_URL": empty_database_url}
+    for _ in range(2):  # creates the schema, then idempotent
+        done = run_cli(env, "db", "upgrade")  # in process: tests/facade/test_cli.py starts the command
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stderr.splitlines()[-1])["revision"] == head_revision()

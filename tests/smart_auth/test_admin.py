@@ -3,10 +3,6 @@ grant manager page (management_endpoint), logout, expiry and housekeeping."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import httpx
 import pytest
 from sqlalchemy import func, select
@@ -14,27 +10,15 @@ from sqlalchemy import func, select
 from facade.housekeeping import Housekeeper
 from facade.settings import Settings
 from storage.auth.models import AccessTokenRow, AuthCodeRow
+from tests.cli import Done, run_cli, settings_env
 from tests.conftest import Clock
 from tests.smart import PASSWORD, bearer, form_fields, query_of
 from tests.smart_auth.conftest import World
 
 
-def facade(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "FACADE_DATA_DIR": str(settings.data_dir),
-        "FACADE_DATABASE_URL": settings.resolved_database_url(),
-        "FACADE_BASE_URL": settings.resolved_base_url(),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "facade.cli", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def facade(settings: Settings, *args: str, stdin: str | None = None) -> Done:
+    """`facade ARGS…` in process (tests/cli.py): these tests are about what the commands do."""
+    return run_cli(settings_env(settings), *args, stdin=stdin)
 
 
 def test_user_add_then_sign_in_with_that_password(world: World, settings: Settings) -> None:
@@ -94,6 +78,7 @@ def test_client_add_prints_what_the_client_needs_once(settings: Settings, world:
     assert bad.returncode == 2 and "public keys" in bad.stderr
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     "uri",
     [
@@ -116,6 +101,7 @@ def test_client_add_refuses_a_plain_http_redirect_uri(settings: Settings, world:
     assert "Plain" not in facade(settings, "client", "list").stdout
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     "uri",
     [
@@ -157,6 +143,7 @@ def test_token_create_for_curl(world: World, settings: Settings) -> None:
     assert facade(settings, "token", "create", "--scope", "openid").returncode == 2
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize("seconds", ["3", "59", "3601", "99999"])
 def test_token_create_refuses_a_lifetime_out_of_range(settings: Settings, seconds: str) -> None:
     made = facade(settings, "token", "create", "--scope", "system/*.rs", "--seconds", seconds)
@@ -203,6 +190,7 @@ def test_the_user_revokes_an_app_on_the_manage_page_and_signs_out(world: World) 
     assert after.status_code == 303 and after.headers["location"].endswith("/auth/login")
 
 
+@pytest.mark.one_backend
 def test_no_password_grant_and_no_form_no_token(world: World) -> None:
     r = httpx.post(
         world.token_url,

@@ -4,9 +4,12 @@ A screenshot of the consent page is kept in test-artifacts/."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import pytest
 
 from tests.smart import PASSWORD, pkce, query_of
 from tests.smart_auth.conftest import APP_REDIRECT, World
@@ -33,6 +36,7 @@ def chromium() -> str:
     return path
 
 
+@pytest.mark.one_backend
 def test_sign_in_pick_a_patient_and_consent_in_chromium(world: World, tmp_path: Path) -> None:
     executable = chromium()
     try:
@@ -77,7 +81,10 @@ def test_sign_in_pick_a_patient_and_consent_in_chromium(world: World, tmp_path: 
             page.check(f"input[name=patient][value='{world.bob}']")
             page.uncheck("input[name=scope][value='openid']")
             ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "consent.png"), full_page=True)
+            # written aside, then renamed in place: another xdist worker may be taking it too
+            shot = ARTIFACTS / f".consent-{os.getpid()}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            shot.replace(ARTIFACTS / "consent.png")
             page.click("button[value=allow]")
             page.wait_for_url(f"{APP_REDIRECT}*")
         finally:
@@ -104,6 +111,7 @@ def test_sign_in_pick_a_patient_and_consent_in_chromium(world: World, tmp_path: 
     assert (ARTIFACTS / "consent.png").stat().st_size > 0
 
 
+@pytest.mark.one_backend
 def test_login_page_cannot_be_framed(world: World) -> None:
     import httpx
 

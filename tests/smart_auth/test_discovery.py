@@ -33,6 +33,7 @@ CHECKLIST_CAPABILITIES = {
 }
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize("accept", ["application/json", "application/fhir+json", "*/*", None])
 def test_inf_sl_well_known_is_json_whatever_the_accept(world: World, accept: str | None) -> None:
     headers = {"Accept": accept} if accept else {}
@@ -60,6 +61,7 @@ def test_inf_sl_well_known_is_json_whatever_the_accept(world: World, accept: str
             assert parts.scheme and parts.netloc  # absolute
 
 
+@pytest.mark.one_backend
 def test_metadata_is_open_and_carries_the_same_oauth_uris(world: World) -> None:
     r = httpx.get(f"{world.fhir}/metadata", timeout=10)
     assert r.status_code == 200
@@ -81,6 +83,7 @@ def test_metadata_is_open_and_carries_the_same_oauth_uris(world: World) -> None:
     assert uris["manage"] == doc["management_endpoint"]
 
 
+@pytest.mark.one_backend
 def test_openid_configuration_and_jwks(world: World) -> None:
     doc = httpx.get(f"{world.fhir}/.well-known/openid-configuration", timeout=10).json()
     for key in (

@@ -94,8 +94,8 @@ def test_a_full_queue_drops_instead_of_blocking_the_caller(services: Services, c
     assert [e.action for e in AuditStore(services.db).events()] == ["read", "search"]
 
 
-def test_counts_migration_keeps_earlier_events(database_url: str) -> None:
-    engine = make_engine(database_url)
+def test_counts_migration_keeps_earlier_events(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
     try:
         upgrade(engine, "0002")
         with engine.begin() as conn:
