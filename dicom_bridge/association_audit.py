@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event, EventHandlerType
+from pynetdicom.pdu import A_RELEASE_RQ
 
 from storage.usecases.audit import Audit, AuditEvent
 
@@ -41,6 +42,7 @@ def outcome_of_store(status: int) -> str:
 class _Tally:
     counts: dict[str, int] = field(default_factory=lambda: {"stored": 0, "refused": 0, "failed": 0})
     ended: bool = False
+    release_asked: bool = False
 
 
 class AssociationAudit:
@@ -56,6 +58,7 @@ class AssociationAudit:
     def handlers(self) -> list[EventHandlerType]:
         return [
             (evt.EVT_DIMSE_SENT, self.on_dimse_sent),
+            (evt.EVT_PDU_RECV, self.on_pdu_recv),
             (evt.EVT_RELEASED, self.on_ended, ["released"]),
             (evt.EVT_ABORTED, self.on_ended, ["aborted"]),
             (evt.EVT_REJECTED, self.on_ended, ["rejected"]),
@@ -82,17 +85,25 @@ class AssociationAudit:
             with self._lock:
                 counts[what] = counts.get(what, 0) + n
 
+    def on_pdu_recv(self, event: Event) -> None:
+        """The peer asked to release. pynetdicom queues its reply before it sets `is_released` and
+        fires EVT_RELEASED: a peer that gets the reply and closes first would otherwise be
+        recorded as aborted by `on_conn_close`."""
+        if isinstance(event.pdu, A_RELEASE_RQ):
+            self._tally(event.assoc).release_asked = True
+
     def on_ended(self, event: Event, outcome: str) -> None:
         self._end(event.assoc, outcome)
 
     def on_conn_close(self, event: Event) -> None:
         """A connection that closed after asking to associate, without release, abort or
-        rejection being seen (the peer vanished): recorded as aborted."""
+        rejection being seen: released when the peer had asked to release (and closed on our
+        reply before pynetdicom said so), else aborted (the peer vanished)."""
         assoc = event.assoc
         with self._lock:
             tally = self._tallies.get(assoc)
         if tally is not None or assoc.requestor.primitive is not None:
-            self._end(assoc, "aborted")
+            self._end(assoc, "released" if tally is not None and tally.release_asked else "aborted")
 
     def _tally(self, assoc: Association) -> _Tally:
         with self._lock:

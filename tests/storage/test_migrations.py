@@ -13,8 +13,8 @@ from storage.db import make_engine
 from storage.migrate import alembic_config, current_revision, head_revision, upgrade
 
 
-def test_the_migrated_schema_is_the_models(database_url: str) -> None:
-    engine = make_engine(database_url)
+def test_the_migrated_schema_is_the_models(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
     try:
         upgrade(engine)
         with engine.connect() as conn:
@@ -26,8 +26,8 @@ def test_the_migrated_schema_is_the_models(database_url: str) -> None:
 LATEST = {"0005": "remote_ae", "0004": "patient_mismatch"}  # revision -> the table it adds
 
 
-def test_the_latest_migrations_go_down_and_up(database_url: str) -> None:
-    engine = make_engine(database_url)
+def test_the_latest_migrations_go_down_and_up(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
     try:
         upgrade(engine)
         assert current_revision(engine) == head_revision() == max(LATEST)
