@@ -80,9 +80,13 @@ def build_http_app(services: Services) -> Starlette:
                 search=services.search,
             ),
         )
-        origins = builtin.registry.registered_origins
+        registered = builtin.registry.registered_origins
     else:
-        origins = set
+        registered = set
+    configured = settings.extra_cors_origins()
+
+    def origins() -> set[str]:
+        return registered() | configured
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
 
     stable_age_seconds: float = 60.0  # a study quiet this long gets its settled FHIR version
     stow_max_bytes: int = 4 * 1024**3
+    cors_origins: str = ""  # comma-separated origins of browser viewers, besides registered redirect URIs
     stow_max_parts: int = Field(10_000, ge=1)  # parts (instances) in one STOW-RS request; more: 413
     min_free_bytes: int = 256 * 1024**2  # below this, storing is refused (0xA700 / 503) while still possible
     search_default_count: int = 20
@@ -93,6 +94,10 @@ class Settings(BaseSettings):
         if choice not in ("refuse", "accept"):
             raise ValueError(f"refuse (the default) or accept, not {value!r}")
         return choice
+
+    def extra_cors_origins(self) -> set[str]:
+        """FACADE_CORS_ORIGINS as origins: scheme://host[:port], without a path or a slash."""
+        return {o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()}
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'index.sqlite3').resolve()}"

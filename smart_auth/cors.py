@@ -3,7 +3,8 @@
 - Discovery (`/fhir/metadata`, `/fhir/.well-known/*`, `/auth/jwks`, `/auth/smart-style.json`):
   any origin (`*`), no credentials.
 - The token, introspection and revocation endpoints and the APIs (`/fhir`, `/dicomweb`,
-  `/wado`): the origins of registered redirect URIs only; the Origin is echoed with
+  `/wado`): the origins of registered redirect URIs and those the composition adds
+  (`FACADE_CORS_ORIGINS`, a viewer such as OHIF on another origin); the Origin is echoed with
   `Vary: Origin`. Authorization is by bearer token, never by cookie, so no credentials mode.
 - A preflight (OPTIONS with Access-Control-Request-Method) is answered here, before any route
   or token check: it carries no token and changes nothing.
@@ -20,7 +21,7 @@ _PUBLIC = ("/fhir/metadata", "/fhir/.well-known/", "/auth/jwks", "/auth/smart-st
 _API = ("/fhir", "/dicomweb", "/wado", "/auth/token", "/auth/introspect", "/auth/revoke")
 _METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 _HEADERS = "Authorization, Content-Type, Accept, Prefer, If-None-Match, If-Match"
-_EXPOSE = "ETag, Location, Last-Modified, Content-Location, WWW-Authenticate"
+_EXPOSE = "ETag, Location, Last-Modified, Content-Location, WWW-Authenticate, Warning"
 
 
 class CorsMiddleware:

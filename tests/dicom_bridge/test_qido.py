@@ -172,3 +172,28 @@ def test_a_patient_token_finds_only_its_own_studies(
         token = issue_token(services, scope)
         with httpx.Client(base_url=f"{live_http}/dicomweb", headers=bearer(token), timeout=30) as other:
             assert other.get("/studies").status_code == status, scope
+
+
+def test_a_viewer_on_another_origin_may_search(services: Services, token: str) -> None:
+    """FACADE_CORS_ORIGINS: a browser viewer (OHIF) served from another origin."""
+    import dataclasses
+
+    from facade.http import build_http_app
+    from tests.conftest import serving
+
+    viewer = "https://viewer.example:8443"
+    settings = services.settings.model_copy(update={"cors_origins": f" {viewer}/ , https://other.example"})
+    app = build_http_app(dataclasses.replace(services, settings=settings))
+    with serving(app) as url:
+        pre = httpx.options(
+            f"{url}/dicomweb/studies",
+            headers={"Origin": viewer, "Access-Control-Request-Method": "GET"},
+            timeout=10,
+        )
+        assert pre.status_code == 204 and pre.headers["access-control-allow-origin"] == viewer
+        assert "Authorization" in pre.headers["access-control-allow-headers"]
+        r = httpx.get(f"{url}/dicomweb/studies", headers={"Origin": viewer, **bearer(token)}, timeout=10)
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == viewer
+        assert "Warning" in r.headers["access-control-expose-headers"]
+        r = httpx.get(f"{url}/dicomweb/studies", headers={"Origin": "https://evil.example", **bearer(token)})
+        assert "access-control-allow-origin" not in r.headers
