@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # pytest-xdist workers for `make test` (each has its own migrated SQLite template and PostgreSQL schema)
 TEST_WORKERS ?= 2
 
-.PHONY: setup serve test lint format bench bench-auth bench-query bench-retrieve conformance
+.PHONY: setup serve test lint format bench bench-auth bench-query bench-retrieve bench-scale conformance
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml .ci/constraints.txt
@@ -42,6 +42,9 @@ bench-auth: setup
 
 bench-query: setup
 	$(BIN)/python -m bench.query
+
+bench-scale: setup
+	$(BIN)/python -m bench.scale
 
 # docs/conformance.md is generated from the code (a test keeps them equal)
 conformance: setup
