@@ -31,7 +31,7 @@ class PatientRow(Base):
     pk: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     fhir_id: Mapped[str] = mapped_column(String(64), unique=True)
     id_system: Mapped[str | None] = mapped_column(String(255))
-    patient_id: Mapped[str | None] = mapped_column(String(64))
+    patient_id: Mapped[str | None] = mapped_column(String(64), index=True)  # C-FIND / QIDO by it alone
     name: Mapped[str] = mapped_column(String(512), default="")
     birth_date: Mapped[str] = mapped_column(String(8), default="")
     sex: Mapped[str] = mapped_column(String(16), default="")

@@ -1,12 +1,12 @@
-"""The migrations build exactly the tables the models declare, on SQLite and PostgreSQL; 0004
-(patient_mismatch) goes down and up again."""
+"""The migrations build exactly the tables the models declare, on SQLite and PostgreSQL; the
+latest ones go down and up again."""
 
 from __future__ import annotations
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Engine, inspect
 
 import storage.tables
 from storage.db import make_engine
@@ -23,7 +23,17 @@ def test_the_migrated_schema_is_the_models(empty_database_url: str) -> None:
         engine.dispose()
 
 
-LATEST = {"0005": "remote_ae", "0004": "patient_mismatch"}  # revision -> the table it adds
+LATEST = {  # revision -> what it adds: ("table", name) or ("index", table, name)
+    "0006": ("index", "patient", "ix_patient_patient_id"),
+    "0005": ("table", "remote_ae"),
+    "0004": ("table", "patient_mismatch"),
+}
+
+
+def _present(engine: Engine, what: tuple[str, ...]) -> bool:
+    if what[0] == "table":
+        return what[1] in inspect(engine).get_table_names()
+    return what[2] in {ix["name"] for ix in inspect(engine).get_indexes(what[1])}
 
 
 def test_the_latest_migrations_go_down_and_up(empty_database_url: str) -> None:
@@ -32,14 +42,14 @@ def test_the_latest_migrations_go_down_and_up(empty_database_url: str) -> None:
         upgrade(engine)
         assert current_revision(engine) == head_revision() == max(LATEST)
         config = alembic_config()
-        for revision, table in sorted(LATEST.items(), reverse=True):
-            assert table in inspect(engine).get_table_names()
+        for revision, what in sorted(LATEST.items(), reverse=True):
+            assert _present(engine, what), what
             with engine.begin() as conn:
                 config.attributes["connection"] = conn
                 command.downgrade(config, "-1")
             assert current_revision(engine) != revision
-            assert table not in inspect(engine).get_table_names()
+            assert not _present(engine, what), what
         upgrade(engine)
-        assert set(LATEST.values()) <= set(inspect(engine).get_table_names())
+        assert all(_present(engine, what) for what in LATEST.values())
     finally:
         engine.dispose()
