@@ -83,7 +83,7 @@ class StorageScp:
                 self._discard(event)
                 raise Invalid("the Affected SOP Instance UID is longer than 64 characters")
             with self._ingest.staging() as staging:
-                _receive(event, staging)
+                receive(event, staging)
                 stored = self._ingest.store(
                     staging,
                     Source("c-store", event.assoc.requestor.ae_title),
@@ -115,7 +115,7 @@ class StorageScp:
             Path(event.dataset_path).unlink(missing_ok=True)
 
 
-def _receive(event: Event, staging: Staging) -> None:
+def receive(event: Event, staging: Staging) -> None:
     """The received data set as a Part 10 file in `staging`. With chunked receive (set where the AE
     is built, `dicom_bridge.ae`) pynetdicom already wrote it to a file of its own, in the system
     temporary directory: adopted (a rename on the same file system, else a copy). Else it is

@@ -28,8 +28,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    with fresh_database(backend, tmp_path) as url:
+        yield url
+
+
+@contextmanager
+def fresh_database(backend: str, folder: Path) -> Iterator[str]:
+    """A fresh, empty database (a SQLite file in `folder`, or a PostgreSQL schema of its own),
+    dropped on leaving; a test may hold several (a second archive)."""
     if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'index.sqlite3'}"
+        folder.mkdir(parents=True, exist_ok=True)
+        yield f"sqlite:///{folder / 'index.sqlite3'}"
         return
     url = os.environ["TEST_DATABASE_URL"]
     schema = f"t_{uuid.uuid4().hex[:12]}"
