@@ -22,6 +22,7 @@ from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.presentation import PresentationContext
 
 from dicom_bridge.ae import VERIFICATION, preferred_transfer_syntaxes
+from dicom_bridge.storage_scp import discard_partial
 from storage.usecases.peers import RemoteAe
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,10 @@ class Getter:
         # Receive each data set straight into a file, as our SCP does (see dicom_bridge.ae)
         _config.STORE_RECV_CHUNKED_DATASET = True
         contexts, roles = get_contexts(self._sop_classes)
-        handlers: list[EventHandlerType] = [(evt.EVT_C_STORE, self._on_store)]
+        handlers: list[EventHandlerType] = [
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_CONN_CLOSE, discard_partial),  # a data set the peer stopped sending midway
+        ]
         with associated(self._peer, self._config, contexts, roles=roles, handlers=handlers) as assoc:
 
             def get(study_uid: str, progress: Progress) -> Counts:

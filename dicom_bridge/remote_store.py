@@ -64,25 +64,25 @@ class RetrievedInstances:
         except DomainError as exc:
             status = status_of(exc)
             log.warning("c_get.refused", extra=facts | {"status": status, "error": type(exc).__name__})
-            self._count(study, "failed")
-            return _failure(status, str(exc))
+            return self._refused(event, study, status, str(exc))
         except Exception:
             log.exception("c_get.failed", extra=facts | {"status": _BUG})
-            self._count(study, "failed")
-            with suppress(AttributeError, OSError):
-                Path(event.dataset_path).unlink(missing_ok=True)
-            return _failure(_BUG, "internal error; the instance was not stored")
+            return self._refused(event, study, _BUG, "internal error; the instance was not stored")
         self._count(study, stored.outcome)
         log.info("c_get.stored", extra=facts | {"outcome": stored.outcome})
         return 0x0000
 
+    def _refused(self, event: Event, study: str | None, status: int, comment: str) -> Dataset:
+        """Count the failure, and delete the file pynetdicom received into when staging did not
+        take it over (chunked receive: see `dicom_bridge.ae`)."""
+        self._count(study, "failed")
+        with suppress(AttributeError, OSError):
+            Path(event.dataset_path).unlink(missing_ok=True)
+        rsp = Dataset()
+        rsp.Status = status
+        rsp.ErrorComment = comment[:64]  # LO
+        return rsp
+
     def _count(self, study: str | None, outcome: str) -> None:
         with self._lock:
             self.outcomes.setdefault(study or "", Counter())[outcome] += 1
-
-
-def _failure(status: int, comment: str) -> Dataset:
-    rsp = Dataset()
-    rsp.Status = status
-    rsp.ErrorComment = comment[:64]
-    return rsp

@@ -47,7 +47,7 @@ class StorageScp:
             (evt.EVT_REJECTED, _on_association, ["rejected"]),
             (evt.EVT_ABORTED, _on_association, ["aborted"]),
             (evt.EVT_RELEASED, _on_association, ["released"]),
-            (evt.EVT_CONN_CLOSE, _discard_partial),
+            (evt.EVT_CONN_CLOSE, discard_partial),
         ]
 
     def on_dimse_recv(self, event: Event) -> None:
@@ -138,7 +138,7 @@ def _failure(status: int, comment: str) -> Dataset:
     return rsp
 
 
-def _discard_partial(event: Event) -> None:
+def discard_partial(event: Event) -> None:
     """On a closed connection, delete the files of data sets that will never be stored: the one
     being received when the peer aborted or vanished, and any received but not yet handled (no
     answer can reach the peer now). pynetdicom writes them (chunked receive) and leaves them."""

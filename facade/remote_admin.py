@@ -25,8 +25,11 @@ from facade.importer import ProgressBar, publish_pending
 from facade.logs import configure_logging, log_to_file
 from facade.settings import Settings
 from facade.wiring import Services, build_services
+from mapping.dicom.uid import valid_uid
 from storage.errors import Unavailable
 from storage.usecases.peers import RemoteAe
+
+log = logging.getLogger(__name__)
 
 _DATE_RANGE = re.compile(r"^(\d{8})?(-(\d{8})?)?$")
 _STUDY_COLUMNS = (
@@ -71,11 +74,33 @@ def add_arguments(sub: Any) -> None:
     r.add_argument("--move", action="store_true", help="C-MOVE to our own AE (needs `facade serve` running)")
     for p in (f, r):
         p.add_argument(
-            "--connect-timeout", type=float, default=10.0, metavar="S", help="connection (default 10 s)"
+            "--connect-timeout", type=_seconds, default=10.0, metavar="S", help="connection (default 10 s)"
         )
         p.add_argument(
-            "--timeout", type=float, default=60.0, metavar="S", help="each response (default 60 s)"
+            "--timeout", type=_seconds, default=60.0, metavar="S", help="each response (default 60 s)"
         )
+
+
+class BadOption(ValueError):
+    """A command-line value the command cannot use (said before anything is sent)."""
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError("more than 0 and at most 3600 seconds")
+    return value
+
+
+def _uids(args: argparse.Namespace) -> list[str]:
+    uids = list(dict.fromkeys(u.strip() for u in args.study or []))
+    bad = [u for u in uids if not valid_uid(u)]
+    if bad:
+        raise BadOption(f"not a UID (digits and dots, at most 64 characters): {bad[0][:80]!r}")
+    return uids
 
 
 def run(
@@ -113,7 +138,7 @@ def run(
         except RemoteError as exc:
             print(f"{command}: {exc}", file=err)
             return 1
-        except ValueError as exc:
+        except BadOption as exc:
             print(f"{command}: {exc}", file=err)
             return 1
     finally:
@@ -136,12 +161,10 @@ def _quiet_logging(settings: Settings, err: TextIO, what: str) -> None:
 def study_query(args: argparse.Namespace) -> Dataset:
     """The STUDY-level identifier (PS3.4 C.6.2.1.2): filters as given, return keys empty."""
     if args.study_date and not _DATE_RANGE.match(args.study_date):
-        raise ValueError(
-            "--study-date is YYYYMMDD, or a range YYYYMMDD-YYYYMMDD (either end may be left out)"
-        )
+        raise BadOption("--study-date is YYYYMMDD, or a range YYYYMMDD-YYYYMMDD (either end may be left out)")
     ds = Dataset()
     ds.QueryRetrieveLevel = "STUDY"
-    ds.StudyInstanceUID = "\\".join(args.study or [])
+    ds.StudyInstanceUID = "\\".join(_uids(args))
     ds.StudyDate = args.study_date or ""
     ds.StudyTime = ""
     ds.PatientID = args.patient_id or ""
@@ -246,27 +269,41 @@ class _Bar:
 def _get(  # noqa: PLR0917 (one caller, the dispatch in `run`)
     args: argparse.Namespace, services: Services, peer: RemoteAe, config: ScuConfig, out: TextIO, err: TextIO
 ) -> int:
-    studies = list(dict.fromkeys(args.study))
+    studies = _uids(args)
     received = RetrievedInstances(services.ingest, peer.ae_title)
     classes = sop_classes_in(peer, config, studies)
     bar = _Bar(err)
     bar.bar.attach_to_logging()
     finals: dict[str, Counts] = {}
+    stopped: RemoteError | None = None
     try:
         with Getter(peer, config, received.on_c_store, classes).open() as get:
             for uid in studies:
                 received.expect(uid)
                 finals[uid] = get(uid, bar.study())
+    except RemoteError as exc:  # what arrived before is stored: say so below
+        stopped = exc
     finally:
         bar.bar.finish()
         bar.bar.detach_from_logging()
+    if stopped is not None:
+        print(f"facade remote retrieve: {stopped}", file=err)
     publish_pending(services.publisher.pending, err, command="facade remote retrieve")
-    rows, ok = [], True
+    rows, ok = [], stopped is None
     for uid in studies:
         tally: Counter[str] = received.outcomes.get(uid, Counter())
-        failed = max(tally["failed"], finals[uid].failed + finals[uid].warning)
+        final = finals.get(uid, Counts(-1))
+        failed = max(tally["failed"], final.failed + final.warning)
         arrived = tally["stored"] + tally["duplicate"] + tally["replaced"]
-        note = "" if arrived or failed else f"not found at {peer.ae_title}"
+        if final.status == -1:
+            note = "not retrieved (stopped)"
+        else:
+            note = "" if arrived or failed else f"not found at {peer.ae_title}"
+        log.info(
+            "remote.retrieved",
+            extra={"called_ae": peer.ae_title, "via": "c-get", "study_uid": uid, "failed": failed}
+            | {k: tally[k] for k in ("stored", "duplicate", "replaced")},
+        )
         ok = ok and arrived > 0 and not failed
         rows.append(
             (uid, str(tally["stored"]), str(tally["duplicate"]), str(tally["replaced"]), str(failed), note)
@@ -278,24 +315,25 @@ def _get(  # noqa: PLR0917 (one caller, the dispatch in `run`)
 
 def sop_classes_in(peer: RemoteAe, config: ScuConfig, studies: list[str]) -> list[str]:
     """The SOP classes the studies hold (SOPClassesInStudy, an optional key: PS3.4 C.6.1.1.4);
-    empty when the peer does not say for each of them (the C-GET then proposes common classes)."""
+    empty when the peer does not say for each study it has (the C-GET then proposes common classes)."""
     ds = Dataset()
     ds.QueryRetrieveLevel = "STUDY"
     ds.StudyInstanceUID = "\\".join(studies)
     ds.SOPClassesInStudy = ""
     classes: list[str] = []
-    answered = set()
-    for answer in find(peer, config, ds):
+    answers = find(peer, config, ds)
+    for answer in answers:
         value = answer.get("SOPClassesInStudy")
-        if value:
-            answered.add(str(answer.get("StudyInstanceUID", "")))
-            classes += [str(v) for v in (value if isinstance(value, MultiValue) else [value])]
-    return classes if answered >= set(studies) else []
+        if not value:
+            return []
+        classes += [str(v) for v in (value if isinstance(value, MultiValue) else [value])]
+    return classes
 
 
 def _move(  # noqa: PLR0917 (one caller, the dispatch in `run`)
     args: argparse.Namespace, settings: Settings, peer: RemoteAe, config: ScuConfig, out: TextIO, err: TextIO
 ) -> int:
+    studies = _uids(args)
     wildcard = ("", "0.0.0.0", "::")  # noqa: S104 (a wildcard is no address to call)
     host = settings.dicom_host if settings.dicom_host not in wildcard else "127.0.0.1"
     ours = RemoteAe(settings.dicom_ae_title, host, settings.dicom_port)
@@ -309,7 +347,6 @@ def _move(  # noqa: PLR0917 (one caller, the dispatch in `run`)
             file=err,
         )
         return 1
-    studies = list(dict.fromkeys(args.study))
     bar = _Bar(err)
     bar.bar.attach_to_logging()
     finals: dict[str, Counts] = {}
@@ -323,6 +360,11 @@ def _move(  # noqa: PLR0917 (one caller, the dispatch in `run`)
     for uid in studies:
         c = finals[uid]
         note = "" if c.completed or c.failed or c.warning else f"not found at {peer.ae_title}"
+        log.info(
+            "remote.retrieved",
+            extra={"called_ae": peer.ae_title, "via": "c-move", "study_uid": uid, "sent": c.completed}
+            | {"warning": c.warning, "failed": c.failed},
+        )
         ok = ok and c.completed > 0 and not (c.failed or c.warning)
         rows.append((uid, str(c.completed), str(c.warning), str(c.failed), note))
     print(f"Moved from {peer.ae_title} to {settings.dicom_ae_title} (stored by `facade serve`):", file=out)

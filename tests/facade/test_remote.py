@@ -199,6 +199,11 @@ def test_unknown_and_unreachable_peers(
     assert "rejected the association" in capsys.readouterr().err
     assert main(["remote", "find", "PEER", "--study-date", "last week"]) == 1
     assert "--study-date is YYYYMMDD" in capsys.readouterr().err
+    assert main(["remote", "retrieve", "PEER", "--study", "1.2.x"]) == 1
+    assert "not a UID" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["remote", "find", "PEER", "--timeout", "0"])
+    assert "at most 3600 seconds" in capsys.readouterr().err
 
 
 def test_retrieve_by_c_move_to_ourselves(
