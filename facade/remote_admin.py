@@ -2,7 +2,8 @@
 C-MOVE to ourselves), through the one ingest path. AE is a title registered with `facade ae add`.
 
 The table and the summary go to the user's terminal, never to the log (they hold names and IDs).
-Exit status: 0 done, 1 the peer is unknown, unreachable or refused, or a study did not arrive whole.
+Exit status: 0 done, 1 the peer is unknown, unreachable or refused, or a study did not arrive whole,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -141,6 +142,9 @@ def run(
         except BadOption as exc:
             print(f"{command}: {exc}", file=err)
             return 1
+        except KeyboardInterrupt:  # the association was aborted; what was stored stays stored
+            print(f"{command}: interrupted", file=err)
+            return 130
     finally:
         services.close()
 
