@@ -47,7 +47,7 @@ class StorageScp:
             (evt.EVT_REJECTED, _on_association, ["rejected"]),
             (evt.EVT_ABORTED, _on_association, ["aborted"]),
             (evt.EVT_RELEASED, _on_association, ["released"]),
-            (evt.EVT_CONN_CLOSE, _discard_partial),
+            (evt.EVT_CONN_CLOSE, discard_partial),
         ]
 
     def on_dimse_recv(self, event: Event) -> None:
@@ -83,7 +83,7 @@ class StorageScp:
                 self._discard(event)
                 raise Invalid("the Affected SOP Instance UID is longer than 64 characters")
             with self._ingest.staging() as staging:
-                _receive(event, staging)
+                receive(event, staging)
                 stored = self._ingest.store(
                     staging,
                     Source("c-store", event.assoc.requestor.ae_title),
@@ -115,7 +115,7 @@ class StorageScp:
             Path(event.dataset_path).unlink(missing_ok=True)
 
 
-def _receive(event: Event, staging: Staging) -> None:
+def receive(event: Event, staging: Staging) -> None:
     """The received data set as a Part 10 file in `staging`. With chunked receive (set where the AE
     is built, `dicom_bridge.ae`) pynetdicom already wrote it to a file of its own, in the system
     temporary directory: adopted (a rename on the same file system, else a copy). Else it is
@@ -138,7 +138,7 @@ def _failure(status: int, comment: str) -> Dataset:
     return rsp
 
 
-def _discard_partial(event: Event) -> None:
+def discard_partial(event: Event) -> None:
     """On a closed connection, delete the files of data sets that will never be stored: the one
     being received when the peer aborted or vanished, and any received but not yet handled (no
     answer can reach the peer now). pynetdicom writes them (chunked receive) and leaves them."""

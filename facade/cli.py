@@ -21,11 +21,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     db_sub.add_parser("upgrade", help="bring the database schema up to date")
     imp = sub.add_parser("import", help="import DICOM files and folders (DICOMDIR too)")
     imp.add_argument("paths", nargs="+", type=Path)
-    from facade import ae_admin, auth_admin, qa
+    from facade import ae_admin, auth_admin, qa, remote_admin
 
     auth_admin.add_arguments(sub)
     qa.add_arguments(sub)
     ae_admin.add_arguments(sub)
+    remote_admin.add_arguments(sub)
     args = parser.parse_args(argv)
     try:
         settings = Settings()
@@ -55,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "ae":
         print(f"facade: data directory {settings.data_dir.resolve()}", file=sys.stderr)
         return ae_admin.run(args, settings)
+    if args.command == "remote":
+        print(f"facade: data directory {settings.data_dir.resolve()}", file=sys.stderr)
+        return remote_admin.run(args, settings)
     if args.command in ("client", "user", "launch", "keys", "token"):
         refusal = data_dir_refusal(settings, args.command)
         if refusal:

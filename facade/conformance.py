@@ -14,8 +14,15 @@ from pydicom.charset import python_encoding
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import UID
 
-from dicom_bridge import find_scp, get_scp, move_scp, statuses, storage_scp
-from dicom_bridge.ae import QUERY_FIND, QUERY_GET, QUERY_MOVE, VERIFICATION, AeConfig, storage_ae
+from dicom_bridge import find_scp, get_scp, move_scp, remote, statuses, storage_scp
+from dicom_bridge.ae import (
+    QUERY_FIND,
+    QUERY_GET,
+    QUERY_MOVE,
+    VERIFICATION,
+    AeConfig,
+    storage_ae,
+)
 from facade.settings import Settings
 from mapping.dicom.matching import RANGE_VRS, WILDCARD_VRS
 from mapping.dicom.query_keys import KEYS, MODEL_LEVELS, UNIQUE
@@ -39,8 +46,10 @@ test fails when it differs from that code.
 | Query/Retrieve MOVE | Patient Root, Study Root Query/Retrieve Information Model - MOVE | SCP |
 | Storage, within a C-GET | the storage SOP classes of appendix A, by SCP/SCU role selection | SCU |
 | Storage, for a C-MOVE | the SOP classes of the instances moved, on an association we open | SCU |
+| Verification, Query/Retrieve FIND, GET, MOVE (Study Root) | `facade remote` (section 9) | SCU |
+| Storage, within our C-GET | the SOP classes of the retrieved studies, by SCP/SCU role selection | SCP |
 
-Not yet offered: Modality Worklist, MPPS, Storage Commitment, and querying other archives.
+Not yet offered: Modality Worklist, MPPS, Storage Commitment.
 
 ## 2. Application entity
 
@@ -155,6 +164,31 @@ otherwise.
 """
 
 
+_REMOTE = """
+## 9. Association initiation: `facade remote` (query and retrieve from another archive)
+
+`facade remote find|retrieve AE` opens associations to an AE registered with `facade ae add`,
+as AE title `FACADE_DICOM_AE_TITLE`, proposing a maximum PDU of `FACADE_DICOM_MAX_PDU`; it waits
+{connect_timeout:g} s for the connection and the association answer and {response_timeout:g} s for each
+response (`--connect-timeout`, `--timeout`). A rejection, an abort, no answer or a failure
+status ends the command with the reason; nothing is retried.
+
+| Presentation context | Transfer syntaxes | Role |
+| --- | --- | --- |
+| {find} (`{find_uid}`) | {uncompressed} | SCU |
+| {get} (`{get_uid}`) | {uncompressed} | SCU |
+| {move} (`{move_uid}`) | {uncompressed} | SCU |
+| {verification} (`{verification_uid}`), to our own listener before a C-MOVE | {uncompressed} | SCU |
+{storage_rows}
+
+C-FIND at STUDY level (then at SERIES level, one request per study) with the filters given and
+the return keys of the `facade remote find` table; C-GET and C-MOVE at STUDY level, one Study
+Instance UID each. Each C-STORE sub-operation of our C-GET is answered only after the instance
+was stored and indexed (as in section 4), with its statuses; an instance of another study than
+the one asked for is refused (0xC001). C-MOVE names our own AE title as the destination, whose
+instances `facade serve` receives as in section 4.
+"""
+
 _REJECTED = "A-ASSOCIATE-RJ"
 
 
@@ -232,6 +266,22 @@ def statement() -> str:
     text += _GET.format(max_subops=get_scp.MAX_SUBOPERATIONS, get_statuses=_statuses(_GET_STATUSES))
     text += _MOVE.format(max_contexts=move_scp.MAX_CONTEXTS)
     text += _CHARSETS.format(charsets=", ".join(f"`{c}`" for c in python_encoding if c))
+    scu = remote.ScuConfig("FACADE")
+    text += _REMOTE.format(
+        connect_timeout=scu.connect_timeout,
+        response_timeout=scu.response_timeout,
+        find=_name(remote.STUDY_ROOT_FIND),
+        find_uid=remote.STUDY_ROOT_FIND,
+        get=_name(remote.STUDY_ROOT_GET),
+        get_uid=remote.STUDY_ROOT_GET,
+        move=_name(remote.STUDY_ROOT_MOVE),
+        move_uid=remote.STUDY_ROOT_MOVE,
+        verification=_name(VERIFICATION),
+        verification_uid=VERIFICATION,
+        uncompressed=_syntaxes(remote.UNCOMPRESSED),
+        max_contexts=remote.MAX_CONTEXTS,
+        storage_rows=_remote_storage_rows(),
+    )
     text += "\n## Appendix A. Storage SOP classes\n\n| SOP class | UID |\n| --- | --- |\n"
     text += "\n".join(f"| {_name(str(c.abstract_syntax))} | `{c.abstract_syntax}` |" for c in storage)
     return text + "\n"
@@ -268,6 +318,22 @@ _GET_STATUSES = {
     "unique key of the level, a wildcard",
     get_scp.UNABLE_TO_PROCESS: f"Unable to process: more than {get_scp.MAX_SUBOPERATIONS} instances",
 }
+
+
+def _remote_storage_rows() -> str:
+    role = "SCP (role selection proposed)"
+    known = (
+        "one context of the native (uncompressed) syntaxes, then one context for each other syntax we "
+        f"accept as SCP (section 3), as many as {remote.MAX_CONTEXTS} contexts allow"
+    )
+    common = len(remote.get_contexts()[1])
+    return "\n".join(
+        [
+            f"| each storage SOP class the retrieved studies hold (SOP Classes in Study) | {known} | {role} |",  # noqa: E501
+            f"| when the archive does not name them: pynetdicom's {common} common storage SOP classes "
+            f"| every syntax we accept as SCP, in one context per class | {role} |",
+        ]
+    )
 
 
 def _key_row(keyword: str, level: str, vr: str, matchable: bool) -> str:

@@ -66,7 +66,7 @@ def run_import(
             paths, progress=bar.update
         )
         bar.finish()
-        published = _publish(services.publisher.pending, err)
+        published = publish_pending(services.publisher.pending, err)
     except Unavailable as exc:  # before the first file (the endpoint write): nothing was imported
         bar.finish()
         print(f"facade import: {exc}", file=err)
@@ -84,7 +84,7 @@ def run_import(
     return 1 if summary.rejected else 0
 
 
-def _publish(pending: Callable[[], int], err: TextIO) -> int | None:
+def publish_pending(pending: Callable[[], int], err: TextIO, *, command: str = "facade import") -> int | None:
     """Publish every changed study and patient now (not after the stable age), in batches."""
     total = 0
     try:
@@ -95,7 +95,7 @@ def _publish(pending: Callable[[], int], err: TextIO) -> int | None:
                 break
     except Unavailable as exc:
         print(
-            f"facade import: the FHIR resources were not published yet ({exc}); "
+            f"{command}: the FHIR resources were not published yet ({exc}); "
             "reads and `facade serve` publish them later",
             file=err,
         )
@@ -143,8 +143,10 @@ class ProgressBar:
     """Files done / total, rate and ETA on `stream`: redrawn in place on a terminal, else a line
     every `_PLAIN_EVERY` seconds; the last state is always written by `finish`."""
 
-    def __init__(self, stream: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
-        self._stream, self._clock = stream, clock
+    def __init__(
+        self, stream: TextIO, clock: Callable[[], float] = time.monotonic, *, unit: str = "files"
+    ) -> None:
+        self._stream, self._clock, self._unit = stream, clock, unit
         self._tty = stream.isatty()
         self._started = self._last = clock()
         self._state = (0, 0)
@@ -192,8 +194,8 @@ class ProgressBar:
             when = f"ETA {_clock_time((total - done) / rate) if rate > 0 else '--:--'}"
         filled = round(share * _BAR)
         return (
-            f"[{'#' * filled}{'.' * (_BAR - filled)}] {done}/{total} files "
-            f"{share:4.0%}  {rate:.0f} files/s  {when}"
+            f"[{'#' * filled}{'.' * (_BAR - filled)}] {done}/{total} {self._unit} "
+            f"{share:4.0%}  {rate:.0f} {self._unit}/s  {when}"
         )
 
     def _draw(self) -> None:

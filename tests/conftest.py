@@ -41,6 +41,18 @@ def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def fresh_database(backend: str, folder: Path) -> Iterator[str]:
+    """A fresh, empty database (a SQLite file in `folder`, or a PostgreSQL schema of its own),
+    dropped on leaving; a test may hold several (a second archive, which migrates itself)."""
+    if backend == "sqlite":
+        folder.mkdir(parents=True, exist_ok=True)
+        yield f"sqlite:///{folder / 'index.sqlite3'}"
+        return
+    with _postgresql_schema() as url:
+        yield url
+
+
 @pytest.fixture
 def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """A database at the head revision without rows, as `build_services` leaves a new one.

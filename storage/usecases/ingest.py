@@ -52,7 +52,7 @@ from storage.errors import Conflict, Invalid, Unavailable, no_room
 
 log = logging.getLogger(__name__)
 
-Via = Literal["c-store", "stow-rs", "import"]
+Via = Literal["c-store", "stow-rs", "import", "c-get"]  # c-get: our C-GET SCU (`facade remote`)
 
 
 @dataclass(frozen=True)
