@@ -55,7 +55,6 @@ def wado_uri_router(retrieve: Retrieve, may_read: Callable[..., Visibility]) -> 
     router = APIRouter()
     read = Depends(may_read)
 
-    @router.get("")
     @router.get("/")
     def wado(request: Request, sees: Visibility = read) -> Response:
         try:
