@@ -1,4 +1,5 @@
-"""The HTTP application: /fhir, /dicomweb and /auth mounted side by side, /healthz, /metrics."""
+"""The HTTP application: /fhir, /dicomweb, /wado (WADO-URI) and /auth mounted side by side, /healthz,
+/metrics."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 
-from dicom_bridge.dicomweb.app import DicomwebConfig, create_dicomweb_app
+from dicom_bridge.dicomweb.app import DicomwebConfig, create_dicomweb_app, create_wado_uri_app
 from facade.audit_http import AuditMiddleware
 from facade.dicomweb_auth import DicomwebTokens
 from facade.wiring import Services, software_version
@@ -25,7 +26,7 @@ from storage.errors import InsufficientScope, Unauthenticated
 
 
 def build_http_app(services: Services) -> Starlette:
-    """/fhir, /dicomweb and (built-in mode) /auth, behind CORS and the access audit."""
+    """/fhir, /dicomweb, /wado and (built-in mode) /auth, behind CORS and the access audit."""
     settings = services.settings
     base = settings.resolved_base_url()
     auth = services.auth
@@ -68,6 +69,7 @@ def build_http_app(services: Services) -> Starlette:
             DicomwebTokens(auth.guard),
         ),
     )
+    app.mount("/wado", create_wado_uri_app(services.retrieve, f"{base}/wado", DicomwebTokens(auth.guard)))
     if auth.builtin is not None:
         builtin = auth.builtin
         app.mount(

@@ -89,3 +89,35 @@ def _quality(q: str) -> float:
         return float(q)
     except ValueError:
         return 1.0
+
+
+JPEG = "image/jpeg"
+PNG = "image/png"
+_IMAGE_ANY = {"*/*", "image/*"}
+
+
+def rendered_media_type(accept: str | None) -> str:
+    """The image type of a rendered resource or thumbnail (PS3.18 8.7.4): image/jpeg (the default)
+    or image/png, whichever the Accept prefers; NotAcceptable when it allows neither."""
+    if not accept or not accept.strip():
+        return JPEG
+    ranked: list[tuple[float, int, str]] = []
+    for position, item in enumerate(accept.split(",")):
+        kind = media_type(item)
+        q = _quality(kind.params.get("q", "1"))
+        if q <= 0:
+            continue
+        if kind.mime in _IMAGE_ANY or kind.mime == JPEG:
+            ranked.append((q, position, JPEG))
+        elif kind.mime == PNG:
+            ranked.append((q, position, PNG))
+    if not ranked:
+        raise NotAcceptable(f"rendered images are sent as {JPEG} or {PNG}")
+    return min(ranked, key=lambda r: (-r[0], r[1]))[2]
+
+
+def frames_transfer_syntaxes(accept: str | None) -> list[str | None]:
+    """The transfer syntaxes an Accept allows for frames (`multipart/related;
+    type="application/octet-stream"`), best first; None (no transfer-syntax, or `*`) takes the
+    default of application/octet-stream, uncompressed little endian (PS3.18 8.7.3.5.2)."""
+    return _transfer_syntaxes(accept, OCTETS)

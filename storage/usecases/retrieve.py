@@ -34,6 +34,8 @@ from mapping.dicom.json_model import (
     pixel_data_tag,
     vr_of,
 )
+from mapping.dicom.pixels import CannotDecode, number_of_frames, stored_frame, uncompressed_frame
+from mapping.dicom.rendering import RenderOptions, render
 from mapping.dicom.transcode import EXPLICIT_VR_LE, CannotTranscode, can_transcode, transcode
 from storage.blobs import BlobStore
 from storage.db import Database
@@ -45,7 +47,9 @@ from storage.usecases.search import Search
 __all__ = [
     "EXPLICIT_VR_LE",
     "BulkValue",
+    "CannotDecode",
     "CannotTranscode",
+    "RenderOptions",
     "Retrieve",
     "StoredInstance",
     "Visibility",
@@ -104,6 +108,33 @@ class Retrieve:
             except Exception as exc:  # a decoder's failure on this bit stream, whatever its type
                 raise CannotTranscode(f"the pixel data cannot be decoded: {type(exc).__name__}") from exc
         return ds
+
+    def rendered(self, instance: StoredInstance, frame: int, options: RenderOptions) -> bytes:
+        """Frame `frame` (1-based) rendered (`mapping.dicom.rendering`); NotFound when the instance
+        has no such frame, CannotDecode when its pixel data cannot be decoded."""
+        with self._blobs.open(instance.blob_key) as f:
+            ds = dcmread(f)
+        frames = number_of_frames(ds)
+        if frames == 0:
+            raise CannotDecode("the instance has no pixel data to render")
+        if not 1 <= frame <= frames:
+            raise NotFound("no such frame")
+        return render(ds, frame, options)
+
+    def frames(self, instance: StoredInstance, numbers: list[int], *, as_stored: bool) -> list[bytes]:
+        """The frames listed, in that order: uncompressed little endian, or (`as_stored`, for
+        encapsulated pixel data) each frame's bit stream as stored; NotFound when one is out of
+        range, CannotDecode when the pixel data cannot be decoded."""
+        with self._blobs.open(instance.blob_key) as f:
+            ds = dcmread(f)
+        count = number_of_frames(ds)
+        if count == 0:
+            raise NotFound("the instance has no frames")
+        if any(n > count for n in numbers):
+            raise NotFound("no such frame")
+        if as_stored:
+            return [stored_frame(ds, n) for n in numbers]
+        return [uncompressed_frame(ds, n) for n in numbers]
 
     def bulk_value(self, instance: StoredInstance, tag: int) -> BulkValue:
         """Where the instance's top-level bulk value `tag` lies; NotFound when it has none (not

@@ -184,6 +184,8 @@ def test_every_fhir_dicomweb_and_wado_route_depends_on_the_guard(world: World) -
     walk(list(app.routes), "")
     assert "/fhir/{res_type}/{res_id}" in checked and "/dicomweb/studies" in checked
     assert "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata" in checked
+    assert "/dicomweb/studies/{study}/series/{series}/instances/{instance}/rendered" in checked
+    assert "/wado/" in checked
 
 
 def test_wado_sees_what_a_fhir_read_of_the_imaging_study_sees(world: World) -> None:

@@ -1,0 +1,229 @@
+"""WADO-RS pixels: rendered images, thumbnails (PS3.18 10.4.1.1.3, 10.4.1.1.4, 8.3.5) and frames
+(10.4.1.1.2), of what the archive stores, to callers who may read the study's ImagingStudy (the same
+`may_read` and the same 404 for a study the caller may not see as for an unknown one).
+
+- `.../instances/{i}/rendered`, `.../instances/{i}/frames/{n}/rendered`: the frame (the first of
+  an instance) as image/jpeg (the default) or image/png, per the Accept; query parameters
+  `window=center,width,function`, `viewport=w,h`, `quality` (JPEG, default 90)
+  (`mapping.dicom.rendering` says what is drawn).
+- `.../thumbnail` of an instance, a frame, a series and a study: the same picture fitted inside
+  128 x 128 (or the viewport asked for); a series shows its middle instance, a study the middle
+  instance of its first series.
+- `.../instances/{i}/frames/{list}`: `multipart/related; type="application/octet-stream"`, one
+  part per frame in the order listed, uncompressed little endian (decoded when stored
+  compressed); with `transfer-syntax=` the stored compressed syntax, each frame's bit stream as
+  stored.
+
+Each answer is made whole before it starts (one instance in memory). Refusals, text/plain: 400 a
+malformed UID, frame list or parameter; 404 an unknown or invisible study, series or instance, or
+a frame out of range; 406 an Accept we cannot satisfy, or pixel data that cannot be decoded (no
+pixel data, no decoder, a bit stream the decoder refuses); 503 the index is unavailable.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydicom.uid import UID
+
+from dicom_bridge.dicomweb.accept import (
+    OCTETS,
+    NotAcceptable,
+    frames_transfer_syntaxes,
+    rendered_media_type,
+)
+from mapping.dicom.render_params import frame_list, quality_param, viewport_param, window_param
+from mapping.dicom.rendering import THUMBNAIL
+from mapping.dicom.uid import valid_uid
+from storage.errors import NotFound, Unavailable
+from storage.usecases.retrieve import (
+    EXPLICIT_VR_LE,
+    CannotDecode,
+    RenderOptions,
+    Retrieve,
+    StoredInstance,
+    Visibility,
+)
+
+log = logging.getLogger(__name__)
+
+_INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
+
+
+class Refusal(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def rendered_router(retrieve: Retrieve, may_read: Callable[..., Visibility]) -> APIRouter:
+    """Rendered, thumbnail and frames resources; `may_read` decides first (as for WADO-RS)."""
+    router = APIRouter()
+    read = Depends(may_read)
+
+    @router.get(_INSTANCE + "/rendered")
+    def instance_rendered(
+        study: str, series: str, instance: str, request: Request, sees: Visibility = read
+    ) -> Response:
+        return _rendered(request, sees, (study, series, instance), None, thumbnail=False)
+
+    @router.get(_INSTANCE + "/frames/{frames}/rendered")
+    def frame_rendered(
+        study: str, series: str, instance: str, frames: str, *, request: Request, sees: Visibility = read
+    ) -> Response:
+        return _rendered(request, sees, (study, series, instance), frames, thumbnail=False)
+
+    @router.get(_INSTANCE + "/thumbnail")
+    def instance_thumbnail(
+        study: str, series: str, instance: str, request: Request, sees: Visibility = read
+    ) -> Response:
+        return _rendered(request, sees, (study, series, instance), None, thumbnail=True)
+
+    @router.get(_INSTANCE + "/frames/{frames}/thumbnail")
+    def frame_thumbnail(
+        study: str, series: str, instance: str, frames: str, *, request: Request, sees: Visibility = read
+    ) -> Response:
+        return _rendered(request, sees, (study, series, instance), frames, thumbnail=True)
+
+    @router.get("/studies/{study}/series/{series}/thumbnail")
+    def series_thumbnail(study: str, series: str, request: Request, sees: Visibility = read) -> Response:
+        return _rendered(request, sees, (study, series), None, thumbnail=True)
+
+    @router.get("/studies/{study}/thumbnail")
+    def study_thumbnail(study: str, request: Request, sees: Visibility = read) -> Response:
+        return _rendered(request, sees, (study,), None, thumbnail=True)
+
+    @router.get(_INSTANCE + "/frames/{frames}")
+    def retrieve_frames(
+        study: str, series: str, instance: str, frames: str, *, request: Request, sees: Visibility = read
+    ) -> Response:
+        return _frames(request, sees, (study, series, instance), frames)
+
+    def _rendered(
+        request: Request, sees: Visibility, uids: tuple[str, ...], frames: str | None, *, thumbnail: bool
+    ) -> Response:
+        route = ("thumbnail" if thumbnail else "rendered") + f"-{_LEVELS[len(uids)]}"
+        try:
+            check_uids(uids)
+            frame = 1
+            if frames is not None:
+                numbers = _frame_list(frames)
+                if len(numbers) != 1:
+                    raise Refusal(400, "a rendered frame is one frame number")
+                frame = numbers[0]
+            options = options_from(request, thumbnail=thumbnail)
+            found = found_instances(retrieve, uids, sees)
+            picked = representative(found)
+            image = rendered(retrieve, picked, frame, options)
+        except Refusal as refusal:
+            return refused(refusal, route)
+        log.info("wado.rendered", extra={"route": route, "http_status": 200, "instances": 1})
+        return Response(image, media_type=options.media_type)
+
+    def _frames(request: Request, sees: Visibility, uids: tuple[str, ...], frames: str) -> Response:
+        try:
+            check_uids(uids)
+            numbers = _frame_list(frames)
+            try:
+                syntaxes = frames_transfer_syntaxes(request.headers.get("accept"))
+            except NotAcceptable as exc:
+                raise Refusal(406, str(exc)) from exc
+            (found,) = found_instances(retrieve, uids, sees)
+            sent_as = _frames_syntax(found, syntaxes)
+            stored = sent_as != EXPLICIT_VR_LE
+            try:
+                parts = retrieve.frames(found, numbers, as_stored=stored)
+            except NotFound as exc:
+                raise Refusal(404, str(exc)) from exc
+            except CannotDecode as exc:
+                raise Refusal(406, f"the frames cannot be sent uncompressed: {exc}") from exc
+        except Refusal as refusal:
+            return refused(refusal, "frames")
+        boundary = uuid.uuid4().hex
+        head = f"--{boundary}\r\nContent-Type: {OCTETS}; transfer-syntax={sent_as}\r\n\r\n".encode()
+        body = b"".join(head + part + b"\r\n" for part in parts) + f"--{boundary}--\r\n".encode()
+        log.info("wado.frames", extra={"route": "frames", "http_status": 200, "instances": 1})
+        return Response(body, media_type=f'multipart/related; type="{OCTETS}"; boundary={boundary}')
+
+    return router
+
+
+_LEVELS = {1: "study", 2: "series", 3: "instance"}
+
+
+def check_uids(uids: tuple[str, ...]) -> None:
+    for name, uid in zip(("study", "series", "instance"), uids, strict=False):
+        if not valid_uid(uid):
+            raise Refusal(400, f"the {name} in the URL is not a valid UID")
+
+
+def found_instances(retrieve: Retrieve, uids: tuple[str, ...], sees: Visibility) -> list[StoredInstance]:
+    try:
+        return retrieve.instances(*uids, visibility=sees)
+    except NotFound as exc:
+        raise Refusal(404, str(exc)) from exc
+    except Unavailable as exc:
+        raise Refusal(503, str(exc)) from exc
+
+
+def representative(found: list[StoredInstance]) -> StoredInstance:
+    """The instance a thumbnail shows: the middle one of the first series (DICOM order)."""
+    first_series = [i for i in found if i.series_uid == found[0].series_uid]
+    return first_series[(len(first_series) - 1) // 2]
+
+
+def rendered(retrieve: Retrieve, instance: StoredInstance, frame: int, options: RenderOptions) -> bytes:
+    try:
+        return retrieve.rendered(instance, frame, options)
+    except NotFound as exc:
+        raise Refusal(404, str(exc)) from exc
+    except CannotDecode as exc:
+        raise Refusal(406, f"the instance cannot be rendered: {exc}") from exc
+
+
+def options_from(request: Request, *, thumbnail: bool) -> RenderOptions:
+    """The Accept and the query parameters `window`, `viewport`, `quality` (PS3.18 8.3.5.1)."""
+    try:
+        media_type = rendered_media_type(request.headers.get("accept"))
+    except NotAcceptable as exc:
+        raise Refusal(406, str(exc)) from exc
+    params = request.query_params
+    try:
+        window = window_param(params["window"]) if "window" in params else None
+        viewport = viewport_param(params["viewport"]) if "viewport" in params else None
+        quality = quality_param(params["quality"]) if "quality" in params else 90
+    except ValueError as exc:
+        raise Refusal(400, str(exc)) from exc
+    if thumbnail and viewport is None:
+        return RenderOptions(media_type, quality, window, THUMBNAIL, shrink_only=True)
+    return RenderOptions(media_type, quality, window, viewport)
+
+
+def _frame_list(frames: str) -> list[int]:
+    try:
+        return frame_list(frames)
+    except ValueError as exc:
+        raise Refusal(400, str(exc)) from exc
+
+
+def _frames_syntax(instance: StoredInstance, syntaxes: list[str | None]) -> str:
+    """Explicit VR Little Endian for no transfer-syntax, `*` or that syntax; the stored one when
+    asked for by name; else 406."""
+    for syntax in syntaxes:
+        if syntax is None or syntax == EXPLICIT_VR_LE:
+            return EXPLICIT_VR_LE
+        if syntax == instance.transfer_syntax_uid and UID(syntax).is_compressed:
+            return syntax
+    raise Refusal(
+        406,
+        "frames are sent uncompressed (transfer-syntax=1.2.840.10008.1.2.1) or in the syntax they "
+        f"are stored in ({instance.transfer_syntax_uid})",
+    )
+
+
+def refused(refusal: Refusal, route: str) -> Response:
+    log.info("wado.refused", extra={"route": route, "http_status": refusal.status, "reason": refusal.reason})
+    return Response(refusal.reason + "\n", status_code=refusal.status, media_type="text/plain; charset=utf-8")

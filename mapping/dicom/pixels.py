@@ -1,0 +1,81 @@
+"""A stored image's frames, decoded (PS3.5 8, PS3.18 10.4.1.1.2 frame retrieval): the pixel array
+of one frame, or its uncompressed bytes in little endian, or its bit stream as stored.
+
+Decoding is pydicom's (its native and RLE decoders, pylibjpeg with libjpeg and openjpeg); any
+failure of a decoder on a bit stream, whatever its type, is `CannotDecode`, so that a caller
+refuses the request instead of failing. Pure: the caller reads the data set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from pydicom import Dataset
+from pydicom.encaps import get_frame
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.utils import pack_bits
+
+
+class CannotDecode(Exception):
+    """The instance has no pixel data, or no decoder can read its bit stream (PHI-free text)."""
+
+
+def number_of_frames(ds: Dataset) -> int:
+    """Frames of the image (Number of Frames, 1 when absent); 0 when it has no pixel data."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        return 0
+    try:
+        return max(1, int(ds.get("NumberOfFrames") or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def decoded_frame(ds: Dataset, frame: int, *, raw: bool) -> tuple[NDArray[np.generic], str]:
+    """Frame `frame` (1-based) as an array (rows x columns, x samples for colour) and the
+    photometric interpretation its values are in (a JPEG decoder may have turned YBR into RGB);
+    `raw`: no colour conversion by pydicom."""
+    if number_of_frames(ds) == 0:
+        raise CannotDecode("the instance has no pixel data")
+    ts = ds.file_meta.TransferSyntaxUID
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError as exc:
+        raise CannotDecode("no decoder for the stored transfer syntax") from exc
+    if not decoder.is_available:
+        raise CannotDecode("no decoder for the stored transfer syntax")
+    try:
+        array, meta = decoder.as_array(ds, index=frame - 1, raw=raw)
+    except Exception as exc:  # a decoder's failure on this bit stream, whatever its type
+        raise CannotDecode(f"the pixel data cannot be decoded ({type(exc).__name__})") from exc
+    photometric = str(meta.get("photometric_interpretation") or ds.get("PhotometricInterpretation", ""))
+    return array, photometric.strip()
+
+
+def uncompressed_frame(ds: Dataset, frame: int) -> bytes:
+    """Frame `frame` (1-based) as the bytes it would have in Explicit VR Little Endian (what the
+    instance decoded by a WADO-RS retrieve in that syntax holds): samples little endian, 1-bit
+    pixels packed; native little endian frames are the stored bytes (YBR_FULL_422 subsampled)."""
+    ts = ds.file_meta.TransferSyntaxUID
+    bits = int(ds.get("BitsAllocated") or 8)
+    if not ts.is_compressed and ts.is_little_endian and bits % 8 == 0 and "PixelData" in ds:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+            length = rows * columns * 2 * bits // 8
+        else:
+            length = rows * columns * int(ds.get("SamplesPerPixel") or 1) * bits // 8
+        data = ds.PixelData[(frame - 1) * length : frame * length]
+        if len(data) == length:
+            return bytes(data)
+    array, _ = decoded_frame(ds, frame, raw=not ts.is_compressed)
+    if bits == 1:
+        return bytes(pack_bits(array))
+    little = array.astype(array.dtype.newbyteorder("<"), copy=False)
+    return little.tobytes()
+
+
+def stored_frame(ds: Dataset, frame: int) -> bytes:
+    """Frame `frame` (1-based) of encapsulated pixel data, its bit stream as stored."""
+    try:
+        return bytes(get_frame(ds.PixelData, frame - 1, number_of_frames=number_of_frames(ds)))
+    except Exception as exc:  # a broken encapsulation, whatever its type
+        raise CannotDecode(f"the frame cannot be read ({type(exc).__name__})") from exc

@@ -1,0 +1,193 @@
+"""A stored image's frame as a picture people look at (PS3.18 8.3.5 rendered media types, 9.1 WADO-URI):
+the decoded frame through the grayscale or colour pipeline of PS3.3 C.11 to 8 bits a sample, scaled
+to a viewport, encoded as JPEG or PNG.
+
+- Grayscale: Modality LUT (Rescale Slope / Intercept, or a Modality LUT Sequence), then the VOI:
+  an explicit window (`window=center,width,function`, WADO-URI windowCenter / windowWidth) wins;
+  else the VOI LUT Sequence's first LUT; else the first Window Center / Width with the data set's
+  VOI LUT Function; else the frame's own minimum and maximum. MONOCHROME1 is inverted afterwards,
+  so that the picture shows what the modality meant (PS3.3 C.7.6.3.1.2).
+- Colour: PALETTE COLOR through its palette (pydicom's `apply_color_lut`), YBR_FULL / YBR_FULL_422
+  to RGB (pydicom's `convert_color_space`; a decoder that already gave RGB says so), RGB as is;
+  samples of more than 8 bits are scaled down.
+- `viewport=w,h` fits the picture inside w x h keeping its aspect ratio (PS3.18 8.3.5.1.3; a
+  source region is not supported).
+
+Pure: the caller reads the data set; decoding is pydicom's, with pylibjpeg, libjpeg and openjpeg.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+from pydicom import Dataset
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, convert_color_space
+
+from mapping.dicom.pixels import CannotDecode, decoded_frame, number_of_frames
+
+JPEG = "image/jpeg"
+PNG = "image/png"
+MEDIA_TYPES = (JPEG, PNG)
+FUNCTIONS = {"linear": "LINEAR", "linear-exact": "LINEAR_EXACT", "sigmoid": "SIGMOID"}
+MAX_SIDE = 8192  # of a viewport: a bigger one is refused, not allocated
+THUMBNAIL = (128, 128)
+
+__all__ = ["CannotDecode", "RenderOptions", "Window", "render"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A VOI window (PS3.3 C.11.2.1.2); function LINEAR, LINEAR_EXACT or SIGMOID."""
+
+    center: float
+    width: float
+    function: str = "LINEAR"
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    media_type: str = JPEG
+    quality: int = 90  # JPEG only
+    window: Window | None = None
+    viewport: tuple[int | None, int | None] | None = None  # fit inside (columns, rows); None: any
+    shrink_only: bool = False  # a thumbnail is never enlarged
+
+
+def render(ds: Dataset, frame: int, options: RenderOptions) -> bytes:
+    """Frame `frame` (1-based) of `ds` as `options.media_type`; CannotDecode when its pixel data
+    cannot be decoded, IndexError when there is no such frame."""
+    if not 1 <= frame <= number_of_frames(ds):
+        raise IndexError(frame)
+    array, photometric = decoded_frame(ds, frame, raw=True)
+    picture = _picture(ds, array, photometric, options.window)
+    image = Image.fromarray(picture, mode="L" if picture.ndim == 2 else "RGB")
+    image = _fitted(image, options)
+    out = io.BytesIO()
+    if options.media_type == PNG:
+        image.save(out, format="PNG")
+    else:
+        image.save(out, format="JPEG", quality=options.quality)
+    return out.getvalue()
+
+
+def eight_bit_grayscale(ds: Dataset, frame: NDArray[np.generic], window: Window | None) -> NDArray[np.uint8]:
+    """A decoded grayscale frame through the Modality LUT, the VOI and MONOCHROME1's inversion."""
+    values = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
+    voi_lut = _first_voi_lut(ds) if window is None else None
+    if voi_lut is not None:
+        out = _through_lut(values, *voi_lut)
+    else:
+        window = window or _stored_window(ds) or _min_max_window(values)
+        out = windowed(values, window)
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
+        out = 255.0 - out
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def windowed(values: NDArray[np.float64], window: Window) -> NDArray[np.float64]:
+    """PS3.3 C.11.2.1.2.1 (LINEAR), C.11.2.1.3.2 (LINEAR_EXACT), C.11.2.1.3.1 (SIGMOID), to 0..255."""
+    c, w = window.center, window.width
+    if window.function == "SIGMOID":
+        return 255.0 / (1.0 + np.exp(-4.0 * (values - c) / w))
+    if window.function == "LINEAR_EXACT":
+        return np.clip(((values - c) / w + 0.5) * 255.0, 0.0, 255.0)
+    if w <= 1:  # LINEAR needs a width of at least 1: a threshold at the center
+        return np.where(values > c - 0.5, 255.0, 0.0)
+    return np.clip(((values - (c - 0.5)) / (w - 1) + 0.5) * 255.0, 0.0, 255.0)
+
+
+def _picture(
+    ds: Dataset, array: NDArray[np.generic], photometric: str, window: Window | None
+) -> NDArray[np.uint8]:
+    if photometric == "PALETTE COLOR":
+        colour: NDArray[np.generic] = apply_color_lut(array, ds)
+        return _to_eight_bits(colour, 8 * colour.dtype.itemsize)
+    if array.ndim == 2:
+        return eight_bit_grayscale(ds, array, window)
+    if photometric in ("YBR_FULL", "YBR_FULL_422"):  # decoded: no longer subsampled
+        array = np.asarray(convert_color_space(array, "YBR_FULL", "RGB"))
+    return _to_eight_bits(array, int(ds.get("BitsStored") or 8))
+
+
+def _to_eight_bits(array: NDArray[np.generic], bits: int) -> NDArray[np.uint8]:
+    if bits <= 8 and array.dtype == np.uint8:
+        return array.astype(np.uint8)
+    scaled = np.asarray(array, dtype=np.float64) * 255.0 / (2**bits - 1)
+    out: NDArray[np.uint8] = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return out
+
+
+def _first_voi_lut(ds: Dataset) -> tuple[int, int, NDArray[np.float64]] | None:
+    """(first input value, bits of an entry, entries) of the VOI LUT Sequence's first item."""
+    items = ds.get("VOILUTSequence")
+    if not items:
+        return None
+    item = items[0]
+    descriptor = [int(v) for v in item.LUTDescriptor]
+    bits = descriptor[2] if descriptor[2] in range(8, 17) else 16
+    raw = item.LUTData
+    if isinstance(raw, bytes):  # OW read as bytes
+        dtype = "<u2" if ds.is_little_endian or ds.is_little_endian is None else ">u2"
+        entries = np.frombuffer(raw, dtype=dtype).astype(np.float64)
+    else:
+        entries = np.asarray(raw if isinstance(raw, list | tuple) else [raw], dtype=np.float64)
+    if entries.size == 0:
+        return None
+    return descriptor[1], bits, entries
+
+
+def _through_lut(
+    values: NDArray[np.float64], first: int, bits: int, entries: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    index = np.clip(np.rint(values) - first, 0, entries.size - 1).astype(np.intp)
+    out: NDArray[np.float64] = entries[index] * 255.0 / (2**bits - 1)
+    return out
+
+
+def _stored_window(ds: Dataset) -> Window | None:
+    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if center is None or width is None:
+        return None
+    c = _first(center)
+    w = _first(width)
+    if c is None or w is None or w <= 0:
+        return None
+    function = str(ds.get("VOILUTFunction") or "LINEAR").strip().upper()
+    return Window(c, w, function if function in FUNCTIONS.values() else "LINEAR")
+
+
+def _first(value: object) -> float | None:
+    if isinstance(value, list | tuple) or (hasattr(value, "__getitem__") and not isinstance(value, str)):
+        try:
+            value = value[0]
+        except (IndexError, TypeError):
+            return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _min_max_window(values: NDArray[np.float64]) -> Window:
+    low, high = float(values.min()), float(values.max())
+    return Window((low + high) / 2, max(high - low, 1e-9), "LINEAR_EXACT")
+
+
+def _fitted(image: Image.Image, options: RenderOptions) -> Image.Image:
+    if options.viewport is None:
+        return image
+    width, height = options.viewport
+    scale = min(
+        width / image.width if width else math.inf,
+        height / image.height if height else math.inf,
+    )
+    if not math.isfinite(scale) or (options.shrink_only and scale >= 1):
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
