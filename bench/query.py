@@ -11,7 +11,7 @@ two series of ten, 500 patients, five modalities, study dates over two years, an
   one series;
 - QIDO-RS (httpx, one keep-alive connection; ours with a system token): the same three study
   searches, and ModalitiesInStudy=CT with limit=100;
-- WADO-RS of one instance;
+- WADO-RS of one instance, and `/rendered` (JPEG) of a 512x512 CT;
 - C-GET of the 100-instance study, in instances per second.
 Printed: p50 / p95 in ms and the ratio facade / Orthanc (below 1: we are faster). Runs in a
 private network namespace, as bench.ingest does. Not a test.
@@ -81,6 +81,7 @@ def main() -> int:
                 web, {"ModalitiesInStudy": "CT", "limit": "100"}
             ),
             "WADO-RS one instance": lambda: _retrieving(web, rng.choice(facts["instances"])),
+            "WADO-RS rendered 512x512 CT (JPEG)": lambda: _retrieving(web, facts["ct512"], rendered=True),
         }
         rows = []
         for label, make in requests.items():
@@ -130,16 +131,15 @@ def _searching(web: dict[str, httpx.Client], params: dict[str, str]) -> Callable
 
 
 def _retrieving(
-    web: dict[str, httpx.Client], uids: tuple[str, str, str]
+    web: dict[str, httpx.Client], uids: tuple[str, str, str], *, rendered: bool = False
 ) -> Callable[[Target], tuple[float, int]]:
     study, series, instance = uids
+    path = f"/studies/{study}/series/{series}/instances/{instance}" + ("/rendered" if rendered else "")
+    accept = "image/jpeg" if rendered else 'multipart/related; type="application/dicom"'
 
     def run(target: Target) -> tuple[float, int]:
         started = time.perf_counter()
-        r = web[target.name].get(
-            f"/studies/{study}/series/{series}/instances/{instance}",
-            headers={"Accept": 'multipart/related; type="application/dicom"'},
-        )
+        r = web[target.name].get(path, headers={"Accept": accept})
         if r.status_code != 200:
             raise SystemExit(f"WADO-RS on {target.name}: {r.status_code} {r.text[:200]}")
         return (time.perf_counter() - started) * 1000, len(r.content) // 1024
@@ -232,7 +232,7 @@ def _dataset(studies: int) -> tuple[list[Path], dict[str, Any]]:
     folder = WORK / "data" / f"query-{studies}"
     manifest = folder / "facts.json"
     files = sorted(folder.glob("*.dcm")) if folder.exists() else []
-    if len(files) == studies * 20 + 100 and manifest.exists():
+    if len(files) == studies * 20 + 101 and manifest.exists():
         return files, json.loads(manifest.read_text())
     sys.path.insert(0, str(ROOT))
     from tests.dicom_factory import make_instance, new_uid, write
@@ -266,6 +266,10 @@ def _dataset(studies: int) -> tuple[list[Path], dict[str, Any]]:
         ds = make_instance(study_uid=big, series_uid=series, rows=64, columns=64, instance_number=i + 1)
         write(ds, folder / f"big-{i:03d}.dcm")
     facts["big_study"] = big
+    ct = make_instance(study_uid=new_uid(), series_uid=new_uid(), modality="CT", rows=512, columns=512)
+    ct.WindowCenter, ct.WindowWidth = 40, 400
+    write(ct, folder / "ct-512.dcm")
+    facts["ct512"] = (str(ct.StudyInstanceUID), str(ct.SeriesInstanceUID), str(ct.SOPInstanceUID))
     manifest.write_text(json.dumps(facts))
     return _dataset(studies)
 
