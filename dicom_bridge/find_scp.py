@@ -20,6 +20,7 @@ from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.events import Event, EventHandlerType
 
 from dicom_bridge.ae import QUERY_FIND
+from dicom_bridge.statuses import failure
 from mapping.dicom.query_keys import BadIdentifier, Model, plan_from_identifier, response_identifier
 from storage.errors import DomainError
 from storage.usecases.query import Query
@@ -49,20 +50,20 @@ class FindScp:
         }
         model = MODELS.get(str(request.AffectedSOPClassUID))
         if model is None:  # pynetdicom routes only the contexts we accept: not reached
-            yield _failure(IDENTIFIER_MISMATCH, "not a query model of this SCP"), None
+            yield failure(IDENTIFIER_MISMATCH, "not a query model of this SCP"), None
             return
         try:
             identifier = event.identifier
             plan = plan_from_identifier(model, identifier)
         except BadIdentifier as exc:
             log.warning("c_find.refused", extra=facts | {"status": IDENTIFIER_MISMATCH, "reason": str(exc)})
-            yield _failure(IDENTIFIER_MISMATCH, str(exc)), None
+            yield failure(IDENTIFIER_MISMATCH, str(exc)), None
             return
         except Exception as exc:
             log.warning(
                 "c_find.refused", extra=facts | {"status": UNABLE_TO_PROCESS, "error": type(exc).__name__}
             )
-            yield _failure(UNABLE_TO_PROCESS, "the identifier cannot be decoded"), None
+            yield failure(UNABLE_TO_PROCESS, "the identifier cannot be decoded"), None
             return
         facts |= {"model": model, "level": plan.level}
         count = 0
@@ -83,11 +84,11 @@ class FindScp:
             log.warning(
                 "c_find.failed", extra=facts | {"status": OUT_OF_RESOURCES, "error": type(exc).__name__}
             )
-            yield _failure(OUT_OF_RESOURCES, str(exc)), None
+            yield failure(OUT_OF_RESOURCES, str(exc)), None
             return
         except Exception:
             log.exception("c_find.failed", extra=facts | {"status": UNABLE_TO_PROCESS})
-            yield _failure(UNABLE_TO_PROCESS, "internal error"), None
+            yield failure(UNABLE_TO_PROCESS, "internal error"), None
             return
         if event.is_cancelled:
             yield CANCEL, None
@@ -97,11 +98,3 @@ class FindScp:
             extra=facts | {"matches": count, "ms": round((time.perf_counter() - started) * 1000, 2)},
         )
         yield SUCCESS, None
-
-
-def _failure(status: int, comment: str) -> Dataset:
-    """A failure status with an Error Comment (0000,0902): LO, at most 64 characters."""
-    rsp = Dataset()
-    rsp.Status = status
-    rsp.ErrorComment = comment[:64]
-    return rsp

@@ -14,7 +14,6 @@ C-CANCEL answers 0xFE00 with the counts so far.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -25,19 +24,9 @@ from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.presentation import PresentationContext
 
 from dicom_bridge.ae import no_delay
-from dicom_bridge.get_scp import (
-    CANCEL,
-    IDENTIFIER_MISMATCH,
-    MAX_SUBOPERATIONS,
-    OUT_OF_RESOURCES,
-    PENDING,
-    UNABLE_TO_PROCESS,
-    UNSENDABLE,
-    failure,
-    sendable,
-)
-from mapping.dicom.query_keys import BadIdentifier, Model, retrieve_plan
-from storage.errors import DomainError
+from dicom_bridge.statuses import failure
+from dicom_bridge.sub_operations import instances_named, sub_operations
+from mapping.dicom.query_keys import Model
 from storage.usecases.peers import Peers
 from storage.usecases.query import Match, Query
 from storage.usecases.retrieve import Retrieve
@@ -60,7 +49,6 @@ class MoveScp:
         return [(evt.EVT_C_MOVE, self.on_c_move)]
 
     def on_c_move(self, event: Event) -> Iterator[Any]:
-        started = time.perf_counter()
         request = cast(C_MOVE, event.request)
         requestor = event.assoc.requestor
         facts: dict[str, object] = {"calling_ae": requestor.ae_title, "peer": requestor.address}
@@ -72,16 +60,7 @@ class MoveScp:
             return
         facts["called_ae"] = destination.ae_title
         model = MOVE_MODELS.get(str(request.AffectedSOPClassUID), "study")
-        refusal: tuple[int, str] | None = None
-        instances: list[Match] = []
-        try:
-            instances = list(self._query.find(retrieve_plan(model, event.identifier)))
-            if len(instances) > MAX_SUBOPERATIONS:
-                refusal = (UNABLE_TO_PROCESS, f"more than {MAX_SUBOPERATIONS} instances: ask for less")
-        except BadIdentifier as exc:
-            refusal = (IDENTIFIER_MISMATCH, str(exc))
-        except DomainError as exc:
-            refusal = (OUT_OF_RESOURCES, str(exc))
+        instances, refusal = instances_named(self._query, model, event.identifier)
         accepted: list[Association] = []
 
         def on_accepted(sub: Event) -> None:
@@ -100,21 +79,10 @@ class MoveScp:
             yield failure(*refusal), None
             return
         yield len(instances)
-        sent = failed = 0
-        for record in instances:
-            if event.is_cancelled:
-                log.info("c_move.cancelled", extra=facts | {"sent": sent, "failed": failed})
-                yield CANCEL, None
-                return
-            ds = sendable(self._retrieve, accepted[0] if accepted else None, record)
-            if ds is None:
-                failed += 1
-                yield PENDING, UNSENDABLE
-            else:
-                sent += 1
-                yield PENDING, ds
-        ms = round((time.perf_counter() - started) * 1000, 2)
-        log.info("c_move.done", extra=facts | {"sent": sent, "failed": failed, "ms": ms})
+        carrier = lambda: accepted[0] if accepted else None  # noqa: E731 - read once associated
+        yield from sub_operations(
+            event, self._retrieve, instances, carrier=carrier, facts=facts, name="c_move"
+        )
 
 
 _VERIFICATION = "1.2.840.10008.1.1"

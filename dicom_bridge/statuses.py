@@ -4,6 +4,8 @@ what is stored" (study of another patient, series of another study, target study
 
 from __future__ import annotations
 
+from pydicom import Dataset
+
 from storage.errors import Conflict, DomainError, Invalid, TooLarge, Unavailable
 
 OUT_OF_RESOURCES = 0xA700
@@ -20,3 +22,11 @@ _STATUS: dict[type[DomainError], int] = {
 
 def status_of(exc: DomainError) -> int:
     return _STATUS.get(type(exc), CANNOT_UNDERSTAND)
+
+
+def failure(status: int, comment: str) -> Dataset:
+    """A failure status with an Error Comment (0000,0902): LO, at most 64 characters."""
+    rsp = Dataset()
+    rsp.Status = status
+    rsp.ErrorComment = comment[:64]
+    return rsp

@@ -19,7 +19,7 @@ from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event, EventHandlerType
 
-from dicom_bridge.statuses import status_of
+from dicom_bridge.statuses import failure, status_of
 from storage.errors import DomainError, Invalid
 from storage.usecases.ingest import Expect, Ingest, Source, Staging
 
@@ -98,10 +98,10 @@ class StorageScp:
                 "c_store.refused",
                 extra=facts | {"status": status, "error": type(exc).__name__, "reason": str(exc)},
             )
-            return _failure(status, str(exc))
+            return failure(status, str(exc))
         except Exception:
             log.exception("c_store.failed", extra=facts | {"status": _BUG})
-            return _failure(_BUG, "internal error; the instance was not stored")
+            return failure(_BUG, "internal error; the instance was not stored")
         log.info(
             "c_store.stored",
             extra=facts | {"outcome": stored.outcome, "ms": round((time.perf_counter() - started) * 1000, 2)},
@@ -128,14 +128,6 @@ def receive(event: Event, staging: Staging) -> None:
         staging.adopt(Path(path))
     else:
         staging.write(event.encoded_dataset(include_meta=True))
-
-
-def _failure(status: int, comment: str) -> Dataset:
-    """A failure status with an Error Comment (0000,0902): LO, at most 64 characters."""
-    rsp = Dataset()
-    rsp.Status = status
-    rsp.ErrorComment = comment[:64]
-    return rsp
 
 
 def discard_partial(event: Event) -> None:

@@ -14,7 +14,8 @@ from pydicom.charset import python_encoding
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import UID
 
-from dicom_bridge import find_scp, get_scp, move_scp, remote, statuses, storage_scp
+from dicom_bridge import find_scp, move_scp, remote, statuses, storage_scp
+from dicom_bridge import sub_operations as subops
 from dicom_bridge.ae import (
     QUERY_FIND,
     QUERY_GET,
@@ -263,7 +264,7 @@ def statement() -> str:
         range_vrs=", ".join(sorted(RANGE_VRS)),
         find_statuses=_statuses(_FIND_STATUSES),
     )
-    text += _GET.format(max_subops=get_scp.MAX_SUBOPERATIONS, get_statuses=_statuses(_GET_STATUSES))
+    text += _GET.format(max_subops=subops.MAX_SUBOPERATIONS, get_statuses=_statuses(_GET_STATUSES))
     text += _MOVE.format(max_contexts=move_scp.MAX_CONTEXTS)
     text += _CHARSETS.format(charsets=", ".join(f"`{c}`" for c in python_encoding if c))
     scu = remote.ScuConfig("FACADE")
@@ -308,15 +309,15 @@ _FIND_STATUSES = {
 }
 
 _GET_STATUSES = {
-    get_scp.PENDING: "Pending: sub-operations continue",
+    subops.PENDING: "Pending: sub-operations continue",
     0x0000: "Success: every instance sent",
     0xB000: "Warning: some sub-operations failed (counts in the response)",
     0xA702: "Out of resources: no instance could be sent",
-    get_scp.CANCEL: "Cancelled by the peer's C-CANCEL (counts so far)",
-    get_scp.OUT_OF_RESOURCES: "Out of resources: the database is unavailable",
-    get_scp.IDENTIFIER_MISMATCH: "Identifier does not match SOP class: a level the model lacks, no "
+    subops.CANCEL: "Cancelled by the peer's C-CANCEL (counts so far)",
+    subops.OUT_OF_RESOURCES: "Out of resources: the database is unavailable",
+    subops.IDENTIFIER_MISMATCH: "Identifier does not match SOP class: a level the model lacks, no "
     "unique key of the level, a wildcard",
-    get_scp.UNABLE_TO_PROCESS: f"Unable to process: more than {get_scp.MAX_SUBOPERATIONS} instances",
+    subops.UNABLE_TO_PROCESS: f"Unable to process: more than {subops.MAX_SUBOPERATIONS} instances",
 }
 
 
