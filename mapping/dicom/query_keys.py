@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from pydicom import Dataset
@@ -107,14 +107,16 @@ class FindPlan:
 
 
 def plan_from_identifier(model: Model, identifier: Dataset) -> FindPlan:
-    """What a C-FIND request identifier asks (PS3.4 C.4.1.2.1)."""
+    """What a C-FIND request identifier asks (PS3.4 C.4.1.2.1); its records also carry `charset`,
+    the Specific Character Set the matches were stored in (DICOM JSON needs none)."""
     level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
     keys = [
         (element.keyword, [] if element.VR == "SQ" else _values(element))
         for element in identifier
         if element.keyword and element.keyword not in _NOT_KEYS and element.tag.group != 0x0002
     ]
-    return find_plan(model, level, keys)
+    plan = find_plan(model, level, keys)
+    return replace(plan, fields=plan.fields | {"charset"})
 
 
 def find_plan(model: Model, level: str, keys: Sequence[tuple[str, Sequence[str]]]) -> FindPlan:

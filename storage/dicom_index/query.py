@@ -6,8 +6,9 @@ wildcards), and the caller checks each record with `mapping.dicom.matching`, the
 of a match. Pages follow the level's primary key, so a long answer is read a page at a time and
 a cancelled one stops reading.
 
-A record is a dict of the `field`s of `mapping.dicom.query_keys.KEYS`, plus `pk` and `charset`
-(the Specific Character Set of the entity's instances, as stored). Studies, series and patients
+A record is a dict of the `field`s of `mapping.dicom.query_keys.KEYS`, plus `pk`, and `charset`
+(the Specific Character Set of the entity's instances, as stored) when the plan wants it: C-FIND
+does, QIDO-RS and the retrieves do not, and are spared its query per page. Studies, series and patients
 without instances (all replaced away) are not matches.
 """
 
@@ -182,17 +183,17 @@ def _exists_in_study(attribute: str, cond: Condition) -> ColumnElement[bool]:
 
 
 def _add_computed(session: Session, level: Level, fields: Iterable[str], records: list[Record]) -> None:
-    """The fields no column holds, for this page's records: the SOP classes of each study,
-    the counts of each patient, and the character set of each entity's instances."""
+    """The fields no column holds that the plan wants, for this page's records: the SOP classes
+    of each study, the counts of each patient, the character set of each entity's instances."""
     wanted = set(fields)
     owner = {"PATIENT": StudyRow.patient_pk, "STUDY": StudyRow.pk, "SERIES": SeriesRow.pk}
-    if level == "IMAGE":
+    if "charset" in wanted and level == "IMAGE":
         pks = [r["pk"] for r in records]
         stmt = select(InstanceRow.pk, InstanceRow.character_set).where(InstanceRow.pk.in_(pks))
         charsets = _pairs(session, stmt)
         for r in records:
             r["charset"] = charsets.get(r["pk"], "")
-    else:
+    elif "charset" in wanted:
         _charsets(session, owner[level], level, records)
     if "sop_classes" in wanted and level != "PATIENT":
         study_pks = _study_pks(session, level, records)
