@@ -163,11 +163,7 @@ class Search:
     def sees(self, session: Session, res_type: str, res_id: str, visibility: Visibility) -> bool:
         """Whether `visibility` shows `res_type/res_id` as a read would, inside the caller's read
         transaction (DICOMweb retrieve applies the FHIR rules to the ImagingStudy of a study)."""
-        _supported(res_type)
-        if visibility.sees_type(res_type) and visibility.alternatives(res_type) is None:
-            return True  # the whole type: nothing to derive or match
-        derived = self._derive.of(session, res_type, res_id)
-        return self._visible(session, res_type, res_id, visibility, derived)
+        return res_id in self.visible_among(session, res_type, [res_id], visibility)
 
     def visible_among(
         self, session: Session, res_type: str, res_ids: Sequence[str], visibility: Visibility
@@ -176,11 +172,31 @@ class Search:
         transaction (QIDO-RS filters each page of matching studies so)."""
         _supported(res_type)
         if visibility.sees_type(res_type) and visibility.alternatives(res_type) is None:
-            return set(res_ids)
+            return set(res_ids)  # the whole type: nothing to derive or match
+        derived = [d for res_id in res_ids if (d := self._derive.of(session, res_type, res_id)) is not None]
+        return self._visible_ids(session, res_type, res_ids, visibility, derived)
+
+    def _visible(
+        self, session: Session, res_type: str, res_id: str, visibility: Visibility, derived: Current | None
+    ) -> bool:
+        shown = [derived] if derived is not None else []
+        return res_id in self._visible_ids(session, res_type, [res_id], visibility, shown)
+
+    def _visible_ids(
+        self,
+        session: Session,
+        res_type: str,
+        res_ids: Sequence[str],
+        visibility: Visibility,
+        derived: Sequence[Current],
+    ) -> set[str]:
+        """Those of `res_ids` one of the visibility's alternatives allows, the versions the index
+        implies (`derived`) in place of the stored ones."""
         alts = visibility.alternatives(res_type)
+        if alts is None and visibility.sees_type(res_type):
+            return set(res_ids)
         if not res_ids or not alts:
             return set()
-        derived = [d for res_id in res_ids if (d := self._derive.of(session, res_type, res_id)) is not None]
         return search_sql.visible_ids(
             session,
             res_type,
@@ -189,23 +205,6 @@ class Search:
             param_types=self._types[res_type],
             tables=self._overlaid(derived),
         )
-
-    def _visible(
-        self, session: Session, res_type: str, res_id: str, visibility: Visibility, derived: Current | None
-    ) -> bool:
-        alts = visibility.alternatives(res_type)
-        if alts is None and visibility.sees_type(res_type):
-            return True
-        tables = self._overlaid([derived] if derived is not None else [])
-        allowed = search_sql.visible_ids(
-            session,
-            res_type,
-            [res_id],
-            visible=alts or (),
-            param_types=self._types[res_type],
-            tables=tables,
-        )
-        return res_id in allowed
 
     def _overlaid(self, derived: Sequence[Current], params: set[str] | None = None) -> Tables:
         shown = [(c.shown, c.index_rows or {}) for c in derived if c.unpublished and c.shown is not None]
