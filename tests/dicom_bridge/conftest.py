@@ -1,16 +1,23 @@
-"""Fixtures of the retrieve tests (C-GET, C-MOVE)."""
+"""Fixtures of the adapter tests: DICOMweb clients of the live app, the serving composition's
+DICOM listener, a stored study to retrieve."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from dicomweb_client.api import DICOMwebClient
 from pydicom.uid import RLELossless
 
+from facade.serve import start_dicom
+from facade.settings import Settings
 from facade.wiring import Services
 from storage.usecases.ingest import Source
 from tests.dicom_factory import make_instance, new_uid, write
+from tests.smart import bearer
 
 
 @pytest.fixture
@@ -30,3 +37,21 @@ def stored_study(services: Services, tmp_path: Path) -> dict[str, Any]:
         staged.write_bytes(path.read_bytes())
         services.ingest.staged(staged, Source("import"))
     return {"uid": study_uid, "series": (s1, s2), "sent": {str(ds.SOPInstanceUID): ds for ds in sent}}
+
+
+@pytest.fixture
+def client(live_http: str, token: str) -> DICOMwebClient:
+    return DICOMwebClient(url=f"{live_http}/dicomweb", headers=bearer(token))
+
+
+@pytest.fixture
+def http(live_http: str, token: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{live_http}/dicomweb", timeout=60, headers=bearer(token)) as c:
+        yield c
+
+
+@pytest.fixture
+def port(settings: Settings, services: Services) -> Iterator[int]:
+    server = start_dicom(settings.model_copy(update={"dicom_port": 0}), services)  # any free port
+    yield server.server_address[1]
+    server.shutdown()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,6 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from facade.serve import start_dicom
-from facade.settings import Settings
 from facade.wiring import Services
 from mapping.dicom.facts import header_from_dataset
 from storage.dicom_index.writer import Arrival, index_instance
@@ -28,13 +25,6 @@ PATIENT_ROOT = "1.2.840.10008.5.1.4.1.2.1.1"
 STUDY_ROOT = "1.2.840.10008.5.1.4.1.2.2.1"
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 PENDING = 0xFF00
-
-
-@pytest.fixture
-def port(settings: Settings, services: Services) -> Iterator[int]:
-    server = start_dicom(settings.model_copy(update={"dicom_port": 0}), services)  # any free port
-    yield server.server_address[1]
-    server.shutdown()
 
 
 @pytest.fixture

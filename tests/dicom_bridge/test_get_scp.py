@@ -4,31 +4,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from pydicom import Dataset, dcmread
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 from pynetdicom import AE, build_role
 from pynetdicom.sop_class import MRImageStorage  # type: ignore[attr-defined]
 
-from facade.serve import start_dicom
-from facade.settings import Settings
-from facade.wiring import Services
 from tests.dicom_factory import new_uid
 from tests.tools import require_tool
 
 STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
-
-
-@pytest.fixture
-def port(settings: Settings, services: Services) -> Iterator[int]:
-    server = start_dicom(settings.model_copy(update={"dicom_port": 0}), services)  # any free port
-    yield server.server_address[1]
-    server.shutdown()
 
 
 def getscu(port: int, out: Path, *keys: str, extra: tuple[str, ...] = ()) -> tuple[list[Dataset], str]:

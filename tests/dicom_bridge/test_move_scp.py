@@ -13,21 +13,12 @@ from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 from pynetdicom import AE, evt
 
-from facade.serve import start_dicom
-from facade.settings import Settings
 from facade.wiring import Services
 from tests.dicom_factory import new_uid
 from tests.tools import require_tool
 
 STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 MR = "1.2.840.10008.5.1.4.1.1.4"
-
-
-@pytest.fixture
-def port(settings: Settings, services: Services) -> Iterator[int]:
-    server = start_dicom(settings.model_copy(update={"dicom_port": 0}), services)  # any free port
-    yield server.server_address[1]
-    server.shutdown()
 
 
 class Destination:

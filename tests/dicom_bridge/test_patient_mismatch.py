@@ -242,12 +242,6 @@ def test_storescu_with_another_patient_id_is_kept_and_listed_when_accepted(
 # STOW-RS
 
 
-@pytest.fixture
-def http(live_http: str, token: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{live_http}/dicomweb", timeout=60, headers=bearer(token)) as c:
-        yield c
-
-
 def test_stow_stores_no_patient_id_and_fails_another_with_0xc001(
     http: httpx.Client, services: Services, tmp_path: Path
 ) -> None:

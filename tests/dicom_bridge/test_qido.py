@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -25,17 +24,6 @@ class Archive:
     bob: str  # one CT study
     mr_series: tuple[str, str]
     instances: list[Dataset]
-
-
-@pytest.fixture
-def http(live_http: str, token: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{live_http}/dicomweb", timeout=60, headers=bearer(token)) as c:
-        yield c
-
-
-@pytest.fixture
-def client(live_http: str, token: str) -> DICOMwebClient:
-    return DICOMwebClient(url=f"{live_http}/dicomweb", headers=bearer(token))
 
 
 @pytest.fixture

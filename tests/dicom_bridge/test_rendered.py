@@ -6,7 +6,6 @@ exactly for PNG, within a tolerance for JPEG."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,17 +29,6 @@ from tests.smart import bearer, issue_token
 
 EXPLICIT = str(ExplicitVRLittleEndian)
 PNG = {"Accept": "image/png"}
-
-
-@pytest.fixture
-def client(live_http: str, token: str) -> DICOMwebClient:
-    return DICOMwebClient(url=f"{live_http}/dicomweb", headers=bearer(token))
-
-
-@pytest.fixture
-def http(live_http: str, token: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{live_http}/dicomweb", timeout=60, headers=bearer(token)) as c:
-        yield c
 
 
 def fresh(name_or_path: str | Path, **attributes: object) -> Dataset:

@@ -79,17 +79,6 @@ def instance_count(services: Services) -> int:
         return s.scalar(select(func.count()).select_from(InstanceRow)) or 0
 
 
-@pytest.fixture
-def client(live_http: str, token: str) -> DICOMwebClient:
-    return DICOMwebClient(url=f"{live_http}/dicomweb", headers=bearer(token))
-
-
-@pytest.fixture
-def http(live_http: str, token: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{live_http}/dicomweb", timeout=60, headers=bearer(token)) as c:
-        yield c
-
-
 def test_dicomweb_client_stores_a_study(client: DICOMwebClient, services: Services, live_http: str) -> None:
     study = new_uid()
     series = [new_uid(), new_uid()]

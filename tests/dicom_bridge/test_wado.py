@@ -4,7 +4,6 @@ metadata resources, httpx for what a client library would not send (bad Accept, 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,17 +52,6 @@ def patient_of(services: Services, study: str) -> str:
     body = services.search.read("ImagingStudy", study, visibility=ALL).body
     assert body is not None
     return str(body["subject"]["reference"]).removeprefix("Patient/")
-
-
-@pytest.fixture
-def client(live_http: str, token: str) -> DICOMwebClient:
-    return DICOMwebClient(url=f"{live_http}/dicomweb", headers=bearer(token))
-
-
-@pytest.fixture
-def http(live_http: str, token: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{live_http}/dicomweb", timeout=60, headers=bearer(token)) as c:
-        yield c
 
 
 @dataclass
