@@ -35,10 +35,10 @@ from dicom_bridge.dicomweb.accept import (
     frames_transfer_syntaxes,
     rendered_media_type,
 )
+from dicom_bridge.dicomweb.refusals import Refusal, check_uids, found_instances, refused
 from mapping.dicom.render_params import frame_list, quality_param, viewport_param, window_param
 from mapping.dicom.rendering import THUMBNAIL
-from mapping.dicom.uid import valid_uid
-from storage.errors import NotFound, Unavailable
+from storage.errors import NotFound
 from storage.usecases.retrieve import (
     EXPLICIT_VR_LE,
     CannotDecode,
@@ -51,12 +51,6 @@ from storage.usecases.retrieve import (
 log = logging.getLogger(__name__)
 
 _INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
-
-
-class Refusal(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.reason = status, reason
 
 
 def rendered_router(retrieve: Retrieve, may_read: Callable[..., Visibility]) -> APIRouter:
@@ -154,21 +148,6 @@ def rendered_router(retrieve: Retrieve, may_read: Callable[..., Visibility]) -> 
 _LEVELS = {1: "study", 2: "series", 3: "instance"}
 
 
-def check_uids(uids: tuple[str, ...]) -> None:
-    for name, uid in zip(("study", "series", "instance"), uids, strict=False):
-        if not valid_uid(uid):
-            raise Refusal(400, f"the {name} in the URL is not a valid UID")
-
-
-def found_instances(retrieve: Retrieve, uids: tuple[str, ...], sees: Visibility) -> list[StoredInstance]:
-    try:
-        return retrieve.instances(*uids, visibility=sees)
-    except NotFound as exc:
-        raise Refusal(404, str(exc)) from exc
-    except Unavailable as exc:
-        raise Refusal(503, str(exc)) from exc
-
-
 def representative(found: list[StoredInstance]) -> StoredInstance:
     """The instance a thumbnail shows: the middle one of the first series (DICOM order)."""
     first_series = [i for i in found if i.series_uid == found[0].series_uid]
@@ -222,8 +201,3 @@ def _frames_syntax(instance: StoredInstance, syntaxes: list[str | None]) -> str:
         "frames are sent uncompressed (transfer-syntax=1.2.840.10008.1.2.1) or in the syntax they "
         f"are stored in ({instance.transfer_syntax_uid})",
     )
-
-
-def refused(refusal: Refusal, route: str) -> Response:
-    log.info("wado.refused", extra={"route": route, "http_status": refusal.status, "reason": refusal.reason})
-    return Response(refusal.reason + "\n", status_code=refusal.status, media_type="text/plain; charset=utf-8")

@@ -51,8 +51,8 @@ from dicom_bridge.dicomweb.accept import (
     bulk_transfer_syntaxes,
     dicom_transfer_syntaxes,
 )
-from mapping.dicom.uid import valid_uid
-from storage.errors import NotFound, Unavailable
+from dicom_bridge.dicomweb.refusals import Refusal, check_uids, found_instances, refused
+from storage.errors import NotFound
 from storage.usecases.retrieve import (
     EXPLICIT_VR_LE,
     BulkValue,
@@ -68,12 +68,6 @@ log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 # each instance and the syntax to send it in (None: as stored)
 _Plan = list[tuple[StoredInstance, str | None]]
-
-
-class _Refusal(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.reason = status, reason
 
 
 def wado_router(retrieve: Retrieve, base_url: str, may_read: Callable[..., Visibility]) -> APIRouter:
@@ -119,19 +113,19 @@ def wado_router(retrieve: Retrieve, base_url: str, may_read: Callable[..., Visib
     def _instances(request: Request, sees: Visibility, *uids: str) -> Response:
         level = _LEVELS[len(uids)]
         try:
-            _check_uids(uids)
+            check_uids(uids)
             try:
                 syntaxes = dicom_transfer_syntaxes(request.headers.get("accept"))
             except NotAcceptable as exc:
-                raise _Refusal(406, str(exc)) from exc
-            found = _found(retrieve, uids, sees)
+                raise Refusal(406, str(exc)) from exc
+            found = found_instances(retrieve, uids, sees)
             plan = _plan(found, syntaxes)
             left_out = len(found) - len(plan)
             if not plan:
-                raise _Refusal(406, _unconvertible(len(found), syntaxes))
+                raise Refusal(406, _unconvertible(len(found), syntaxes))
             first = _single(retrieve, plan) if len(uids) == 3 else None
-        except _Refusal as refusal:
-            return _refused(refusal, level)
+        except Refusal as refusal:
+            return refused(refusal, level)
         boundary = uuid.uuid4().hex
         status = 206 if left_out else 200
         headers = {"Warning": f'299 - "{_unconvertible(left_out, syntaxes)}"'} if left_out else None
@@ -155,14 +149,14 @@ def wado_router(retrieve: Retrieve, base_url: str, may_read: Callable[..., Visib
     def _metadata(request: Request, sees: Visibility, *uids: str) -> Response:
         level = _LEVELS[len(uids)]
         try:
-            _check_uids(uids)
+            check_uids(uids)
             try:
                 accepts_dicom_json(request.headers.get("accept"))
             except NotAcceptable as exc:
-                raise _Refusal(406, str(exc)) from exc
-            found = _found(retrieve, uids, sees)
-        except _Refusal as refusal:
-            return _refused(refusal, f"{level}-metadata")
+                raise Refusal(406, str(exc)) from exc
+            found = found_instances(retrieve, uids, sees)
+        except Refusal as refusal:
+            return refused(refusal, f"{level}-metadata")
         log.info("wado.metadata", extra={"route": level, "http_status": 200, "instances": len(found)})
         return StreamingResponse(_json_array(retrieve, found, base_url), media_type=DICOM_JSON)
 
@@ -177,44 +171,29 @@ def _bulk_data(
 ) -> Response:
     """One top-level bulk value of an instance (the BulkDataURI of its metadata)."""
     try:
-        _check_uids(uids)
+        check_uids(uids)
         try:
             syntaxes = bulk_transfer_syntaxes(request.headers.get("accept"))
         except NotAcceptable as exc:
-            raise _Refusal(406, str(exc)) from exc
-        (found,) = _found(retrieve, uids, sees)
+            raise Refusal(406, str(exc)) from exc
+        (found,) = found_instances(retrieve, uids, sees)
         if len(tag) != 8 or not all(c in "0123456789abcdefABCDEF" for c in tag):
-            raise _Refusal(404, "no such bulk data")
+            raise Refusal(404, "no such bulk data")
         try:
             bulk = retrieve.bulk_value(found, int(tag, 16))
         except NotFound as exc:
-            raise _Refusal(404, str(exc)) from exc
+            raise Refusal(404, str(exc)) from exc
         sent_as = _bulk_syntax(bulk)
         if not any(s is None or s == sent_as for s in syntaxes):
-            raise _Refusal(406, f"this bulk data is sent as stored, transfer-syntax={sent_as}")
-    except _Refusal as refusal:
-        return _refused(refusal, "bulkdata")
+            raise Refusal(406, f"this bulk data is sent as stored, transfer-syntax={sent_as}")
+    except Refusal as refusal:
+        return refused(refusal, "bulkdata")
     boundary = uuid.uuid4().hex
     log.info("wado.bulkdata", extra={"route": "bulkdata", "http_status": 200, "instances": 1})
     return StreamingResponse(
         _bulk_multipart(retrieve, found, bulk, sent_as, boundary),
         media_type=f'multipart/related; type="{OCTETS}"; boundary={boundary}',
     )
-
-
-def _check_uids(uids: tuple[str, ...]) -> None:
-    for name, uid in zip(("study", "series", "instance"), uids, strict=False):
-        if not valid_uid(uid):
-            raise _Refusal(400, f"the {name} in the URL is not a valid UID")
-
-
-def _found(retrieve: Retrieve, uids: tuple[str, ...], sees: Visibility) -> list[StoredInstance]:
-    try:
-        return retrieve.instances(*uids, visibility=sees)
-    except NotFound as exc:
-        raise _Refusal(404, str(exc)) from exc
-    except Unavailable as exc:  # the index database is down: retry later (PS3.18 8.5)
-        raise _Refusal(503, str(exc)) from exc
 
 
 def _plan(found: list[StoredInstance], syntaxes: list[str | None]) -> _Plan:
@@ -248,7 +227,7 @@ def _single(retrieve: Retrieve, plan: _Plan) -> bytes | None:
     try:
         return retrieve.transcoded(instance, syntax)
     except CannotTranscode as exc:
-        raise _Refusal(406, f"the instance cannot be sent in {syntax}: {exc}") from exc
+        raise Refusal(406, f"the instance cannot be sent in {syntax}: {exc}") from exc
 
 
 def _multipart(retrieve: Retrieve, plan: _Plan, boundary: str, first: bytes | None) -> Iterator[bytes]:
@@ -312,8 +291,3 @@ def _json_array(retrieve: Retrieve, found: list[StoredInstance], base_url: str) 
 
         yield (b"," if n else b"") + json.dumps(retrieve.metadata(instance, uri)).encode()
     yield b"]"
-
-
-def _refused(refusal: _Refusal, route: str) -> Response:
-    log.info("wado.refused", extra={"route": route, "http_status": refusal.status, "reason": refusal.reason})
-    return Response(refusal.reason + "\n", status_code=refusal.status, media_type="text/plain; charset=utf-8")

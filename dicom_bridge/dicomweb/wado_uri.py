@@ -26,13 +26,8 @@ from collections.abc import Callable, Iterator
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
-from dicom_bridge.dicomweb.rendered import (
-    Refusal,
-    check_uids,
-    found_instances,
-    refused,
-    rendered,
-)
+from dicom_bridge.dicomweb.refusals import Refusal, check_uids, found_instances, refused
+from dicom_bridge.dicomweb.rendered import rendered
 from mapping.dicom.render_params import quality_param, size_of, window_of
 from mapping.dicom.rendering import JPEG, PNG
 from storage.usecases.retrieve import (
