@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,8 @@ QUERY_FIND = (  # Query/Retrieve FIND (PS3.4 C.4.1; PS3.6 A.1): Patient Root, St
     "1.2.840.10008.5.1.4.1.2.1.1",
     "1.2.840.10008.5.1.4.1.2.2.1",
 )
+UNCOMPRESSED_LE = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]  # Explicit, Implicit VR Little Endian
+MAX_CONTEXTS = 128  # presentation context ids are the odd numbers 1 to 255 (PS3.8 9.3.2.2)
 QUERY_GET = ("1.2.840.10008.5.1.4.1.2.1.3", "1.2.840.10008.5.1.4.1.2.2.3")  # C-GET (PS3.4 C.4.3)
 QUERY_MOVE = ("1.2.840.10008.5.1.4.1.2.1.2", "1.2.840.10008.5.1.4.1.2.2.2")  # C-MOVE (PS3.4 C.4.2)
 
@@ -149,3 +151,21 @@ def no_delay(event: Event) -> None:
     sock = event.assoc.dul.socket
     if sock is not None and sock.socket is not None:
         sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def sending_contexts(
+    syntaxes_by_class: Mapping[str, Sequence[str]], native: Sequence[str], *, room: int = MAX_CONTEXTS
+) -> list[PresentationContext]:
+    """Contexts for storage where we send (C-MOVE's association, or our C-GET where the peer
+    sends to us): per SOP class one context of the `native` syntaxes, then one context for each
+    other syntax of the class, every class's before the next syntax, while `room` lasts. An
+    acceptor takes one syntax per context, so an instance goes in a compressed syntax as stored
+    only through a context of its own."""
+    classes = list(syntaxes_by_class)[:room]
+    contexts = [build_context(sop_class, list(native)) for sop_class in classes]
+    others = dict.fromkeys(ts for c in classes for ts in syntaxes_by_class[c] if ts not in native)
+    for syntax in others:
+        for sop_class in classes:
+            if syntax in syntaxes_by_class[sop_class] and len(contexts) < room:
+                contexts.append(build_context(sop_class, [syntax]))
+    return contexts

@@ -23,7 +23,7 @@ from pynetdicom.dimse_primitives import C_MOVE
 from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.presentation import PresentationContext
 
-from dicom_bridge.ae import no_delay
+from dicom_bridge.ae import UNCOMPRESSED_LE, no_delay, sending_contexts
 from dicom_bridge.statuses import failure
 from dicom_bridge.sub_operations import instances_named, sub_operations
 from mapping.dicom.query_keys import Model
@@ -37,8 +37,6 @@ MOVE_MODELS: dict[str, Model] = {
     "1.2.840.10008.5.1.4.1.2.1.2": "patient",  # Patient Root Query/Retrieve Information Model - MOVE
     "1.2.840.10008.5.1.4.1.2.2.2": "study",  # Study Root Query/Retrieve Information Model - MOVE
 }
-UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]  # Explicit, Implicit VR Little Endian
-MAX_CONTEXTS = 128  # presentation context ids are the odd numbers 1 to 255 (PS3.8 9.3.2.2)
 
 
 class MoveScp:
@@ -89,14 +87,10 @@ _VERIFICATION = "1.2.840.10008.1.1"
 
 
 def proposed_contexts(instances: list[Match]) -> list[PresentationContext]:
-    """For each SOP class: a context for each stored transfer syntax, and one of the uncompressed
-    ones, as many as 128 contexts allow (then uncompressed only)."""
+    """For each SOP class to send: the uncompressed syntaxes, and each syntax the instances are
+    stored in in a context of its own (`sending_contexts`); Verification when there is nothing."""
     by_class: dict[str, set[str]] = {}
     for record in instances:
         by_class.setdefault(record["sop_class_uid"], set()).add(record["transfer_syntax"])
-    contexts = [build_context(sop_class, UNCOMPRESSED) for sop_class in sorted(by_class)]
-    for sop_class in sorted(by_class):
-        for syntax in sorted(by_class[sop_class] - set(UNCOMPRESSED)):
-            if len(contexts) < MAX_CONTEXTS:
-                contexts.append(build_context(sop_class, [syntax]))
-    return contexts[:MAX_CONTEXTS] or [build_context(_VERIFICATION)]
+    syntaxes = {sop_class: sorted(by_class[sop_class]) for sop_class in sorted(by_class)}
+    return sending_contexts(syntaxes, UNCOMPRESSED_LE) or [build_context(_VERIFICATION)]

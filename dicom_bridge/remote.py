@@ -21,7 +21,13 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.presentation import PresentationContext
 
-from dicom_bridge.ae import VERIFICATION, preferred_transfer_syntaxes
+from dicom_bridge.ae import (
+    MAX_CONTEXTS,
+    UNCOMPRESSED_LE,
+    VERIFICATION,
+    preferred_transfer_syntaxes,
+    sending_contexts,
+)
 from dicom_bridge.storage_scp import discard_partial
 from storage.usecases.peers import RemoteAe
 
@@ -30,10 +36,8 @@ log = logging.getLogger(__name__)
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
-UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
 _PENDING = (0xFF00, 0xFF01)
 _CANCELLED = 0xFE00
-MAX_CONTEXTS = 128  # presentation context ids are the odd numbers 1 to 255 (PS3.8 9.3.2.2)
 
 
 class RemoteError(Exception):
@@ -128,7 +132,7 @@ def associated(
 
 def echo(peer: RemoteAe, config: ScuConfig) -> None:
     """C-ECHO (PS3.4 A.4); RemoteError unless the peer answers success."""
-    with associated(peer, config, [_context(VERIFICATION, UNCOMPRESSED)]) as assoc:
+    with associated(peer, config, [_context(VERIFICATION, UNCOMPRESSED_LE)]) as assoc:
         status = assoc.send_c_echo()
         if "Status" not in status:
             raise RemoteError(_no_answer(peer, config))
@@ -138,7 +142,7 @@ def echo(peer: RemoteAe, config: ScuConfig) -> None:
 
 def find(peer: RemoteAe, config: ScuConfig, identifier: Dataset) -> list[Dataset]:
     """C-FIND (Study Root): every pending response's identifier, in the peer's order."""
-    with associated(peer, config, [_context(STUDY_ROOT_FIND, UNCOMPRESSED)]) as assoc:
+    with associated(peer, config, [_context(STUDY_ROOT_FIND, UNCOMPRESSED_LE)]) as assoc:
         found: list[Dataset] = []
         for status, answer in assoc.send_c_find(identifier, STUDY_ROOT_FIND):
             code = _status_of(peer, config, status)
@@ -163,16 +167,12 @@ def get_contexts(sop_classes: Sequence[str] = ()) -> tuple[list[PresentationCont
     syntaxes = [str(ts) for ts in preferred_transfer_syntaxes()]
     native = [ts for ts in syntaxes if not UID(ts).is_encapsulated]
     classes = list(dict.fromkeys(sop_classes))[: MAX_CONTEXTS - 1]
-    contexts = [_context(STUDY_ROOT_GET, UNCOMPRESSED)]
+    contexts = [_context(STUDY_ROOT_GET, UNCOMPRESSED_LE)]
     if not classes:
         classes = [str(c.abstract_syntax) for c in StoragePresentationContexts][: MAX_CONTEXTS - 1]
         contexts += [_context(uid, syntaxes) for uid in classes]
     else:
-        contexts += [_context(uid, native) for uid in classes]
-        for ts in (ts for ts in syntaxes if ts not in native):
-            for uid in classes:
-                if len(contexts) < MAX_CONTEXTS:
-                    contexts.append(_context(uid, [ts]))
+        contexts += sending_contexts(dict.fromkeys(classes, syntaxes), native, room=MAX_CONTEXTS - 1)
     return contexts, [build_role(uid, scp_role=True) for uid in classes]
 
 
@@ -216,7 +216,7 @@ class Getter:
 
 def move(peer: RemoteAe, config: ScuConfig, study_uid: str, destination: str, progress: Progress) -> Counts:
     """C-MOVE (Study Root) of one study to `destination` (an AE title the peer knows)."""
-    with associated(peer, config, [_context(STUDY_ROOT_MOVE, UNCOMPRESSED)]) as assoc:
+    with associated(peer, config, [_context(STUDY_ROOT_MOVE, UNCOMPRESSED_LE)]) as assoc:
         responses = assoc.send_c_move(study_identifier(study_uid), destination, STUDY_ROOT_MOVE)
         return _retrieve(peer, config, "C-MOVE", responses, progress)
 

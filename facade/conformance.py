@@ -14,12 +14,14 @@ from pydicom.charset import python_encoding
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import UID
 
-from dicom_bridge import find_scp, move_scp, remote, statuses, storage_scp
+from dicom_bridge import find_scp, remote, statuses, storage_scp
 from dicom_bridge import sub_operations as subops
 from dicom_bridge.ae import (
+    MAX_CONTEXTS,
     QUERY_FIND,
     QUERY_GET,
     QUERY_MOVE,
+    UNCOMPRESSED_LE,
     VERIFICATION,
     AeConfig,
     storage_ae,
@@ -265,7 +267,7 @@ def statement() -> str:
         find_statuses=_statuses(_FIND_STATUSES),
     )
     text += _GET.format(max_subops=subops.MAX_SUBOPERATIONS, get_statuses=_statuses(_GET_STATUSES))
-    text += _MOVE.format(max_contexts=move_scp.MAX_CONTEXTS)
+    text += _MOVE.format(max_contexts=MAX_CONTEXTS)
     text += _CHARSETS.format(charsets=", ".join(f"`{c}`" for c in python_encoding if c))
     scu = remote.ScuConfig("FACADE")
     text += _REMOTE.format(
@@ -279,8 +281,8 @@ def statement() -> str:
         move_uid=remote.STUDY_ROOT_MOVE,
         verification=_name(VERIFICATION),
         verification_uid=VERIFICATION,
-        uncompressed=_syntaxes(remote.UNCOMPRESSED),
-        max_contexts=remote.MAX_CONTEXTS,
+        uncompressed=_syntaxes(UNCOMPRESSED_LE),
+        max_contexts=MAX_CONTEXTS,
         storage_rows=_remote_storage_rows(),
     )
     text += "\n## Appendix A. Storage SOP classes\n\n| SOP class | UID |\n| --- | --- |\n"
@@ -325,7 +327,7 @@ def _remote_storage_rows() -> str:
     role = "SCP (role selection proposed)"
     known = (
         "one context of the native (uncompressed) syntaxes, then one context for each other syntax we "
-        f"accept as SCP (section 3), as many as {remote.MAX_CONTEXTS} contexts allow"
+        f"accept as SCP (section 3), as many as {MAX_CONTEXTS} contexts allow"
     )
     common = len(remote.get_contexts()[1])
     return "\n".join(

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless
 from pynetdicom import AllStoragePresentationContexts
 
-from dicom_bridge.ae import preferred_transfer_syntaxes
-from dicom_bridge.remote import MAX_CONTEXTS, STUDY_ROOT_GET, get_contexts
+from dicom_bridge.ae import MAX_CONTEXTS, preferred_transfer_syntaxes
+from dicom_bridge.remote import STUDY_ROOT_GET, get_contexts
 
 MR, CT = "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.2"
 
