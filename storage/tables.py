@@ -5,6 +5,8 @@ import storage.audit.models
 import storage.auth.models
 import storage.dicom_index.models
 import storage.fhir_store.models
+import storage.hl7_inbox.models
+import storage.orders.models
 import storage.peers.models  # noqa: F401  (each registers its tables on Base.metadata)
 from storage.schema import Base
 

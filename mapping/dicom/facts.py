@@ -215,7 +215,12 @@ def _universal_entity(item: Dataset | None) -> str | None:
     """HL7 v2 HD-style universal id (PS3.3 10.14): ISO -> urn:oid:, UUID -> urn:uuid:, URI as is."""
     if item is None:
         return None
-    uid, kind = _text(item, "UniversalEntityID"), _text(item, "UniversalEntityIDType").upper()
+    return universal_entity_uri(_text(item, "UniversalEntityID"), _text(item, "UniversalEntityIDType"))
+
+
+def universal_entity_uri(uid: str, kind: str) -> str | None:
+    """An HD universal id and its type (HL7 table 0301) as a URI, or None when it is not one."""
+    kind = kind.upper()
     if not uid:
         return None
     if kind == "ISO" and _OID.match(uid):
@@ -225,6 +230,12 @@ def _universal_entity(item: Dataset | None) -> str | None:
     if kind in {"URI", "URL"} and _URI.match(uid):
         return uid
     return None
+
+
+def issuer_uri(issuer: str, resolve: IssuerResolver) -> str | None:
+    """A local issuer (IssuerOfPatientID, an HD namespace id) as a URI: an OID or URI as such,
+    else what the site configured for it."""
+    return _issuer_uri(issuer, resolve)
 
 
 _CODING_SCHEMES = {

@@ -1,0 +1,96 @@
+"""The MSH segment: who sent a message, what it is, and whether we take it (v2.5.1 2.14.9).
+
+Tolerance where the meaning is clear: an empty MSH-12 is read as 2.5.1 (the newest version we
+take); MSH-9.3 (message structure) is ignored, since the type and event say it all and real
+senders misspell it. Precision where it is not: a version outside 2.3-2.5.1, a processing id
+other than P (production), D (debugging) or T (training), or a type/event we do not handle is
+refused with AR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mapping.hl7.er7 import Er7Message
+from mapping.hl7.errors import (
+    REQUIRED_FIELD,
+    UNSUPPORTED_EVENT,
+    UNSUPPORTED_PROCESSING_ID,
+    UNSUPPORTED_TYPE,
+    UNSUPPORTED_VERSION,
+    Hl7Error,
+)
+
+VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
+DEFAULT_VERSION = "2.5.1"
+PROCESSING_IDS = ("P", "D", "T")
+
+# message type -> the events we apply (`storage/usecases/hl7_inbox.py` dispatches on the type)
+SUPPORTED: dict[str, tuple[str, ...]] = {
+    "ORM": ("O01",),
+    "OMI": ("O23",),
+}
+
+
+@dataclass(frozen=True)
+class Header:
+    sending_application: str  # MSH-3.1
+    sending_facility: str  # MSH-4.1
+    receiving_application: str  # MSH-5.1
+    receiving_facility: str  # MSH-6.1
+    control_id: str  # MSH-10
+    message_type: str  # MSH-9.1
+    event: str  # MSH-9.2
+    processing_id: str  # MSH-11.1
+    version: str  # MSH-12.1 as sent ('' when empty)
+    accept_ack: str  # MSH-15 (enhanced mode when set)
+    application_ack: str  # MSH-16
+
+    @property
+    def answered_version(self) -> str:
+        """The version our ACK is written in: the sender's, or the default when it sent none."""
+        return self.version if self.version in VERSIONS else DEFAULT_VERSION
+
+    @property
+    def kind(self) -> str:
+        return f"{self.message_type}^{self.event}"
+
+
+def read_header(message: Er7Message) -> Header:
+    msh = message.msh
+    return Header(
+        sending_application=msh.value(3).strip(),
+        sending_facility=msh.value(4).strip(),
+        receiving_application=msh.value(5).strip(),
+        receiving_facility=msh.value(6).strip(),
+        control_id=msh.value(10).strip(),
+        message_type=msh.value(9, 1).strip().upper(),
+        event=msh.value(9, 2).strip().upper(),
+        processing_id=msh.value(11).strip().upper(),
+        version=msh.value(12).strip(),
+        accept_ack=msh.value(15).strip().upper(),
+        application_ack=msh.value(16).strip().upper(),
+    )
+
+
+def check_header(header: Header) -> None:
+    """Raise Hl7Error (AR) for a message we do not take, naming the MSH field."""
+    if not header.control_id:
+        raise Hl7Error.reject(REQUIRED_FIELD, "MSH-10 (message control id) is empty", field=10)
+    if header.version and header.version not in VERSIONS:
+        raise Hl7Error.reject(
+            UNSUPPORTED_VERSION, f"version {header.version[:16]} is not supported (2.3 to 2.5.1)", field=12
+        )
+    if header.processing_id not in PROCESSING_IDS:
+        raise Hl7Error.reject(UNSUPPORTED_PROCESSING_ID, "MSH-11 must be P, D or T", field=11, component=1)
+    if header.message_type not in SUPPORTED:
+        raise Hl7Error.reject(
+            UNSUPPORTED_TYPE, f"message type {header.message_type[:8] or '(empty)'} is not supported", field=9
+        )
+    if header.event not in SUPPORTED[header.message_type]:
+        raise Hl7Error.reject(
+            UNSUPPORTED_EVENT,
+            f"event {header.kind[:16]} is not supported",
+            field=9,
+            component=2,
+        )
