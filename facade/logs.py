@@ -66,6 +66,12 @@ FACTS = frozenset(
         "kid",
         "warning",
         "transcoded",
+        "control_id",  # HL7 MSH-10: an id the sender chose, not patient data
+        "kind",
+        "ack",
+        "error_code",
+        "control",
+        "service_request",
     }
 )
 _OURS = ("facade", "fhir_api", "dicom_bridge", "hl7_interface", "mapping", "smart_auth", "storage", "bench")

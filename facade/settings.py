@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mapping.hl7.charsets import charset_named
 from smart_auth.config import MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS, is_loopback
 
 
@@ -52,6 +53,14 @@ class Settings(BaseSettings):
     # in the study and listed by `facade qa mismatches`
     patient_mismatch: Literal["refuse", "accept"] = "refuse"
 
+    # HL7 v2 orders over MLLP (hl7_interface/)
+    hl7_default_charset: str = "UNICODE UTF-8"  # a message without MSH-18 (ASCII is a subset of UTF-8)
+    hl7_allowed_senders: str = ""  # comma-separated APP or APP^FACILITY (MSH-3/MSH-4); empty: anyone
+    hl7_patient_id_authority: str = ""  # PID-3.4.1 of the Patient ID to use; empty: first MR, else first
+    hl7_modalities: dict[str, str] = {}  # JSON: OBR-24 / IPC-5 value -> DICOM modality, e.g. {"RAD": "CR"}
+    # JSON: "MODALITY" or "MODALITY@LOCATION" (PV1-3.1) -> Scheduled Station AE Titles for ORM orders
+    worklist_stations: dict[str, list[str]] = {}
+
     stable_age_seconds: float = 60.0  # a study quiet this long gets its settled FHIR version
     stow_max_bytes: int = 4 * 1024**3
     cors_origins: str = ""  # comma-separated origins of browser viewers, besides registered redirect URIs
@@ -86,6 +95,13 @@ class Settings(BaseSettings):
         if not 0 < len(value.strip()) <= 16 or "\\" in value:
             raise ValueError("an AE title has 1 to 16 characters and no backslash")
         return value.strip()
+
+    @field_validator("hl7_default_charset")
+    @classmethod
+    def _hl7_charset(cls, value: str) -> str:
+        if charset_named(value) is None:
+            raise ValueError("an MSH-18 character set: ASCII, 8859/1 ... 8859/9, UNICODE UTF-8, ISO IR87")
+        return value
 
     @field_validator("patient_mismatch", mode="before")
     @classmethod
@@ -124,6 +140,9 @@ class Settings(BaseSettings):
         ):
             return "introspection needs FACADE_AUTH_EXTERNAL_CLIENT_ID and FACADE_AUTH_EXTERNAL_CLIENT_SECRET"
         return None
+
+    def allowed_hl7_senders(self) -> list[str]:
+        return [s.strip() for s in self.hl7_allowed_senders.split(",") if s.strip()]
 
     def allowed_calling_aets(self) -> list[str]:
         return [ae.strip() for ae in self.dicom_allowed_calling_aets.split(",") if ae.strip()]

@@ -10,6 +10,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from facade.settings import Settings
 from mapping.dicom.facts import local_issuer_system
+from mapping.hl7.charsets import Charset, charset_named
+from mapping.hl7.orders import OrderRules
 from smart_auth.config import AuthConfig, ExternalAuthConfig
 from smart_auth.jwks_fetch import JwksFetcher
 from smart_auth.resource_server.access import VisibilityRules
@@ -31,7 +33,9 @@ from storage.fhir_store.store import FhirStore
 from storage.migrate import upgrade
 from storage.usecases.audit import Audit
 from storage.usecases.derived import Derivation
+from storage.usecases.hl7_inbox import Hl7Inbox, InboxConfig
 from storage.usecases.ingest import Ingest, PatientIdentity
+from storage.usecases.orders import Orders
 from storage.usecases.peers import Peers
 from storage.usecases.publish import PublishConfig, Publisher
 from storage.usecases.qa import Qa
@@ -77,6 +81,8 @@ class Services:
     query: Query
     peers: Peers
     retrieve: Retrieve
+    orders: Orders
+    hl7_inbox: Hl7Inbox
 
     def close(self) -> None:
         """Release the database; `facade serve` flushed the audit trail before (its last worker run)."""
@@ -115,6 +121,7 @@ def build_services(
     audit = Audit(AuditStore(db), now=now)
     auth = build_auth(settings, db, store, search, now=now)
     retrieve = Retrieve(db, blobs, search)
+    orders = Orders(store, zone)
     return Services(
         settings,
         db,
@@ -129,6 +136,26 @@ def build_services(
         Query(db, search),
         Peers(db, now=now),
         retrieve,
+        orders,
+        Hl7Inbox(db, orders, inbox_config(settings, identity), now=now),
+    )
+
+
+def inbox_config(settings: Settings, identity: PatientIdentity) -> InboxConfig:
+    rules = OrderRules(
+        default_system=identity.default_system,
+        issuer_system=identity.issuer_system,
+        patient_id_authority=settings.hl7_patient_id_authority,
+        stations={k: tuple(v) for k, v in settings.worklist_stations.items()},
+        modalities=settings.hl7_modalities,
+    )
+    charset: Charset | None = charset_named(settings.hl7_default_charset)
+    assert charset is not None  # the settings validated it
+    return InboxConfig(
+        rules=rules,
+        default_charset=charset,
+        application=settings.dicom_ae_title,
+        allowed_senders=tuple(settings.allowed_hl7_senders()),
     )
 
 

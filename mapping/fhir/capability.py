@@ -24,6 +24,9 @@ _DOCS = {
     "Read-only; a read shows every instance committed so far.",
     "Patient": "One per Patient ID and issuer seen in DICOM (a study without Patient ID gets its own). "
     "Read-only.",
+    "ServiceRequest": "One per requested procedure of an HL7 order (ORM^O01, OMI^O23) received over MLLP; "
+    "identifiers: placer (PLAC), filler (FILL), accession (ACSN), Study Instance UID (urn:dicom:uid). "
+    "Read-only.",
     "Practitioner": "The practitioners who sign in here (their fhirUser). Read-only.",
     "Endpoint": "The DICOMweb service of this server (dicom-wado-rs). Read-only.",
 }

@@ -145,6 +145,9 @@ _GENDER = "http://hl7.org/fhir/administrative-gender"
 _IMAGING_STATUS = "http://hl7.org/fhir/imagingstudy-status"
 _ENDPOINT_STATUS = "http://hl7.org/fhir/endpoint-status"
 _SUBJECTS = ("Patient", "Group", "Device")
+_REQUEST_STATUS = "http://hl7.org/fhir/request-status"
+_REQUEST_INTENT = "http://hl7.org/fhir/request-intent"
+_REQUEST_PRIORITY = "http://hl7.org/fhir/request-priority"
 
 
 def _params(*params: SearchParam) -> dict[str, SearchParam]:
@@ -232,6 +235,62 @@ REGISTRY: dict[str, dict[str, SearchParam]] = {
         SearchParam("birthdate", "date", "individual-birthdate", "Patient.birthDate", _date("birthDate")),
         SearchParam("gender", "token", "individual-gender", "Patient.gender", _token("gender", _GENDER)),
     ),
+    "ServiceRequest": _params(
+        SearchParam(
+            "identifier", "token", "clinical-identifier", "ServiceRequest.identifier", _token("identifier")
+        ),
+        SearchParam(
+            "patient",
+            "reference",
+            "clinical-patient",
+            "ServiceRequest.subject.where(resolve() is Patient)",
+            _ref("subject", ("Patient",)),
+            ("Patient",),
+        ),
+        SearchParam(
+            "subject",
+            "reference",
+            "ServiceRequest-subject",
+            "ServiceRequest.subject",
+            _ref("subject", _SUBJECTS),
+            _SUBJECTS,
+        ),
+        SearchParam(
+            "status",
+            "token",
+            "ServiceRequest-status",
+            "ServiceRequest.status",
+            _token("status", _REQUEST_STATUS),
+        ),
+        SearchParam(
+            "intent",
+            "token",
+            "ServiceRequest-intent",
+            "ServiceRequest.intent",
+            _token("intent", _REQUEST_INTENT),
+        ),
+        SearchParam("code", "token", "clinical-code", "ServiceRequest.code", _token("code")),
+        SearchParam(
+            "category", "token", "ServiceRequest-category", "ServiceRequest.category", _token("category")
+        ),
+        SearchParam(
+            "priority",
+            "token",
+            "ServiceRequest-priority",
+            "ServiceRequest.priority",
+            _token("priority", _REQUEST_PRIORITY),
+        ),
+        SearchParam(
+            "authored", "date", "ServiceRequest-authored", "ServiceRequest.authoredOn", _date("authoredOn")
+        ),
+        SearchParam(
+            "occurrence",
+            "date",
+            "ServiceRequest-occurrence",
+            "ServiceRequest.occurrence",
+            _date("occurrenceDateTime"),
+        ),
+    ),
     "Practitioner": _params(
         SearchParam(
             "identifier", "token", "Practitioner-identifier", "Practitioner.identifier", _token("identifier")
@@ -262,7 +321,11 @@ REGISTRY: dict[str, dict[str, SearchParam]] = {
 
 # The Patient compartment (R4 CompartmentDefinition/patient) of the types we serve: the parameter
 # that names the patient ("_id" for Patient itself). Types not listed are outside it.
-PATIENT_COMPARTMENT: dict[str, str] = {"ImagingStudy": "patient", "Patient": "_id"}
+PATIENT_COMPARTMENT: dict[str, str] = {
+    "ImagingStudy": "patient",
+    "Patient": "_id",
+    "ServiceRequest": "patient",
+}
 
 # Modifier-indexed variants written beside the plain parameter.
 OF_TYPE = "identifier:of-type"
@@ -270,6 +333,7 @@ OF_TYPE = "identifier:of-type"
 # References `_include` may follow, per type: "Type:param" -> parameter.
 INCLUDES: dict[str, tuple[str, ...]] = {
     "ImagingStudy": ("patient", "subject", "endpoint"),
+    "ServiceRequest": ("patient", "subject"),
 }
 
 

@@ -50,7 +50,7 @@ def build_ack(
     msh.msh_11 = (
         header.processing_id if header is not None and header.processing_id in ("P", "D", "T") else "P"
     )
-    if charset.hl7 != "ASCII":
+    if charset.hl7 not in ("", "ASCII"):
         msh.msh_18 = charset.hl7
     ack.msa.msa_1 = code
     ack.msa.msa_2 = _escaped(header.control_id[:199] if header is not None else "")

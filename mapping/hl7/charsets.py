@@ -48,19 +48,21 @@ def charset_named(name: str) -> Charset | None:
 
 
 def decode(raw: bytes, default: Charset) -> tuple[str, Charset]:
-    """The message text and the set it was decoded with. Raises Hl7Error (AR) for an unknown
+    """The message text and the set it was decoded with (the default set of a message without
+    MSH-18 comes back unnamed, so that the ACK names none either). Raises Hl7Error (AR) for an unknown
     MSH-18 or bytes that do not fit the declared set."""
     declared = _msh18(raw)
     charset = default if not declared else charset_named(declared)
     if charset is None:
         raise Hl7Error.reject(TABLE_VALUE, "MSH-18 names a character set we do not support", field=18)
     try:
-        return raw.decode(charset.codec), charset
+        text = raw.decode(charset.codec)
     except UnicodeDecodeError as exc:
         where = "declared in MSH-18" if declared else "assumed for a message without MSH-18"
         raise Hl7Error.reject(
             DATA_TYPE, f"byte {exc.start} does not fit the character set {where} ({charset.hl7})", field=18
         ) from exc
+    return text, charset if declared else Charset("", charset.codec, charset.dicom)
 
 
 def _msh18(raw: bytes) -> str:

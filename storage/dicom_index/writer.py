@@ -193,6 +193,15 @@ def _patient(conn: Connection, facts: PatientFacts, study: Row[Any] | None, now:
     return int(pk)
 
 
+def patient_of(conn: Connection, facts: PatientFacts, now: datetime) -> tuple[int, str]:
+    """The patient an order (or an ADT message) names, created when new, its demographics
+    updated (newest wins, empty values never blank stored ones): (pk, FHIR id). The caller has
+    checked that `facts` has a Patient ID."""
+    pk = _patient(conn, facts, None, now)
+    fhir_id = conn.execute(select(PATIENT.c.fhir_id).where(PATIENT.c.pk == pk)).scalar_one()
+    return pk, str(fhir_id)
+
+
 def _record_mismatch(conn: Connection, h: InstanceHeader, a: Arrival, study: Row[Any]) -> None:
     """What an administrator needs to sort the instance out; PHI, so here and never in a log. Values
     are cut to the columns' lengths (a Patient ID is LO, 64 characters)."""

@@ -1,0 +1,68 @@
+"""The HL7 inbox repository: each inbound message with the ACK we answered, in the caller's
+transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.hl7_inbox.models import Hl7MessageRow
+
+
+@dataclass(frozen=True)
+class MessageKey:
+    """MSH-3.1, MSH-4.1, MSH-10: what makes a resend the same message."""
+
+    sending_application: str
+    sending_facility: str
+    control_id: str
+
+
+def answered(session: Session, key: MessageKey) -> bytes | None:
+    """The ACK stored for the message of `key`, if it came before."""
+    return session.scalar(
+        select(Hl7MessageRow.ack).where(
+            Hl7MessageRow.sending_application == key.sending_application[:227],
+            Hl7MessageRow.sending_facility == key.sending_facility[:227],
+            Hl7MessageRow.control_id == key.control_id[:199],
+        )
+    )
+
+
+def keep(
+    session: Session,
+    *,
+    key: MessageKey | None,
+    raw: bytes,
+    ack: bytes,
+    ack_code: str,
+    message_type: str,
+    peer: str,
+    now: datetime,
+) -> None:
+    """Keep a message and its ACK; a message whose MSH could not be read has no key."""
+    session.add(
+        Hl7MessageRow(
+            received_at=now,
+            peer=peer[:64],
+            sending_application=key.sending_application[:227] if key else None,
+            sending_facility=key.sending_facility[:227] if key else None,
+            control_id=key.control_id[:199] if key else None,
+            message_type=message_type[:16],
+            ack_code=ack_code,
+            raw=raw,
+            ack=ack,
+        )
+    )
+    session.flush()
+
+
+def count(session: Session, ack_code: str | None = None) -> int:
+    """How many messages are kept (with that ACK code)."""
+    query = select(Hl7MessageRow.pk)
+    if ack_code is not None:
+        query = query.where(Hl7MessageRow.ack_code == ack_code)
+    return len(session.scalars(query).all())

@@ -1,0 +1,205 @@
+"""The orders repository: requested procedures and their scheduled steps, in the caller's
+transaction. An order is looked up the way HL7 messages name it (reference §2: "Match updates /
+cancels on ORC-2/ORC-3 + issuer"): by placer order number, else filler order number, else
+accession number; the row is locked so two messages about one order apply one after the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, delete, select
+from sqlalchemy.orm import Session
+
+from mapping.order.facts import (
+    EntityId,
+    RequestedProcedure,
+    RequestStatus,
+    ScheduledStep,
+    StepStatus,
+    procedure_from_json,
+    procedure_json,
+    step_from_json,
+    step_json,
+)
+from storage.orders.models import RequestedProcedureRow, ScheduledStepRow
+
+
+@dataclass(frozen=True)
+class StoredOrder:
+    pk: int
+    fhir_id: str
+    patient_pk: int
+    status: RequestStatus
+    procedure: RequestedProcedure  # with its steps
+    step_statuses: tuple[StepStatus, ...]  # in the order of `procedure.steps`
+
+
+def find(session: Session, procedure: RequestedProcedure) -> StoredOrder | None:
+    """The stored order `procedure` names (placer, else filler, else accession), locked."""
+    for column, entity in (
+        (RequestedProcedureRow.placer, procedure.placer),
+        (RequestedProcedureRow.filler, procedure.filler),
+        (RequestedProcedureRow.accession, procedure.accession),
+    ):
+        if not entity.value:
+            continue
+        rows = session.scalars(
+            select(RequestedProcedureRow)
+            .where(column == entity.value)
+            .order_by(RequestedProcedureRow.pk.desc())
+            .with_for_update()
+        ).all()
+        for row in rows:
+            stored = _stored(session, row)
+            if _same(column, stored.procedure, entity):
+                return stored
+    return None
+
+
+def by_fhir_id(session: Session, fhir_id: str) -> StoredOrder | None:
+    row = session.scalar(select(RequestedProcedureRow).where(RequestedProcedureRow.fhir_id == fhir_id))
+    return _stored(session, row) if row is not None else None
+
+
+def add(
+    session: Session,
+    *,
+    fhir_id: str,
+    patient_pk: int,
+    procedure: RequestedProcedure,
+    status: RequestStatus,
+    step_status: StepStatus,
+    now: datetime,
+) -> StoredOrder:
+    row = RequestedProcedureRow(
+        fhir_id=fhir_id,
+        patient_pk=patient_pk,
+        created_at=now,
+        **_columns(procedure, status, now),
+    )
+    session.add(row)
+    session.flush()
+    for step in procedure.steps:
+        session.add(_step_row(row.pk, step, step_status, now))
+    session.flush()
+    return _stored(session, row)
+
+
+def replace(
+    session: Session,
+    order: StoredOrder,
+    *,
+    patient_pk: int,
+    procedure: RequestedProcedure,
+    status: RequestStatus,
+    step_status: StepStatus | None,
+    now: datetime,
+) -> StoredOrder:
+    """New facts for a known order: steps are matched by SPS ID (kept, with their status unless
+    `step_status` says otherwise), new ones added SCHEDULED, those no longer named removed."""
+    row = session.get_one(RequestedProcedureRow, order.pk)
+    row.patient_pk = patient_pk
+    for key, value in _columns(procedure, status, now).items():
+        setattr(row, key, value)
+    current = {s.sps_id: s for s in session.scalars(_steps_of(order.pk))}
+    for step in procedure.steps:
+        existing = current.pop(step.sps_id, None)
+        if existing is None:
+            session.add(_step_row(order.pk, step, step_status or "SCHEDULED", now))
+            continue
+        existing.facts, existing.changed_at = step_json(step), now
+        existing.modality, existing.start_date, existing.start_time = (
+            step.modality,
+            step.start_date,
+            step.start_time,
+        )
+        existing.station_aets = "\\".join(step.station_aets)
+        if step_status is not None:
+            existing.status = step_status
+    for gone in current.values():
+        session.delete(gone)
+    session.flush()
+    return _stored(session, row)
+
+
+def set_status(
+    session: Session,
+    order: StoredOrder,
+    *,
+    status: RequestStatus,
+    step_status: StepStatus | None,
+    now: datetime,
+) -> StoredOrder:
+    """A status change: the order's, and each of its steps' that is not final yet."""
+    row = session.get_one(RequestedProcedureRow, order.pk)
+    row.status, row.changed_at = status, now
+    if step_status is not None:
+        for step in session.scalars(_steps_of(order.pk)):
+            if step.status not in ("COMPLETED", "DISCONTINUED", "CANCELED"):
+                step.status, step.changed_at = step_status, now
+    session.flush()
+    return _stored(session, row)
+
+
+def remove_all(session: Session) -> None:
+    """For tests and resets: every order and step."""
+    session.execute(delete(ScheduledStepRow))
+    session.execute(delete(RequestedProcedureRow))
+
+
+def _same(column: object, stored: RequestedProcedure, entity: EntityId) -> bool:
+    if column is RequestedProcedureRow.placer:
+        return stored.placer.same_as(entity)
+    if column is RequestedProcedureRow.filler:
+        return stored.filler.same_as(entity)
+    return stored.accession.same_as(entity)
+
+
+def _columns(procedure: RequestedProcedure, status: RequestStatus, now: datetime) -> dict[str, object]:
+    return {
+        "placer": procedure.placer.value[:64],
+        "filler": procedure.filler.value[:64],
+        "accession": procedure.accession.value[:64],
+        "study_uid": procedure.study_uid,
+        "status": status,
+        "facts": procedure_json(procedure),
+        "changed_at": now,
+    }
+
+
+def _step_row(procedure_pk: int, step: ScheduledStep, status: StepStatus, now: datetime) -> ScheduledStepRow:
+    return ScheduledStepRow(
+        procedure_pk=procedure_pk,
+        sps_id=step.sps_id[:64],
+        status=status,
+        modality=step.modality[:16],
+        start_date=step.start_date[:8],
+        start_time=step.start_time[:16],
+        station_aets="\\".join(step.station_aets)[:255],
+        facts=step_json(step),
+        changed_at=now,
+    )
+
+
+def _steps_of(procedure_pk: int) -> Select[ScheduledStepRow]:
+    return (
+        select(ScheduledStepRow)
+        .where(ScheduledStepRow.procedure_pk == procedure_pk)
+        .order_by(ScheduledStepRow.pk)
+    )
+
+
+def _stored(session: Session, row: RequestedProcedureRow) -> StoredOrder:
+    steps: Sequence[ScheduledStepRow] = session.scalars(_steps_of(row.pk)).all()
+    procedure = procedure_from_json(row.facts, tuple(step_from_json(s.facts) for s in steps))
+    return StoredOrder(
+        pk=row.pk,
+        fhir_id=row.fhir_id,
+        patient_pk=row.patient_pk,
+        status=row.status,  # type: ignore[arg-type]
+        procedure=procedure,
+        step_statuses=tuple(s.status for s in steps),  # type: ignore[misc]
+    )

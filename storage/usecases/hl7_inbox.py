@@ -1,0 +1,196 @@
+"""Receive one HL7 v2 message: decode, read, apply, acknowledge (original mode), keep both.
+
+The rules (reference §5; DESIGN "acknowledge only what is durable"):
+- `AA` only after the message and all its effects are committed, in one transaction with the
+  message and its ACK;
+- `AE` (with ERR: segment, field, table 0357 code, text) for a message we understand but cannot
+  apply; its effects are rolled back, the message and the AE are kept;
+- `AR` for what we do not take (no readable MSH, unsupported type, event, version or processing
+  id, bytes that do not fit the character set, a sender not on the allow-list);
+- a resend (same MSH-3, MSH-4, MSH-10) gets the stored ACK again and is not applied twice, even
+  when the two copies arrive at once (the unique key makes one transaction retry and find the
+  other's ACK);
+- an outage (the database unreachable) answers AE 207 and keeps nothing: the sender resends.
+No message content reaches the log: control ids, types, ACK codes and error codes only.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from mapping.hl7.ack import build_ack
+from mapping.hl7.charsets import Charset, decode
+from mapping.hl7.er7 import split_message
+from mapping.hl7.errors import INTERNAL, NOT_ALLOWED, UNKNOWN_KEY, AckCode, Hl7Error
+from mapping.hl7.header import Header, check_header, read_header
+from mapping.hl7.orders import OrderRules, order_message
+from storage.clock import utcnow
+from storage.db import Database
+from storage.errors import Unavailable
+from storage.hl7_inbox import store as inbox
+from storage.hl7_inbox.store import MessageKey
+from storage.usecases.orders import OrderRefused, Orders
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InboxConfig:
+    rules: OrderRules
+    default_charset: Charset  # for a message without MSH-18
+    application: str = "FACADE"  # our MSH-3 when the sender named no receiving application
+    # "APP" or "APP^FACILITY" (MSH-3.1 / MSH-4.1) that may send; empty: anyone
+    allowed_senders: Collection[str] = ()
+
+
+class Hl7Inbox:
+    def __init__(
+        self, db: Database, orders: Orders, config: InboxConfig, now: Callable[[], datetime] = utcnow
+    ) -> None:
+        self._db, self._orders, self._config, self._now = db, orders, config, now
+
+    def receive(self, raw: bytes, peer: str) -> bytes:
+        """The encoded ACK for one message (the bytes between the MLLP start and end blocks)."""
+        now = self._now()
+        charset = self._config.default_charset
+        header: Header | None = None
+        try:
+            text, charset = decode(raw, charset)
+            message = split_message(text)
+            header = read_header(message)
+            check_header(header)
+            self._check_sender(header)
+        except Hl7Error as refusal:
+            return self._refuse(raw, peer, header, charset, refusal, now)
+        key = MessageKey(header.sending_application, header.sending_facility, header.control_id)
+        try:
+            with self._db.read() as session:
+                replay = inbox.answered(session, key)
+            if replay is not None:
+                log.info("hl7.resent", extra={"control_id": header.control_id[:32], "kind": header.kind})
+                return replay
+            order = order_message(message, charset=charset.dicom, rules=self._config.rules)
+
+            def work(session: Session) -> bytes:
+                stored = inbox.answered(session, key)
+                if stored is not None:  # the same message, committed meanwhile by another connection
+                    return stored
+                self._orders.apply(session, order, now)
+                ack = self._ack(header, "AA", charset, now)
+                inbox.keep(
+                    session,
+                    key=key,
+                    raw=raw,
+                    ack=ack,
+                    ack_code="AA",
+                    message_type=header.kind,
+                    peer=peer,
+                    now=now,
+                )
+                return ack
+
+            ack = self._db.transact(work)
+            log.info(
+                "hl7.accepted", extra={"control_id": header.control_id[:32], "kind": header.kind, "ack": "AA"}
+            )
+            return ack
+        except Hl7Error as refusal:
+            return self._refuse(raw, peer, header, charset, refusal, now, key)
+        except OrderRefused as exc:
+            code = UNKNOWN_KEY if exc.unknown else NOT_ALLOWED
+            error = Hl7Error.error(code, exc.text, segment="ORC", sequence=exc.index, field=exc.field)
+            return self._refuse(raw, peer, header, charset, error, now, key)
+        except Unavailable:
+            log.warning("hl7.unavailable", extra={"control_id": header.control_id[:32], "kind": header.kind})
+            return self._ack(
+                header,
+                "AE",
+                charset,
+                now,
+                Hl7Error.error(INTERNAL, "storage unavailable; resend later", segment="MSH"),
+            )
+        except Exception:
+            log.exception("hl7.failed", extra={"control_id": header.control_id[:32], "kind": header.kind})
+            error = Hl7Error.error(INTERNAL, "internal error; the message was not applied", segment="MSH")
+            return self._refuse(raw, peer, header, charset, error, now, key)
+
+    def _check_sender(self, header: Header) -> None:
+        allowed = self._config.allowed_senders
+        if allowed and not (
+            header.sending_application in allowed
+            or f"{header.sending_application}^{header.sending_facility}" in allowed
+        ):
+            raise Hl7Error.reject(NOT_ALLOWED, "the sending application is not allowed here", field=3)
+
+    def _refuse(  # noqa: PLR0917
+        self,
+        raw: bytes,
+        peer: str,
+        header: Header | None,
+        charset: Charset,
+        refusal: Hl7Error,
+        now: datetime,
+        key: MessageKey | None = None,
+    ) -> bytes:
+        """Answer AE/AR and keep the message with that answer (a resend of a refused message gets
+        the same refusal: it would fail again)."""
+        ack = self._ack(header, refusal.ack, charset, now, refusal)
+
+        def work(session: Session) -> bytes:
+            if key is not None:
+                stored = inbox.answered(session, key)
+                if stored is not None:
+                    return stored
+            kind = header.kind if header is not None else ""
+            inbox.keep(
+                session,
+                key=key,
+                raw=raw,
+                ack=ack,
+                ack_code=refusal.ack,
+                message_type=kind,
+                peer=peer,
+                now=now,
+            )
+            return ack
+
+        try:
+            answer = self._db.transact(work)
+        except Exception:  # the refusal still goes out; keeping it is best effort when storage fails
+            log.exception("hl7.not_kept", extra={"ack": refusal.ack, "error_code": refusal.code})
+            answer = ack
+        log.info(
+            "hl7.refused",
+            extra={
+                "control_id": header.control_id[:32] if header else None,
+                "kind": header.kind if header else None,
+                "ack": refusal.ack,
+                "error_code": refusal.code,
+                "reason": refusal.text,
+            },
+        )
+        return answer
+
+    def _ack(
+        self,
+        header: Header | None,
+        code: AckCode,
+        charset: Charset,
+        now: datetime,
+        error: Hl7Error | None = None,
+    ) -> bytes:
+        return build_ack(
+            header,
+            code,
+            control_id=uuid.uuid4().hex[:20],
+            now=now,
+            charset=charset,
+            error=error,
+            application=self._config.application,
+        )

@@ -1,0 +1,128 @@
+"""Orders: apply what an order message says (new order, change, cancel, status) to the patient,
+the requested procedures and their scheduled steps (the worklist), and publish each
+procedure's ServiceRequest, all in the caller's transaction, so that an acknowledgement means
+every effect is committed (`storage/usecases/hl7_inbox.py` acknowledges).
+
+The patient is the DICOM index's: the Patient ID and its issuer pick it, as for an arriving
+instance, so the study a modality later sends for this order lands on the same Patient.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, tzinfo
+
+from sqlalchemy.orm import Session
+
+from mapping.fhir.service_request import service_request_from_order
+from mapping.order.control import RefusedControl, change_for
+from mapping.order.facts import OrderMessage, RequestedProcedure, ScheduledStep
+from storage.dicom_index.writer import patient_of
+from storage.errors import Conflict
+from storage.fhir_store.store import FhirStore
+from storage.orders import store as orders
+from storage.orders.store import StoredOrder
+
+log = logging.getLogger(__name__)
+
+
+class OrderRefused(Conflict):
+    """An order control that cannot apply: `index` is the 1-based position of the procedure (its
+    ORC) in the message, `field` the ORC field at fault, `unknown` when no such order exists."""
+
+    def __init__(self, text: str, *, index: int, field: int, unknown: bool) -> None:
+        super().__init__(text)
+        self.text, self.index, self.field, self.unknown = text, index, field, unknown
+
+
+def generated_uid() -> str:
+    """A Study Instance UID for an order that brings none (PS3.5 B.2: 2.25 + a UUID)."""
+    return f"2.25.{uuid.uuid4().int}"
+
+
+class Orders:
+    def __init__(
+        self, fhir: FhirStore, site_zone: tzinfo, *, new_uid: Callable[[], str] = generated_uid
+    ) -> None:
+        self._fhir, self._zone, self._new_uid = fhir, site_zone, new_uid
+
+    def apply(self, session: Session, message: OrderMessage, now: datetime) -> list[str]:
+        """Apply every procedure of `message`; the ServiceRequest ids touched. Raises OrderRefused
+        (the caller rolls back: a message applies whole or not at all)."""
+        patient_pk, patient_fhir_id = patient_of(session.connection(), message.patient, now)
+        touched = []
+        for index, procedure in enumerate(message.procedures, start=1):
+            stored = self._apply_one(session, procedure, index, patient_pk, now)
+            body = service_request_from_order(
+                stored.procedure,
+                resource_id=stored.fhir_id,
+                status=stored.status,
+                subject=patient_fhir_id,
+                site_zone=self._zone,
+            ).model_dump(mode="json", exclude_none=True)
+            self._fhir.put(session, body, now=now)
+            touched.append(stored.fhir_id)
+            log.info(
+                "order.applied",
+                extra={
+                    "control": procedure.control,
+                    "service_request": stored.fhir_id,
+                    "status": stored.status,
+                },
+            )
+        return touched
+
+    def _apply_one(
+        self, session: Session, procedure: RequestedProcedure, index: int, patient_pk: int, now: datetime
+    ) -> StoredOrder:
+        current = orders.find(session, procedure)
+        try:
+            change = change_for(
+                procedure.control,
+                procedure.order_status,
+                current.status if current else None,
+                list(current.step_statuses) if current else [],
+            )
+        except RefusedControl as exc:
+            raise OrderRefused(exc.text, index=index, field=exc.field, unknown=exc.unknown) from exc
+        if change.action == "create" or current is None:
+            complete = self._completed(procedure, None)
+            return orders.add(
+                session,
+                fhir_id=str(uuid.uuid4()),
+                patient_pk=patient_pk,
+                procedure=complete,
+                status=change.request_status,
+                step_status=change.step_status or "SCHEDULED",
+                now=now,
+            )
+        if change.action == "update":
+            return orders.replace(
+                session,
+                current,
+                patient_pk=patient_pk,
+                procedure=self._completed(procedure, current.procedure),
+                status=change.request_status,
+                step_status=change.step_status,
+                now=now,
+            )
+        return orders.set_status(
+            session, current, status=change.request_status, step_status=change.step_status, now=now
+        )
+
+    def _completed(
+        self, procedure: RequestedProcedure, before: RequestedProcedure | None
+    ) -> RequestedProcedure:
+        """What the order lacks and the worklist needs: the Study Instance UID (kept from the
+        stored order on a change, else generated) and SPS IDs (the requested procedure ID, or
+        the accession, numbered when there are several steps)."""
+        study_uid = (before.study_uid if before is not None else "") or procedure.study_uid or self._new_uid()
+        base = procedure.requested_procedure_id or procedure.accession.value or procedure.placer.value
+        steps: list[ScheduledStep] = []
+        for n, step in enumerate(procedure.steps, start=1):
+            sps_id = step.sps_id or (base if len(procedure.steps) == 1 else f"{base}.{n}")
+            steps.append(replace(step, sps_id=sps_id[:16]))
+        return replace(procedure, study_uid=study_uid, steps=tuple(steps))
