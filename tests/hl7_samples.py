@@ -61,6 +61,7 @@ def omi(
     ]
     for sps, modality, aets in ipcs:
         segments.append(
-            f"IPC|{accession}^HOSP|RP-2|1.2.826.0.1.3680043.10.1.2|{sps}|{modality}|P1^Protocol one^L|ST1|ROOM1|{aets}"
+            f"IPC|{accession}^HOSP|RP-2|1.2.826.0.1.3680043.10.1.2|{sps}|{modality}"
+            f"|P1^Protocol one^L|ST1|ROOM1|{aets}"
         )
     return CR.join(segments) + CR

@@ -49,7 +49,7 @@ def test_the_reference_table(
         ("SC", "ZZ", "active", ["SCHEDULED"], False, 5),
     ],
 )
-def test_what_cannot_apply(
+def test_what_cannot_apply(  # noqa: PLR0917
     control: str,
     status: str,
     current: RequestStatus | None,
