@@ -165,6 +165,7 @@ class MllpServer:
         self._lock = threading.RLock()  # RLock: `hurry` may run in a signal handler, over `stop`
         self._connections: set[_Connection] = set()
         self._stopping = threading.Event()
+        self._hurried = threading.Event()
         self._listening: socket.socket | None = None
         self._wake: tuple[socket.socket, socket.socket] | None = None  # stop -> the accept loop
         self._acceptor: threading.Thread | None = None
@@ -201,26 +202,36 @@ class MllpServer:
             connections = list(self._connections)
         for connection in connections:
             connection.stop()
-        deadline = time.monotonic() + self.config.stop_timeout
-        for connection in connections:
-            connection.thread.join(max(0.0, deadline - time.monotonic()))
-        left = [c for c in connections if c.thread.is_alive()]
+        left = self._join(connections, self.config.stop_timeout, until_hurried=True)
         if left:
             log.warning("mllp.stop_cut_short", extra={"count": len(left)})
             self.hurry()
-            deadline = time.monotonic() + 1.0  # a handler still running holds its thread (a daemon)
-            for connection in left:
-                connection.thread.join(max(0.0, deadline - time.monotonic()))
+            self._join(left, 1.0)  # a handler still running holds its thread (a daemon) on
         for end in self._wake:
             end.close()
         log.info("mllp.stopped", extra={"port": self.port})
 
     def hurry(self) -> None:
-        """Close every connection now: a handler under way finishes, its reply is not sent."""
+        """Close every connection now, and cut short the wait of a stop: a handler under way
+        finishes, its reply is not sent."""
+        self._hurried.set()
         with self._lock:
             connections = list(self._connections)
         for connection in connections:
             connection.cut()
+
+    def _join(
+        self, connections: list[_Connection], seconds: float, *, until_hurried: bool = False
+    ) -> list[_Connection]:
+        """Wait up to `seconds` for the connections' threads to end (or until `hurry`); those left."""
+        deadline = time.monotonic() + seconds
+        for connection in connections:
+            while connection.thread.is_alive() and not (until_hurried and self._hurried.is_set()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                connection.thread.join(min(remaining, 0.1))  # a slice: `hurry` may come meanwhile
+        return [c for c in connections if c.thread.is_alive()]
 
     def _accept_loop(self) -> None:
         assert self._listening is not None and self._wake is not None
@@ -313,9 +324,10 @@ class _Connection:
         except FramingError as exc:
             log.warning(exc.event, extra=facts | {"reason": str(exc)})
             reason = str(exc)
-        except TimeoutError:
+        except TimeoutError:  # between messages, a sender keeping its connection open: no fault
             reason = f"idle timeout while {self._phase}"
-            log.warning("mllp.idle_timeout", extra=facts | {"reason": reason})
+            level = logging.INFO if self._phase == "waiting" else logging.WARNING
+            log.log(level, "mllp.idle_timeout", extra=facts | {"reason": reason})
         except OSError as exc:  # reset by the peer, or closed by a stop
             reason = "stopping" if self._server.stopping else type(exc).__name__
         finally:

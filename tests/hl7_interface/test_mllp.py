@@ -363,6 +363,25 @@ def test_stop_waits_a_bounded_time(handler: Recorder) -> None:
     handler.gate.set()
 
 
+def test_hurry_cuts_a_stop_short(handler: Recorder) -> None:
+    handler.gate.clear()
+    server = MllpServer(MllpConfig(host="127.0.0.1", port=0, stop_timeout=60), handler)
+    server.start()
+    with connect(server) as sock:
+        sock.sendall(frame(b"slow"))
+        assert handler.entered.wait(TIMEOUT)
+        stopper = threading.Thread(target=server.stop)
+        started = time.monotonic()
+        stopper.start()
+        wait_for(lambda: refused(server.port))
+        server.hurry()  # a second interrupt
+        sock.assert_closed()  # at once, though the handler still runs
+        handler.gate.set()
+        stopper.join(TIMEOUT)
+        assert not stopper.is_alive()
+        assert time.monotonic() - started < 2
+
+
 def refused(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
