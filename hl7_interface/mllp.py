@@ -1,6 +1,8 @@
-"""MLLP, the Minimal Lower Layer Protocol that carries HL7 v2 over TCP (HL7 v2.5.1 Appendix C,
-MLLP Release 1): each message travels as <SB 0x0B> message <EB 0x1C><CR 0x0D>, and the receiver
-answers each with one framed reply (the ACK) before the sender sends the next.
+"""MLLP, the Minimal Lower Layer Protocol that carries HL7 v2 over TCP (HL7 Version 2 Transport
+Specification: MLLP, Release 1): each message travels as <SB 0x0B> message <EB 0x1C><CR 0x0D>,
+and the receiver answers each with one framed reply (the ACK) before the sender sends the next.
+Release 2's commit blocks (0x06 / 0x15 alone in a frame) are not spoken: such a frame is a message
+like any other, for the handler to refuse.
 
 This is the transport only. It deframes and frames, and hands each message, undecoded, to a
 `MessageHandler`: the charset, parsing, the sending application's allow-list, the ACK and the
@@ -330,6 +332,9 @@ class _Connection:
             log.log(level, "mllp.idle_timeout", extra=facts | {"reason": reason})
         except OSError as exc:  # reset by the peer, or closed by a stop
             reason = "stopping" if self._server.stopping else type(exc).__name__
+        except Exception as exc:  # a bug (a reply that is not bytes): this connection only
+            log.exception("mllp.failed", extra=facts | {"error": type(exc).__name__})
+            reason = "failed"
         finally:
             with self._lock:
                 self._phase = "closed"

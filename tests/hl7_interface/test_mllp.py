@@ -322,6 +322,44 @@ def test_a_slow_handler_holds_up_its_own_connection_only(server: MllpServer, han
         assert slow.reply() == b"ACK slow"
 
 
+def test_many_connections_at_once_each_answered_in_order(server: MllpServer, handler: Recorder) -> None:
+    failures: list[BaseException] = []
+
+    def sender(n: int) -> None:
+        try:
+            with connect(server) as sock:
+                batch = [b"%d-%d" % (n, i) for i in range(20)]
+                sock.sendall(b"".join(frame(m) for m in batch[:10]))  # pipelined
+                assert [sock.reply() for _ in range(10)] == [b"ACK " + m for m in batch[:10]]
+                for m in batch[10:]:  # one at a time
+                    sock.sendall(frame(m))
+                    assert sock.reply() == b"ACK " + m
+        except BaseException as exc:  # reported by the test, not lost in its thread
+            failures.append(exc)
+
+    senders = [threading.Thread(target=sender, args=(n,)) for n in range(16)]
+    for thread in senders:
+        thread.start()
+    for thread in senders:
+        thread.join(TIMEOUT * 2)
+    assert not failures
+    for n in range(16):
+        assert [m for m in handler.messages() if m.startswith(b"%d-" % n)] == [
+            b"%d-%d" % (n, i) for i in range(20)
+        ]
+
+
+def test_a_reply_that_is_not_bytes_closes_its_connection_only(server: MllpServer) -> None:
+    server.handler = lambda message, peer: "not bytes"  # type: ignore[assignment,return-value]
+    with connect(server) as sock:
+        sock.sendall(frame(b"one"))
+        sock.assert_closed()
+    server.handler = lambda message, peer: b"fixed"
+    with connect(server) as sock:
+        sock.sendall(frame(b"two"))
+        assert sock.reply() == b"fixed"
+
+
 # stopping
 
 
