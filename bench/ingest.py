@@ -166,6 +166,7 @@ def facade_env(run: Path, target: Target) -> dict[str, str]:
         **os.environ,
         "FACADE_DATA_DIR": str(run),
         "FACADE_DICOM_PORT": str(target.port),
+        "FACADE_MLLP_PORT": "0",
         "FACADE_HTTP_PORT": str(target.http_port),
         "FACADE_LOG_LEVEL": "WARNING",
         "TMPDIR": str(run / "blobs" / ".staging"),

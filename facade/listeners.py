@@ -1,5 +1,6 @@
 """The listeners of a serving process, each behind the same start / stop (`facade.lifecycle`):
-HTTP (uvicorn, on a thread of its own) and DICOM (pynetdicom's threaded server); MLLP next."""
+HTTP (uvicorn, on a thread of its own), DICOM (pynetdicom's threaded server) and MLLP (HL7 v2,
+`hl7_interface.mllp`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from contextlib import contextmanager
 
 import uvicorn
 from pynetdicom.transport import ThreadedAssociationServer
+
+from facade.settings import Settings
+from hl7_interface.mllp import MessageHandler, MllpConfig, MllpServer
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +99,49 @@ class DicomListener:
 
     def hurry(self) -> None:
         """Stopping does not wait for the peers: nothing to cut short."""
+
+
+class MllpListener:
+    """The HL7 v2 listener: MLLP framing, one thread per connection, each message handed to
+    `handler`. Stopping refuses new connections, closes those waiting for a next message, lets
+    the messages under way be answered (up to the config's `stop_timeout`) and closes the rest;
+    `hurry` closes them all at once."""
+
+    name = "mllp"
+
+    def __init__(self, config: MllpConfig, handler: MessageHandler) -> None:
+        self._server = MllpServer(config, handler)
+        self.port = config.port  # once started, the one listened on (chosen for port 0)
+
+    def start(self, on_exit: threading.Event) -> None:
+        config = self._server.config
+        try:
+            self._server.start(on_exit=on_exit.set)
+        except OSError as exc:  # a port in use, an address not ours: the start fails
+            log.error(
+                "mllp.cannot_listen",
+                extra={"host": config.host, "port": config.port, "error": type(exc).__name__},
+            )
+            raise SystemExit(1) from exc
+        self.port = self._server.port
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def hurry(self) -> None:
+        self._server.hurry()
+
+
+def mllp_listener(settings: Settings, handler: MessageHandler) -> MllpListener:
+    """The MLLP listener as FACADE_MLLP_* configure it, handing each message to `handler`."""
+    return MllpListener(
+        MllpConfig(
+            host=settings.mllp_host,
+            port=settings.mllp_port,
+            max_connections=settings.mllp_max_connections,
+            max_bytes=settings.mllp_max_bytes,
+            idle_timeout=settings.mllp_idle_timeout,
+            allowed=tuple(settings.mllp_allowed_networks()),
+        ),
+        handler,
+    )

@@ -1,5 +1,5 @@
-"""`facade serve`: HTTP (FHIR, DICOMweb), the DICOM SCP and the periodic workers in one process,
-listed here and run by one lifecycle (`facade.lifecycle`)."""
+"""`facade serve`: HTTP (FHIR, DICOMweb), the DICOM SCP, the MLLP listener (HL7 orders) and the
+periodic workers in one process, listed here and run by one lifecycle (`facade.lifecycle`)."""
 
 from __future__ import annotations
 
@@ -24,12 +24,13 @@ from facade.housekeeping import INTERVAL as HOUSEKEEPING_INTERVAL
 from facade.housekeeping import Housekeeper
 from facade.http import build_http_app
 from facade.lifecycle import Lifecycle, Listener
-from facade.listeners import DicomListener, HttpListener
+from facade.listeners import DicomListener, HttpListener, mllp_listener
 from facade.logs import configure_logging
 from facade.settings import Settings
 from facade.settle import settle
 from facade.wiring import Services, build_services
 from facade.workers import Periodic
+from hl7_interface.receiver import Hl7Receiver
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,8 @@ def serve(settings: Settings) -> None:
 
 
 def listeners(settings: Settings, services: Services) -> list[Listener]:
-    """Every listener of a serving process, in one list, in the order they start (DICOM, then
-    HTTP, as before); they stop in the reverse order."""
+    """Every listener of a serving process, in one list, in the order they start (DICOM, MLLP,
+    then HTTP); they stop in the reverse order."""
     http = uvicorn.Config(
         build_http_app(services),
         host=settings.http_host,
@@ -73,6 +74,7 @@ def listeners(settings: Settings, services: Services) -> list[Listener]:
     )
     return [
         DicomListener(lambda: start_dicom(settings, services)),
+        mllp_listener(settings, Hl7Receiver(services.hl7_inbox)),
         HttpListener(http, url=settings.resolved_base_url()),
     ]
 

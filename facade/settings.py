@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from contextlib import suppress
 from datetime import timedelta, tzinfo
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -44,6 +45,12 @@ class Settings(BaseSettings):
     dicom_max_associations_per_peer: int = Field(16, ge=1)  # from one IP address
     dicom_acse_timeout: float = Field(5.0, gt=0)  # s: ARTIM, a connection must associate by then
     dicom_network_timeout: float = Field(60.0, gt=0)  # s: an idle association is aborted
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int = 2575
+    mllp_max_connections: int = Field(32, ge=1)  # at once; more are accepted and closed at once
+    mllp_max_bytes: int = Field(16 * 1024**2, ge=1)  # one HL7 message; larger: the connection is closed
+    mllp_idle_timeout: float = Field(300.0, gt=0)  # s: a silent connection is closed
+    mllp_allowed_hosts: str = ""  # comma-separated IP addresses and CIDR networks; empty: anyone
 
     timezone: str | None = None  # IANA zone of the site's modalities; None: this machine's zone
     patient_id_system: str = "urn:facade:patient-id"  # system of Patient IDs with no issuer
@@ -103,6 +110,16 @@ class Settings(BaseSettings):
             raise ValueError("an MSH-18 character set: ASCII, 8859/1 ... 8859/9, UNICODE UTF-8, ISO IR87")
         return value
 
+    @field_validator("mllp_allowed_hosts")
+    @classmethod
+    def _mllp_allowed_hosts(cls, value: str) -> str:
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            try:
+                ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or CIDR network: {entry!r}") from None
+        return value
+
     @field_validator("patient_mismatch", mode="before")
     @classmethod
     def _patient_mismatch(cls, value: object) -> object:
@@ -146,6 +163,10 @@ class Settings(BaseSettings):
 
     def allowed_calling_aets(self) -> list[str]:
         return [ae.strip() for ae in self.dicom_allowed_calling_aets.split(",") if ae.strip()]
+
+    def mllp_allowed_networks(self) -> list[IPv4Network | IPv6Network]:
+        """FACADE_MLLP_ALLOWED_HOSTS as networks (an address: a network of one); empty: anyone."""
+        return [ip_network(e.strip(), strict=False) for e in self.mllp_allowed_hosts.split(",") if e.strip()]
 
     def site_zone(self) -> tzinfo:
         return ZoneInfo(self.timezone) if self.timezone else local_zone()

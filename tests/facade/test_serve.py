@@ -52,6 +52,7 @@ def serve_env(settings: Settings, http_port: int, dicom_port: int, **more: str) 
         "FACADE_DATABASE_URL": settings.resolved_database_url(),
         "FACADE_HTTP_PORT": str(http_port),
         "FACADE_DICOM_PORT": str(dicom_port),
+        "FACADE_MLLP_PORT": "0",
         **more,
     }
 

@@ -1,0 +1,100 @@
+"""Orders from a RIS over MLLP to FHIR: `mllp_send` and raw sockets against the serving
+composition's listener and inbox; the ServiceRequests read back over the FHIR API."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from facade.listeners import mllp_listener
+from facade.settings import Settings
+from facade.wiring import Services
+from hl7_interface.mllp import frame
+from hl7_interface.receiver import Hl7Receiver
+from tests.hl7_samples import omi, orm
+from tests.smart import bearer
+
+MLLP_SEND = str(Path(sys.executable).with_name("mllp_send"))
+
+
+@pytest.fixture
+def mllp_port(services: Services) -> Iterator[int]:
+    settings = services.settings.model_copy(update={"mllp_port": 0})
+    listener = mllp_listener(settings, Hl7Receiver(services.hl7_inbox))
+    listener.start(threading.Event())
+    try:
+        yield listener.port
+    finally:
+        listener.stop()
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"worklist_stations": {"CT": ["CT1"]}})
+
+
+def acks(raw: bytes) -> list[bytes]:
+    return [part.split(b"\x1c")[0] for part in raw.split(b"\x0b")[1:]]
+
+
+def read_until(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while data.count(b"\x1c\r") < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_mllp_send_orders_become_service_requests(
+    mllp_port: int, live_http: str, token: str, tmp_path: Path
+) -> None:
+    file = tmp_path / "orders.hl7"
+    file.write_text((orm() + omi()).replace("\r", "\n"))
+    sent = subprocess.run(
+        [MLLP_SEND, "--loose", "--file", str(file), "--port", str(mllp_port), "127.0.0.1"],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    answers = acks(sent.stdout)
+    assert len(answers) == 2 and all(b"\rMSA|AA|" in a for a in answers)
+    fhir = httpx.Client(base_url=f"{live_http}/fhir", headers=bearer(token), timeout=30)
+    bundle = fhir.get("/ServiceRequest", params={"identifier": "ACC-2"}).json()
+    (entry,) = bundle["entry"]
+    assert entry["resource"]["priority"] == "stat"
+    listed = fhir.get(
+        "/ServiceRequest", params={"status": "active", "_include": "ServiceRequest:patient"}
+    ).json()
+    kinds = sorted(e["resource"]["resourceType"] for e in listed["entry"])
+    assert kinds == ["Patient", "Patient", "ServiceRequest", "ServiceRequest"]
+
+
+def test_two_messages_in_one_segment_and_a_split_frame(mllp_port: int, services: Services) -> None:
+    with socket.create_connection(("127.0.0.1", mllp_port), timeout=10) as sock:
+        sock.sendall(frame(orm().encode()) + frame(omi().encode()))
+        both = acks(read_until(sock, 2))
+        assert [b"MSA|AA|MSG0001" in both[0], b"MSA|AA|OMI0001" in both[1]] == [True, True]
+        cancel = frame(orm("CA", msg_id="CA1", order_status="CA").encode())
+        for i in range(0, len(cancel), 7):
+            sock.sendall(cancel[i : i + 7])
+        (answer,) = acks(read_until(sock, 1))
+        assert b"MSA|AA|CA1" in answer
+
+
+def test_garbage_gets_a_reject_and_the_listener_serves_on(mllp_port: int) -> None:
+    with socket.create_connection(("127.0.0.1", mllp_port), timeout=10) as sock:
+        sock.sendall(frame(b"\x00\x01 not hl7 at all"))
+        (answer,) = acks(read_until(sock, 1))
+        assert b"MSA|AR" in answer and b"ERR|" in answer
+        sock.sendall(frame(orm().encode()))
+        (answer,) = acks(read_until(sock, 1))
+        assert b"MSA|AA|MSG0001" in answer
