@@ -72,6 +72,8 @@ FACTS = frozenset(
         "error_code",
         "control",
         "service_request",
+        "procedure",
+        "pps_status",
     }
 )
 _OURS = ("facade", "fhir_api", "dicom_bridge", "hl7_interface", "mapping", "smart_auth", "storage", "bench")

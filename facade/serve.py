@@ -19,6 +19,7 @@ from dicom_bridge.association_audit import AssociationAudit
 from dicom_bridge.find_scp import FindScp
 from dicom_bridge.get_scp import GetScp
 from dicom_bridge.move_scp import MoveScp
+from dicom_bridge.mpps_scp import MppsScp
 from dicom_bridge.storage_scp import StorageScp
 from facade.housekeeping import INTERVAL as HOUSEKEEPING_INTERVAL
 from facade.housekeeping import Housekeeper
@@ -122,6 +123,7 @@ def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationSe
         + FindScp(services.query, settings.dicom_ae_title).handlers()
         + GetScp(services.query, services.retrieve).handlers()
         + MoveScp(services.query, services.retrieve, services.peers).handlers()
+        + MppsScp(services.mpps).handlers()
         + AssociationAudit(services.audit).handlers(),
     )
     log.info(

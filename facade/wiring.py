@@ -35,6 +35,7 @@ from storage.usecases.audit import Audit
 from storage.usecases.derived import Derivation
 from storage.usecases.hl7_inbox import Hl7Inbox, InboxConfig
 from storage.usecases.ingest import Ingest, PatientIdentity
+from storage.usecases.mpps import Mpps
 from storage.usecases.orders import Orders
 from storage.usecases.peers import Peers
 from storage.usecases.publish import PublishConfig, Publisher
@@ -83,6 +84,7 @@ class Services:
     retrieve: Retrieve
     orders: Orders
     hl7_inbox: Hl7Inbox
+    mpps: Mpps
 
     def close(self) -> None:
         """Release the database; `facade serve` flushed the audit trail before (its last worker run)."""
@@ -138,6 +140,7 @@ def build_services(
         retrieve,
         orders,
         Hl7Inbox(db, orders, inbox_config(settings, identity), now=now),
+        Mpps(db, orders, store, identity, site_zone=zone, now=now),
     )
 
 

@@ -27,6 +27,10 @@ _DOCS = {
     "ServiceRequest": "One per requested procedure of an HL7 order (ORM^O01, OMI^O23) received over MLLP; "
     "identifiers: placer (PLAC), filler (FILL), accession (ACSN), Study Instance UID (urn:dicom:uid). "
     "Read-only.",
+    "Procedure": "One per Modality Performed Procedure Step (MPPS N-CREATE / N-SET) a modality reported; "
+    "identifier: the PPS SOP Instance UID (urn:dicom:uid); basedOn: the ServiceRequest of its "
+    "scheduled step. "
+    "Read-only.",
     "Practitioner": "The practitioners who sign in here (their fhirUser). Read-only.",
     "Endpoint": "The DICOMweb service of this server (dicom-wado-rs). Read-only.",
 }

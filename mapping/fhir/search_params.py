@@ -28,7 +28,16 @@ class Ref:
     target_id: str
 
 
-IndexValue = Token | str | Ref  # a date is indexed from its FHIR string (mapping.fhir.dates)
+@dataclass(frozen=True)
+class Period:
+    """A FHIR Period: indexed as one range, from its start's low to its end's high (no start: from
+    the beginning of time; no end: ongoing, to the end of time), FHIR R4 3.1.1.4.1.1."""
+
+    start: str | None
+    end: str | None
+
+
+IndexValue = Token | str | Ref | Period  # a date is indexed from its FHIR string (mapping.fhir.dates)
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,11 @@ def _date(path: str) -> Callable[[Json], Iterator[IndexValue]]:
     return lambda r: (v for v in at(r) if isinstance(v, str))
 
 
+def _period(path: str) -> Callable[[Json], Iterator[IndexValue]]:
+    at = _at(path)
+    return lambda r: (Period(v.get("start"), v.get("end")) for v in at(r) if isinstance(v, dict))
+
+
 def _ref(path: str, targets: tuple[str, ...]) -> Callable[[Json], Iterator[IndexValue]]:
     at = _at(path)
     return lambda r: (x for v in at(r) for x in references_of(v, targets))
@@ -148,6 +162,7 @@ _SUBJECTS = ("Patient", "Group", "Device")
 _REQUEST_STATUS = "http://hl7.org/fhir/request-status"
 _REQUEST_INTENT = "http://hl7.org/fhir/request-intent"
 _REQUEST_PRIORITY = "http://hl7.org/fhir/request-priority"
+_EVENT_STATUS = "http://hl7.org/fhir/event-status"
 
 
 def _params(*params: SearchParam) -> dict[str, SearchParam]:
@@ -291,6 +306,40 @@ REGISTRY: dict[str, dict[str, SearchParam]] = {
             _date("occurrenceDateTime"),
         ),
     ),
+    "Procedure": _params(
+        SearchParam(
+            "identifier", "token", "clinical-identifier", "Procedure.identifier", _token("identifier")
+        ),
+        SearchParam(
+            "patient",
+            "reference",
+            "clinical-patient",
+            "Procedure.subject.where(resolve() is Patient)",
+            _ref("subject", ("Patient",)),
+            ("Patient",),
+        ),
+        SearchParam(
+            "subject",
+            "reference",
+            "Procedure-subject",
+            "Procedure.subject",
+            _ref("subject", ("Patient", "Group")),
+            ("Patient", "Group"),
+        ),
+        SearchParam(
+            "status", "token", "Procedure-status", "Procedure.status", _token("status", _EVENT_STATUS)
+        ),
+        SearchParam("date", "date", "clinical-date", "Procedure.performed", _period("performedPeriod")),
+        SearchParam(
+            "based-on",
+            "reference",
+            "Procedure-based-on",
+            "Procedure.basedOn",
+            _ref("basedOn", ("CarePlan", "ServiceRequest")),
+            ("CarePlan", "ServiceRequest"),
+        ),
+        SearchParam("code", "token", "clinical-code", "Procedure.code", _token("code")),
+    ),
     "Practitioner": _params(
         SearchParam(
             "identifier", "token", "Practitioner-identifier", "Practitioner.identifier", _token("identifier")
@@ -325,6 +374,7 @@ PATIENT_COMPARTMENT: dict[str, str] = {
     "ImagingStudy": "patient",
     "Patient": "_id",
     "ServiceRequest": "patient",
+    "Procedure": "patient",
 }
 
 # Modifier-indexed variants written beside the plain parameter.
@@ -334,6 +384,7 @@ OF_TYPE = "identifier:of-type"
 INCLUDES: dict[str, tuple[str, ...]] = {
     "ImagingStudy": ("patient", "subject", "endpoint"),
     "ServiceRequest": ("patient", "subject"),
+    "Procedure": ("patient", "subject", "based-on"),
 }
 
 

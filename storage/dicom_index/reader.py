@@ -69,6 +69,11 @@ def patient(session: Session, fhir_id: str, *, lock: bool = False) -> IndexedPat
     return _patient(row) if row is not None else None
 
 
+def patient_fhir_id(session: Session, pk: int) -> str:
+    """The FHIR id of the patient row `pk` (orders and performed steps keep the row's pk)."""
+    return session.get_one(PatientRow, pk).fhir_id
+
+
 def pending_studies(
     session: Session,
     *,

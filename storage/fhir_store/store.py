@@ -14,14 +14,14 @@ import json
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from mapping.fhir.dates import instant, value_range
-from mapping.fhir.search_params import Ref, Token, index_values
+from mapping.fhir.search_params import Period, Ref, Token, index_values
 from storage.fhir_store.models import (
     FhirResourceRow,
     FhirVersionRow,
@@ -209,9 +209,23 @@ class FhirStore:
                 span = value_range(value, self._zone)
                 if span is not None:
                     rows[kind].append(common | {"low": span[0], "high": span[1]})
+            elif kind == "date" and isinstance(value, Period):
+                span = self._period_range(value)
+                if span is not None:
+                    rows[kind].append(common | {"low": span[0], "high": span[1]})
             elif kind == "reference" and isinstance(value, Ref):
                 rows[kind].append(common | {"target_type": value.target_type, "target_id": value.target_id})
         return rows
+
+    def _period_range(self, period: Period) -> tuple[datetime, datetime] | None:
+        """A Period's range: its start's low to its end's high; an open end reaches the calendar's."""
+        start = value_range(period.start, self._zone) if period.start else None
+        end = value_range(period.end, self._zone) if period.end else None
+        if start is None and end is None:
+            return None
+        low = start[0] if start else datetime.min.replace(tzinfo=UTC)
+        high = end[1] if end else datetime.max.replace(tzinfo=UTC)
+        return low, high
 
     def _reindex(self, session: Session, body: Json) -> None:
         _clear_index(session, body["resourceType"], body["id"])

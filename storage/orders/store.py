@@ -64,6 +64,49 @@ def by_fhir_id(session: Session, fhir_id: str) -> StoredOrder | None:
     return _stored(session, row) if row is not None else None
 
 
+def step_for(
+    session: Session, *, sps_id: str, study_uid: str, accession: str, requested_procedure_id: str
+) -> tuple[int, StoredOrder] | None:
+    """The scheduled step a performed step names (an item of its Scheduled Step Attributes
+    Sequence, reference §6): the step with that SPS ID whose requested procedure has the Study
+    Instance UID, accession number and requested procedure ID the item gives (an empty key, on
+    either side, does not decide), newest order first; the step's pk and its order, locked."""
+    if not sps_id:
+        return None
+    rows = session.execute(
+        select(ScheduledStepRow.pk, RequestedProcedureRow)
+        .join(RequestedProcedureRow, RequestedProcedureRow.pk == ScheduledStepRow.procedure_pk)
+        .where(ScheduledStepRow.sps_id == sps_id[:64])
+        .order_by(RequestedProcedureRow.pk.desc(), ScheduledStepRow.pk)
+        .with_for_update()
+    ).all()
+    for step_pk, row in rows:
+        keys = (
+            (study_uid, row.study_uid),
+            (accession, row.accession),
+            (requested_procedure_id, row.facts.get("requested_procedure_id") or ""),
+        )
+        if all(not given or not stored or given == stored for given, stored in keys):
+            return step_pk, _stored(session, row)
+    return None
+
+
+def by_pk(session: Session, pk: int) -> StoredOrder:
+    return _stored(session, session.get_one(RequestedProcedureRow, pk))
+
+
+def set_step_status(session: Session, step_pk: int, status: StepStatus, now: datetime) -> None:
+    """One scheduled step's status (an MPPS moved it)."""
+    step = session.get_one(ScheduledStepRow, step_pk)
+    if step.status != status:
+        step.status, step.changed_at = status, now
+        session.flush()
+
+
+def step_status(session: Session, step_pk: int) -> StepStatus:
+    return session.get_one(ScheduledStepRow, step_pk).status  # type: ignore[return-value]
+
+
 def add(
     session: Session,
     *,

@@ -56,14 +56,7 @@ class Orders:
         touched = []
         for index, procedure in enumerate(message.procedures, start=1):
             stored = self._apply_one(session, procedure, index, patient_pk, now)
-            body = service_request_from_order(
-                stored.procedure,
-                resource_id=stored.fhir_id,
-                status=stored.status,
-                subject=patient_fhir_id,
-                site_zone=self._zone,
-            ).model_dump(mode="json", exclude_none=True)
-            self._fhir.put(session, body, now=now)
+            self.publish(session, stored, patient_fhir_id, now)
             touched.append(stored.fhir_id)
             log.info(
                 "order.applied",
@@ -74,6 +67,18 @@ class Orders:
                 },
             )
         return touched
+
+    def publish(self, session: Session, stored: StoredOrder, subject: str, now: datetime) -> None:
+        """(Re)publish the order's ServiceRequest in the caller's transaction (a new version only
+        when its content changed); `subject` is the Patient's id. Orders and MPPS share it."""
+        body = service_request_from_order(
+            stored.procedure,
+            resource_id=stored.fhir_id,
+            status=stored.status,
+            subject=subject,
+            site_zone=self._zone,
+        ).model_dump(mode="json", exclude_none=True)
+        self._fhir.put(session, body, now=now)
 
     def _apply_one(
         self, session: Session, procedure: RequestedProcedure, index: int, patient_pk: int, now: datetime

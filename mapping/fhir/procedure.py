@@ -1,0 +1,70 @@
+"""A Modality Performed Procedure Step -> FHIR R4 Procedure: what the modality did, when, for
+which order.
+
+- status (R4 event-status, as Procedure uses it): IN PROGRESS -> in-progress, COMPLETED ->
+  completed; DISCONTINUED -> `stopped` ("terminated prior to the full completion ... after at
+  least some of the 'main' activity was beginning to occur") when the step names performed
+  series, else `not-done` ("terminated prior to any activity beyond preparatory actions"): a PPS
+  is created when the acquisition starts, so a discontinued one with images was begun, and one
+  without any never got past preparing.
+- identifier: the PPS SOP Instance UID (urn:dicom:uid, as ImagingStudy's Study Instance UID);
+- basedOn: the ServiceRequests of the scheduled steps it carried out (none: IHE's unscheduled case);
+- performedPeriod: PPS Start / End Date and Time, in the site's zone unless (0008,0201) says;
+- code: the Procedure Code Sequence, else the PPS Description as text.
+The study it produced is not linked from here: no R4 Procedure element references an ImagingStudy
+(partOf, report and focalDevice name other types); ImagingStudy.procedureReference is the link,
+from the study's side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import tzinfo
+from typing import Any
+
+from mapping.dicom.dates import fhir_datetime
+from mapping.dicom.mpps import PerformedFacts
+from mapping.fhir.models import Procedure
+from mapping.fhir.prune import prune
+
+DICOM_UID = "urn:dicom:uid"
+_IMAGING = {"system": "http://snomed.info/sct", "code": "363679005", "display": "Imaging"}
+
+
+def procedure_status(facts: PerformedFacts) -> str:
+    if facts.status == "COMPLETED":
+        return "completed"
+    if facts.status == "DISCONTINUED":
+        return "stopped" if facts.series_count else "not-done"
+    return "in-progress"
+
+
+def procedure_from_pps(
+    facts: PerformedFacts,
+    *,
+    resource_id: str,
+    sop_uid: str,
+    subject: str,
+    based_on: Sequence[str],
+    site_zone: tzinfo,
+) -> Procedure:
+    """`subject`: the Patient's id; `based_on`: ServiceRequest ids."""
+    start = fhir_datetime(facts.start_date, facts.start_time, offset=facts.tz_offset, site_zone=site_zone)
+    end = (
+        fhir_datetime(facts.end_date, facts.end_time, offset=facts.tz_offset, site_zone=site_zone)
+        if facts.end_date
+        else None
+    )
+    codings = [{"system": c.system, "code": c.code, "display": c.display} for c in facts.procedure_codes]
+    body: dict[str, Any] = {
+        "resourceType": "Procedure",
+        "id": resource_id,
+        "identifier": [{"system": DICOM_UID, "value": f"urn:oid:{sop_uid}"}],
+        "basedOn": [{"reference": f"ServiceRequest/{sr}"} for sr in dict.fromkeys(based_on)],
+        "status": procedure_status(facts),
+        "category": {"coding": [_IMAGING]},
+        "code": {"coding": codings, "text": facts.description or None},
+        "subject": {"reference": f"Patient/{subject}"},
+        "performedPeriod": {"start": start, "end": end},
+    }
+    return Procedure.model_validate(prune(body))
