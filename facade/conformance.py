@@ -14,10 +14,11 @@ from pydicom.charset import python_encoding
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import UID
 
-from dicom_bridge import find_scp, remote, statuses, storage_scp
+from dicom_bridge import find_scp, mpps_scp, remote, statuses, storage_scp
 from dicom_bridge import sub_operations as subops
 from dicom_bridge.ae import (
     MAX_CONTEXTS,
+    MPPS,
     QUERY_FIND,
     QUERY_GET,
     QUERY_MOVE,
@@ -47,12 +48,13 @@ test fails when it differs from that code.
 | Query/Retrieve FIND | Patient Root, Study Root Query/Retrieve Information Model - FIND | SCP |
 | Query/Retrieve GET | Patient Root, Study Root Query/Retrieve Information Model - GET | SCP |
 | Query/Retrieve MOVE | Patient Root, Study Root Query/Retrieve Information Model - MOVE | SCP |
+| Modality Performed Procedure Step | Modality Performed Procedure Step SOP Class (section 11) | SCP |
 | Storage, within a C-GET | the storage SOP classes of appendix A, by SCP/SCU role selection | SCU |
 | Storage, for a C-MOVE | the SOP classes of the instances moved, on an association we open | SCU |
 | Verification, Query/Retrieve FIND, GET, MOVE (Study Root) | `facade remote` (section 9) | SCU |
 | Storage, within our C-GET | the SOP classes of the retrieved studies, by SCP/SCU role selection | SCP |
 
-Not yet offered: Modality Worklist, MPPS, Storage Commitment.
+Not yet offered: Modality Worklist, Storage Commitment.
 
 ## 2. Application entity
 
@@ -192,6 +194,38 @@ the one asked for is refused (0xC001). C-MOVE names our own AE title as the dest
 instances `facade serve` receives as in section 4.
 """
 
+_MPPS = """
+## 11. Modality Performed Procedure Step SCP (N-CREATE, N-SET)
+
+Modality Performed Procedure Step SOP Class (`{uid}`), on the same AE title
+and port, in the uncompressed transfer syntaxes. N-GET and the MPPS Notification and Retrieve
+SOP classes are not offered. Each SOP Instance is kept whole as the last N-SET left it, and
+answered only after it, the scheduled procedure step it carries out and that order's FHIR
+ServiceRequest and Procedure are committed.
+
+- N-CREATE (PS3.4 F.7.2.1): PPS Status must be IN PROGRESS; PPS Status, Scheduled Step
+  Attributes Sequence (each item with a Study Instance UID) and PPS Start Date and Time must be
+  present with a value. Without an Affected SOP Instance UID we assign one (2.25 + a UUID) and
+  return it.
+- N-SET (PS3.4 F.7.2.2): any attribute but those Table F.7.2-1 does not allow in an N-SET
+  (the patient's, the Scheduled Step Attributes Sequence, the SOP Instance, PPS ID, start,
+  station AE title, Modality, Study ID), which are ignored. PPS Status may be set to IN
+  PROGRESS, COMPLETED or DISCONTINUED; COMPLETED and DISCONTINUED need PPS End Date and Time.
+  After COMPLETED or DISCONTINUED the instance may no longer be updated.
+- Each Scheduled Step Attributes Sequence item names a worklist entry by Scheduled Procedure
+  Step ID, within the order its Study Instance UID, Accession Number and Requested Procedure ID
+  name (an empty key does not decide). The entry's status follows: IN PROGRESS -> STARTED,
+  COMPLETED -> COMPLETED, DISCONTINUED -> DISCONTINUED (a COMPLETED or CANCELED entry keeps its
+  status; a new PPS restarts a DISCONTINUED one). An instance whose items name no known entry is
+  kept as unscheduled.
+
+| Status | Meaning here |
+| --- | --- |
+{statuses}
+
+Failures carry an Error Comment (0000,0902) naming the attribute at fault.
+"""
+
 _REJECTED = "A-ASSOCIATE-RJ"
 
 
@@ -235,10 +269,9 @@ def statement() -> str:
     config = AeConfig()
     ae = storage_ae(config)
     contexts = ae.supported_contexts
-    storage = [
-        c for c in contexts if c.abstract_syntax not in (VERIFICATION, *QUERY_FIND, *QUERY_GET, *QUERY_MOVE)
-    ]
-    other = [c for c in contexts if c.abstract_syntax in (VERIFICATION, *QUERY_FIND, *QUERY_GET, *QUERY_MOVE)]
+    services = (VERIFICATION, *QUERY_FIND, *QUERY_GET, *QUERY_MOVE, MPPS)
+    storage = [c for c in contexts if c.abstract_syntax not in services]
+    other = [c for c in contexts if c.abstract_syntax in services]
     storage_syntaxes = _syntaxes(storage[0].transfer_syntax) if storage else ""
     rows = [
         f"| {_name(str(c.abstract_syntax))} (`{c.abstract_syntax}`) | {_syntaxes(c.transfer_syntax)} | SCP |"
@@ -285,6 +318,7 @@ def statement() -> str:
         max_contexts=MAX_CONTEXTS,
         storage_rows=_remote_storage_rows(),
     )
+    text += _MPPS.format(uid=MPPS, statuses=_statuses(_MPPS_STATUSES))
     text += "\n## Appendix A. Storage SOP classes\n\n| SOP class | UID |\n| --- | --- |\n"
     text += "\n".join(f"| {_name(str(c.abstract_syntax))} | `{c.abstract_syntax}` |" for c in storage)
     return text + "\n"
@@ -308,6 +342,24 @@ _FIND_STATUSES = {
     find_scp.IDENTIFIER_MISMATCH: "Identifier does not match SOP class: a level the model lacks, a "
     "value its VR cannot take (a malformed date, a wildcard in a UID)",
     find_scp.UNABLE_TO_PROCESS: "Unable to process: an identifier that cannot be decoded; our own failures",
+}
+
+_MPPS_STATUSES = {
+    mpps_scp.SUCCESS: "Success: recorded (N-CREATE), changed (N-SET)",
+    mpps_scp.INVALID_VALUE: "Invalid attribute value: an N-CREATE whose PPS Status is not IN PROGRESS; "
+    "an N-SET to a status other than IN PROGRESS, COMPLETED, DISCONTINUED",
+    mpps_scp.PROCESSING_FAILURE: "Processing failure: an N-SET after COMPLETED or DISCONTINUED, with "
+    f'Error ID 0x{mpps_scp.NO_LONGER_UPDATABLE:04X} and the comment "Performed Procedure Step Object '
+    'may no longer be updated" (PS3.4 F.7.2.2.2); a data set that cannot be decoded; the database '
+    "unavailable; our own failures",
+    mpps_scp.DUPLICATE: "Duplicate SOP Instance: an N-CREATE of a SOP Instance UID created before",
+    mpps_scp.NO_SUCH_INSTANCE: "No such SOP Instance: an N-SET of a SOP Instance UID never created",
+    mpps_scp.INVALID_INSTANCE: "Invalid object instance: a SOP Instance UID that is not a UID",
+    mpps_scp.MISSING: "Missing attribute: an N-CREATE without PPS Status, Scheduled Step Attributes "
+    "Sequence, PPS Start Date or Time",
+    mpps_scp.MISSING_VALUE: "Missing attribute value: one of those empty, a scheduled step item "
+    "without Study Instance UID; an N-SET to COMPLETED or DISCONTINUED while PPS End Date or End Time "
+    "has no value (0x0120 is not an N-SET status, PS3.7 10.1.3)",
 }
 
 _GET_STATUSES = {

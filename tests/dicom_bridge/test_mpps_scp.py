@@ -173,7 +173,8 @@ def test_in_progress_then_completed_moves_the_step_the_order_and_the_procedure(
     assert started["subject"] == request["subject"]
     assert started["identifier"] == [{"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"}]
     assert started["performedPeriod"] == {"start": "2026-12-03T11:05:00+01:00"}  # Europe/Zurich
-    assert started["code"]["coding"][0] == {"system": "http://loinc.org", "code": "24725-4", "display": "CT Head"}
+    loinc = {"system": "http://loinc.org", "code": "24725-4", "display": "CT Head"}
+    assert started["code"]["coding"] == [loinc]
     (row,) = performed(services)
     assert (row.status, row.study_uid, row.scheduled_step_pk is not None) == ("IN PROGRESS", STUDY_UID, True)
 
@@ -182,7 +183,8 @@ def test_in_progress_then_completed_moves_the_step_the_order_and_the_procedure(
     assert service_request(services)["status"] == "completed"
     done = procedure(services, uid)
     assert done["status"] == "completed" and done["meta"]["versionId"] == "2"
-    assert done["performedPeriod"] == {"start": "2026-12-03T11:05:00+01:00", "end": "2026-12-03T11:20:00+01:00"}
+    period = {"start": "2026-12-03T11:05:00+01:00", "end": "2026-12-03T11:20:00+01:00"}
+    assert done["performedPeriod"] == period
     (row,) = performed(services)
     assert (row.status, row.end_date, row.end_time) == ("COMPLETED", "20261203", "112000")
     assert len(row.dataset["00400340"]["Value"]) == 2  # the Performed Series Sequence, kept as DICOM JSON
@@ -211,6 +213,9 @@ def test_the_procedure_is_searchable(services: Services, scu: Association) -> No
     assert ids(("date", "ge2026-12-04")) == mine
     assert ids(("date", "lt2026-12-03T11:00")) == []
     assert ids(("code", "http://loinc.org|24725-4")) == mine
+    query = services.search.parse("Procedure", [("_include", "Procedure:based-on")])
+    included = services.search.search(query, visibility=ALL).included
+    assert [(r.res_type, r.res_id) for r in included] == [("ServiceRequest", request["id"])]
     n_set(scu, final(), uid)
     assert ids(("date", "2026-12-03")) == mine
     assert ids(("date", "ge2026-12-04")) == []
@@ -301,7 +306,8 @@ def test_discontinued_after_images_is_stopped_and_a_new_pps_restarts_the_step(
 
 def test_an_order_of_two_steps_completes_when_both_are_final(services: Services, scu: Association) -> None:
     order(services, omi())
-    kw = {"accession": "ACC-2", "rp_id": "RP-2", "study_uid": "1.2.826.0.1.3680043.10.1.2", "patient_id": "PAT-2"}
+    kw = {"accession": "ACC-2", "rp_id": "RP-2", "study_uid": "1.2.826.0.1.3680043.10.1.2"}
+    kw["patient_id"] = "PAT-2"
     _, mr = create(scu, in_progress(sps_id="SPS-2a", **kw))
     _, ct = create(scu, in_progress(sps_id="SPS-2b", **kw))
     n_set(scu, final(), mr)

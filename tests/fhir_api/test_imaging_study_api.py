@@ -62,7 +62,21 @@ def test_metadata_is_a_truthful_r4_capability_statement(fhir: httpx.Client) -> N
     assert_valid_r4(cs)
     assert cs["fhirVersion"] == "4.0.1"
     resources = {res["type"]: res for res in cs["rest"][0]["resource"]}
-    assert set(resources) == {"ImagingStudy", "Patient", "Endpoint", "Practitioner"}
+    assert set(resources) == {
+        "ImagingStudy",
+        "Patient",
+        "Endpoint",
+        "Practitioner",
+        "ServiceRequest",
+        "Procedure",
+    }
+    procedure = {p["name"] for p in resources["Procedure"]["searchParam"]}
+    assert {"patient", "subject", "status", "date", "based-on", "identifier", "code"} <= procedure
+    assert resources["Procedure"]["searchInclude"] == [
+        "Procedure:patient",
+        "Procedure:subject",
+        "Procedure:based-on",
+    ]
     names = {p["name"] for p in resources["ImagingStudy"]["searchParam"]}
     assert {
         "patient",
