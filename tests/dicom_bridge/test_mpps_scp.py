@@ -5,6 +5,7 @@ follow."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from facade.wiring import Services
 from storage.fhir_store.visibility import ALL
 from storage.mpps.models import PerformedStepRow
 from storage.orders.models import RequestedProcedureRow, ScheduledStepRow
+from storage.usecases.mpps import DuplicatePps
 from tests.dicom_factory import new_uid
 from tests.fhir_schema import assert_valid_r4
 from tests.hl7_samples import omi, orm
@@ -342,3 +344,26 @@ def test_n_create_without_an_instance_uid_gets_one(services: Services, scu: Asso
     assert status.Status == 0x0000
     (row,) = performed(services)
     assert row.sop_uid.startswith("2.25.")
+
+
+def test_n_creates_of_one_uid_at_once_record_one(services: Services) -> None:
+    """The unique key decides; the losers retry, find the winner's step and are refused."""
+    order(services, orm())
+    uid, outcomes = new_uid(), []
+    barrier = threading.Barrier(4)
+
+    def create_one() -> None:
+        barrier.wait()
+        try:
+            services.mpps.create(uid, in_progress(), calling_ae="CT1")
+            outcomes.append("created")
+        except DuplicatePps:
+            outcomes.append("duplicate")
+
+    threads = [threading.Thread(target=create_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["created", "duplicate", "duplicate", "duplicate"]
+    assert len(performed(services)) == 1 and steps(services) == {"SPS-1": "STARTED"}
