@@ -31,13 +31,16 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 
 # Inside a package: what one part may never import of another. The storage aggregates stand
 # alone (a use case combines them); the DICOM side of mapping knows nothing of FHIR.
+_AGGREGATES = (
+    "storage.dicom_index",
+    "storage.fhir_store",
+    "storage.auth",
+    "storage.audit",
+    "storage.orders",
+    "storage.mpps",
+)
 NEVER: tuple[tuple[str, str], ...] = (
-    *(
-        (a, b)
-        for a in ("storage.dicom_index", "storage.fhir_store", "storage.auth", "storage.audit")
-        for b in ("storage.dicom_index", "storage.fhir_store", "storage.auth", "storage.audit")
-        if a != b
-    ),
+    *((a, b) for a in _AGGREGATES for b in _AGGREGATES if a != b),
     ("mapping.dicom", "mapping.fhir"),
 )
 
