@@ -68,7 +68,7 @@ class MppsScp:
         facts["sop_instance_uid"] = sop_uid
         try:
             attributes = event.attribute_list
-            attributes.get("PerformedProcedureStepStatus")  # decoded lazily: fail here, not deeper
+            _decode_all(attributes)
         except Exception:
             return self._refused(facts, PROCESSING_FAILURE, "the attribute list cannot be decoded")
         try:
@@ -98,7 +98,7 @@ class MppsScp:
             return failure(PROCESSING_FAILURE, "not a Modality Performed Procedure Step"), None
         try:
             modification = event.modification_list
-            modification.get("PerformedProcedureStepStatus")
+            _decode_all(modification)
         except Exception:
             return self._refused(facts, PROCESSING_FAILURE, "the modification list cannot be decoded")
         try:
@@ -134,3 +134,10 @@ class MppsScp:
     def _refused(facts: dict[str, object], status: int, reason: str) -> Response:
         log.warning("mpps.refused", extra=facts | {"status": status, "reason": reason})
         return failure(status, reason), None
+
+
+def _decode_all(ds: Dataset) -> None:
+    """pydicom decodes elements when first read: read them all here, so that a data set that
+    cannot be decoded is refused as such, not found broken halfway through recording it."""
+    for _ in ds.iterall():
+        pass

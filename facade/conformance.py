@@ -347,7 +347,8 @@ _FIND_STATUSES = {
 _MPPS_STATUSES = {
     mpps_scp.SUCCESS: "Success: recorded (N-CREATE), changed (N-SET)",
     mpps_scp.INVALID_VALUE: "Invalid attribute value: an N-CREATE whose PPS Status is not IN PROGRESS; "
-    "an N-SET to a status other than IN PROGRESS, COMPLETED, DISCONTINUED",
+    "an N-SET to a status other than IN PROGRESS, COMPLETED, DISCONTINUED; a PPS Start or End Date "
+    "or Time that is not a DA or TM",
     mpps_scp.PROCESSING_FAILURE: "Processing failure: an N-SET after COMPLETED or DISCONTINUED, with "
     f'Error ID 0x{mpps_scp.NO_LONGER_UPDATABLE:04X} and the comment "Performed Procedure Step Object '
     'may no longer be updated" (PS3.4 F.7.2.2.2); a data set that cannot be decoded; the database '

@@ -31,6 +31,12 @@ def parse_da(da: str) -> date | None:
         return None
 
 
+def valid_tm(tm: str) -> bool:
+    """A TM value (HH[MM[SS[.F{1,6}]]], colons tolerated) within the clock's ranges."""
+    m = _TM.match(tm.strip())
+    return m is not None and int(m[1]) <= 23 and int(m[2] or 0) <= 59 and int(m[3] or 0) <= 60
+
+
 def fhir_datetime(da: str, tm: str, *, offset: str, site_zone: tzinfo) -> str | None:
     """DA + TM -> FHIR dateTime; date only when TM is absent, None when DA is unusable."""
     d = parse_da(da)

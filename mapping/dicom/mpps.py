@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydicom import Dataset
 
+from mapping.dicom.dates import parse_da, valid_tm
 from mapping.dicom.facts import Code, coding_system
 
 PpsStatus = Literal["IN PROGRESS", "COMPLETED", "DISCONTINUED"]
@@ -99,6 +100,7 @@ def check_create(ds: Dataset) -> None:
     status = _text(ds, "PerformedProcedureStepStatus")
     if status != "IN PROGRESS":
         raise BadPps("invalid", "PerformedProcedureStepStatus", "a new PPS must be IN PROGRESS")
+    _check_moments(ds)
     for item in ds.ScheduledStepAttributesSequence:
         if not _text(item, "StudyInstanceUID"):
             raise BadPps("no value", "StudyInstanceUID", "a scheduled step item lacks its Study UID")
@@ -125,7 +127,20 @@ def apply_set(stored: Dataset, modification: Dataset) -> Dataset:
         for keyword in ("PerformedProcedureStepEndDate", "PerformedProcedureStepEndTime"):
             if not _text(merged, keyword):
                 raise BadPps("no value", keyword, f"a final status needs {keyword}")
+    _check_moments(merged)
     return merged
+
+
+def _check_moments(ds: Dataset) -> None:
+    """Start and end, where given, are a DA and a TM (0x0106 otherwise: a value its VR cannot take)."""
+    for date_key, time_key in (
+        ("PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime"),
+        ("PerformedProcedureStepEndDate", "PerformedProcedureStepEndTime"),
+    ):
+        if _text(ds, date_key) and parse_da(_text(ds, date_key)) is None:
+            raise BadPps("invalid", date_key, f"{date_key} is not a date (YYYYMMDD)")
+        if _text(ds, time_key) and not valid_tm(_text(ds, time_key)):
+            raise BadPps("invalid", time_key, f"{time_key} is not a time (HHMMSS)")
 
 
 def status_of(ds: Dataset) -> PpsStatus:

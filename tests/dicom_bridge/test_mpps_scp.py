@@ -228,6 +228,10 @@ def test_n_create_must_be_in_progress(services: Services, scu: Association) -> N
     status, _ = create(scu, in_progress(status="COMPLETED"))
     assert status.Status == 0x0106 and "IN PROGRESS" in status.ErrorComment
     assert performed(services) == [] and steps(services) == {"SPS-1": "SCHEDULED"}
+    ds = in_progress()
+    ds.PerformedProcedureStepStartDate = "03.12.2026"
+    status, _ = create(scu, ds)
+    assert status.Status == 0x0106 and "PerformedProcedureStepStartDate" in status.ErrorComment
 
 
 def test_n_create_without_a_required_attribute(services: Services, scu: Association) -> None:
@@ -367,3 +371,17 @@ def test_n_creates_of_one_uid_at_once_record_one(services: Services) -> None:
         t.join(30)
     assert sorted(outcomes) == ["created", "duplicate", "duplicate", "duplicate"]
     assert len(performed(services)) == 1 and steps(services) == {"SPS-1": "STARTED"}
+
+
+def test_an_order_the_modality_started_can_no_longer_be_cancelled(
+    services: Services, scu: Association
+) -> None:
+    """The step the MPPS started is what the order controls see: a cancel (CA) is refused (SWF:
+    discontinue a started procedure instead), a discontinue (DC) applies."""
+    order(services, orm())
+    create(scu, in_progress())
+    ack = services.hl7_inbox.receive(orm("CA", msg_id="C1").encode(), "127.0.0.1:50000")
+    assert b"MSA|AE|C1" in ack and b"discontinue" in ack
+    assert steps(services) == {"SPS-1": "STARTED"}
+    order(services, orm("DC", msg_id="D1", order_status="DC"))
+    assert steps(services) == {"SPS-1": "DISCONTINUED"} and service_request(services)["status"] == "revoked"

@@ -57,6 +57,14 @@ def test_n_create_refusals() -> None:
         "no value",
         "ScheduledStepAttributesSequence",
     )
+    assert refusal(check_create, created(PerformedProcedureStepStartDate="2026-12-03")) == (
+        "invalid",
+        "PerformedProcedureStepStartDate",
+    )
+    assert refusal(check_create, created(PerformedProcedureStepStartTime="2561")) == (
+        "invalid",
+        "PerformedProcedureStepStartTime",
+    )
     no_study = created()
     no_study.ScheduledStepAttributesSequence[0].StudyInstanceUID = ""
     assert refusal(check_create, no_study) == ("no value", "StudyInstanceUID")
@@ -82,3 +90,5 @@ def test_n_set_refusals() -> None:
     early.PerformedProcedureStepStatus = "DISCONTINUED"
     early.PerformedProcedureStepEndDate = "20261203"
     assert refusal(apply_set, created(), early) == ("no value", "PerformedProcedureStepEndTime")
+    early.PerformedProcedureStepEndTime = "99"
+    assert refusal(apply_set, created(), early) == ("invalid", "PerformedProcedureStepEndTime")
