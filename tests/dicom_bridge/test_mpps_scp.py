@@ -5,6 +5,7 @@ follow."""
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -385,3 +386,21 @@ def test_an_order_the_modality_started_can_no_longer_be_cancelled(
     assert steps(services) == {"SPS-1": "STARTED"}
     order(services, orm("DC", msg_id="D1", order_status="DC"))
     assert steps(services) == {"SPS-1": "DISCONTINUED"} and service_request(services)["status"] == "revoked"
+
+
+def test_one_pps_for_two_scheduled_steps(services: Services, scu: Association) -> None:
+    """IHE's group case: one performed step carries out both steps of the order."""
+    order(services, omi())
+    ds = in_progress(sps_id="SPS-2a", accession="ACC-2", rp_id="RP-2", study_uid="1.2.826.0.1.3680043.10.1.2")
+    second = copy.deepcopy(ds.ScheduledStepAttributesSequence[0])
+    second.ScheduledProcedureStepID = "SPS-2b"
+    ds.ScheduledStepAttributesSequence.append(second)
+    ds.PatientID = "PAT-2"
+    _, uid = create(scu, ds)
+    assert steps(services) == {"SPS-2a": "STARTED", "SPS-2b": "STARTED"}
+    assert procedure(services, uid)["basedOn"] == [
+        {"reference": f"ServiceRequest/{service_request(services)['id']}"}
+    ]
+    n_set(scu, final(), uid)
+    assert steps(services) == {"SPS-2a": "COMPLETED", "SPS-2b": "COMPLETED"}
+    assert service_request(services)["status"] == "completed"
