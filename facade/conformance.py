@@ -217,7 +217,7 @@ ServiceRequest and Procedure are committed.
   name (an empty key does not decide). The entry's status follows: IN PROGRESS -> STARTED,
   COMPLETED -> COMPLETED, DISCONTINUED -> DISCONTINUED (a COMPLETED or CANCELED entry keeps its
   status; a new PPS restarts a DISCONTINUED one). An instance whose items name no known entry is
-  kept as unscheduled.
+  kept as unscheduled; an N-SET links it once the entry has arrived.
 
 | Status | Meaning here |
 | --- | --- |

@@ -61,9 +61,19 @@ def add(
 
 
 def update(
-    session: Session, stored: StoredPps, *, facts: PerformedFacts, dataset: dict[str, Any], now: datetime
+    session: Session,
+    stored: StoredPps,
+    *,
+    facts: PerformedFacts,
+    dataset: dict[str, Any],
+    scheduled_step_pk: int | None,
+    now: datetime,
 ) -> StoredPps:
+    """The step as an N-SET left it; linked to `scheduled_step_pk` when it names one now (an
+    order that arrived after the N-CREATE), else as it was."""
     row = session.get_one(PerformedStepRow, stored.pk)
+    if scheduled_step_pk is not None:
+        row.scheduled_step_pk = scheduled_step_pk
     for key, value in _columns(facts, dataset, now).items():
         setattr(row, key, value)
     session.flush()

@@ -43,7 +43,7 @@ from storage.errors import Conflict, Invalid, NotFound
 from storage.fhir_store.store import FhirStore
 from storage.mpps import store as performed
 from storage.mpps.store import StoredPps
-from storage.orders import store as orders
+from storage.orders import store as order_rows
 from storage.orders.store import StoredOrder
 from storage.usecases.ingest import PatientIdentity
 from storage.usecases.orders import Orders
@@ -91,14 +91,14 @@ class Mpps:
     def __init__(
         self,
         db: Database,
-        orders_: Orders,
+        orders: Orders,
         fhir: FhirStore,
         identity: PatientIdentity,
         *,
         site_zone: tzinfo,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
-        self._db, self._orders, self._fhir = db, orders_, fhir
+        self._db, self._orders, self._fhir = db, orders, fhir
         self._identity, self._zone, self._now = identity, site_zone, now
 
     def create(self, sop_uid: str, ds: Dataset, *, calling_ae: str = "") -> Recorded:
@@ -156,7 +156,14 @@ class Mpps:
             except BadPps as bad:
                 raise InvalidPps(bad) from bad
             links = self._links(session, facts)
-            updated = performed.update(session, stored, facts=facts, dataset=merged.to_json_dict(), now=now)
+            updated = performed.update(
+                session,
+                stored,
+                facts=facts,
+                dataset=merged.to_json_dict(),
+                scheduled_step_pk=links[0].step_pk if links else None,
+                now=now,
+            )
             return self._follow(session, updated, facts, links, now)
 
         return self._db.transact(work)
@@ -165,7 +172,7 @@ class Mpps:
         """The scheduled steps the PPS carries out, each once (IHE's group case names several)."""
         found: dict[int, _Link] = {}
         for ref in facts.steps:
-            hit = orders.step_for(
+            hit = order_rows.step_for(
                 session,
                 sps_id=ref.sps_id,
                 study_uid=ref.study_uid,
@@ -183,12 +190,12 @@ class Mpps:
         publish the Procedure."""
         requests: dict[int, str] = {}
         for link in links:
-            current = orders.step_status(session, link.step_pk)
-            orders.set_step_status(session, link.step_pk, step_status_after(current, facts.status), now)
-            order = orders.by_pk(session, link.order.pk)
+            current = order_rows.step_status(session, link.step_pk)
+            order_rows.set_step_status(session, link.step_pk, step_status_after(current, facts.status), now)
+            order = order_rows.by_pk(session, link.order.pk)
             status = request_status_after(order.status, order.step_statuses)
             if status != order.status:
-                order = orders.set_status(session, order, status=status, step_status=None, now=now)
+                order = order_rows.set_status(session, order, status=status, step_status=None, now=now)
             self._orders.publish(session, order, patient_fhir_id(session, order.patient_pk), now)
             requests[order.pk] = order.fhir_id
         body = procedure_from_pps(

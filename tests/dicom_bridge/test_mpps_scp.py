@@ -404,3 +404,17 @@ def test_one_pps_for_two_scheduled_steps(services: Services, scu: Association) -
     n_set(scu, final(), uid)
     assert steps(services) == {"SPS-2a": "COMPLETED", "SPS-2b": "COMPLETED"}
     assert service_request(services)["status"] == "completed"
+
+
+def test_an_order_that_arrives_after_the_n_create_is_linked_by_the_n_set(
+    services: Services, scu: Association
+) -> None:
+    _, uid = create(scu, in_progress())
+    assert "basedOn" not in procedure(services, uid)
+    order(services, orm())
+    n_set(scu, final(), uid)
+    (row,) = performed(services)
+    assert row.scheduled_step_pk is not None and steps(services) == {"SPS-1": "COMPLETED"}
+    request = service_request(services)
+    assert request["status"] == "completed"
+    assert procedure(services, uid)["basedOn"] == [{"reference": f"ServiceRequest/{request['id']}"}]
