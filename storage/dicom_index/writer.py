@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, or_, select, update
 
 from mapping.dicom.facts import InstanceHeader, PatientFacts, same_patient
 from storage.dicom_index.models import (
@@ -200,6 +200,18 @@ def patient_of(conn: Connection, facts: PatientFacts, now: datetime) -> tuple[in
     pk = _patient(conn, facts, None, now)
     fhir_id = conn.execute(select(PATIENT.c.fhir_id).where(PATIENT.c.pk == pk)).scalar_one()
     return pk, str(fhir_id)
+
+
+def touch_studies(conn: Connection, study_uids: set[str], accessions: set[str], now: datetime) -> int:
+    """Mark the studies of these UIDs or accession numbers changed, so their ImagingStudy is
+    derived and published again (an order about them arrived or changed: `basedOn`)."""
+    match = [STUDY.c.study_uid.in_(sorted(u for u in study_uids if u))]
+    if any(accessions):
+        match.append(STUDY.c.accession.in_(sorted(a for a in accessions if a)))
+    result = conn.execute(
+        update(STUDY).where(or_(*match)).values(change_seq=STUDY.c.change_seq + 1, changed_at=now)
+    )
+    return int(result.rowcount or 0)
 
 
 def _record_mismatch(conn: Connection, h: InstanceHeader, a: Arrival, study: Row[Any]) -> None:

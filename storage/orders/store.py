@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.orm import Session
 
+from mapping.fhir.imaging_study import OrderBasis
 from mapping.order.facts import (
     EntityId,
     RequestedProcedure,
@@ -62,6 +63,32 @@ def find(session: Session, procedure: RequestedProcedure) -> StoredOrder | None:
 def by_fhir_id(session: Session, fhir_id: str) -> StoredOrder | None:
     row = session.scalar(select(RequestedProcedureRow).where(RequestedProcedureRow.fhir_id == fhir_id))
     return _stored(session, row) if row is not None else None
+
+
+def bases_of_study(session: Session, study_uid: str, accession: str) -> list[OrderBasis]:
+    """The orders a study was made for: same Study Instance UID, or same Accession Number
+    (reference §6: images are linked to their order by either), oldest first; orders entered
+    in error are no basis."""
+    match = RequestedProcedureRow.study_uid == study_uid
+    if accession:
+        match = or_(match, RequestedProcedureRow.accession == accession)
+    rows = session.scalars(
+        select(RequestedProcedureRow)
+        .where(match, RequestedProcedureRow.status != "entered-in-error")
+        .order_by(RequestedProcedureRow.pk)
+    ).all()
+    out = []
+    for row in rows:
+        procedure = procedure_from_json(row.facts)
+        out.append(
+            OrderBasis(
+                service_request=row.fhir_id,
+                code=procedure.code,
+                description=procedure.description,
+                referrer=procedure.referring_physician.name or procedure.requesting_physician.name,
+            )
+        )
+    return out
 
 
 def add(

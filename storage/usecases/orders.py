@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from mapping.fhir.service_request import service_request_from_order
 from mapping.order.control import RefusedControl, change_for
 from mapping.order.facts import OrderMessage, RequestedProcedure, ScheduledStep
-from storage.dicom_index.writer import patient_of
+from storage.dicom_index.writer import patient_of, touch_studies
 from storage.errors import Conflict
 from storage.fhir_store.store import FhirStore
 from storage.orders import store as orders
@@ -55,7 +55,12 @@ class Orders:
         patient_pk, patient_fhir_id = patient_of(session.connection(), message.patient, now)
         touched = []
         for index, procedure in enumerate(message.procedures, start=1):
-            stored = self._apply_one(session, procedure, index, patient_pk, now)
+            before = orders.find(session, procedure)
+            stored = self._apply_one(session, procedure, before, index, patient_pk, now)
+            keys = [stored.procedure] + ([before.procedure] if before is not None else [])
+            touch_studies(
+                session.connection(), {p.study_uid for p in keys}, {p.accession.value for p in keys}, now
+            )
             body = service_request_from_order(
                 stored.procedure,
                 resource_id=stored.fhir_id,
@@ -75,10 +80,15 @@ class Orders:
             )
         return touched
 
-    def _apply_one(
-        self, session: Session, procedure: RequestedProcedure, index: int, patient_pk: int, now: datetime
+    def _apply_one(  # noqa: PLR0917
+        self,
+        session: Session,
+        procedure: RequestedProcedure,
+        current: StoredOrder | None,
+        index: int,
+        patient_pk: int,
+        now: datetime,
     ) -> StoredOrder:
-        current = orders.find(session, procedure)
         try:
             change = change_for(
                 procedure.control,
