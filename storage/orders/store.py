@@ -171,6 +171,17 @@ def set_status(
     return _stored(session, row)
 
 
+def move_patient(session: Session, prior_pk: int, survivor_pk: int, now: datetime) -> list[StoredOrder]:
+    """Every order of the prior patient now belongs to the survivor (a merge)."""
+    rows = session.scalars(
+        select(RequestedProcedureRow).where(RequestedProcedureRow.patient_pk == prior_pk).with_for_update()
+    ).all()
+    for row in rows:
+        row.patient_pk, row.changed_at = survivor_pk, now
+    session.flush()
+    return [_stored(session, row) for row in rows]
+
+
 def remove_all(session: Session) -> None:
     """For tests and resets: every order and step."""
     session.execute(delete(ScheduledStepRow))

@@ -127,7 +127,12 @@ class Derivation:
         stored = self._store.read(session, "Patient", patient.fhir_id)
         if not patient.change.unpublished:
             return Current(stored, stored, patient.change)
-        resource = patient_from_index(patient.facts, resource_id=patient.fhir_id)
+        resource = patient_from_index(
+            patient.facts,
+            resource_id=patient.fhir_id,
+            replaced_by=patient.replaced_by,
+            replaces=patient.replaces,
+        )
         body = resource.model_dump(mode="json", exclude_none=True)
         return self._current("Patient", patient.fhir_id, stored, body, patient.change)
 

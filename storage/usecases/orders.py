@@ -61,14 +61,7 @@ class Orders:
             touch_studies(
                 session.connection(), {p.study_uid for p in keys}, {p.accession.value for p in keys}, now
             )
-            body = service_request_from_order(
-                stored.procedure,
-                resource_id=stored.fhir_id,
-                status=stored.status,
-                subject=patient_fhir_id,
-                site_zone=self._zone,
-            ).model_dump(mode="json", exclude_none=True)
-            self._fhir.put(session, body, now=now)
+            self.publish(session, stored, patient_fhir_id, now)
             touched.append(stored.fhir_id)
             log.info(
                 "order.applied",
@@ -79,6 +72,27 @@ class Orders:
                 },
             )
         return touched
+
+    def publish(self, session: Session, stored: StoredOrder, patient_fhir_id: str, now: datetime) -> None:
+        """Store the ServiceRequest of an order as it stands (a new version when it changed)."""
+        body = service_request_from_order(
+            stored.procedure,
+            resource_id=stored.fhir_id,
+            status=stored.status,
+            subject=patient_fhir_id,
+            site_zone=self._zone,
+        ).model_dump(mode="json", exclude_none=True)
+        self._fhir.put(session, body, now=now)
+
+    def move_patient(
+        self, session: Session, prior_pk: int, survivor_pk: int, survivor_fhir_id: str, now: datetime
+    ) -> int:
+        """A merge moved the patient: its orders (and their worklist entries) follow, and their
+        ServiceRequests name the survivor. Returns how many orders moved."""
+        moved = orders.move_patient(session, prior_pk, survivor_pk, now)
+        for stored in moved:
+            self.publish(session, stored, survivor_fhir_id, now)
+        return len(moved)
 
     def _apply_one(  # noqa: PLR0917
         self,
