@@ -58,22 +58,7 @@ def main() -> int:
         _send(port, "warm-up", 0, 50)  # first statements, caches
         rows = []
         for connections in (1, 4):
-            latencies: list[float] = []
-            lock = threading.Lock()
-            each = args.orders // connections
-
-            def run(n: int, *, each: int = each, connections: int = connections) -> None:
-                got = _send(port, f"c{connections}-{n}", n * each, each)
-                with lock:
-                    latencies.extend(got)
-
-            start = time.perf_counter()
-            threads = [threading.Thread(target=run, args=(n,)) for n in range(connections)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            elapsed = time.perf_counter() - start
+            latencies, elapsed = _run(port, connections, args.orders // connections)
             rows.append((connections, len(latencies) / elapsed, _p(latencies, 50), _p(latencies, 95)))
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -90,6 +75,25 @@ def main() -> int:
         f"({one[1] / TARGET_RATE:.2f}x); ACK p95 {one[3]:.1f} ms vs {TARGET_P95_MS:.0f} ms"
     )
     return 0
+
+
+def _run(port: int, connections: int, each: int) -> tuple[list[float], float]:
+    """`connections` senders at once, `each` orders apiece: every ACK latency, and the seconds."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def run(n: int) -> None:
+        got = _send(port, f"c{connections}-{n}", n * each, each)
+        with lock:
+            latencies.extend(got)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, time.perf_counter() - start
 
 
 def _send(port: int, tag: str, first: int, count: int) -> list[float]:
@@ -120,7 +124,8 @@ def _orm(key: str) -> str:
         f"PID|||P{key}^^^HOSP^MR||Bench^Patient||19700102|F",
         "PV1||O|RAD^^^HOSP",
         f"ORC|NW|PL{key}^RIS|||SC||^^^20261203110000^^R||20261203101000",
-        f"OBR|1|PL{key}^RIS||CTHEAD^CT Head^L|||||||||||||A{key[-16:]}|RP{key[-14:]}||||CT|||^^^20261203110000^^R",
+        f"OBR|1|PL{key}^RIS||CTHEAD^CT Head^L|||||||||||||A{key[-15:]}|RP{key[-14:]}||||CT"
+        "|||^^^20261203110000^^R",
     ]
     return "\r".join(segments) + "\r"
 
