@@ -81,7 +81,7 @@ class Orders:
             status=stored.status,
             subject=patient_fhir_id,
             site_zone=self._zone,
-        ).model_dump(mode="json", exclude_none=True)
+        )
         self._fhir.put(session, body, now=now)
 
     def move_patient(
