@@ -137,7 +137,7 @@ def build_services(
         Peers(db, now=now),
         retrieve,
         orders,
-        Hl7Inbox(db, orders, inbox_config(settings, identity), now=now),
+        Hl7Inbox(db, orders, inbox_config(settings, identity), now=now, audit=audit),
     )
 
 

@@ -36,6 +36,7 @@ from storage.db import Database
 from storage.errors import Unavailable
 from storage.hl7_inbox import store as inbox
 from storage.hl7_inbox.store import MessageKey
+from storage.usecases.audit import Audit, AuditEvent
 from storage.usecases.orders import OrderRefused, Orders
 from storage.usecases.patients import MergeRefused, Patients
 
@@ -56,13 +57,25 @@ Effect = Callable[[Session, datetime], object]
 
 class Hl7Inbox:
     def __init__(
-        self, db: Database, orders: Orders, config: InboxConfig, now: Callable[[], datetime] = utcnow
+        self,
+        db: Database,
+        orders: Orders,
+        config: InboxConfig,
+        now: Callable[[], datetime] = utcnow,
+        audit: Audit | None = None,
     ) -> None:
-        self._db, self._orders, self._config, self._now = db, orders, config, now
+        self._db, self._orders, self._config, self._now, self._audit = db, orders, config, now, audit
         self._patients = Patients(orders)
 
     def receive(self, raw: bytes, peer: str) -> bytes:
-        """The encoded ACK for one message (the bytes between the MLLP start and end blocks)."""
+        """The encoded ACK for one message (the bytes between the MLLP start and end blocks),
+        audited: who sent what kind of message and what we answered (no content)."""
+        ack = self._receive(raw, peer)
+        if self._audit is not None:
+            self._audit.record(_audit_event(ack, peer))
+        return ack
+
+    def _receive(self, raw: bytes, peer: str) -> bytes:
         now = self._now()
         charset = self._config.default_charset
         header: Header | None = None
@@ -220,3 +233,26 @@ class Hl7Inbox:
             error=error,
             application=self._config.application,
         )
+
+
+_OUTCOMES = {"AA": "accepted", "AE": "error", "AR": "rejected"}
+
+
+def _audit_event(ack: bytes, peer: str) -> AuditEvent:
+    """The audit of one message, read back from its ACK (which names the sender, the event and
+    the answer, and nothing of the patient): source mllp, action the acknowledged event."""
+    try:
+        message = split_message(ack.decode("latin-1"))
+        msh, msa = message.msh, message.first("MSA")
+        code = msa.value(1) if msa is not None else ""
+        sender = "^".join(p for p in (msh.value(5), msh.value(6)) if p)
+        event = msh.value(9, 2)
+    except Hl7Error:
+        code, sender, event = "", "", ""
+    return AuditEvent(
+        source="mllp",
+        action=f"hl7 {event}".strip()[:32],
+        outcome=_OUTCOMES.get(code, "failed"),
+        client_id=sender[:64] or None,
+        peer=peer[:64],
+    )
