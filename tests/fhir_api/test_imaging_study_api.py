@@ -62,7 +62,7 @@ def test_metadata_is_a_truthful_r4_capability_statement(fhir: httpx.Client) -> N
     assert_valid_r4(cs)
     assert cs["fhirVersion"] == "4.0.1"
     resources = {res["type"]: res for res in cs["rest"][0]["resource"]}
-    assert set(resources) == {"ImagingStudy", "Patient", "Endpoint", "Practitioner"}
+    assert set(resources) == {"ImagingStudy", "Patient", "Endpoint", "Practitioner", "ServiceRequest"}
     names = {p["name"] for p in resources["ImagingStudy"]["searchParam"]}
     assert {
         "patient",
@@ -81,7 +81,13 @@ def test_metadata_is_a_truthful_r4_capability_statement(fhir: httpx.Client) -> N
         "ImagingStudy:patient",
         "ImagingStudy:subject",
         "ImagingStudy:endpoint",
+        "ImagingStudy:basedon",
     ]
+    assert {p["name"] for p in resources["ServiceRequest"]["searchParam"]} >= {
+        "patient",
+        "identifier",
+        "status",
+    }
 
 
 def test_read_imaging_study_patient_and_endpoint(fhir: httpx.Client, two_studies: dict[str, str]) -> None:
