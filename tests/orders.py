@@ -24,10 +24,10 @@ from storage.dicom_index.models import PatientRow
 from storage.orders.models import RequestedProcedureRow, ScheduledStepRow
 
 
-def procedure(accession: str = "ACC-1", **changes: Any) -> RequestedProcedure:
+def procedure(number: str = "ACC-1", **changes: Any) -> RequestedProcedure:
     """A complete requested procedure with one step; `changes` replace its fields."""
     step = ScheduledStep(
-        sps_id=f"SPS-{accession}",
+        sps_id=f"SPS-{number}",
         modality="CT",
         start_date="20261203",
         start_time="093000",
@@ -41,10 +41,10 @@ def procedure(accession: str = "ACC-1", **changes: Any) -> RequestedProcedure:
     base = RequestedProcedure(
         control="NW",
         order_status="SC",
-        placer=EntityId(f"PL-{accession}", "EHR"),
-        filler=EntityId(f"FI-{accession}", "RIS"),
-        accession=EntityId(accession, "RIS", "1.2.3.4.5", "ISO"),
-        requested_procedure_id=f"RP-{accession}",
+        placer=EntityId(f"PL-{number}", "EHR"),
+        filler=EntityId(f"FI-{number}", "RIS"),
+        accession=EntityId(number, "RIS", "1.2.3.4.5", "ISO"),
+        requested_procedure_id=f"RP-{number}",
         study_uid=f"1.2.826.0.1.3680043.10.543.{uuid.uuid4().int % 10**12}",
         code=Coded("CTHEAD", "CT Head", "99LOCAL"),
         description="CT Head",
