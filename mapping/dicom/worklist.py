@@ -280,7 +280,7 @@ def _read_item(ds: Dataset, level: str) -> tuple[ItemConditions, tuple[Requested
     sequences: list[tuple[str, ItemConditions]] = []
     requested: list[Requested] = []
     for element in ds:
-        if element.tag.group in (0x0000, 0x0002) or element.keyword in _NOT_KEYS:
+        if element.tag.group in (0x0000, 0x0002) or element.tag.element == 0 or element.keyword in _NOT_KEYS:
             continue
         keyword = element.keyword
         if element.VR == "SQ":
