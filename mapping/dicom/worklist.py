@@ -22,7 +22,6 @@ itself, with `mapping.dicom.matching`, the one definition of a match:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -258,7 +257,8 @@ class WorklistQuery:
     def response(self, item: Dataset) -> Dataset:
         """The pending response's identifier: the keys asked, with the item's values (empty when
         it holds none), sequences filtered the same way; Specific Character Set when a value is
-        not ASCII (the values are decoded text: UTF-8 then)."""
+        not ASCII (the values are decoded text: UTF-8 then). The response takes the item's
+        elements over (no copies: an item is built for one response)."""
         out = _filtered(item, self.requested)
         charset = response_charset("", list(_texts(out)))
         if charset:
@@ -362,7 +362,7 @@ def _filtered(item: Dataset, requested: Sequence[Requested]) -> Dataset:
             children = key.children
             out.add_new(key.tag, "SQ", DicomSequence([_filtered(i, children) for i in element.value]))
         else:
-            out.add(copy.deepcopy(element))
+            out.add(element)
     return out
 
 
