@@ -136,6 +136,19 @@ def test_a_step_for_two_stations_is_found_by_each(port: int, tmp_path: Path) -> 
     assert "B1" in accessions(ct1)
 
 
+def test_a_title_between_others_and_not_a_prefix(services: Services, port: int, tmp_path: Path) -> None:
+    seed(services, procedure("M1", station_aets=("CT10", "CT3", "CT20")))
+    assert accessions(mwl(port, tmp_path / "a", "AccessionNumber", f"{SPS}.ScheduledStationAETitle=CT3")) == [
+        "M1"
+    ]
+    assert (
+        accessions(mwl(port, tmp_path / "b", "AccessionNumber", f"{SPS}.ScheduledStationAETitle=CT1")) == []
+    )
+    assert accessions(
+        mwl(port, tmp_path / "c", "AccessionNumber", f"{SPS}.ScheduledStationAETitle=CT2*")
+    ) == ["M1"]
+
+
 @pytest.mark.usefixtures("orders")
 def test_completed_steps_are_hidden_unless_asked_for(port: int, tmp_path: Path) -> None:
     assert "B2" not in accessions(mwl(port, tmp_path / "a", "AccessionNumber", "PatientID=PID-2"))
