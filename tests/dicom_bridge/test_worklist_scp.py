@@ -14,6 +14,7 @@ from pydicom import Dataset, dcmread
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 
+from facade.settings import Settings
 from facade.wiring import Services
 from tests.orders import procedure, seed
 from tests.tools import require_tool
@@ -210,3 +211,34 @@ def test_a_cancel_is_honoured(services: Services, port: int, tmp_path: Path) -> 
     seed(services, replace(base, steps=steps))
     found = mwl(port, tmp_path, "AccessionNumber", extra=("--cancel", "1"))
     assert 1 <= len(found) < 600
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """ORM orders name no station: CT's is CT1."""
+    return settings.model_copy(update={"worklist_stations": {"CT": ["CT1"]}})
+
+
+def test_orders_that_hl7_brought_in(services: Services, port: int, tmp_path: Path) -> None:
+    """ORM^O01 and OMI^O23 through the HL7 inbox, then the worklist: the ORM's step on the station
+    the settings name for CT, each OMI step on its IPC stations; a cancel hides the ORM's."""
+    from tests.hl7_samples import omi, orm
+
+    inbox = services.hl7_inbox
+    for message in (orm(accession="ORM-1"), omi(accession="OMI-1")):
+        assert b"MSA|AA" in inbox.receive(message.encode(), "127.0.0.1:1")
+    keys = ("AccessionNumber", "PatientName", f"{SPS}.ScheduledProcedureStepStartDate=20261203")
+    ct1 = mwl(
+        port, tmp_path / "a", *keys, f"{SPS}.ScheduledStationAETitle=CT1", f"{SPS}.ScheduledProcedureStepID"
+    )
+    steps = sorted(
+        (str(r.AccessionNumber), r.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID) for r in ct1
+    )
+    assert steps == [("OMI-1", "SPS-2b"), ("ORM-1", "SPS-1")]
+    mr2 = mwl(port, tmp_path / "b", *keys, f"{SPS}.ScheduledStationAETitle=MR2", "PatientID")
+    assert [(str(r.AccessionNumber), r.PatientID, str(r.PatientName)) for r in mr2] == [
+        ("OMI-1", "PAT-2", "Roe^Richard")
+    ]
+    cancel = orm("CA", msg_id="MSG0002", accession="ORM-1", order_status="CA")
+    assert b"MSA|AA" in inbox.receive(cancel.encode(), "127.0.0.1:1")
+    assert accessions(mwl(port, tmp_path / "c", *keys, f"{SPS}.ScheduledStationAETitle=CT1")) == ["OMI-1"]
