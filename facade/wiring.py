@@ -42,6 +42,7 @@ from storage.usecases.qa import Qa
 from storage.usecases.query import Query
 from storage.usecases.retrieve import Retrieve
 from storage.usecases.search import SUPPORTED_TYPES, Search
+from storage.usecases.worklist import Worklist
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Services:
     retrieve: Retrieve
     orders: Orders
     hl7_inbox: Hl7Inbox
+    worklist: Worklist
 
     def close(self) -> None:
         """Release the database; `facade serve` flushed the audit trail before (its last worker run)."""
@@ -138,6 +140,7 @@ def build_services(
         retrieve,
         orders,
         Hl7Inbox(db, orders, inbox_config(settings, identity), now=now, audit=audit),
+        Worklist(db),
     )
 
 
