@@ -101,7 +101,7 @@ KEYS: Mapping[str, tuple[str, ...]] = {
     "ReasonForRequestedProcedureCodeSequence": _CODE,
     "ScheduledProtocolCodeSequence": _CODE,
 }
-NOT_MATCHED = frozenset({"IssuerOfPatientID"})  # not held yet: returned, never matched
+NOT_MATCHED: frozenset[str] = frozenset()  # keys returned but never matched
 _NOT_KEYS = frozenset({"SpecificCharacterSet"})
 
 

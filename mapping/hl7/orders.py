@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mapping.dicom.facts import IssuerResolver, PatientFacts, issuer_uri, universal_entity_uri
 from mapping.dicom.uid import valid_uid
@@ -126,7 +126,7 @@ def order_message(message: Er7Message, *, charset: str, rules: OrderRules) -> Or
     msh_time = _ts(message.msh, 7, "MSH", required=False)
     procedures: list[RequestedProcedure] = []
     for index, group in enumerate(_order_groups(message), start=1):
-        procedures.append(_procedure(group, index, pv1, msh_time, rules))
+        procedures.append(replace(_procedure(group, index, pv1, msh_time, rules), patient_issuer=issuer))
     if not procedures:
         raise Hl7Error.error(REQUIRED_FIELD, "the message has no ORC segment", segment="ORC")
     return OrderMessage(patient, issuer, others, tuple(procedures), charset)

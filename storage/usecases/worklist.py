@@ -41,11 +41,11 @@ class Worklist:
 def _item(candidate: orders_worklist.Candidate) -> Dataset:
     step = step_from_json(candidate.step)
     procedure = procedure_from_json(candidate.procedure, (step,))
-    # the patient's issuer is not stored with the orders yet: answered empty
     patient = WorklistPatient(
         name=candidate.patient_name,
         patient_id=candidate.patient_id,
         birth_date=candidate.birth_date,
         sex=candidate.sex,
+        issuer=procedure.patient_issuer,
     )
     return worklist_item(patient, procedure, step, candidate.status)
