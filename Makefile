@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # pytest-xdist workers for `make test` (each has its own migrated SQLite template and PostgreSQL schema)
 TEST_WORKERS ?= 2
 
-.PHONY: setup serve test lint format bench bench-auth bench-query bench-retrieve bench-scale conformance
+.PHONY: setup serve test lint format bench bench-auth bench-query bench-retrieve bench-scale bench-orders bench-worklist conformance
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml .ci/constraints.txt
@@ -52,3 +52,9 @@ conformance: setup
 
 bench-retrieve: setup
 	$(BIN)/python -m bench.retrieve
+
+bench-orders: setup
+	$(BIN)/python -m bench.orders
+
+bench-worklist: setup
+	$(BIN)/python -m bench.worklist

@@ -38,6 +38,7 @@ UNCOMPRESSED_LE = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]  # Explicit, Impl
 MAX_CONTEXTS = 128  # presentation context ids are the odd numbers 1 to 255 (PS3.8 9.3.2.2)
 QUERY_GET = ("1.2.840.10008.5.1.4.1.2.1.3", "1.2.840.10008.5.1.4.1.2.2.3")  # C-GET (PS3.4 C.4.3)
 QUERY_MOVE = ("1.2.840.10008.5.1.4.1.2.1.2", "1.2.840.10008.5.1.4.1.2.2.2")  # C-MOVE (PS3.4 C.4.2)
+WORKLIST_FIND = "1.2.840.10008.5.1.4.31"  # Modality Worklist Information Model - FIND (PS3.4 K.6)
 MPPS = "1.2.840.10008.3.1.2.3.3"  # Modality Performed Procedure Step SOP Class (PS3.4 F.7): N-CREATE, N-SET
 
 
@@ -82,8 +83,9 @@ def preferred_transfer_syntaxes() -> list[UID]:
 def storage_ae(config: AeConfig) -> AE:
     """An AE that accepts C-ECHO; C-STORE of every storage SOP class, in every transfer syntax
     pydicom can read (stored as received, never transcoded), as SCP and, for a C-GET SCU that
-    proposes it, as SCU; C-FIND and C-GET of the Patient Root and Study Root models, and MPPS
-    N-CREATE / N-SET, in the uncompressed transfer syntaxes."""
+    proposes it, as SCU; C-FIND, C-GET and C-MOVE of the Patient Root and Study Root models,
+    C-FIND of the Modality Worklist and MPPS N-CREATE / N-SET, in the uncompressed transfer
+    syntaxes."""
     # Each C-STORE data set is received straight into a file (memory stays bounded for a 500 MB
     # multi-frame) whose path the handler adopts into staging: see `storage_scp`. Set here, where
     # the AE is built, not at import: the switch is module-global in pynetdicom (every AE of the
@@ -105,7 +107,7 @@ def storage_ae(config: AeConfig) -> AE:
     contexts = [build_context(VERIFICATION, syntaxes[:3])]
     contexts += [
         build_context(model, [str(ts) for ts in _UNCOMPRESSED])
-        for model in QUERY_FIND + QUERY_GET + QUERY_MOVE
+        for model in (*QUERY_FIND, *QUERY_GET, *QUERY_MOVE, WORKLIST_FIND)
     ]
     contexts.append(build_context(MPPS, [str(ts) for ts in _UNCOMPRESSED]))
     ae.supported_contexts = contexts

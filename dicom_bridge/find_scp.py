@@ -1,6 +1,9 @@
 """Query/Retrieve C-FIND SCP, Patient Root and Study Root (PS3.4 C.4.1): identifier -> plan
 (`mapping.dicom.query_keys`) -> the query use case -> one pending response per match.
 
+pynetdicom has one EVT_C_FIND handler per AE, whatever the SOP class: the C-FINDs of other
+SOP classes (the Modality Worklist) go to the handler `others` names for theirs.
+
 Statuses (PS3.4 C.4.1.1.4): 0xFF00 per match, 0x0000 at the end, 0xFE00 when the peer's
 C-CANCEL arrived (checked before every response), 0xA900 for an identifier we cannot answer
 (a level the model does not have, a value its VR cannot take), 0xA700 when the database is
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import cast
 
 from pydicom import Dataset
@@ -32,11 +35,15 @@ OUT_OF_RESOURCES, IDENTIFIER_MISMATCH, UNABLE_TO_PROCESS = 0xA700, 0xA900, 0xC00
 MODELS: dict[str, Model] = dict(zip(QUERY_FIND, ("patient", "study"), strict=True))
 
 Response = tuple[int | Dataset, Dataset | None]
+FindHandler = Callable[[Event], Iterator[Response]]
 
 
 class FindScp:
-    def __init__(self, query: Query, ae_title: str) -> None:
+    def __init__(
+        self, query: Query, ae_title: str, *, others: Mapping[str, FindHandler] | None = None
+    ) -> None:
         self._query, self._ae_title = query, ae_title
+        self._others = dict(others or {})
 
     def handlers(self) -> list[EventHandlerType]:
         return [(evt.EVT_C_FIND, self.on_c_find)]
@@ -48,6 +55,10 @@ class FindScp:
             "calling_ae": event.assoc.requestor.ae_title,
             "peer": event.assoc.requestor.address,
         }
+        other = self._others.get(str(request.AffectedSOPClassUID))
+        if other is not None:
+            yield from other(event)
+            return
         model = MODELS.get(str(request.AffectedSOPClassUID))
         if model is None:  # pynetdicom routes only the contexts we accept: not reached
             yield failure(IDENTIFIER_MISMATCH, "not a query model of this SCP"), None

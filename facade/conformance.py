@@ -14,7 +14,7 @@ from pydicom.charset import python_encoding
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import UID
 
-from dicom_bridge import find_scp, mpps_scp, remote, statuses, storage_scp
+from dicom_bridge import find_scp, mpps_scp, remote, statuses, storage_scp, worklist_scp
 from dicom_bridge import sub_operations as subops
 from dicom_bridge.ae import (
     MAX_CONTEXTS,
@@ -24,12 +24,15 @@ from dicom_bridge.ae import (
     QUERY_MOVE,
     UNCOMPRESSED_LE,
     VERIFICATION,
+    WORKLIST_FIND,
     AeConfig,
     storage_ae,
 )
 from facade.settings import Settings
 from mapping.dicom.matching import RANGE_VRS, WILDCARD_VRS
 from mapping.dicom.query_keys import KEYS, MODEL_LEVELS, UNIQUE
+from mapping.dicom.worklist import NOT_MATCHED, keyword_rows
+from mapping.order.facts import OPEN_STEP_STATES
 
 _INTRO = """\
 # DICOM conformance statement
@@ -48,13 +51,14 @@ test fails when it differs from that code.
 | Query/Retrieve FIND | Patient Root, Study Root Query/Retrieve Information Model - FIND | SCP |
 | Query/Retrieve GET | Patient Root, Study Root Query/Retrieve Information Model - GET | SCP |
 | Query/Retrieve MOVE | Patient Root, Study Root Query/Retrieve Information Model - MOVE | SCP |
+| Basic Worklist Management | Modality Worklist Information Model - FIND (section 10) | SCP |
 | Modality Performed Procedure Step | Modality Performed Procedure Step SOP Class (section 11) | SCP |
 | Storage, within a C-GET | the storage SOP classes of appendix A, by SCP/SCU role selection | SCU |
 | Storage, for a C-MOVE | the SOP classes of the instances moved, on an association we open | SCU |
 | Verification, Query/Retrieve FIND, GET, MOVE (Study Root) | `facade remote` (section 9) | SCU |
 | Storage, within our C-GET | the SOP classes of the retrieved studies, by SCP/SCU role selection | SCP |
 
-Not yet offered: Modality Worklist, Storage Commitment.
+Not yet offered: Storage Commitment.
 
 ## 2. Application entity
 
@@ -194,6 +198,45 @@ the one asked for is refused (0xC001). C-MOVE names our own AE title as the dest
 instances `facade serve` receives as in section 4.
 """
 
+_WORKLIST = """
+## 10. Modality Worklist SCP (C-FIND)
+
+Modality Worklist Information Model - FIND (`{uid}`), on the same AE title
+and port. Each scheduled procedure step of an order that HL7 brought in is one worklist item,
+answered with a Scheduled Procedure Step Sequence of exactly one item. The keys of PS3.4 Table K.6-1 we hold:
+
+| Key | Tag | VR | In | Matching |
+| --- | --- | --- | --- | --- |
+{keys}
+
+Every key of this table is matched, required or optional: IHE RAD-5's patient-based query
+(Patient's Name, Patient ID, Accession Number, Requested Procedure ID) and broad query (SPS
+Start Date, Modality, Scheduled Station AE Title) included. Matching as in section 5: single
+value, universal, wildcard, range, lists of values (UIDs and others); a stored empty value never
+matches a key with a value. In addition:
+
+- SPS Start Date and SPS Start Time, both given and one a range, are one datetime range
+  (combined range matching: `20261202-20261203` with `1800-0600` is 18:00 on the first day to
+  06:00 on the second).
+- A sequence key with an item of keys matches when one stored item matches them all; an empty
+  sequence key, or one with an empty item, matches everything and returns the whole sequence;
+  a sequence key with keys in its item returns those keys of each item.
+- Scheduled Station AE Title is multi-valued: a query for one title finds a step scheduled for
+  several.
+- Person names ignore case (DCMTK's wlmscpfs does not).
+- Without a SPS Status key, only the steps still open are answered:
+  {open_states}. A SPS Status key asks for its steps, final ones included.
+
+Each response carries the keys asked and nothing else (a key we do not hold, empty), and
+Specific Character Set ISO_IR 192 when a value is not ASCII (the values are stored decoded).
+Keys not in this table are ignored for matching and returned empty (PS3.4 K.2.2.1.1.2).
+Responses are sent as matches are read, a page at a time; a C-CANCEL is checked before each.
+
+| Status | Meaning here |
+| --- | --- |
+{statuses}
+"""
+
 _MPPS = """
 ## 11. Modality Performed Procedure Step SCP (N-CREATE, N-SET)
 
@@ -269,7 +312,7 @@ def statement() -> str:
     config = AeConfig()
     ae = storage_ae(config)
     contexts = ae.supported_contexts
-    services = (VERIFICATION, *QUERY_FIND, *QUERY_GET, *QUERY_MOVE, MPPS)
+    services = (VERIFICATION, *QUERY_FIND, *QUERY_GET, *QUERY_MOVE, WORKLIST_FIND, MPPS)
     storage = [c for c in contexts if c.abstract_syntax not in services]
     other = [c for c in contexts if c.abstract_syntax in services]
     storage_syntaxes = _syntaxes(storage[0].transfer_syntax) if storage else ""
@@ -318,6 +361,12 @@ def statement() -> str:
         max_contexts=MAX_CONTEXTS,
         storage_rows=_remote_storage_rows(),
     )
+    text += _WORKLIST.format(
+        uid=WORKLIST_FIND,
+        keys="\n".join(_worklist_row(keyword, vr, where) for keyword, vr, where in keyword_rows()),
+        open_states=", ".join(OPEN_STEP_STATES),
+        statuses=_statuses(_WORKLIST_STATUSES),
+    )
     text += _MPPS.format(uid=MPPS, statuses=_statuses(_MPPS_STATUSES))
     text += "\n## Appendix A. Storage SOP classes\n\n| SOP class | UID |\n| --- | --- |\n"
     text += "\n".join(f"| {_name(str(c.abstract_syntax))} | `{c.abstract_syntax}` |" for c in storage)
@@ -342,6 +391,17 @@ _FIND_STATUSES = {
     find_scp.IDENTIFIER_MISMATCH: "Identifier does not match SOP class: a level the model lacks, a "
     "value its VR cannot take (a malformed date, a wildcard in a UID)",
     find_scp.UNABLE_TO_PROCESS: "Unable to process: an identifier that cannot be decoded; our own failures",
+}
+
+_WORKLIST_STATUSES = {
+    worklist_scp.PENDING: "Pending: one scheduled procedure step",
+    worklist_scp.SUCCESS: "Success: no more matches",
+    worklist_scp.CANCEL: "Cancelled by the peer's C-CANCEL",
+    worklist_scp.OUT_OF_RESOURCES: "Out of resources: the database is unavailable",
+    worklist_scp.IDENTIFIER_MISMATCH: "Identifier does not match SOP class: a value its VR cannot "
+    "take (a malformed date, a wildcard in a UID); the Error Comment names the key",
+    worklist_scp.UNABLE_TO_PROCESS: "Unable to process: an identifier that cannot be decoded; our own "
+    "failures",
 }
 
 _MPPS_STATUSES = {
@@ -390,6 +450,20 @@ def _remote_storage_rows() -> str:
             f"| every syntax we accept as SCP, in one context per class | {role} |",
         ]
     )
+
+
+def _worklist_row(keyword: str, vr: str, where: str) -> str:
+    tag = tag_for_keyword(keyword) or 0
+    if keyword in NOT_MATCHED:
+        kinds = ["returned only (not held yet)"]
+    elif vr == "SQ":
+        kinds = ["universal", "sequence"]
+    else:
+        kinds = ["universal", "single value", "list"]
+        kinds += ["wildcard"] if vr in WILDCARD_VRS else []
+        kinds += ["range"] if vr in RANGE_VRS else []
+    place = "item" if not where else f"> {where}"
+    return f"| {keyword} | ({tag >> 16:04X},{tag & 0xFFFF:04X}) | {vr} | {place} | {', '.join(kinds)} |"
 
 
 def _key_row(keyword: str, level: str, vr: str, matchable: bool) -> str:

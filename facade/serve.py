@@ -14,13 +14,14 @@ import uvicorn
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_bridge.admission import Admission
-from dicom_bridge.ae import AeConfig, start_server, storage_ae
+from dicom_bridge.ae import WORKLIST_FIND, AeConfig, start_server, storage_ae
 from dicom_bridge.association_audit import AssociationAudit
 from dicom_bridge.find_scp import FindScp
 from dicom_bridge.get_scp import GetScp
 from dicom_bridge.move_scp import MoveScp
 from dicom_bridge.mpps_scp import MppsScp
 from dicom_bridge.storage_scp import StorageScp
+from dicom_bridge.worklist_scp import WorklistScp
 from facade.housekeeping import INTERVAL as HOUSEKEEPING_INTERVAL
 from facade.housekeeping import Housekeeper
 from facade.http import build_http_app
@@ -120,7 +121,11 @@ def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationSe
         (settings.dicom_host, settings.dicom_port),
         admission.handlers()
         + StorageScp(services.ingest).handlers()
-        + FindScp(services.query, settings.dicom_ae_title).handlers()
+        + FindScp(
+            services.query,
+            settings.dicom_ae_title,
+            others={WORKLIST_FIND: WorklistScp(services.worklist).on_c_find},
+        ).handlers()
         + GetScp(services.query, services.retrieve).handlers()
         + MoveScp(services.query, services.retrieve, services.peers).handlers()
         + MppsScp(services.mpps).handlers()

@@ -43,6 +43,7 @@ from storage.usecases.qa import Qa
 from storage.usecases.query import Query
 from storage.usecases.retrieve import Retrieve
 from storage.usecases.search import SUPPORTED_TYPES, Search
+from storage.usecases.worklist import Worklist
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class Services:
     retrieve: Retrieve
     orders: Orders
     hl7_inbox: Hl7Inbox
+    worklist: Worklist
     mpps: Mpps
 
     def close(self) -> None:
@@ -139,7 +141,8 @@ def build_services(
         Peers(db, now=now),
         retrieve,
         orders,
-        Hl7Inbox(db, orders, inbox_config(settings, identity), now=now),
+        Hl7Inbox(db, orders, inbox_config(settings, identity), now=now, audit=audit),
+        Worklist(db),
         Mpps(db, orders, store, identity, site_zone=zone, now=now),
     )
 

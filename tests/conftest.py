@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,8 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from facade.listeners import mllp_listener
 from facade.settings import Settings
 from facade.wiring import Services, build_services
+from hl7_interface.receiver import Hl7Receiver
 from smart_auth.server.keys import KeyRing
 from storage.db import make_engine
 from storage.migrate import upgrade
@@ -250,3 +253,16 @@ def live_http(services: Services, http_socket: socket.socket) -> Iterator[str]:
     with serving(build_http_app(services), http_socket) as url:
         assert url == services.settings.resolved_base_url()
         yield url
+
+
+@pytest.fixture
+def mllp_port(services: Services) -> Iterator[int]:
+    """The serving composition's MLLP listener, with the HL7 inbox behind it, on a free port."""
+    listener = mllp_listener(
+        services.settings.model_copy(update={"mllp_port": 0}), Hl7Receiver(services.hl7_inbox)
+    )
+    listener.start(threading.Event())
+    try:
+        yield listener.port
+    finally:
+        listener.stop()

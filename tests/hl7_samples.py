@@ -65,3 +65,25 @@ def omi(
             f"|P1^Protocol one^L|ST1|ROOM1|{aets}"
         )
     return CR.join(segments) + CR
+
+
+def adt(
+    event: str = "A08",
+    *,
+    msg_id: str = "ADT0001",
+    patient_id: str = "PAT-1",
+    name: str = "Doe^Jane",
+    birth: str = "19700102",
+    sex: str = "F",
+    prior: str | None = None,
+) -> str:
+    """ADT^A01/A04/A08/A31, or ADT^A40 with `prior` (MRG-1) merged into `patient_id`."""
+    structure = {"A40": "ADT_A39", "A08": "ADT_A01", "A31": "ADT_A05"}.get(event, "ADT_A01")
+    segments = [
+        f"MSH|^~\\&|ADT|HOSP|FACADE|HOSP|20261203101500||ADT^{event}^{structure}|{msg_id}|P|2.5.1",
+        f"EVN|{event}|20261203101500",
+        f"PID|||{patient_id}^^^HOSP^MR||{name}||{birth}|{sex}",
+    ]
+    if prior is not None:
+        segments.append(f"MRG|{prior}^^^HOSP^MR")
+    return CR.join(segments) + CR

@@ -12,7 +12,10 @@ SQLite and PostgreSQL answer the same (SQLite's LIKE ignores ASCII case, Postgre
 - Wildcard matching (C.2.2.2.4): `*` any run, `?` one character; not for dates, times or UIDs.
 - Range matching (C.2.2.2.5): DA and TM `low-high`, `low-`, `-high`, inclusive. A time bound
   covers its precision ('-12' ends at 12:59:59.999999). An empty stored value never matches a
-  range. Date and time are matched each alone (combined datetime matching is not negotiated).
+  range. Date and time are matched each alone in Query/Retrieve (combined datetime matching is
+  not negotiated); the Modality Worklist matches its SPS Start Date and Time as one datetime
+  range (`combined_range`, as dcm4chee's "combined range matching": 'yesterday 18:00 to today
+  06:00' is one range, not two).
 - List of UID matching (C.2.2.2.2) and multiple value matching (C.2.2.2.8): `a\\b` matches
   either; a multi-valued stored attribute (ModalitiesInStudy) matches when one of its values does.
 """
@@ -62,6 +65,15 @@ class AnyOf:
 
 
 Condition = Universal | Single | Wildcard | Range | AnyOf
+
+
+@dataclass(frozen=True)
+class DateTimeRange:
+    """A date key and a time key read as one range of datetimes (PS3.4 C.2.2.2.5.1): each bound
+    a (DA, microseconds of the day) pair, None when open."""
+
+    low: tuple[str, int] | None
+    high: tuple[str, int] | None
 
 
 def condition(vr: str, values: Sequence[str]) -> Condition:
@@ -192,6 +204,40 @@ def _trim_name(group: str) -> str:
 def _regex(pattern: str, *, ignore_case: bool) -> re.Pattern[str]:
     body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.compile(body, re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
+
+
+def combined_range(date: Condition, time: Condition) -> DateTimeRange | None:
+    """A DA condition and a TM condition as one datetime range, when together they ask for one:
+    both given, at least one a range, neither a list nor a wildcard. Else None: each is matched
+    alone (a single date and a time range ask the same either way). A date range with a time
+    range runs from the low date at the low time to the high date at the high time; a missing
+    time bound is the start (low) or the end (high) of its day."""
+    if isinstance(date, Universal) or isinstance(time, Universal):
+        return None
+    if not isinstance(date, Single | Range) or not isinstance(time, Single | Range):
+        return None
+    if isinstance(date, Single) and isinstance(time, Single):
+        return None
+    date_low, date_high = (date.value, date.value) if isinstance(date, Single) else (date.low, date.high)
+    if isinstance(time, Single):
+        time_low, time_high = _time(time.value, high=False), _time(time.value, high=True)
+    else:
+        time_low = int(time.low) if time.low is not None else None
+        time_high = int(time.high) if time.high is not None else None
+    low = (date_low, time_low if time_low is not None else 0) if date_low is not None else None
+    end_of_day = 86_399_999_999
+    high = (date_high, time_high if time_high is not None else end_of_day) if date_high is not None else None
+    return DateTimeRange(low, high)
+
+
+def matches_datetime(cond: DateTimeRange, date: str, time: str) -> bool:
+    """Whether a stored date and time fall in the range; an empty one never does."""
+    date, time = (date or "").strip(), (time or "").strip()
+    us = _time(time, high=False) if time else None
+    if not _DA.match(date) or us is None:
+        return False
+    stored = (date, us)
+    return (cond.low is None or stored >= cond.low) and (cond.high is None or stored <= cond.high)
 
 
 def literal_hint(cond: Condition) -> str | None:

@@ -14,15 +14,26 @@ from typing import Any
 
 from mapping.dicom.body_site import body_site_coding, laterality_coding
 from mapping.dicom.dates import fhir_datetime
-from mapping.dicom.facts import Code, InstanceFacts, SeriesFacts, StudyFacts
+from mapping.dicom.facts import Code, InstanceFacts, SeriesFacts, StudyFacts, coding_system
 from mapping.dicom.person_name import display_name
 from mapping.fhir.models import ImagingStudy
 from mapping.fhir.prune import prune
+from mapping.order.facts import Coded
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 RFC3986 = "urn:ietf:rfc:3986"
 DICOM_UID = "urn:dicom:uid"
+
+
+@dataclass(frozen=True)
+class OrderBasis:
+    """An order the study was made for (its Study Instance UID or Accession Number matched)."""
+
+    service_request: str  # ServiceRequest id
+    code: Coded | None = None  # the requested procedure's code
+    description: str = ""
+    referrer: str = ""  # DICOM PN: the referring physician, else the requesting one
 
 
 @dataclass(frozen=True)
@@ -39,10 +50,12 @@ def imaging_study_from_index(
     subject: str,
     endpoint: str,
     site_zone: tzinfo,
+    orders: Sequence[OrderBasis] = (),
 ) -> ImagingStudy:
     """One ImagingStudy with every series and instance in `series` (already ordered).
 
-    `subject` is "Patient/<id>", `endpoint` "Endpoint/<id>" (a dicom-wado-rs Endpoint).
+    `subject` is "Patient/<id>", `endpoint` "Endpoint/<id>" (a dicom-wado-rs Endpoint). `orders`
+    become `basedOn`, and give `procedureCode` and `referrer` where the DICOM header has none.
     """
 
     def when(da: str, tm: str) -> str | None:
@@ -56,13 +69,16 @@ def imaging_study_from_index(
         "modality": [_dcm(m) for m in modalities_in_study(series)],
         "subject": {"reference": subject},
         "started": when(study.study_date, study.study_time),
-        "referrer": {"display": display_name(study.referring_physician)}
-        if study.referring_physician
-        else None,
+        "referrer": _referrer(
+            study.referring_physician or next((o.referrer for o in orders if o.referrer), "")
+        ),
+        "basedOn": [{"reference": f"ServiceRequest/{o.service_request}"} for o in orders] or None,
         "endpoint": [{"reference": endpoint}],
         "numberOfSeries": len(series),
         "numberOfInstances": sum(len(s.instances) for s in series),
-        "procedureCode": [_concept(c) for c in study.procedure_codes] or None,
+        "procedureCode": [_concept(c) for c in study.procedure_codes]
+        or [c for c in (_order_concept(o) for o in orders) if c]
+        or None,
         "reasonCode": [{"text": study.reason}] if study.reason else None,
         "description": study.description or None,
         "series": [_series(s, when) for s in series] or None,
@@ -122,6 +138,20 @@ def _instance(i: InstanceFacts) -> dict[str, Any]:
         "number": i.instance_number if i.instance_number is not None and i.instance_number >= 0 else None,
         "title": i.title or None,
     }
+
+
+def _referrer(pn: str) -> dict[str, str] | None:
+    return {"display": display_name(pn)} if pn else None
+
+
+def _order_concept(order: OrderBasis) -> dict[str, Any] | None:
+    code = order.code
+    text = order.description or (code.display if code else "")
+    if code is None or not code.code:
+        return {"text": text} if text else None
+    system = coding_system(code.scheme)
+    coding = {"system": system, "code": code.code, "display": code.display}
+    return {"coding": [{k: v for k, v in coding.items() if v}], "text": text or None}
 
 
 def _dcm(code: str) -> dict[str, str]:

@@ -13,9 +13,17 @@ V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 _GENDER = {"M": "male", "F": "female", "O": "other"}
 
 
-def patient_from_index(facts: PatientFacts, *, resource_id: str) -> Patient:
-    """Identifier = Patient ID in its issuer's system (type MR); absent sex stays absent."""
+def patient_from_index(
+    facts: PatientFacts, *, resource_id: str, replaced_by: str | None = None, replaces: tuple[str, ...] = ()
+) -> Patient:
+    """Identifier = Patient ID in its issuer's system (type MR); absent sex stays absent. A patient
+    merged into another (HL7 ADT^A40) is `active: false` with a `replaced-by` link; the survivor
+    links `replaces` to each patient merged into it (FHIR R4 Patient.link)."""
     body: dict[str, Any] = {"resourceType": "Patient", "id": resource_id}
+    if replaced_by is not None:
+        body["active"] = False
+    links = [{"other": {"reference": f"Patient/{replaced_by}"}, "type": "replaced-by"}] if replaced_by else []
+    links += [{"other": {"reference": f"Patient/{old}"}, "type": "replaces"} for old in replaces]
     if facts.patient_id and facts.id_system:
         body["identifier"] = [
             {
@@ -32,4 +40,6 @@ def patient_from_index(facts: PatientFacts, *, resource_id: str) -> Patient:
     birth = fhir_date(facts.birth_date)
     if birth:
         body["birthDate"] = birth
+    if links:
+        body["link"] = links
     return Patient.model_validate(body)

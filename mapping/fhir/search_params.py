@@ -159,6 +159,7 @@ _GENDER = "http://hl7.org/fhir/administrative-gender"
 _IMAGING_STATUS = "http://hl7.org/fhir/imagingstudy-status"
 _ENDPOINT_STATUS = "http://hl7.org/fhir/endpoint-status"
 _SUBJECTS = ("Patient", "Group", "Device")
+_BASED_ON = ("CarePlan", "ServiceRequest", "Appointment", "AppointmentResponse", "Task")
 _REQUEST_STATUS = "http://hl7.org/fhir/request-status"
 _REQUEST_INTENT = "http://hl7.org/fhir/request-intent"
 _REQUEST_PRIORITY = "http://hl7.org/fhir/request-priority"
@@ -227,6 +228,14 @@ REGISTRY: dict[str, dict[str, SearchParam]] = {
         ),
         SearchParam(
             "reason", "token", "ImagingStudy-reason", "ImagingStudy.reasonCode", _token("reasonCode")
+        ),
+        SearchParam(
+            "basedon",
+            "reference",
+            "ImagingStudy-basedon",
+            "ImagingStudy.basedOn",
+            _ref("basedOn", _BASED_ON),
+            _BASED_ON,
         ),
         SearchParam(
             "endpoint",
@@ -382,7 +391,7 @@ OF_TYPE = "identifier:of-type"
 
 # References `_include` may follow, per type: "Type:param" -> parameter.
 INCLUDES: dict[str, tuple[str, ...]] = {
-    "ImagingStudy": ("patient", "subject", "endpoint"),
+    "ImagingStudy": ("patient", "subject", "endpoint", "basedon"),
     "ServiceRequest": ("patient", "subject"),
     "Procedure": ("patient", "subject", "based-on"),
 }

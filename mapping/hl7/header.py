@@ -29,6 +29,7 @@ PROCESSING_IDS = ("P", "D", "T")
 SUPPORTED: dict[str, tuple[str, ...]] = {
     "ORM": ("O01",),
     "OMI": ("O23",),
+    "ADT": ("A01", "A04", "A05", "A08", "A31", "A40"),
 }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mapping.dicom.facts import IssuerResolver, PatientFacts, issuer_uri, universal_entity_uri
 from mapping.dicom.uid import valid_uid
@@ -121,12 +121,12 @@ def order_message(message: Er7Message, *, charset: str, rules: OrderRules) -> Or
     pid = message.first("PID")
     if pid is None:
         raise Hl7Error.error(REQUIRED_FIELD, "the message has no PID segment", segment="PID")
-    patient, issuer, others = _patient(pid, rules)
+    patient, issuer, others = patient_from_pid(pid, rules)
     pv1 = message.first("PV1")
     msh_time = _ts(message.msh, 7, "MSH", required=False)
     procedures: list[RequestedProcedure] = []
     for index, group in enumerate(_order_groups(message), start=1):
-        procedures.append(_procedure(group, index, pv1, msh_time, rules))
+        procedures.append(replace(_procedure(group, index, pv1, msh_time, rules), patient_issuer=issuer))
     if not procedures:
         raise Hl7Error.error(REQUIRED_FIELD, "the message has no ORC segment", segment="ORC")
     return OrderMessage(patient, issuer, others, tuple(procedures), charset)
@@ -312,7 +312,9 @@ def _priority(g: _Group) -> str:
     return _PRIORITY.get(code[:1], "")
 
 
-def _patient(pid: Segment, rules: OrderRules) -> tuple[PatientFacts, str, tuple[EntityId, ...]]:
+def patient_from_pid(pid: Segment, rules: OrderRules) -> tuple[PatientFacts, str, tuple[EntityId, ...]]:
+    """PID-3 (the identifier the rules pick; the others), PID-5, PID-7, PID-8 -> the patient's
+    facts as the DICOM index keeps them, its local issuer (PID-3.4.1) and its other ids."""
     ids = [r for r in range(len(pid.repetitions(3))) if pid.value(3, repetition=r).strip()]
     if not ids:
         raise Hl7Error.error(

@@ -95,6 +95,9 @@ class RequestedProcedure:
     transport: str = ""  # OBR-30, (0040,1004)
     comments: str = ""  # NTE after OBR, (0040,1400)
     ordered_at: str = ""  # ORC-9 as DICOM DT (YYYYMMDDHHMMSS[&ZZXX])
+    # PID-3.4.1: the worklist answers it as (0010,0021) Issuer of Patient ID, so that the images
+    # a modality makes from the entry resolve to the same patient as the order
+    patient_issuer: str = ""
     steps: tuple[ScheduledStep, ...] = ()
 
     def keys(self) -> dict[str, Any]:
@@ -148,6 +151,7 @@ def procedure_from_json(data: dict[str, Any], steps: tuple[ScheduledStep, ...] =
         transport=data["transport"],
         comments=data["comments"],
         ordered_at=data["ordered_at"],
+        patient_issuer=data.get("patient_issuer", ""),
         steps=steps,
     )
 

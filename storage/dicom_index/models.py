@@ -39,6 +39,10 @@ class PatientRow(Base):
     changed_at: Mapped[datetime] = mapped_column(Stamp)
     change_seq: Mapped[int] = mapped_column(Integer, default=1)
     published_seq: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    # an HL7 merge (ADT^A40) folded this patient into another: its studies and orders moved there
+    merged_into: Mapped[int | None] = mapped_column(
+        Id, index=True
+    )  # a patient.pk (no FK: SQLite would rebuild the table)
 
 
 class StudyRow(Base):

@@ -48,6 +48,8 @@ class IndexedPatient:
     fhir_id: str
     facts: PatientFacts
     change: Change
+    replaced_by: str | None = None  # the FHIR id of the patient this one was merged into
+    replaces: tuple[str, ...] = ()  # the FHIR ids of the patients merged into this one
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def study(session: Session, study_uid: str, *, lock: bool = False) -> IndexedStu
 def patient(session: Session, fhir_id: str, *, lock: bool = False) -> IndexedPatient | None:
     stmt = select(PatientRow).where(PatientRow.fhir_id == fhir_id)
     row = session.scalar(stmt.with_for_update() if lock else stmt)
-    return _patient(row) if row is not None else None
+    return _patient(session, row) if row is not None else None
 
 
 def patient_fhir_id(session: Session, pk: int) -> str:
@@ -102,7 +104,7 @@ def pending_patients(
     stmt = stmt.order_by(PatientRow.pk).limit(limit)
     if lock:
         stmt = stmt.with_for_update(skip_locked=skip_locked)
-    return [_patient(row) for row in session.scalars(stmt)]
+    return [_patient(session, row) for row in session.scalars(stmt).all()]
 
 
 def anything_pending(session: Session) -> bool:
@@ -180,11 +182,21 @@ def _study(row: StudyRow, patient_fhir_id: str) -> IndexedStudy:
     )
 
 
-def _patient(row: PatientRow) -> IndexedPatient:
+def _patient(session: Session, row: PatientRow) -> IndexedPatient:
+    replaced_by = (
+        session.scalar(select(PatientRow.fhir_id).where(PatientRow.pk == row.merged_into))
+        if row.merged_into is not None
+        else None
+    )
+    replaces = session.scalars(
+        select(PatientRow.fhir_id).where(PatientRow.merged_into == row.pk).order_by(PatientRow.pk)
+    ).all()
     return IndexedPatient(
         row.fhir_id,
         _facts(PatientFacts, row, issuer_stated=False),  # the index keeps the resolved system only
         Change(row.pk, row.changed_at, row.change_seq, row.published_seq),
+        replaced_by,
+        tuple(replaces),
     )
 
 

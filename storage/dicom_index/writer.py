@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, or_, select, update
 
 from mapping.dicom.facts import InstanceHeader, PatientFacts, same_patient
 from storage.dicom_index.models import (
@@ -59,8 +59,13 @@ _STUDY_BY_UID = (
 )
 _SERIES_BY_UID = select(SERIES).where(SERIES.c.series_uid == bindparam("uid"))
 _PATIENT_BY_IDENTITY = (
-    select(PATIENT.c.pk, *(PATIENT.c[k] for k in _PATIENT_ATTRS))
+    select(PATIENT.c.pk, PATIENT.c.merged_into, *(PATIENT.c[k] for k in _PATIENT_ATTRS))
     .where(PATIENT.c.id_system == bindparam("system"), PATIENT.c.patient_id == bindparam("pid"))
+    .with_for_update()
+)
+_PATIENT_BY_PK = (
+    select(PATIENT.c.pk, PATIENT.c.merged_into, *(PATIENT.c[k] for k in _PATIENT_ATTRS))
+    .where(PATIENT.c.pk == bindparam("pk"))
     .with_for_update()
 )
 _INSERT_PATIENT = insert(PATIENT).returning(PATIENT.c.pk)
@@ -129,7 +134,11 @@ def index_instance(
     moved = inst is not None and (series is None or inst.series_pk != series.pk)
     enters = inst is None or moved
 
-    mismatched = study is not None and not same_patient(h.patient, study.patient_id, study.id_system)
+    mismatched = (
+        study is not None
+        and not same_patient(h.patient, study.patient_id, study.id_system)
+        and not _merged_into(conn, h.patient, int(study.patient_pk))
+    )
     if mismatched and mismatch != "accept":
         raise Conflict("the study is already stored for a different Patient ID or issuer")
     if study is not None and mismatched:
@@ -180,6 +189,9 @@ def _patient(conn: Connection, facts: PatientFacts, study: Row[Any] | None, now:
         ).first()
         if found is None:
             return _new_patient(conn, facts, incoming, now)
+        if found.merged_into is not None:  # merged (ADT^A40): its images and orders go to the survivor
+            found = conn.execute(_PATIENT_BY_PK, {"pk": found.merged_into}).first()
+            assert found is not None
         pk, current = found.pk, found._mapping
     else:
         return _new_patient(conn, facts, incoming, now)
@@ -200,6 +212,86 @@ def patient_of(conn: Connection, facts: PatientFacts, now: datetime) -> tuple[in
     pk = _patient(conn, facts, None, now)
     fhir_id = conn.execute(select(PATIENT.c.fhir_id).where(PATIENT.c.pk == pk)).scalar_one()
     return pk, str(fhir_id)
+
+
+def touch_studies(conn: Connection, study_uids: set[str], accessions: set[str], now: datetime) -> int:
+    """Mark the studies of these UIDs or accession numbers changed, so their ImagingStudy is
+    derived and published again (an order about them arrived or changed: `basedOn`)."""
+    match = [STUDY.c.study_uid.in_(sorted(u for u in study_uids if u))]
+    if any(accessions):
+        match.append(STUDY.c.accession.in_(sorted(a for a in accessions if a)))
+    result = conn.execute(
+        update(STUDY).where(or_(*match)).values(change_seq=STUDY.c.change_seq + 1, changed_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def _merged_into(conn: Connection, facts: PatientFacts, patient_pk: int) -> bool:
+    """Whether the instance's Patient ID names a patient that was merged into `patient_pk`: a
+    modality still sending under the old ID after an ADT^A40 sends for the survivor."""
+    if facts.patient_id is None:
+        return False
+    found = conn.execute(
+        select(PATIENT.c.merged_into).where(
+            PATIENT.c.id_system == facts.id_system, PATIENT.c.patient_id == facts.patient_id
+        )
+    ).first()
+    return found is not None and found.merged_into == patient_pk
+
+
+def merge_patients(conn: Connection, prior_pk: int, survivor_pk: int, now: datetime) -> int:
+    """Fold the prior patient into the survivor (ADT^A40): its studies move (and will publish
+    again with the survivor as subject), patients merged into it before now point at the
+    survivor, and both patients publish again (links). Returns how many studies moved."""
+    moved = conn.execute(
+        update(STUDY)
+        .where(STUDY.c.patient_pk == prior_pk)
+        .values(patient_pk=survivor_pk, change_seq=STUDY.c.change_seq + 1, changed_at=now)
+    ).rowcount
+    conn.execute(
+        update(PATIENT)
+        .where(PATIENT.c.merged_into == prior_pk)
+        .values(merged_into=survivor_pk, change_seq=PATIENT.c.change_seq + 1, changed_at=now)
+    )
+    conn.execute(
+        update(PATIENT)
+        .where(PATIENT.c.pk == prior_pk)
+        .values(merged_into=survivor_pk, change_seq=PATIENT.c.change_seq + 1, changed_at=now)
+    )
+    conn.execute(
+        update(PATIENT)
+        .where(PATIENT.c.pk == survivor_pk)
+        .values(change_seq=PATIENT.c.change_seq + 1, changed_at=now)
+    )
+    return int(moved or 0)
+
+
+@dataclass(frozen=True)
+class KnownPatient:
+    pk: int
+    fhir_id: str
+    merged_into: int | None
+
+
+def known_patient(conn: Connection, id_system: str | None, patient_id: str) -> KnownPatient | None:
+    """The patient of that Patient ID and system, locked, or None."""
+    row = conn.execute(
+        select(PATIENT.c.pk, PATIENT.c.fhir_id, PATIENT.c.merged_into)
+        .where(PATIENT.c.id_system == id_system, PATIENT.c.patient_id == patient_id)
+        .with_for_update()
+    ).first()
+    return KnownPatient(int(row.pk), str(row.fhir_id), row.merged_into) if row is not None else None
+
+
+def clear_patient(conn: Connection, pk: int, attributes: set[str], now: datetime) -> None:
+    """Blank demographics an update explicitly nulled (HL7 `""`)."""
+    values = {k: "" for k in attributes if k in _PATIENT_ATTRS}
+    if values:
+        conn.execute(
+            update(PATIENT)
+            .where(PATIENT.c.pk == pk)
+            .values(**values, change_seq=PATIENT.c.change_seq + 1, changed_at=now)
+        )
 
 
 def _record_mismatch(conn: Connection, h: InstanceHeader, a: Arrival, study: Row[Any]) -> None:

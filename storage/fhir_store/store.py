@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from mapping.fhir.dates import instant, value_range
@@ -100,11 +100,12 @@ class FhirStore:
             if row.provisional and not provisional:
                 row.provisional = False
             return _stored(row)
+        new = row is None
         if row is None:
             row = FhirResourceRow(res_type=res_type, res_id=res_id, version_id=0, last_updated=now)
             session.add(row)
         _advance(session, row, text, now=now, provisional=provisional, version_id=version_id)
-        self._reindex(session, body)
+        self._reindex(session, body, new=new)
         return _stored(row)
 
     def delete(
@@ -227,11 +228,14 @@ class FhirStore:
         high = end[1] if end else datetime.max.replace(tzinfo=UTC)
         return low, high
 
-    def _reindex(self, session: Session, body: Json) -> None:
-        _clear_index(session, body["resourceType"], body["id"])
-        session.add_all(
-            _TABLE_OF[kind](**values) for kind, rows in self.index_rows(body).items() for values in rows
-        )
+    def _reindex(self, session: Session, body: Json, *, new: bool = False) -> None:
+        """Replace the resource's search rows (a new resource has none to clear): one INSERT of
+        many rows per parameter type."""
+        if not new:
+            _clear_index(session, body["resourceType"], body["id"])
+        for kind, rows in self.index_rows(body).items():
+            if rows:
+                session.execute(insert(_TABLE_OF[kind]), rows)
 
 
 def _advance(

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.orm import Session
 
+from mapping.fhir.imaging_study import OrderBasis
 from mapping.order.facts import (
     EntityId,
     RequestedProcedure,
@@ -107,6 +108,32 @@ def step_status(session: Session, step_pk: int) -> StepStatus:
     return session.get_one(ScheduledStepRow, step_pk).status  # type: ignore[return-value]
 
 
+def bases_of_study(session: Session, study_uid: str, accession: str) -> list[OrderBasis]:
+    """The orders a study was made for: same Study Instance UID, or same Accession Number
+    (reference §6: images are linked to their order by either), oldest first; orders entered
+    in error are no basis."""
+    match = RequestedProcedureRow.study_uid == study_uid
+    if accession:
+        match = or_(match, RequestedProcedureRow.accession == accession)
+    rows = session.scalars(
+        select(RequestedProcedureRow)
+        .where(match, RequestedProcedureRow.status != "entered-in-error")
+        .order_by(RequestedProcedureRow.pk)
+    ).all()
+    out = []
+    for row in rows:
+        procedure = procedure_from_json(row.facts)
+        out.append(
+            OrderBasis(
+                service_request=row.fhir_id,
+                code=procedure.code,
+                description=procedure.description,
+                referrer=procedure.referring_physician.name or procedure.requesting_physician.name,
+            )
+        )
+    return out
+
+
 def add(
     session: Session,
     *,
@@ -185,6 +212,17 @@ def set_status(
                 step.status, step.changed_at = step_status, now
     session.flush()
     return _stored(session, row)
+
+
+def move_patient(session: Session, prior_pk: int, survivor_pk: int, now: datetime) -> list[StoredOrder]:
+    """Every order of the prior patient now belongs to the survivor (a merge)."""
+    rows = session.scalars(
+        select(RequestedProcedureRow).where(RequestedProcedureRow.patient_pk == prior_pk).with_for_update()
+    ).all()
+    for row in rows:
+        row.patient_pk, row.changed_at = survivor_pk, now
+    session.flush()
+    return [_stored(session, row) for row in rows]
 
 
 def remove_all(session: Session) -> None:

@@ -1,5 +1,5 @@
 """Audit: record who did what, with what outcome, from where, through any door (HTTP requests
-now, DICOM associations now, MLLP messages next), in one trail.
+now, DICOM associations, HL7 messages over MLLP), in one trail.
 
 Recording costs the caller a queue put, never a database commit: a request or an association
 is never slowed or failed by its audit. `flush()` writes what is queued in one transaction; a

@@ -31,6 +31,7 @@ from mapping.fhir.patient import patient_from_index
 from storage.dicom_index import reader as index_reader
 from storage.dicom_index.reader import Change, IndexedPatient, IndexedStudy
 from storage.fhir_store.store import FhirStore, IndexRows, Json, StoredResource, without_version_meta
+from storage.orders import store as orders_store
 
 DERIVED_TYPES = ("ImagingStudy", "Patient")
 
@@ -117,6 +118,7 @@ class Derivation:
                 subject=f"Patient/{study.patient_fhir_id}",
                 endpoint=f"Endpoint/{DICOMWEB_ENDPOINT_ID}",
                 site_zone=self._zone,
+                orders=orders_store.bases_of_study(session, uid, study.facts.accession),
             )
             body = resource.model_dump(mode="json", exclude_none=True)
         return self._current("ImagingStudy", uid, stored, body, study.change)
@@ -125,7 +127,12 @@ class Derivation:
         stored = self._store.read(session, "Patient", patient.fhir_id)
         if not patient.change.unpublished:
             return Current(stored, stored, patient.change)
-        resource = patient_from_index(patient.facts, resource_id=patient.fhir_id)
+        resource = patient_from_index(
+            patient.facts,
+            resource_id=patient.fhir_id,
+            replaced_by=patient.replaced_by,
+            replaces=patient.replaces,
+        )
         body = resource.model_dump(mode="json", exclude_none=True)
         return self._current("Patient", patient.fhir_id, stored, body, patient.change)
 

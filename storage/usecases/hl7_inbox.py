@@ -25,8 +25,9 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from mapping.hl7.ack import build_ack
+from mapping.hl7.adt import MERGES, merges, patient_update
 from mapping.hl7.charsets import Charset, decode
-from mapping.hl7.er7 import split_message
+from mapping.hl7.er7 import Er7Message, split_message
 from mapping.hl7.errors import INTERNAL, NOT_ALLOWED, UNKNOWN_KEY, AckCode, Hl7Error
 from mapping.hl7.header import Header, check_header, read_header
 from mapping.hl7.orders import OrderRules, order_message
@@ -35,7 +36,9 @@ from storage.db import Database
 from storage.errors import Unavailable
 from storage.hl7_inbox import store as inbox
 from storage.hl7_inbox.store import MessageKey
+from storage.usecases.audit import Audit, AuditEvent
 from storage.usecases.orders import OrderRefused, Orders
+from storage.usecases.patients import MergeRefused, Patients
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +52,30 @@ class InboxConfig:
     allowed_senders: Collection[str] = ()
 
 
+Effect = Callable[[Session, datetime], object]
+
+
 class Hl7Inbox:
     def __init__(
-        self, db: Database, orders: Orders, config: InboxConfig, now: Callable[[], datetime] = utcnow
+        self,
+        db: Database,
+        orders: Orders,
+        config: InboxConfig,
+        now: Callable[[], datetime] = utcnow,
+        audit: Audit | None = None,
     ) -> None:
-        self._db, self._orders, self._config, self._now = db, orders, config, now
+        self._db, self._orders, self._config, self._now, self._audit = db, orders, config, now, audit
+        self._patients = Patients(orders)
 
     def receive(self, raw: bytes, peer: str) -> bytes:
-        """The encoded ACK for one message (the bytes between the MLLP start and end blocks)."""
+        """The encoded ACK for one message (the bytes between the MLLP start and end blocks),
+        audited: who sent what kind of message and what we answered (no content)."""
+        ack = self._receive(raw, peer)
+        if self._audit is not None:
+            self._audit.record(_audit_event(ack, peer))
+        return ack
+
+    def _receive(self, raw: bytes, peer: str) -> bytes:
         now = self._now()
         charset = self._config.default_charset
         header: Header | None = None
@@ -75,13 +94,13 @@ class Hl7Inbox:
             if replay is not None:
                 log.info("hl7.resent", extra={"control_id": header.control_id[:32], "kind": header.kind})
                 return replay
-            order = order_message(message, charset=charset.dicom, rules=self._config.rules)
+            effect = self._effect(header, message, charset)
 
             def work(session: Session) -> bytes:
                 stored = inbox.answered(session, key)
                 if stored is not None:  # the same message, committed meanwhile by another connection
                     return stored
-                self._orders.apply(session, order, now)
+                effect(session, now)
                 ack = self._ack(header, "AA", charset, now)
                 inbox.keep(
                     session,
@@ -106,6 +125,9 @@ class Hl7Inbox:
             code = UNKNOWN_KEY if exc.unknown else NOT_ALLOWED
             error = Hl7Error.error(code, exc.text, segment="ORC", sequence=exc.index, field=exc.field)
             return self._refuse(raw, peer, header, charset, error, now, key)
+        except MergeRefused as exc:
+            error = Hl7Error.error(NOT_ALLOWED, exc.text, segment="MRG", sequence=exc.sequence, field=1)
+            return self._refuse(raw, peer, header, charset, error, now, key)
         except Unavailable:
             log.warning("hl7.unavailable", extra={"control_id": header.control_id[:32], "kind": header.kind})
             return self._ack(
@@ -119,6 +141,23 @@ class Hl7Inbox:
             log.exception("hl7.failed", extra={"control_id": header.control_id[:32], "kind": header.kind})
             error = Hl7Error.error(INTERNAL, "internal error; the message was not applied", segment="MSH")
             return self._refuse(raw, peer, header, charset, error, now, key)
+
+    def _effect(self, header: Header, message: Er7Message, charset: Charset) -> Effect:
+        """What the message does, read (and refused, if unreadable) before any transaction."""
+        rules = self._config.rules
+        if header.message_type in ("ORM", "OMI"):
+            order = order_message(message, charset=charset.dicom, rules=rules)
+            return lambda session, now: self._orders.apply(session, order, now)
+        if header.event in MERGES:
+            pairs = merges(message, rules)
+
+            def merge_all(session: Session, now: datetime) -> None:
+                for merge in pairs:
+                    self._patients.merge(session, merge, now)
+
+            return merge_all
+        update = patient_update(message, rules)
+        return lambda session, now: self._patients.update(session, update, now)
 
     def _check_sender(self, header: Header) -> None:
         allowed = self._config.allowed_senders
@@ -194,3 +233,26 @@ class Hl7Inbox:
             error=error,
             application=self._config.application,
         )
+
+
+_OUTCOMES = {"AA": "accepted", "AE": "error", "AR": "rejected"}
+
+
+def _audit_event(ack: bytes, peer: str) -> AuditEvent:
+    """The audit of one message, read back from its ACK (which names the sender, the event and
+    the answer, and nothing of the patient): source mllp, action the acknowledged event."""
+    try:
+        message = split_message(ack.decode("latin-1"))
+        msh, msa = message.msh, message.first("MSA")
+        code = msa.value(1) if msa is not None else ""
+        sender = "^".join(p for p in (msh.value(5), msh.value(6)) if p)
+        event = msh.value(9, 2)
+    except Hl7Error:
+        code, sender, event = "", "", ""
+    return AuditEvent(
+        source="mllp",
+        action=f"hl7 {event}".strip()[:32],
+        outcome=_OUTCOMES.get(code, "failed"),
+        client_id=sender[:64] or None,
+        peer=peer[:64],
+    )

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from mapping.fhir.service_request import service_request_from_order
 from mapping.order.control import RefusedControl, change_for
 from mapping.order.facts import OrderMessage, RequestedProcedure, ScheduledStep
-from storage.dicom_index.writer import patient_of
+from storage.dicom_index.writer import patient_of, touch_studies
 from storage.errors import Conflict
 from storage.fhir_store.store import FhirStore
 from storage.orders import store as orders
@@ -55,7 +55,12 @@ class Orders:
         patient_pk, patient_fhir_id = patient_of(session.connection(), message.patient, now)
         touched = []
         for index, procedure in enumerate(message.procedures, start=1):
-            stored = self._apply_one(session, procedure, index, patient_pk, now)
+            before = orders.find(session, procedure)
+            stored = self._apply_one(session, procedure, before, index, patient_pk, now)
+            keys = [stored.procedure] + ([before.procedure] if before is not None else [])
+            touch_studies(
+                session.connection(), {p.study_uid for p in keys}, {p.accession.value for p in keys}, now
+            )
             self.publish(session, stored, patient_fhir_id, now)
             touched.append(stored.fhir_id)
             log.info(
@@ -68,22 +73,36 @@ class Orders:
             )
         return touched
 
-    def publish(self, session: Session, stored: StoredOrder, subject: str, now: datetime) -> None:
-        """(Re)publish the order's ServiceRequest in the caller's transaction (a new version only
-        when its content changed); `subject` is the Patient's id. Orders and MPPS share it."""
+    def publish(self, session: Session, stored: StoredOrder, patient_fhir_id: str, now: datetime) -> None:
+        """Store the ServiceRequest of an order as it stands (a new version when it changed)."""
         body = service_request_from_order(
             stored.procedure,
             resource_id=stored.fhir_id,
             status=stored.status,
-            subject=subject,
+            subject=patient_fhir_id,
             site_zone=self._zone,
-        ).model_dump(mode="json", exclude_none=True)
+        )
         self._fhir.put(session, body, now=now)
 
-    def _apply_one(
-        self, session: Session, procedure: RequestedProcedure, index: int, patient_pk: int, now: datetime
+    def move_patient(
+        self, session: Session, prior_pk: int, survivor_pk: int, survivor_fhir_id: str, now: datetime
+    ) -> int:
+        """A merge moved the patient: its orders (and their worklist entries) follow, and their
+        ServiceRequests name the survivor. Returns how many orders moved."""
+        moved = orders.move_patient(session, prior_pk, survivor_pk, now)
+        for stored in moved:
+            self.publish(session, stored, survivor_fhir_id, now)
+        return len(moved)
+
+    def _apply_one(  # noqa: PLR0917
+        self,
+        session: Session,
+        procedure: RequestedProcedure,
+        current: StoredOrder | None,
+        index: int,
+        patient_pk: int,
+        now: datetime,
     ) -> StoredOrder:
-        current = orders.find(session, procedure)
         try:
             change = change_for(
                 procedure.control,

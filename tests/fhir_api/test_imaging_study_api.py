@@ -95,7 +95,13 @@ def test_metadata_is_a_truthful_r4_capability_statement(fhir: httpx.Client) -> N
         "ImagingStudy:patient",
         "ImagingStudy:subject",
         "ImagingStudy:endpoint",
+        "ImagingStudy:basedon",
     ]
+    assert {p["name"] for p in resources["ServiceRequest"]["searchParam"]} >= {
+        "patient",
+        "identifier",
+        "status",
+    }
 
 
 def test_read_imaging_study_patient_and_endpoint(fhir: httpx.Client, two_studies: dict[str, str]) -> None:

@@ -6,33 +6,18 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from facade.listeners import mllp_listener
 from facade.settings import Settings
 from facade.wiring import Services
 from hl7_interface.mllp import frame
-from hl7_interface.receiver import Hl7Receiver
 from tests.hl7_samples import omi, orm
 from tests.smart import bearer
 
 MLLP_SEND = str(Path(sys.executable).with_name("mllp_send"))
-
-
-@pytest.fixture
-def mllp_port(services: Services) -> Iterator[int]:
-    settings = services.settings.model_copy(update={"mllp_port": 0})
-    listener = mllp_listener(settings, Hl7Receiver(services.hl7_inbox))
-    listener.start(threading.Event())
-    try:
-        yield listener.port
-    finally:
-        listener.stop()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from facade.settings import Settings
 from facade.wiring import Services
 from mapping.hl7.er7 import split_message
+from storage.audit.models import AuditEventRow
 from storage.fhir_store.visibility import ALL
 from storage.hl7_inbox.models import Hl7MessageRow
 from storage.orders.models import RequestedProcedureRow, ScheduledStepRow
@@ -170,7 +171,8 @@ def test_a_message_applies_whole_or_not_at_all(services: Services) -> None:
     [
         (b"this is not HL7", "100"),
         (orm().replace("2.3.1", "2.7").encode(), "203"),
-        (orm().replace("ORM^O01", "ADT^A01").encode(), "200"),
+        (orm().replace("ORM^O01", "ORU^R01").encode(), "200"),
+        (orm().replace("ORM^O01", "ADT^A02").encode(), "201"),
         (orm(name="M\u00fcller^Hans", charset="UNICODE UTF-8").encode("latin-1"), "102"),
     ],
 )
@@ -229,3 +231,22 @@ def test_senders_outside_the_allow_list_are_rejected(settings: Settings, tmp_pat
             allowed.close()
     finally:
         restricted.close()
+
+
+def test_every_message_is_audited_without_content(services: Services) -> None:
+    receive(services, orm())
+    receive(services, orm())  # a resend: audited again, with the answer it got
+    receive(services, orm("CA", msg_id="C9", placer="NONE", filler="NONE", accession="NONE"))
+    services.hl7_inbox.receive(b"garbage", "127.0.0.1:9")
+    services.audit.flush()
+    with services.db.read() as session:
+        events = session.scalars(
+            select(AuditEventRow).where(AuditEventRow.source == "mllp").order_by(AuditEventRow.id)
+        )
+        seen = [(e.action, e.outcome, e.client_id, e.peer) for e in events]
+    assert seen == [
+        ("hl7 O01", "accepted", "RIS^HOSP", "127.0.0.1:50000"),
+        ("hl7 O01", "accepted", "RIS^HOSP", "127.0.0.1:50000"),
+        ("hl7 O01", "error", "RIS^HOSP", "127.0.0.1:50000"),
+        ("hl7", "rejected", None, "127.0.0.1:9"),
+    ]

@@ -24,7 +24,8 @@ def test_the_migrated_schema_is_the_models(empty_database_url: str) -> None:
 
 
 LATEST = {  # revision -> what it adds: ("table", name) or ("index", table, name)
-    "0008": ("table", "performed_step"),
+    "0009": ("table", "performed_step"),
+    "0008": ("index", "patient", "ix_patient_merged_into"),
     "0007": ("table", "scheduled_step"),
     "0006": ("index", "patient", "ix_patient_patient_id"),
     "0005": ("table", "remote_ae"),

@@ -64,7 +64,7 @@ def test_identifier_of_type() -> None:
         (("started", "2024-13"), "not a FHIR date"),
         (("modality:text", "CT"), "modifier :text"),
         (("family:exact", "x"), "unknown search parameter family"),
-        (("_include", "ImagingStudy:basedon"), "not supported"),
+        (("_include", "ImagingStudy:derived-from"), "not supported"),
         (("_sort", "nonsense"), "cannot sort"),
         (("_count", "-1"), "non-negative"),
         (("modality", ""), "empty value"),

@@ -104,3 +104,26 @@ def test_sql_helpers() -> None:
     assert literal_hint(Single("Yamada^Tarou=山田^太郎")) == "Yamada"
     assert literal_hint(Wildcard("*")) is None
     assert literal_hint(Range("1", "2")) is None
+
+
+def test_a_date_range_and_a_time_range_are_one_datetime_range() -> None:
+    from mapping.dicom.matching import DateTimeRange, combined_range, matches_datetime
+
+    hour = 3600 * 10**6
+    night = combined_range(condition("DA", ["20261202-20261203"]), condition("TM", ["1800-06"]))
+    assert night == DateTimeRange(("20261202", 18 * hour), ("20261203", 7 * hour - 1))
+    assert matches_datetime(night, "20261202", "2359")
+    assert matches_datetime(night, "20261203", "06:30")  # the hour bound covers the hour
+    assert not matches_datetime(night, "20261203", "0700")
+    assert not matches_datetime(night, "20261202", "")  # an empty stored time never matches
+    from_today = combined_range(condition("DA", ["20261203-"]), condition("TM", ["0800-"]))
+    assert from_today == DateTimeRange(("20261203", 8 * 3600 * 10**6), None)
+    assert matches_datetime(from_today, "20300101", "0000")
+
+
+def test_combined_only_when_a_range_asks_for_it() -> None:
+    from mapping.dicom.matching import combined_range
+
+    assert combined_range(condition("DA", ["20261203"]), condition("TM", ["0800"])) is None
+    assert combined_range(condition("DA", ["20261203-"]), condition("TM", [])) is None
+    assert combined_range(condition("DA", ["20261203", "20261204"]), condition("TM", ["0800-"])) is None

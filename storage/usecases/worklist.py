@@ -1,0 +1,51 @@
+"""Worklist: the Modality Worklist (PS3.4 K.6) answered from the orders, a page at a time.
+
+SQL narrows (`storage.orders.worklist`), `mapping.dicom.worklist` builds each step's item and
+decides whether it matches; each page is read in a read-only transaction of its own, so a
+caller that stops iterating (a C-CANCEL) stops the reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pydicom import Dataset
+
+from mapping.dicom.worklist import WorklistPatient, WorklistQuery, worklist_item
+from mapping.order.facts import procedure_from_json, step_from_json
+from storage.db import Database
+from storage.orders import worklist as orders_worklist
+
+
+class Worklist:
+    def __init__(self, db: Database, *, page_size: int = 200) -> None:
+        self._db, self._page_size = db, page_size
+
+    def find(self, query: WorklistQuery) -> Iterator[Dataset]:
+        """The response identifiers of the steps matching `query`, in the order they were stored."""
+        after = 0
+        while True:
+            with self._db.read() as session:
+                candidates = orders_worklist.page(session, query, after=after, size=self._page_size)
+            responses = []
+            for candidate in candidates:
+                item = _item(candidate)
+                if query.matches(item):
+                    responses.append(query.response(item))
+            yield from responses
+            if len(candidates) < self._page_size:
+                return
+            after = candidates[-1].pk
+
+
+def _item(candidate: orders_worklist.Candidate) -> Dataset:
+    step = step_from_json(candidate.step)
+    procedure = procedure_from_json(candidate.procedure, (step,))
+    patient = WorklistPatient(
+        name=candidate.patient_name,
+        patient_id=candidate.patient_id,
+        birth_date=candidate.birth_date,
+        sex=candidate.sex,
+        issuer=procedure.patient_issuer,
+    )
+    return worklist_item(patient, procedure, step, candidate.status)

@@ -1,0 +1,121 @@
+"""IHE Scheduled Workflow end to end, with real peers: a RIS sends an order over MLLP
+(`mllp_send`), the modality finds it in its worklist (`findscu -W`), makes its images from the
+entry and sends them (`storescu`); FHIR shows the ImagingStudy based on the ServiceRequest, for
+the same Patient. A patient update (ADT^A08) shows in the worklist at once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from pydicom import Dataset, dcmread
+
+from facade.settings import Settings
+from tests.dicom_factory import make_instance, new_uid, write
+from tests.hl7_samples import adt, orm
+from tests.smart import bearer
+from tests.tools import require_tool
+
+MLLP_SEND = str(Path(sys.executable).with_name("mllp_send"))
+SPS = "ScheduledProcedureStepSequence[0]"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"worklist_stations": {"CT": ["CT1"]}})
+
+
+def send_hl7(port: int, text: str, tmp_path: Path) -> bytes:
+    file = tmp_path / "message.hl7"
+    file.write_text(text.replace("\r", "\n"))
+    done = subprocess.run(
+        [MLLP_SEND, "--loose", "--file", str(file), "--port", str(port), "127.0.0.1"],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    return done.stdout
+
+
+def worklist(port: int, out: Path) -> list[Dataset]:
+    out.mkdir(parents=True, exist_ok=True)
+    keys = [
+        "PatientName",
+        "PatientID",
+        "IssuerOfPatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "AccessionNumber",
+        "StudyInstanceUID",
+        "RequestedProcedureID",
+        "ReferringPhysicianName",
+        f"{SPS}.ScheduledStationAETitle=CT1",
+        f"{SPS}.ScheduledProcedureStepStartDate=20261203",
+        f"{SPS}.Modality",
+        f"{SPS}.ScheduledProcedureStepID",
+    ]
+    cmd = [require_tool("findscu"), "-W", "-aet", "CT1", "-aec", "FACADE", "-X", "-od", str(out)]
+    for key in keys:
+        cmd += ["-k", key]
+    done = subprocess.run(
+        [*cmd, "127.0.0.1", str(port)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    return [dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
+
+
+def test_order_worklist_images_fhir(
+    mllp_port: int, port: int, live_http: str, token: str, tmp_path: Path
+) -> None:
+    ack = send_hl7(mllp_port, orm(study_uid=None), tmp_path)
+    assert b"MSA|AA|MSG0001" in ack
+    (entry,) = worklist(port, tmp_path / "mwl")
+    assert (entry.PatientID, entry.IssuerOfPatientID, str(entry.PatientName)) == ("PAT-1", "HOSP", "Doe^Jane")
+    assert entry.AccessionNumber == "ACC-1" and entry.StudyInstanceUID.startswith("2.25.")
+
+    # the modality: a CT image made from the entry (IHE RAD-8: the attributes copied as they are)
+    image = make_instance(
+        study_uid=entry.StudyInstanceUID,
+        series_uid=new_uid(),
+        modality="CT",
+        patient_id=entry.PatientID,
+        patient_name=str(entry.PatientName),
+        IssuerOfPatientID=entry.IssuerOfPatientID,
+        AccessionNumber=entry.AccessionNumber,
+        PatientBirthDate=entry.PatientBirthDate,
+        PatientSex=entry.PatientSex,
+    )
+    path = write(image, tmp_path / "ct.dcm")
+    sent = subprocess.run(
+        [require_tool("storescu"), "-aet", "CT1", "-aec", "FACADE", "127.0.0.1", str(port), str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )
+    assert sent.returncode == 0, sent.stderr
+
+    fhir = httpx.Client(base_url=f"{live_http}/fhir", headers=bearer(token), timeout=30)
+    (request,) = [
+        e["resource"] for e in fhir.get("/ServiceRequest", params={"identifier": "ACC-1"}).json()["entry"]
+    ]
+    study = fhir.get(f"/ImagingStudy/{entry.StudyInstanceUID}").raise_for_status().json()
+    assert study["basedOn"] == [{"reference": f"ServiceRequest/{request['id']}"}]
+    assert study["subject"] == request["subject"]  # one patient: the order's and the images'
+    patients = fhir.get("/Patient", params={"identifier": "PAT-1"}).json()
+    assert len(patients["entry"]) == 1
+
+    # a patient update from the RIS shows in the worklist at once
+    assert b"MSA|AA" in send_hl7(mllp_port, adt("A08", msg_id="ADT-2", name="Doe-Smith^Jane"), tmp_path)
+    (renamed,) = worklist(port, tmp_path / "mwl-2")
+    assert str(renamed.PatientName) == "Doe-Smith^Jane"
