@@ -126,6 +126,7 @@ def build_services(
     auth = build_auth(settings, db, store, search, now=now)
     retrieve = Retrieve(db, blobs, search)
     orders = Orders(store, zone)
+    mpps = Mpps(db, orders, store, identity, site_zone=zone, now=now)
     return Services(
         settings,
         db,
@@ -141,9 +142,9 @@ def build_services(
         Peers(db, now=now),
         retrieve,
         orders,
-        Hl7Inbox(db, orders, inbox_config(settings, identity), now=now, audit=audit),
+        Hl7Inbox(db, orders, inbox_config(settings, identity), now=now, audit=audit, mpps=mpps),
         Worklist(db),
-        Mpps(db, orders, store, identity, site_zone=zone, now=now),
+        mpps,
     )
 
 

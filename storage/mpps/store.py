@@ -80,6 +80,17 @@ def update(
     return _stored(row)
 
 
+def move_patient(session: Session, prior_pk: int, survivor_pk: int, now: datetime) -> list[StoredPps]:
+    """Every performed step of the prior patient now belongs to the survivor (a merge)."""
+    rows = session.scalars(
+        select(PerformedStepRow).where(PerformedStepRow.patient_pk == prior_pk).with_for_update()
+    ).all()
+    for row in rows:
+        row.patient_pk, row.changed_at = survivor_pk, now
+    session.flush()
+    return [_stored(row) for row in rows]
+
+
 def remove_all(session: Session) -> None:
     """For tests and resets: every performed step."""
     session.execute(delete(PerformedStepRow))

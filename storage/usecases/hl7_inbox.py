@@ -37,6 +37,7 @@ from storage.errors import Unavailable
 from storage.hl7_inbox import store as inbox
 from storage.hl7_inbox.store import MessageKey
 from storage.usecases.audit import Audit, AuditEvent
+from storage.usecases.mpps import Mpps
 from storage.usecases.orders import OrderRefused, Orders
 from storage.usecases.patients import MergeRefused, Patients
 
@@ -63,9 +64,11 @@ class Hl7Inbox:
         config: InboxConfig,
         now: Callable[[], datetime] = utcnow,
         audit: Audit | None = None,
+        *,
+        mpps: Mpps | None = None,
     ) -> None:
         self._db, self._orders, self._config, self._now, self._audit = db, orders, config, now, audit
-        self._patients = Patients(orders)
+        self._patients = Patients(orders, mpps)
 
     def receive(self, raw: bytes, peer: str) -> bytes:
         """The encoded ACK for one message (the bytes between the MLLP start and end blocks),

@@ -168,6 +168,37 @@ class Mpps:
 
         return self._db.transact(work)
 
+    def move_patient(
+        self, session: Session, prior_pk: int, survivor_pk: int, survivor_fhir_id: str, now: datetime
+    ) -> int:
+        """A merge moved the patient (`storage.usecases.patients`): its performed steps follow, and
+        their Procedures name the survivor. In the caller's transaction; how many moved."""
+        moved = performed.move_patient(session, prior_pk, survivor_pk, now)
+        for stored in moved:
+            facts = performed_facts(Dataset.from_json(stored.dataset))
+            based_on = [link.order.fhir_id for link in self._links(session, facts)]
+            self._publish(session, stored, facts, survivor_fhir_id, based_on, now)
+        return len(moved)
+
+    def _publish(  # noqa: PLR0917
+        self,
+        session: Session,
+        stored: StoredPps,
+        facts: PerformedFacts,
+        subject: str,
+        based_on: list[str],
+        now: datetime,
+    ) -> None:
+        body = procedure_from_pps(
+            facts,
+            resource_id=stored.fhir_id,
+            sop_uid=stored.sop_uid,
+            subject=subject,
+            based_on=based_on,
+            site_zone=self._zone,
+        ).model_dump(mode="json", exclude_none=True)
+        self._fhir.put(session, body, now=now)
+
     def _links(self, session: Session, facts: PerformedFacts) -> list[_Link]:
         """The scheduled steps the PPS carries out, each once (IHE's group case names several)."""
         found: dict[int, _Link] = {}
@@ -198,15 +229,8 @@ class Mpps:
                 order = order_rows.set_status(session, order, status=status, step_status=None, now=now)
             self._orders.publish(session, order, patient_fhir_id(session, order.patient_pk), now)
             requests[order.pk] = order.fhir_id
-        body = procedure_from_pps(
-            facts,
-            resource_id=stored.fhir_id,
-            sop_uid=stored.sop_uid,
-            subject=patient_fhir_id(session, stored.patient_pk),
-            based_on=list(requests.values()),
-            site_zone=self._zone,
-        ).model_dump(mode="json", exclude_none=True)
-        self._fhir.put(session, body, now=now)
+        subject = patient_fhir_id(session, stored.patient_pk)
+        self._publish(session, stored, facts, subject, list(requests.values()), now)
         log.info(
             "mpps.recorded",
             extra={

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from mapping.hl7.adt import Merge, PatientUpdate
 from storage.dicom_index.writer import clear_patient, known_patient, merge_patients, patient_of
 from storage.errors import Conflict
+from storage.usecases.mpps import Mpps
 from storage.usecases.orders import Orders
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,8 @@ class MergeRefused(Conflict):
 
 
 class Patients:
-    def __init__(self, orders: Orders) -> None:
-        self._orders = orders
+    def __init__(self, orders: Orders, mpps: Mpps | None = None) -> None:
+        self._orders, self._mpps = orders, mpps
 
     def update(self, session: Session, update: PatientUpdate, now: datetime) -> None:
         conn = session.connection()
@@ -65,4 +66,6 @@ class Patients:
         prior_pk = prior.pk if prior is not None else patient_of(conn, merge.prior, now)[0]
         studies = merge_patients(conn, prior_pk, survivor_pk, now)
         orders = self._orders.move_patient(session, prior_pk, survivor_pk, survivor_fhir_id, now)
+        if self._mpps is not None:  # the performed steps too, and their Procedures
+            self._mpps.move_patient(session, prior_pk, survivor_pk, survivor_fhir_id, now)
         log.info("patient.merged", extra={"count": studies, "matches": orders})

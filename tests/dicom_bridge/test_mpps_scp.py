@@ -25,7 +25,7 @@ from storage.orders.models import RequestedProcedureRow, ScheduledStepRow
 from storage.usecases.mpps import DuplicatePps
 from tests.dicom_factory import new_uid
 from tests.fhir_schema import assert_valid_r4
-from tests.hl7_samples import omi, orm
+from tests.hl7_samples import adt, omi, orm
 
 MPPS = "1.2.840.10008.3.1.2.3.3"
 STUDY_UID = "1.2.826.0.1.3680043.10.1.1"  # the one orm() schedules
@@ -418,3 +418,15 @@ def test_an_order_that_arrives_after_the_n_create_is_linked_by_the_n_set(
     request = service_request(services)
     assert request["status"] == "completed"
     assert procedure(services, uid)["basedOn"] == [{"reference": f"ServiceRequest/{request['id']}"}]
+
+
+def test_a_merge_moves_the_performed_steps_of_the_prior_patient(services: Services, scu: Association) -> None:
+    """ADT^A40 folds PAT-9 into PAT-1: the unscheduled step made for PAT-9 follows, its Procedure
+    names the survivor."""
+    order(services, orm())
+    _, uid = create(scu, in_progress(sps_id="", accession="", rp_id="", patient_id="PAT-9"))
+    before = procedure(services, uid)["subject"]
+    order(services, adt("A40", msg_id="MERGE1", patient_id="PAT-1", prior="PAT-9"))
+    after = procedure(services, uid)
+    assert after["subject"] == service_request(services)["subject"] != before
+    assert after["meta"]["versionId"] == "2"
