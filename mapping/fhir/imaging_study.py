@@ -51,11 +51,13 @@ def imaging_study_from_index(
     endpoint: str,
     site_zone: tzinfo,
     orders: Sequence[OrderBasis] = (),
+    procedure: str | None = None,
 ) -> ImagingStudy:
     """One ImagingStudy with every series and instance in `series` (already ordered).
 
     `subject` is "Patient/<id>", `endpoint` "Endpoint/<id>" (a dicom-wado-rs Endpoint). `orders`
     become `basedOn`, and give `procedureCode` and `referrer` where the DICOM header has none.
+    `procedure`: the id of the Procedure (a performed procedure step) that made the study.
     """
 
     def when(da: str, tm: str) -> str | None:
@@ -73,6 +75,7 @@ def imaging_study_from_index(
             study.referring_physician or next((o.referrer for o in orders if o.referrer), "")
         ),
         "basedOn": [{"reference": f"ServiceRequest/{o.service_request}"} for o in orders] or None,
+        "procedureReference": {"reference": f"Procedure/{procedure}"} if procedure else None,
         "endpoint": [{"reference": endpoint}],
         "numberOfSeries": len(series),
         "numberOfInstances": sum(len(s.instances) for s in series),

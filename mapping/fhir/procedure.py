@@ -12,8 +12,8 @@ which order.
 - performedPeriod: PPS Start / End Date and Time, in the site's zone unless (0008,0201) says;
 - code: the Procedure Code Sequence, else the PPS Description as text.
 The study it produced is not linked from here: no R4 Procedure element references an ImagingStudy
-(partOf, report and focalDevice name other types); ImagingStudy.procedureReference is the link,
-from the study's side.
+(partOf, report and focalDevice name other types); the link is the study's
+ImagingStudy.procedureReference (`mapping/fhir/imaging_study.py`).
 """
 
 from __future__ import annotations

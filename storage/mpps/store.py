@@ -91,6 +91,17 @@ def move_patient(session: Session, prior_pk: int, survivor_pk: int, now: datetim
     return [_stored(row) for row in rows]
 
 
+def procedure_of_study(session: Session, study_uid: str) -> str | None:
+    """The Procedure of the first performed step that made the study (ImagingStudy.procedureReference
+    holds one: later ones, IHE's append case, add to the study the first one began)."""
+    return session.scalar(
+        select(PerformedStepRow.fhir_id)
+        .where(PerformedStepRow.study_uid == study_uid)
+        .order_by(PerformedStepRow.pk)
+        .limit(1)
+    )
+
+
 def remove_all(session: Session) -> None:
     """For tests and resets: every performed step."""
     session.execute(delete(PerformedStepRow))

@@ -31,6 +31,7 @@ from mapping.fhir.patient import patient_from_index
 from storage.dicom_index import reader as index_reader
 from storage.dicom_index.reader import Change, IndexedPatient, IndexedStudy
 from storage.fhir_store.store import FhirStore, IndexRows, Json, StoredResource, without_version_meta
+from storage.mpps import store as performed_steps
 from storage.orders import store as orders_store
 
 DERIVED_TYPES = ("ImagingStudy", "Patient")
@@ -119,6 +120,7 @@ class Derivation:
                 endpoint=f"Endpoint/{DICOMWEB_ENDPOINT_ID}",
                 site_zone=self._zone,
                 orders=orders_store.bases_of_study(session, uid, study.facts.accession),
+                procedure=performed_steps.procedure_of_study(session, uid),
             )
             body = resource.model_dump(mode="json", exclude_none=True)
         return self._current("ImagingStudy", uid, stored, body, study.change)

@@ -38,7 +38,7 @@ from mapping.order.progress import request_status_after, step_status_after
 from storage.clock import utcnow
 from storage.db import Database
 from storage.dicom_index.reader import patient_fhir_id
-from storage.dicom_index.writer import patient_of
+from storage.dicom_index.writer import patient_of, touch_studies
 from storage.errors import Conflict, Invalid, NotFound
 from storage.fhir_store.store import FhirStore
 from storage.mpps import store as performed
@@ -135,6 +135,8 @@ class Mpps:
                 calling_ae=calling_ae,
                 now=now,
             )
+            # a stored study now has the Procedure that made it (ImagingStudy.procedureReference)
+            touch_studies(session.connection(), {facts.study_uid}, set(), now)
             return self._follow(session, stored, facts, links, now)
 
         return self._db.transact(work)

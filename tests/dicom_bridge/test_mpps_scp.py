@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from storage.fhir_store.visibility import ALL
 from storage.mpps.models import PerformedStepRow
 from storage.orders.models import RequestedProcedureRow, ScheduledStepRow
 from storage.usecases.mpps import DuplicatePps
+from tests.archive import store
 from tests.dicom_factory import new_uid
 from tests.fhir_schema import assert_valid_r4
 from tests.hl7_samples import adt, omi, orm
@@ -430,3 +432,28 @@ def test_a_merge_moves_the_performed_steps_of_the_prior_patient(services: Servic
     after = procedure(services, uid)
     assert after["subject"] == service_request(services)["subject"] != before
     assert after["meta"]["versionId"] == "2"
+
+
+def test_the_imaging_study_names_the_procedure_that_made_it(
+    services: Services, scu: Association, tmp_path: Path
+) -> None:
+    """ImagingStudy.procedureReference: whether the images come after the N-CREATE or before."""
+    order(services, orm())
+    _, uid = create(scu, in_progress())
+    store(
+        services,
+        tmp_path,
+        study_uid=STUDY_UID,
+        series_uid=new_uid(),
+        patient_id="PAT-1",
+        AccessionNumber="ACC-1",
+    )
+    study = resource(services, "ImagingStudy", STUDY_UID)
+    assert study["procedureReference"] == {"reference": f"Procedure/{procedure(services, uid)['id']}"}
+    assert study["basedOn"] == [{"reference": f"ServiceRequest/{service_request(services)['id']}"}]
+    other = new_uid()
+    store(services, tmp_path, study_uid=other, series_uid=new_uid(), patient_id="PAT-7")
+    assert "procedureReference" not in resource(services, "ImagingStudy", other)
+    _, late = create(scu, in_progress(sps_id="", accession="", rp_id="", study_uid=other, patient_id="PAT-7"))
+    late_study = resource(services, "ImagingStudy", other)
+    assert late_study["procedureReference"] == {"reference": f"Procedure/{procedure(services, late)['id']}"}
