@@ -48,6 +48,8 @@ class SearchParam:
     expression: str  # FHIRPath, for the CapabilityStatement and readers of this table
     extract: Callable[[Json], Iterator[IndexValue]]
     targets: tuple[str, ...] = field(default=())  # reference parameters: allowed target types
+    # reference parameters searchable by `:identifier` (R4 3.1.1.4.9): where Reference.identifier is
+    identifier_path: str | None = None
 
     @property
     def definition(self) -> str:
@@ -160,6 +162,7 @@ _IMAGING_STATUS = "http://hl7.org/fhir/imagingstudy-status"
 _ENDPOINT_STATUS = "http://hl7.org/fhir/endpoint-status"
 _SUBJECTS = ("Patient", "Group", "Device")
 _BASED_ON = ("CarePlan", "ServiceRequest", "Appointment", "AppointmentResponse", "Task")
+_REQUESTERS = ("Practitioner", "PractitionerRole", "Organization", "Patient", "RelatedPerson", "Device")
 _REQUEST_STATUS = "http://hl7.org/fhir/request-status"
 _REQUEST_INTENT = "http://hl7.org/fhir/request-intent"
 _REQUEST_PRIORITY = "http://hl7.org/fhir/request-priority"
@@ -295,6 +298,15 @@ REGISTRY: dict[str, dict[str, SearchParam]] = {
         ),
         SearchParam("code", "token", "clinical-code", "ServiceRequest.code", _token("code")),
         SearchParam(
+            "requester",
+            "reference",
+            "ServiceRequest-requester",
+            "ServiceRequest.requester",
+            _ref("requester", _REQUESTERS),
+            _REQUESTERS,
+            identifier_path="requester.identifier",
+        ),
+        SearchParam(
             "category", "token", "ServiceRequest-category", "ServiceRequest.category", _token("category")
         ),
         SearchParam(
@@ -403,6 +415,10 @@ def index_values(resource: Json) -> Iterator[tuple[str, ParamType, IndexValue]]:
     for param in params.values():
         for value in param.extract(resource):
             yield param.name, param.type, value
+        if param.identifier_path:
+            for ident in _at(param.identifier_path)(resource):
+                for token in tokens_of(ident):
+                    yield f"{param.name}:identifier", "token", token
     if "identifier" in params:
         for ident in resource.get("identifier", []):
             for token in identifier_of_type(ident):

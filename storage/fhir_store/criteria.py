@@ -2,7 +2,7 @@
 
 Supported: the parameters of `mapping.search_params.REGISTRY` plus `_id` and
 `_lastUpdated`; OR within a parameter (commas), AND across repeats; token
-`system|code`, `|code`, `system|`, `:not`, `:missing`, `identifier:of-type`; string
+`system|code`, `|code`, `system|`, `:not`, `:missing`, `identifier:of-type`, reference `:identifier`; string
 (starts-with, `:exact`, `:contains`); date prefixes eq ne lt gt le ge sa eb ap;
 reference `id`, `Type/id`, absolute URL, `:Type`; `_count`, `_offset`, `_sort`,
 `_include`, `_summary=count|false`, `_total`. Anything else is refused with a
@@ -223,6 +223,10 @@ def _criterion(
         if mod is not None:
             raise Invalid(f"modifier :{mod} is not supported on date parameter {base}")
         values = tuple(_date(base, p, zone, now) for p in parts)
+    elif mod == "identifier":
+        if not registry[base].identifier_path:
+            raise Invalid(f"modifier :identifier is not supported on reference parameter {base}")
+        return Criterion(f"{base}:identifier", "token", None, tuple(_token(p) for p in parts), (name, value))
     else:
         targets = registry[base].targets
         if mod is not None and mod not in targets:

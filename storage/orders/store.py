@@ -152,10 +152,9 @@ def add(
     )
     session.add(row)
     session.flush()
-    for step in procedure.steps:
-        session.add(_step_row(row.pk, step, step_status, now))
+    session.add_all([_step_row(row.pk, step, step_status, now) for step in procedure.steps])
     session.flush()
-    return _stored(session, row)
+    return StoredOrder(row.pk, fhir_id, patient_pk, status, procedure, (step_status,) * len(procedure.steps))
 
 
 def replace(

@@ -15,6 +15,7 @@ aggregate stands alone), and the foreign key `requested_procedure.patient_pk` is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, column, or_, select, table, true
@@ -50,6 +51,20 @@ class Candidate:
     patient_name: str
     birth_date: str
     sex: str
+    changed: tuple[datetime, datetime] = (datetime.min, datetime.min)  # the step's, the procedure's
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What the step's worklist item is a function of: a change of any of it changes this."""
+        return (
+            self.pk,
+            self.status,
+            self.changed,
+            self.patient_id,
+            self.patient_name,
+            self.birth_date,
+            self.sex,
+        )
 
 
 def page(session: Session, query: WorklistQuery, *, after: int, size: int) -> list[Candidate]:
@@ -65,6 +80,8 @@ def page(session: Session, query: WorklistQuery, *, after: int, size: int) -> li
             patient.c.name,
             patient.c.birth_date,
             patient.c.sex,
+            step.changed_at,
+            procedure.changed_at.label("procedure_changed_at"),
         )
         .select_from(step)
         .join(procedure, procedure.pk == step.procedure_pk)
@@ -74,8 +91,10 @@ def page(session: Session, query: WorklistQuery, *, after: int, size: int) -> li
         .limit(size)
     )
     return [
-        Candidate(pk, status, step_facts, procedure_facts, pid or "", name or "", birth or "", sex or "")
-        for pk, status, step_facts, procedure_facts, pid, name, birth, sex in session.execute(stmt)
+        Candidate(
+            pk, status, step_facts, procedure_facts, pid or "", name or "", birth or "", sex or "", (s, p)
+        )
+        for pk, status, step_facts, procedure_facts, pid, name, birth, sex, s, p in session.execute(stmt)
     ]
 
 

@@ -92,16 +92,14 @@ class Hl7Inbox:
             return self._refuse(raw, peer, header, charset, refusal, now)
         key = MessageKey(header.sending_application, header.sending_facility, header.control_id)
         try:
-            with self._db.read() as session:
-                replay = inbox.answered(session, key)
-            if replay is not None:
-                log.info("hl7.resent", extra={"control_id": header.control_id[:32], "kind": header.kind})
-                return replay
             effect = self._effect(header, message, charset)
+            resent = False
 
             def work(session: Session) -> bytes:
+                nonlocal resent
                 stored = inbox.answered(session, key)
-                if stored is not None:  # the same message, committed meanwhile by another connection
+                if stored is not None:  # a resend, or the same message committed meanwhile elsewhere
+                    resent = True
                     return stored
                 effect(session, now)
                 ack = self._ack(header, "AA", charset, now)
@@ -118,9 +116,8 @@ class Hl7Inbox:
                 return ack
 
             ack = self._db.transact(work)
-            log.info(
-                "hl7.accepted", extra={"control_id": header.control_id[:32], "kind": header.kind, "ack": "AA"}
-            )
+            event = "hl7.resent" if resent else "hl7.accepted"
+            log.info(event, extra={"control_id": header.control_id[:32], "kind": header.kind})
             return ack
         except Hl7Error as refusal:
             return self._refuse(raw, peer, header, charset, refusal, now, key)

@@ -7,6 +7,8 @@ caller that stops iterating (a C-CANCEL) stops the reading.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 
 from pydicom import Dataset
@@ -18,8 +20,12 @@ from storage.orders import worklist as orders_worklist
 
 
 class Worklist:
-    def __init__(self, db: Database, *, page_size: int = 200) -> None:
+    def __init__(self, db: Database, *, page_size: int = 200, remembered: int = 20_000) -> None:
         self._db, self._page_size = db, page_size
+        # built items by what they are a function of (Candidate.key): modalities ask the same
+        # morning query again and again, and building an item costs more than matching it
+        self._items: OrderedDict[tuple[object, ...], Dataset] = OrderedDict()
+        self._capacity, self._lock = remembered, threading.Lock()
 
     def find(self, query: WorklistQuery) -> Iterator[Dataset]:
         """The response identifiers of the steps matching `query`, in the order they were stored."""
@@ -29,13 +35,29 @@ class Worklist:
                 candidates = orders_worklist.page(session, query, after=after, size=self._page_size)
             responses = []
             for candidate in candidates:
-                item = _item(candidate)
+                item = self._item(candidate)
                 if query.matches(item):
                     responses.append(query.response(item))
             yield from responses
             if len(candidates) < self._page_size:
                 return
             after = candidates[-1].pk
+
+    def _item(self, candidate: orders_worklist.Candidate) -> Dataset:
+        """The step's item, built once per version of what it shows (never changed once built:
+        matching and responses only read it)."""
+        key = candidate.key
+        with self._lock:
+            known = self._items.get(key)
+            if known is not None:
+                self._items.move_to_end(key)
+                return known
+        item = _item(candidate)
+        with self._lock:
+            self._items[key] = item
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+        return item
 
 
 def _item(candidate: orders_worklist.Candidate) -> Dataset:

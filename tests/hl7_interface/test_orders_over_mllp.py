@@ -56,6 +56,9 @@ def test_mllp_send_orders_become_service_requests(
     bundle = fhir.get("/ServiceRequest", params={"identifier": "ACC-2"}).json()
     (entry,) = bundle["entry"]
     assert entry["resource"]["priority"] == "stat"
+    by_requester = fhir.get("/ServiceRequest", params={"requester:identifier": "5678"}).json()
+    assert [e["resource"]["requester"]["display"] for e in by_requester["entry"]] == ["Otto Order"]
+    assert "entry" not in fhir.get("/ServiceRequest", params={"requester:identifier": "other"}).json()
     listed = fhir.get(
         "/ServiceRequest", params={"status": "active", "_include": "ServiceRequest:patient"}
     ).json()
