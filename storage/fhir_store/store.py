@@ -89,23 +89,32 @@ class FhirStore:
         now: datetime,
         provisional: bool = False,
         version_id: int | None = None,
+        new: bool = False,
     ) -> StoredResource:
         """Store `resource` as the new current version unless its content is unchanged; its
-        version id is `version_id` when given (it must be higher), else the next one."""
+        version id is `version_id` when given (it must be higher), else the next one. `new`: the
+        caller has just made up its id, so there is nothing to read first (were there, the
+        insert would fail on the primary key and the transaction run again)."""
         body = without_version_meta(resource)
         text = _dump(body)
         res_type, res_id = body["resourceType"], body["id"]
-        row = session.get(FhirResourceRow, (res_type, res_id), with_for_update=True)
+        row = None if new else session.get(FhirResourceRow, (res_type, res_id), with_for_update=True)
         if row is not None and not row.deleted and row.body == text:
             if row.provisional and not provisional:
                 row.provisional = False
             return _stored(row)
-        new = row is None
-        if row is None:
-            row = FhirResourceRow(res_type=res_type, res_id=res_id, version_id=0, last_updated=now)
-            session.add(row)
+        if row is None:  # the first version: plain inserts, no unit of work
+            version = max(1, version_id or 0)
+            values = {"res_type": res_type, "res_id": res_id, "version_id": version, "last_updated": now}
+            session.execute(
+                insert(FhirResourceRow),
+                [values | {"deleted": False, "provisional": provisional, "body": text}],
+            )
+            session.execute(insert(FhirVersionRow), [values | {"body": text}])
+            self._reindex(session, body, new=True)
+            return StoredResource(res_type, res_id, version, now, json.loads(text), provisional)
         _advance(session, row, text, now=now, provisional=provisional, version_id=version_id)
-        self._reindex(session, body, new=new)
+        self._reindex(session, body)
         return _stored(row)
 
     def delete(

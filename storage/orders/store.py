@@ -39,21 +39,26 @@ class StoredOrder:
 
 
 def find(session: Session, procedure: RequestedProcedure) -> StoredOrder | None:
-    """The stored order `procedure` names (placer, else filler, else accession), locked."""
-    for column, entity in (
+    """The stored order `procedure` names (placer, else filler, else accession), locked. One
+    statement fetches every candidate row of the three numbers; the precedence is decided here."""
+    keys = (
         (RequestedProcedureRow.placer, procedure.placer),
         (RequestedProcedureRow.filler, procedure.filler),
         (RequestedProcedureRow.accession, procedure.accession),
-    ):
-        if not entity.value:
-            continue
-        rows = session.scalars(
-            select(RequestedProcedureRow)
-            .where(column == entity.value)
-            .order_by(RequestedProcedureRow.pk.desc())
-            .with_for_update()
-        ).all()
+    )
+    named = [(column, entity) for column, entity in keys if entity.value]
+    if not named:
+        return None
+    rows = session.scalars(
+        select(RequestedProcedureRow)
+        .where(or_(*(column == entity.value for column, entity in named)))
+        .order_by(RequestedProcedureRow.pk.desc())
+        .with_for_update()
+    ).all()
+    for column, entity in named:
         for row in rows:
+            if getattr(row, column.key) != entity.value:
+                continue
             stored = _stored(session, row)
             if _same(column, stored.procedure, entity):
                 return stored

@@ -61,7 +61,7 @@ class Orders:
             touch_studies(
                 session.connection(), {p.study_uid for p in keys}, {p.accession.value for p in keys}, now
             )
-            self.publish(session, stored, patient_fhir_id, now)
+            self.publish(session, stored, patient_fhir_id, now, new=before is None or before.pk != stored.pk)
             touched.append(stored.fhir_id)
             log.info(
                 "order.applied",
@@ -73,8 +73,11 @@ class Orders:
             )
         return touched
 
-    def publish(self, session: Session, stored: StoredOrder, patient_fhir_id: str, now: datetime) -> None:
-        """Store the ServiceRequest of an order as it stands (a new version when it changed)."""
+    def publish(
+        self, session: Session, stored: StoredOrder, patient_fhir_id: str, now: datetime, *, new: bool = False
+    ) -> None:
+        """Store the ServiceRequest of an order as it stands (a new version when it changed;
+        `new`: the order was just created)."""
         body = service_request_from_order(
             stored.procedure,
             resource_id=stored.fhir_id,
@@ -82,7 +85,7 @@ class Orders:
             subject=patient_fhir_id,
             site_zone=self._zone,
         )
-        self._fhir.put(session, body, now=now)
+        self._fhir.put(session, body, now=now, new=new)
 
     def move_patient(
         self, session: Session, prior_pk: int, survivor_pk: int, survivor_fhir_id: str, now: datetime
