@@ -4,10 +4,8 @@
 pynetdicom has one EVT_C_FIND handler per AE, whatever the SOP class: the C-FINDs of other
 SOP classes (the Modality Worklist) go to the handler `others` names for theirs.
 
-Statuses (PS3.4 C.4.1.1.4): 0xFF00 per match, 0x0000 at the end, 0xFE00 when the peer's
-C-CANCEL arrived (checked before every response), 0xA900 for an identifier we cannot answer
-(a level the model does not have, a value its VR cannot take), 0xA700 when the database is
-unavailable, 0xC000 for an identifier that cannot be decoded and for our own failures.
+Statuses as every C-FIND of ours answers them (`find_responses`): one pending response per
+match.
 """
 
 from __future__ import annotations
@@ -15,26 +13,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import cast
 
-from pydicom import Dataset
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.events import Event, EventHandlerType
 
 from dicom_bridge.ae import QUERY_FIND
+from dicom_bridge.find_responses import (
+    IDENTIFIER_MISMATCH,
+    UNABLE_TO_PROCESS,
+    Response,
+    answer,
+    facts_of,
+    read_query,
+)
 from dicom_bridge.statuses import failure
 from mapping.dicom.query_keys import BadIdentifier, Model, plan_from_identifier, response_identifier
-from storage.errors import DomainError
 from storage.usecases.query import Query
 
 log = logging.getLogger(__name__)
 
-PENDING, SUCCESS, CANCEL = 0xFF00, 0x0000, 0xFE00
-OUT_OF_RESOURCES, IDENTIFIER_MISMATCH, UNABLE_TO_PROCESS = 0xA700, 0xA900, 0xC000
 MODELS: dict[str, Model] = dict(zip(QUERY_FIND, ("patient", "study"), strict=True))
 
-Response = tuple[int | Dataset, Dataset | None]
 FindHandler = Callable[[Event], Iterator[Response]]
 
 
@@ -51,61 +53,26 @@ class FindScp:
     def on_c_find(self, event: Event) -> Iterator[Response]:
         started = time.perf_counter()
         request = cast(C_FIND, event.request)
-        facts: dict[str, object] = {
-            "calling_ae": event.assoc.requestor.ae_title,
-            "peer": event.assoc.requestor.address,
-        }
         other = self._others.get(str(request.AffectedSOPClassUID))
         if other is not None:
             yield from other(event)
             return
+        facts = facts_of(event)
         model = MODELS.get(str(request.AffectedSOPClassUID))
         if model is None:  # pynetdicom routes only the contexts we accept: not reached
             yield failure(IDENTIFIER_MISMATCH, "not a query model of this SCP"), None
             return
-        try:
-            identifier = event.identifier
-            plan = plan_from_identifier(model, identifier)
-        except BadIdentifier as exc:
-            log.warning("c_find.refused", extra=facts | {"status": IDENTIFIER_MISMATCH, "reason": str(exc)})
-            yield failure(IDENTIFIER_MISMATCH, str(exc)), None
-            return
-        except Exception as exc:
-            log.warning(
-                "c_find.refused", extra=facts | {"status": UNABLE_TO_PROCESS, "error": type(exc).__name__}
-            )
-            yield failure(UNABLE_TO_PROCESS, "the identifier cannot be decoded"), None
+        plan, refusal = read_query(
+            partial(plan_from_identifier, model), event, BadIdentifier, "c_find", facts
+        )
+        if plan is None:
+            yield refusal or (failure(UNABLE_TO_PROCESS, "no query"), None)
             return
         facts |= {"model": model, "level": plan.level}
-        count = 0
-        try:
-            for record in self._query.find(plan):
-                if event.is_cancelled:
-                    log.info("c_find.cancelled", extra=facts | {"matches": count})
-                    yield CANCEL, None
-                    return
-                yield (
-                    PENDING,
-                    response_identifier(
-                        plan, record, stored_charset=record.get("charset") or "", retrieve_ae=self._ae_title
-                    ),
-                )
-                count += 1
-        except DomainError as exc:
-            log.warning(
-                "c_find.failed", extra=facts | {"status": OUT_OF_RESOURCES, "error": type(exc).__name__}
+        responses = (
+            response_identifier(
+                plan, record, stored_charset=record.get("charset") or "", retrieve_ae=self._ae_title
             )
-            yield failure(OUT_OF_RESOURCES, str(exc)), None
-            return
-        except Exception:
-            log.exception("c_find.failed", extra=facts | {"status": UNABLE_TO_PROCESS})
-            yield failure(UNABLE_TO_PROCESS, "internal error"), None
-            return
-        if event.is_cancelled:
-            yield CANCEL, None
-            return
-        log.info(
-            "c_find.done",
-            extra=facts | {"matches": count, "ms": round((time.perf_counter() - started) * 1000, 2)},
+            for record in self._query.find(plan)
         )
-        yield SUCCESS, None
+        yield from answer(responses, event, "c_find", facts, started)

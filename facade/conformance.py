@@ -14,7 +14,7 @@ from pydicom.charset import python_encoding
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import UID
 
-from dicom_bridge import find_scp, mpps_scp, remote, statuses, storage_scp, worklist_scp
+from dicom_bridge import find_responses, mpps_scp, remote, statuses, storage_scp
 from dicom_bridge import sub_operations as subops
 from dicom_bridge.ae import (
     MAX_CONTEXTS,
@@ -384,23 +384,24 @@ _STORAGE_STATUSES = {
     storage_scp._BUG: "Internal error (ours); nothing was stored",
 }
 _FIND_STATUSES = {
-    find_scp.PENDING: "Pending: one match",
-    find_scp.SUCCESS: "Success: no more matches",
-    find_scp.CANCEL: "Cancelled by the peer's C-CANCEL",
-    find_scp.OUT_OF_RESOURCES: "Out of resources: the database is unavailable",
-    find_scp.IDENTIFIER_MISMATCH: "Identifier does not match SOP class: a level the model lacks, a "
+    find_responses.PENDING: "Pending: one match",
+    find_responses.SUCCESS: "Success: no more matches",
+    find_responses.CANCEL: "Cancelled by the peer's C-CANCEL",
+    find_responses.OUT_OF_RESOURCES: "Out of resources: the database is unavailable",
+    find_responses.IDENTIFIER_MISMATCH: "Identifier does not match SOP class: a level the model lacks, a "
     "value its VR cannot take (a malformed date, a wildcard in a UID)",
-    find_scp.UNABLE_TO_PROCESS: "Unable to process: an identifier that cannot be decoded; our own failures",
+    find_responses.UNABLE_TO_PROCESS: "Unable to process: an identifier that cannot be decoded; our "
+    "own failures",
 }
 
 _WORKLIST_STATUSES = {
-    worklist_scp.PENDING: "Pending: one scheduled procedure step",
-    worklist_scp.SUCCESS: "Success: no more matches",
-    worklist_scp.CANCEL: "Cancelled by the peer's C-CANCEL",
-    worklist_scp.OUT_OF_RESOURCES: "Out of resources: the database is unavailable",
-    worklist_scp.IDENTIFIER_MISMATCH: "Identifier does not match SOP class: a value its VR cannot "
+    find_responses.PENDING: "Pending: one scheduled procedure step",
+    find_responses.SUCCESS: "Success: no more matches",
+    find_responses.CANCEL: "Cancelled by the peer's C-CANCEL",
+    find_responses.OUT_OF_RESOURCES: "Out of resources: the database is unavailable",
+    find_responses.IDENTIFIER_MISMATCH: "Identifier does not match SOP class: a value its VR cannot "
     "take (a malformed date, a wildcard in a UID); the Error Comment names the key",
-    worklist_scp.UNABLE_TO_PROCESS: "Unable to process: an identifier that cannot be decoded; our own "
+    find_responses.UNABLE_TO_PROCESS: "Unable to process: an identifier that cannot be decoded; our own "
     "failures",
 }
 
