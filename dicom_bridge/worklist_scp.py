@@ -22,8 +22,10 @@ from storage.usecases.worklist import Worklist
 
 
 class WorklistScp:
-    def __init__(self, worklist: Worklist) -> None:
-        self._worklist = worklist
+    def __init__(self, worklist: Worklist, *, calling_ae_as_station: bool = False) -> None:
+        """`calling_ae_as_station`: a query naming no Scheduled Station AE Title is answered with
+        the calling AE title's steps (FACADE_WORKLIST_CALLING_AE_AS_STATION)."""
+        self._worklist, self._calling_as_station = worklist, calling_ae_as_station
 
     def on_c_find(self, event: Event) -> Iterator[Response]:
         started = time.perf_counter()
@@ -32,4 +34,5 @@ class WorklistScp:
         if query is None:
             yield refusal or (failure(UNABLE_TO_PROCESS, "no query"), None)
             return
-        yield from answer(self._worklist.find(query), event, "mwl_find", facts, started)
+        calling = str(event.assoc.requestor.ae_title).strip() if self._calling_as_station else None
+        yield from answer(self._worklist.find(query, calling_ae=calling), event, "mwl_find", facts, started)

@@ -222,7 +222,8 @@ matches a key with a value. In addition:
   sequence key, or one with an empty item, matches everything and returns the whole sequence;
   a sequence key with keys in its item returns those keys of each item.
 - Scheduled Station AE Title is multi-valued: a query for one title finds a step scheduled for
-  several.
+  several. With FACADE_WORKLIST_CALLING_AE_AS_STATION=true, a query that names none (absent or
+  empty) is answered with the steps scheduled for the calling AE title.
 - Person names ignore case (DCMTK's wlmscpfs does not).
 - Without a SPS Status key, only the steps still open are answered:
   {open_states}. A SPS Status key asks for its steps, final ones included.

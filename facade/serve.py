@@ -124,7 +124,11 @@ def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationSe
         + FindScp(
             services.query,
             settings.dicom_ae_title,
-            others={WORKLIST_FIND: WorklistScp(services.worklist).on_c_find},
+            others={
+                WORKLIST_FIND: WorklistScp(
+                    services.worklist, calling_ae_as_station=settings.worklist_calling_ae_as_station
+                ).on_c_find
+            },
         ).handlers()
         + GetScp(services.query, services.retrieve).handlers()
         + MoveScp(services.query, services.retrieve, services.peers).handlers()

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     hl7_modalities: dict[str, str] = {}  # JSON: OBR-24 / IPC-5 value -> DICOM modality, e.g. {"RAD": "CR"}
     # JSON: "MODALITY" or "MODALITY@LOCATION" (PV1-3.1) -> Scheduled Station AE Titles for ORM orders
     worklist_stations: dict[str, list[str]] = {}
+    # a worklist query that names no Scheduled Station AE Title gets the calling AE title's steps
+    worklist_calling_ae_as_station: bool = False
 
     stable_age_seconds: float = 60.0  # a study quiet this long gets its settled FHIR version
     stow_max_bytes: int = 4 * 1024**3

@@ -21,6 +21,7 @@ itself, with `mapping.dicom.matching`, the one definition of a match:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -51,6 +52,7 @@ __all__ = ["BadIdentifier", "WorklistPatient", "WorklistQuery", "worklist_item",
 
 SPS = "ScheduledProcedureStepSequence"
 _START_DATE, _START_TIME = "ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime"
+_STATION = "ScheduledStationAETitle"
 _STATUS = "ScheduledProcedureStepStatus"
 _CODE = ("CodeValue", "CodingSchemeDesignator", "CodeMeaning")
 _ISSUER = ("LocalNamespaceEntityID", "UniversalEntityID", "UniversalEntityIDType")
@@ -257,6 +259,11 @@ class WorklistQuery:
     def sps(self) -> ItemConditions:
         return self.conditions.sequence(SPS)
 
+    @property
+    def names_no_station(self) -> bool:
+        """Whether the query leaves Scheduled Station AE Title universal (absent or empty)."""
+        return isinstance(self.sps.of(_STATION), Universal)
+
     def matches(self, item: Dataset) -> bool:
         """Whether the worklist item answers the query (PS3.4 K.2.2.1, C.2.2.2)."""
         if not self.status_asked:
@@ -268,8 +275,9 @@ class WorklistQuery:
     def response(self, item: Dataset) -> Dataset:
         """The pending response's identifier: the keys asked, with the item's values (empty when
         it holds none), sequences filtered the same way; Specific Character Set when a value is
-        not ASCII (the values are decoded text: UTF-8 then). The response takes the item's
-        elements over (no copies: an item is built for one response)."""
+        not ASCII (the values are decoded text: UTF-8 then). The response shares the item's
+        plain elements (an item is never changed once built: the worklist remembers it) and
+        holds sequences of its own."""
         out = _filtered(item, self.requested)
         charset = response_charset("", list(_texts(out)))
         if charset:
@@ -372,6 +380,8 @@ def _filtered(item: Dataset, requested: Sequence[Requested]) -> Dataset:
         elif element.VR == "SQ" and key.children is not None:
             children = key.children
             out.add_new(key.tag, "SQ", DicomSequence([_filtered(i, children) for i in element.value]))
+        elif element.VR == "SQ":  # the whole sequence: a copy, so that the item stays as built
+            out.add(copy.deepcopy(element))
         else:
             out.add(element)
     return out

@@ -67,8 +67,11 @@ class Candidate:
         )
 
 
-def page(session: Session, query: WorklistQuery, *, after: int, size: int) -> list[Candidate]:
-    """Up to `size` candidate steps whose primary key is above `after`, in key order."""
+def page(
+    session: Session, query: WorklistQuery, *, after: int, size: int, station: str | None = None
+) -> list[Candidate]:
+    """Up to `size` candidate steps whose primary key is above `after`, in key order; only those
+    scheduled for `station` too when given."""
     step, procedure = ScheduledStepRow, RequestedProcedureRow
     stmt = (
         select(
@@ -86,7 +89,7 @@ def page(session: Session, query: WorklistQuery, *, after: int, size: int) -> li
         .select_from(step)
         .join(procedure, procedure.pk == step.procedure_pk)
         .join(patient, patient.c.pk == procedure.patient_pk)
-        .where(step.pk > after, *_narrowing(query))
+        .where(step.pk > after, *_narrowing(query), _station(Single(station)) if station else true())
         .order_by(step.pk)
         .limit(size)
     )

@@ -27,14 +27,23 @@ class Worklist:
         self._items: OrderedDict[tuple[object, ...], Dataset] = OrderedDict()
         self._capacity, self._lock = remembered, threading.Lock()
 
-    def find(self, query: WorklistQuery) -> Iterator[Dataset]:
-        """The response identifiers of the steps matching `query`, in the order they were stored."""
+    def find(self, query: WorklistQuery, *, calling_ae: str | None = None) -> Iterator[Dataset]:
+        """The response identifiers of the steps matching `query`, in the order they were stored.
+        `calling_ae`: a query that names no Scheduled Station AE Title gets only the steps
+        scheduled for this title (for modalities that ask without one and would otherwise see
+        every station's worklist: dcm4chee's "Calling AET as Scheduled Station AET", Orthanc's
+        FilterIssuerAet)."""
+        station = calling_ae if calling_ae and query.names_no_station else None
         after = 0
         while True:
             with self._db.read() as session:
-                candidates = orders_worklist.page(session, query, after=after, size=self._page_size)
+                candidates = orders_worklist.page(
+                    session, query, after=after, size=self._page_size, station=station
+                )
             responses = []
             for candidate in candidates:
+                if station is not None and station not in candidate.step.get("station_aets", ()):
+                    continue
                 item = self._item(candidate)
                 if query.matches(item):
                     responses.append(query.response(item))

@@ -242,3 +242,29 @@ def test_orders_that_hl7_brought_in(services: Services, port: int, tmp_path: Pat
     cancel = orm("CA", msg_id="MSG0002", accession="ORM-1", order_status="CA")
     assert b"MSA|AA" in inbox.receive(cancel.encode(), "127.0.0.1:1")
     assert accessions(mwl(port, tmp_path / "c", *keys, f"{SPS}.ScheduledStationAETitle=CT1")) == ["OMI-1"]
+
+
+@pytest.mark.usefixtures("orders")
+def test_the_calling_ae_as_station_when_configured(
+    settings: Settings, services: Services, tmp_path: Path
+) -> None:
+    """FACADE_WORKLIST_CALLING_AE_AS_STATION: a modality that asks without a Scheduled Station AE
+    Title gets its own steps (by its calling AE title), not every station's; a query that names
+    a station is answered as asked. Off (the default), whoever asks gets every open step."""
+    station = f"{SPS}.ScheduledStationAETitle=CT1"
+    assert asked_by("CT2", settings, services, tmp_path / "off", on=False) == ["A1", "A2", "A3", "B1"]
+    assert asked_by("CT2", settings, services, tmp_path / "ct2", on=True) == ["B1"]
+    assert asked_by("MR1", settings, services, tmp_path / "mr1", on=True) == ["A2"]
+    assert asked_by("CT2", settings, services, tmp_path / "named", station, on=True) == ["A1", "A3", "B1"]
+
+
+def asked_by(aet: str, settings: Settings, services: Services, out: Path, *keys: str, on: bool) -> list[str]:
+    """The accessions a worklist query from `aet` gets, with the setting on or off."""
+    from facade.serve import start_dicom
+
+    configured = settings.model_copy(update={"dicom_port": 0, "worklist_calling_ae_as_station": on})
+    server = start_dicom(configured, services)
+    try:
+        return accessions(mwl(server.server_address[1], out, "AccessionNumber", *keys, extra=("-aet", aet)))
+    finally:
+        server.shutdown()
