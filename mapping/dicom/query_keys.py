@@ -111,7 +111,7 @@ def plan_from_identifier(model: Model, identifier: Dataset) -> FindPlan:
     the Specific Character Set the matches were stored in (DICOM JSON needs none)."""
     level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
     keys = [
-        (element.keyword, [] if element.VR == "SQ" else _values(element))
+        (element.keyword, [] if element.VR == "SQ" else element_values(element))
         for element in identifier
         if element.keyword and element.keyword not in _NOT_KEYS and element.tag.group != 0x0002
     ]
@@ -146,16 +146,17 @@ def find_plan(model: Model, level: str, keys: Sequence[tuple[str, Sequence[str]]
     return FindPlan(model, level, conditions, tuple(returned), frozenset(fields | set(conditions)))
 
 
-def _values(element: DataElement) -> list[str]:
+def element_values(element: DataElement) -> list[str]:
+    """An element's values as text (PN as its string, bytes as ASCII); none when empty."""
     value = element.value
     if value is None or value == "":
         return []
     if isinstance(value, MultiValue | list | tuple):
-        return [_text(v) for v in value]
-    return [_text(value)]
+        return [value_text(v) for v in value]
+    return [value_text(value)]
 
 
-def _text(value: object) -> str:
+def value_text(value: object) -> str:
     if isinstance(value, PersonName):
         return str(value)
     if isinstance(value, bytes):
@@ -247,7 +248,7 @@ def retrieve_plan(model: Model, identifier: Dataset) -> FindPlan:
     for lv in levels:
         keyword = UNIQUE[lv]
         element = identifier.data_element(keyword) if keyword in identifier else None
-        values = [v for v in _values(element) if v.strip()] if element is not None else []
+        values = [v for v in element_values(element) if v.strip()] if element is not None else []
         if any("*" in v or "?" in v for v in values):
             raise BadIdentifier(f"{keyword}: a retrieve names its instances, without wildcards")
         if values:

@@ -32,7 +32,6 @@ from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import BaseTag, Tag
-from pydicom.valuerep import PersonName
 
 from mapping.dicom.matching import (
     BadQueryValue,
@@ -45,7 +44,7 @@ from mapping.dicom.matching import (
     matches_datetime,
     trimmed_name,
 )
-from mapping.dicom.query_keys import BadIdentifier, response_charset
+from mapping.dicom.query_keys import BadIdentifier, element_values, response_charset, value_text
 from mapping.order.facts import OPEN_STEP_STATES, Coded, EntityId, RequestedProcedure, ScheduledStep
 
 __all__ = ["BadIdentifier", "WorklistPatient", "WorklistQuery", "worklist_item", "worklist_query"]
@@ -317,7 +316,7 @@ def _read_item(ds: Dataset, level: str) -> tuple[ItemConditions, tuple[Requested
             continue
         vr = str(dictionary_VR(keyword))
         try:
-            cond = condition(vr, _values(element))
+            cond = condition(vr, element_values(element))
         except BadQueryValue as exc:
             raise BadIdentifier(f"{keyword}: {exc}") from exc
         if not isinstance(cond, Universal):
@@ -329,23 +328,6 @@ def _read_item(ds: Dataset, level: str) -> tuple[ItemConditions, tuple[Requested
         if start is not None:
             keys = [k for k in keys if k.keyword not in (_START_DATE, _START_TIME)]
     return ItemConditions(tuple(keys), tuple(sequences), start), tuple(requested)
-
-
-def _values(element: DataElement) -> list[str]:
-    value = element.value
-    if value is None or value == "":
-        return []
-    if isinstance(value, MultiValue | list | tuple):
-        return [_text(v) for v in value]
-    return [_text(value)]
-
-
-def _text(value: object) -> str:
-    if isinstance(value, PersonName):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.decode("ascii", errors="replace")
-    return "" if value is None else str(value)
 
 
 def _item_matches(conditions: ItemConditions, item: Dataset) -> bool:
@@ -367,8 +349,8 @@ def _item_matches(conditions: ItemConditions, item: Dataset) -> bool:
 
 def _stored(value: object) -> str | list[str]:
     if isinstance(value, MultiValue | list):
-        return [_text(v) for v in value]
-    return _text(value)
+        return [value_text(v) for v in value]
+    return value_text(value)
 
 
 def _filtered(item: Dataset, requested: Sequence[Requested]) -> Dataset:
