@@ -115,7 +115,7 @@ def _dicomweb(target: Target) -> httpx.Client:
 
 
 def _finding(identifier: Dataset) -> Callable[[Target], tuple[float, int]]:
-    return lambda target: _find(target, identifier)
+    return lambda target: timed_find(target, identifier)
 
 
 def _searching(web: dict[str, httpx.Client], params: dict[str, str]) -> Callable[[Target], tuple[float, int]]:
@@ -205,10 +205,11 @@ def _range(rng: random.Random) -> str:
     return f"{start:%Y%m%d}-{start + timedelta(days=29):%Y%m%d}"
 
 
-def _find(target: Target, identifier: Dataset) -> tuple[float, int]:
-    """Milliseconds from associating to the final response, and the number of matches."""
+def timed_find(target: Target, identifier: Dataset, sop_class: str = STUDY_ROOT) -> tuple[float, int]:
+    """Milliseconds from associating to the final response, and the number of matches (a C-FIND
+    of `sop_class` on an association of its own, as a workstation or a modality sends it)."""
     ae = AE(ae_title="BENCH")
-    ae.add_requested_context(STUDY_ROOT)
+    ae.add_requested_context(sop_class)
     started = time.perf_counter()
     # TCP_NODELAY on our side too, or Nagle holds each request's second PDU (~40 ms)
     assoc = ae.associate(
@@ -217,7 +218,7 @@ def _find(target: Target, identifier: Dataset) -> tuple[float, int]:
     if not assoc.is_established:
         raise SystemExit(f"{target.name} refused the association")
     matches = 0
-    for status, ds in assoc.send_c_find(identifier, STUDY_ROOT):
+    for status, ds in assoc.send_c_find(identifier, sop_class):
         code = status.get("Status") if status is not None else None
         if code not in (0xFF00, 0xFF01, 0x0000):
             raise SystemExit(f"{target.name} answered {code} (no status: the association ended)")

@@ -34,10 +34,10 @@ from typing import Any
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-from pynetdicom import AE, evt
 
 from bench.ingest import NETNS_FLAG, ROOT, WORK, Target, _free_port, _reexec_in_netns, _server, _wait_for_echo
-from dicom_bridge.ae import WORKLIST_FIND, no_delay
+from bench.query import timed_find
+from dicom_bridge.ae import WORKLIST_FIND
 from mapping.dicom.worklist import WorklistPatient, worklist_item
 from mapping.order.facts import (
     Coded,
@@ -79,7 +79,7 @@ def main() -> int:
             day = FIRST_DAY + timedelta(days=rng.randrange(20))
             identifier = _query(station, f"{day:%Y%m%d}")
             for target in (facade, dcmtk):
-                ms, n = _find(target, identifier)
+                ms, n = timed_find(target, identifier, WORKLIST_FIND)
                 samples[target.name].append(ms)
                 counts[target.name].add(n)
     _report(samples, counts, len(entries))
@@ -199,26 +199,6 @@ def _query(station: str, day: str) -> Dataset:
     sps.ScheduledProcedureStepDescription = ""
     ds.ScheduledProcedureStepSequence = [sps]
     return ds
-
-
-def _find(target: Target, identifier: Dataset) -> tuple[float, int]:
-    """Milliseconds from associating to the final response, and the number of matches."""
-    ae = AE(ae_title="BENCH")
-    ae.add_requested_context(WORKLIST_FIND)
-    started = time.perf_counter()
-    assoc = ae.associate(
-        "127.0.0.1", target.port, ae_title=target.ae_title, evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)]
-    )
-    if not assoc.is_established:
-        raise SystemExit(f"{target.name} refused the association")
-    matches = 0
-    for status, ds in assoc.send_c_find(identifier, WORKLIST_FIND):
-        code = status.get("Status") if status is not None else None
-        if code not in (0xFF00, 0xFF01, 0x0000):
-            raise SystemExit(f"{target.name} answered {code} (no status: the association ended)")
-        matches += ds is not None and code in (0xFF00, 0xFF01)
-    assoc.release()
-    return (time.perf_counter() - started) * 1000, matches
 
 
 def _report(samples: dict[str, list[float]], counts: dict[str, set[int]], steps: int) -> None:
