@@ -21,15 +21,16 @@ class MessageKey:
     control_id: str
 
 
-def answered(session: Session, key: MessageKey) -> bytes | None:
-    """The ACK stored for the message of `key`, if it came before."""
-    return session.scalar(
-        select(Hl7MessageRow.ack).where(
+def answered(session: Session, key: MessageKey) -> tuple[bytes, str] | None:
+    """The ACK stored for the message of `key`, and its code (AA / AE / AR), if it came before."""
+    row = session.execute(
+        select(Hl7MessageRow.ack, Hl7MessageRow.ack_code).where(
             Hl7MessageRow.sending_application == key.sending_application[:227],
             Hl7MessageRow.sending_facility == key.sending_facility[:227],
             Hl7MessageRow.control_id == key.control_id[:199],
         )
-    )
+    ).first()
+    return (row.ack, row.ack_code) if row is not None else None
 
 
 def keep(

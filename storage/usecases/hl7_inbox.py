@@ -56,6 +56,17 @@ class InboxConfig:
 Effect = Callable[[Session, datetime], object]
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What we answer a message: the encoded ACK, its code, the header it answers (None: the
+    MSH could not be read); `resent`: the stored answer of an earlier copy."""
+
+    ack: bytes
+    code: str
+    header: Header | None
+    resent: bool = False
+
+
 class Hl7Inbox:
     def __init__(
         self,
@@ -73,12 +84,12 @@ class Hl7Inbox:
     def receive(self, raw: bytes, peer: str) -> bytes:
         """The encoded ACK for one message (the bytes between the MLLP start and end blocks),
         audited: who sent what kind of message and what we answered (no content)."""
-        ack = self._receive(raw, peer)
+        answer = self._receive(raw, peer)
         if self._audit is not None:
-            self._audit.record(_audit_event(ack, peer))
-        return ack
+            self._audit.record(_audit_event(answer, peer))
+        return answer.ack
 
-    def _receive(self, raw: bytes, peer: str) -> bytes:
+    def _receive(self, raw: bytes, peer: str) -> Answer:
         now = self._now()
         charset = self._config.default_charset
         header: Header | None = None
@@ -93,14 +104,11 @@ class Hl7Inbox:
         key = MessageKey(header.sending_application, header.sending_facility, header.control_id)
         try:
             effect = self._effect(header, message, charset)
-            resent = False
 
-            def work(session: Session) -> bytes:
-                nonlocal resent
+            def work(session: Session) -> Answer:
                 stored = inbox.answered(session, key)
                 if stored is not None:  # a resend, or the same message committed meanwhile elsewhere
-                    resent = True
-                    return stored
+                    return Answer(*stored, header, resent=True)
                 effect(session, now)
                 ack = self._ack(header, "AA", charset, now)
                 inbox.keep(
@@ -113,12 +121,12 @@ class Hl7Inbox:
                     peer=peer,
                     now=now,
                 )
-                return ack
+                return Answer(ack, "AA", header)
 
-            ack = self._db.transact(work)
-            event = "hl7.resent" if resent else "hl7.accepted"
+            answer = self._db.transact(work)
+            event = "hl7.resent" if answer.resent else "hl7.accepted"
             log.info(event, extra={"control_id": header.control_id[:32], "kind": header.kind})
-            return ack
+            return answer
         except Hl7Error as refusal:
             return self._refuse(raw, peer, header, charset, refusal, now, key)
         except OrderRefused as exc:
@@ -130,13 +138,8 @@ class Hl7Inbox:
             return self._refuse(raw, peer, header, charset, error, now, key)
         except Unavailable:
             log.warning("hl7.unavailable", extra={"control_id": header.control_id[:32], "kind": header.kind})
-            return self._ack(
-                header,
-                "AE",
-                charset,
-                now,
-                Hl7Error.error(INTERNAL, "storage unavailable; resend later", segment="MSH"),
-            )
+            unavailable = Hl7Error.error(INTERNAL, "storage unavailable; resend later", segment="MSH")
+            return Answer(self._ack(header, "AE", charset, now, unavailable), "AE", header)
         except Exception:
             log.exception("hl7.failed", extra={"control_id": header.control_id[:32], "kind": header.kind})
             error = Hl7Error.error(INTERNAL, "internal error; the message was not applied", segment="MSH")
@@ -176,16 +179,16 @@ class Hl7Inbox:
         refusal: Hl7Error,
         now: datetime,
         key: MessageKey | None = None,
-    ) -> bytes:
+    ) -> Answer:
         """Answer AE/AR and keep the message with that answer (a resend of a refused message gets
         the same refusal: it would fail again)."""
         ack = self._ack(header, refusal.ack, charset, now, refusal)
 
-        def work(session: Session) -> bytes:
+        def work(session: Session) -> Answer:
             if key is not None:
                 stored = inbox.answered(session, key)
                 if stored is not None:
-                    return stored
+                    return Answer(*stored, header, resent=True)
             kind = header.kind if header is not None else ""
             inbox.keep(
                 session,
@@ -197,13 +200,13 @@ class Hl7Inbox:
                 peer=peer,
                 now=now,
             )
-            return ack
+            return Answer(ack, refusal.ack, header)
 
         try:
             answer = self._db.transact(work)
         except Exception:  # the refusal still goes out; keeping it is best effort when storage fails
             log.exception("hl7.not_kept", extra={"ack": refusal.ack, "error_code": refusal.code})
-            answer = ack
+            answer = Answer(ack, refusal.ack, header)
         log.info(
             "hl7.refused",
             extra={
@@ -238,21 +241,16 @@ class Hl7Inbox:
 _OUTCOMES = {"AA": "accepted", "AE": "error", "AR": "rejected"}
 
 
-def _audit_event(ack: bytes, peer: str) -> AuditEvent:
-    """The audit of one message, read back from its ACK (which names the sender, the event and
-    the answer, and nothing of the patient): source mllp, action the acknowledged event."""
-    try:
-        message = split_message(ack.decode("latin-1"))
-        msh, msa = message.msh, message.first("MSA")
-        code = msa.value(1) if msa is not None else ""
-        sender = "^".join(p for p in (msh.value(5), msh.value(6)) if p)
-        event = msh.value(9, 2)
-    except Hl7Error:
-        code, sender, event = "", "", ""
+def _audit_event(answer: Answer, peer: str) -> AuditEvent:
+    """The audit of one message: who sent it (MSH-3^MSH-4), its event, what we answered; nothing
+    of the patient."""
+    header = answer.header
+    sender = "^".join(p for p in (header.sending_application, header.sending_facility) if p) if header else ""
+    event = header.event if header is not None and header.event.isalnum() else ""
     return AuditEvent(
         source="mllp",
         action=f"hl7 {event}".strip()[:32],
-        outcome=_OUTCOMES.get(code, "failed"),
+        outcome=_OUTCOMES.get(answer.code, "failed"),
         client_id=sender[:64] or None,
         peer=peer[:64],
     )
