@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -25,6 +24,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from bench.ingest import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work" / "orders"
@@ -61,8 +62,7 @@ def main() -> int:
             latencies, elapsed = _run(port, connections, args.orders // connections)
             rows.append((connections, len(latencies) / elapsed, _p(latencies, 50), _p(latencies, 95)))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop(proc)
         log.close()
     database = "PostgreSQL" if args.database else "SQLite"
     print(f"\nORM^O01 NW over MLLP, ACK after commit ({args.orders} orders per run, {database})")

@@ -20,7 +20,6 @@ import argparse
 import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,17 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from bench.ingest import NETNS_FLAG, ROOT, WORK, Target, _free_port, _reexec_in_netns, _server, _wait_for_echo
+from bench.ingest import (
+    NETNS_FLAG,
+    ROOT,
+    WORK,
+    Target,
+    _free_port,
+    _reexec_in_netns,
+    _server,
+    _wait_for_echo,
+    stop,
+)
 from bench.query import timed_find
 from dicom_bridge.ae import WORKLIST_FIND
 from mapping.dicom.worklist import WorklistPatient, worklist_item
@@ -175,12 +184,7 @@ def _wlmscpfs(entries: list[tuple[WorklistPatient, RequestedProcedure]]) -> Iter
         _wait_for_echo(target, proc)
         yield target
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 
