@@ -36,6 +36,10 @@ def action_of(method: str, path: str) -> tuple[str, str]:
     if source == "fhir":
         if method == "POST" and rest[-1:] == ["_search"]:
             return source, "search"
+        if method == "POST" and len(rest) == 1:
+            return source, "create"
+        if method == "PUT" and len(rest) == 2:
+            return source, "update"
         return source, {1: "search", 2: "read", 3: "history", 4: "vread"}.get(len(rest), "other")
     if source in ("dicomweb", "wado"):
         return source, "store" if method == "POST" else "retrieve"

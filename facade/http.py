@@ -45,6 +45,7 @@ def build_http_app(services: Services) -> Starlette:
         "/fhir",
         create_fhir_app(
             services.search,
+            services.writes,
             FhirConfig(
                 fhir_base=f"{base}/fhir",
                 software_version=software_version(),

@@ -44,6 +44,7 @@ from storage.usecases.query import Query
 from storage.usecases.retrieve import Retrieve
 from storage.usecases.search import SUPPORTED_TYPES, Search
 from storage.usecases.worklist import Worklist
+from storage.usecases.writes import Writes
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Services:
     hl7_inbox: Hl7Inbox
     worklist: Worklist
     mpps: Mpps
+    writes: Writes
 
     def close(self) -> None:
         """Release the database; `facade serve` flushed the audit trail before (its last worker run)."""
@@ -145,6 +147,7 @@ def build_services(
         Hl7Inbox(db, orders, inbox_config(settings, identity), now=now, audit=audit, mpps=mpps),
         Worklist(db),
         mpps,
+        Writes(db, store, site_zone=zone, now=now),
     )
 
 

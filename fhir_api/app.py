@@ -16,9 +16,11 @@ from fastapi import FastAPI, Request, Response
 from fhir_api import errors
 from fhir_api.responses import fhir_json, operation_outcome, wants_unsupported_format
 from fhir_api.routes.resources import resources_router
+from fhir_api.routes.writes import writes_router
 from mapping.fhir.capability import capability_statement
 from smart_auth.resource_server.guard import Guard
 from storage.usecases.search import Search
+from storage.usecases.writes import Writes
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class FhirConfig:
     well_known: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> document
 
 
-def create_fhir_app(search: Search, config: FhirConfig, guard: Guard) -> FastAPI:
+def create_fhir_app(search: Search, writes: Writes, config: FhirConfig, guard: Guard) -> FastAPI:
     app = FastAPI(title="FHIR R4", openapi_url=None, docs_url=None, redoc_url=None)
     errors.install(app, realm=config.fhir_base)
     capability = capability_statement(
@@ -63,4 +65,5 @@ def create_fhir_app(search: Search, config: FhirConfig, guard: Guard) -> FastAPI
         return Response(body, media_type="application/json", headers={"Cache-Control": "max-age=300"})
 
     app.include_router(resources_router(search, config.fhir_base, guard))
+    app.include_router(writes_router(writes, config.fhir_base, guard))
     return app

@@ -18,9 +18,11 @@ from storage.errors import (
     InsufficientScope,
     Invalid,
     NotFound,
+    PreconditionFailed,
     TooLarge,
     Unauthenticated,
     Unavailable,
+    Unprocessable,
 )
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ _HTTP: dict[type[DomainError], tuple[int, str]] = {
     Gone: (410, "deleted"),
     Invalid: (400, "invalid"),
     Conflict: (409, "conflict"),
+    PreconditionFailed: (412, "conflict"),
+    Unprocessable: (422, "business-rule"),
     Unauthenticated: (401, "login"),
     Forbidden: (403, "forbidden"),
     InsufficientScope: (403, "forbidden"),

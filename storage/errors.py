@@ -47,6 +47,14 @@ class Conflict(DomainError):
     pass
 
 
+class PreconditionFailed(DomainError):
+    """A conditional request's condition does not hold (If-Match, several If-None-Exist matches)."""
+
+
+class Unprocessable(DomainError):
+    """Well-formed and valid, but against a business rule (a status change the lifecycle forbids)."""
+
+
 class Unauthenticated(DomainError):
     """`presented`: a credential was sent (and refused), as opposed to none at all (RFC 6750 3.1)."""
 

@@ -9,7 +9,7 @@ from typing import Any
 from mapping.fhir.dates import instant
 from mapping.fhir.models import FHIR_VERSION, CapabilityStatement
 from mapping.fhir.prune import prune
-from mapping.fhir.search_params import INCLUDES, REGISTRY
+from mapping.fhir.search_params import INCLUDES, REGISTRY, WRITABLE
 
 _COMMON = [
     {"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token"},
@@ -33,7 +33,26 @@ _DOCS = {
     "Read-only.",
     "Practitioner": "The practitioners who sign in here (their fhirUser). Read-only.",
     "Endpoint": "The DICOMweb service of this server (dicom-wado-rs). Read-only.",
+    "DiagnosticReport": "Written by clients (a reporting app: create, conditional create, update with "
+    "If-Match); status lifecycle registered -> partial / preliminary -> final -> amended / corrected / "
+    "appended, cancelled, entered-in-error; other changes are refused with 422. References to resources "
+    "this server does not hold are kept as written.",
+    "Observation": "Written by clients (create, conditional create, update with If-Match). References to "
+    "resources this server does not hold are kept as written.",
 }
+_READ = ("read", "vread", "history-instance", "search-type")
+_WRITE = ("create", "update")
+
+
+def revincludes(res_type: str) -> list[str]:
+    """`_revinclude` values for a search on `res_type`: every reference parameter that may point
+    at it."""
+    return [
+        f"{source}:{name}"
+        for source, params in REGISTRY.items()
+        for name, param in params.items()
+        if param.type == "reference" and res_type in param.targets
+    ]
 
 
 def capability_statement(
@@ -46,12 +65,14 @@ def capability_statement(
             {
                 "type": res_type,
                 "documentation": _DOCS.get(res_type),
-                "interaction": [{"code": c} for c in ("read", "vread", "history-instance", "search-type")],
-                "versioning": "versioned",
+                "interaction": [{"code": c} for c in (*_READ, *(_WRITE if res_type in WRITABLE else ()))],
+                "versioning": "versioned-update" if res_type in WRITABLE else "versioned",
                 "readHistory": True,
-                "updateCreate": False,
+                "updateCreate": res_type in WRITABLE,
+                "conditionalCreate": res_type in WRITABLE or None,
                 "conditionalRead": "not-match",
                 "searchInclude": [f"{res_type}:{p}" for p in INCLUDES.get(res_type, ())] or None,
+                "searchRevInclude": revincludes(res_type) or None,
                 "searchParam": _COMMON
                 + [{"name": p.name, "definition": p.definition, "type": p.type} for p in params.values()],
             }
@@ -71,7 +92,8 @@ def capability_statement(
                 "mode": "server",
                 "security": security,
                 "documentation": (
-                    "Search supports _count, _offset, _sort, _include, _summary=count and _total. "
+                    "Search supports _count, _offset, _sort, _include, _revinclude, _summary=count and "
+                    "_total. "
                     "Unknown parameters are refused unless the request says Prefer: handling=lenient."
                 ),
                 "resource": resources,

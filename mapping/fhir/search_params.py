@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ParamType = Literal["token", "string", "date", "reference"]
+ParamType = Literal["token", "string", "date", "reference", "quantity"]
 Json = dict[str, Any]
 
 
@@ -37,7 +37,18 @@ class Period:
     end: str | None
 
 
-IndexValue = Token | str | Ref | Period  # a date is indexed from its FHIR string (mapping.fhir.dates)
+@dataclass(frozen=True)
+class Quantity:
+    """A Quantity as indexed: its value as written (FHIR decimal text), `system` / `code` (UCUM)
+    and the human `unit`."""
+
+    value: str
+    system: str | None
+    code: str | None
+    unit: str | None
+
+
+IndexValue = Token | str | Ref | Period | Quantity  # a date is indexed from its FHIR string
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,27 @@ def _period(path: str) -> Callable[[Json], Iterator[IndexValue]]:
     return lambda r: (Period(v.get("start"), v.get("end")) for v in at(r) if isinstance(v, dict))
 
 
+def _quantity(path: str) -> Callable[[Json], Iterator[IndexValue]]:
+    at = _at(path)
+    return lambda r: (
+        Quantity(str(v["value"]), v.get("system"), v.get("code"), v.get("unit"))
+        for v in at(r)
+        if isinstance(v, dict)
+        and isinstance(v.get("value"), int | float)
+        and not isinstance(v["value"], bool)
+    )
+
+
+def _effective(r: Json) -> Iterator[IndexValue]:
+    """`effective[x]`: a dateTime or instant as a date, a Period as one range."""
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if isinstance(r.get(key), str):
+            yield r[key]
+    period = r.get("effectivePeriod")
+    if isinstance(period, dict):
+        yield Period(period.get("start"), period.get("end"))
+
+
 def _ref(path: str, targets: tuple[str, ...]) -> Callable[[Json], Iterator[IndexValue]]:
     at = _at(path)
     return lambda r: (x for v in at(r) for x in references_of(v, targets))
@@ -167,6 +199,42 @@ _REQUEST_STATUS = "http://hl7.org/fhir/request-status"
 _REQUEST_INTENT = "http://hl7.org/fhir/request-intent"
 _REQUEST_PRIORITY = "http://hl7.org/fhir/request-priority"
 _EVENT_STATUS = "http://hl7.org/fhir/event-status"
+_REPORT_STATUS = "http://hl7.org/fhir/diagnostic-report-status"
+_OBSERVATION_STATUS = "http://hl7.org/fhir/observation-status"
+_RESULT_SUBJECTS = ("Patient", "Group", "Device", "Location")
+_REPORT_BASED_ON = (
+    "CarePlan",
+    "ImmunizationRecommendation",
+    "MedicationRequest",
+    "NutritionOrder",
+    "ServiceRequest",
+)
+_PERFORMERS = ("Practitioner", "PractitionerRole", "Organization", "CareTeam")
+_OBSERVATION_PERFORMERS = (*_PERFORMERS, "Patient", "RelatedPerson")
+_DERIVED_FROM = (
+    "DocumentReference",
+    "ImagingStudy",
+    "Media",
+    "QuestionnaireResponse",
+    "Observation",
+    "MolecularSequence",
+)
+_PART_OF = (
+    "MedicationAdministration",
+    "MedicationDispense",
+    "MedicationStatement",
+    "Procedure",
+    "Immunization",
+    "ImagingStudy",
+)
+_OBSERVATION_BASED_ON = (
+    "CarePlan",
+    "DeviceRequest",
+    "ImmunizationRecommendation",
+    "MedicationRequest",
+    "NutritionOrder",
+    "ServiceRequest",
+)
 
 
 def _params(*params: SearchParam) -> dict[str, SearchParam]:
@@ -361,6 +429,171 @@ REGISTRY: dict[str, dict[str, SearchParam]] = {
         ),
         SearchParam("code", "token", "clinical-code", "Procedure.code", _token("code")),
     ),
+    "DiagnosticReport": _params(
+        SearchParam(
+            "identifier", "token", "clinical-identifier", "DiagnosticReport.identifier", _token("identifier")
+        ),
+        SearchParam(
+            "patient",
+            "reference",
+            "clinical-patient",
+            "DiagnosticReport.subject.where(resolve() is Patient)",
+            _ref("subject", ("Patient",)),
+            ("Patient",),
+        ),
+        SearchParam(
+            "subject",
+            "reference",
+            "DiagnosticReport-subject",
+            "DiagnosticReport.subject",
+            _ref("subject", _RESULT_SUBJECTS),
+            _RESULT_SUBJECTS,
+        ),
+        SearchParam(
+            "status",
+            "token",
+            "DiagnosticReport-status",
+            "DiagnosticReport.status",
+            _token("status", _REPORT_STATUS),
+        ),
+        SearchParam("code", "token", "clinical-code", "DiagnosticReport.code", _token("code")),
+        SearchParam(
+            "category", "token", "DiagnosticReport-category", "DiagnosticReport.category", _token("category")
+        ),
+        SearchParam("date", "date", "clinical-date", "DiagnosticReport.effective", _effective),
+        SearchParam("issued", "date", "DiagnosticReport-issued", "DiagnosticReport.issued", _date("issued")),
+        SearchParam(
+            "based-on",
+            "reference",
+            "DiagnosticReport-based-on",
+            "DiagnosticReport.basedOn",
+            _ref("basedOn", _REPORT_BASED_ON),
+            _REPORT_BASED_ON,
+        ),
+        SearchParam(
+            "result",
+            "reference",
+            "DiagnosticReport-result",
+            "DiagnosticReport.result",
+            _ref("result", ("Observation",)),
+            ("Observation",),
+        ),
+        SearchParam(
+            "performer",
+            "reference",
+            "DiagnosticReport-performer",
+            "DiagnosticReport.performer",
+            _ref("performer", _PERFORMERS),
+            _PERFORMERS,
+        ),
+        SearchParam(
+            "results-interpreter",
+            "reference",
+            "DiagnosticReport-results-interpreter",
+            "DiagnosticReport.resultsInterpreter",
+            _ref("resultsInterpreter", _PERFORMERS),
+            _PERFORMERS,
+        ),
+        SearchParam(
+            "conclusion",
+            "token",
+            "DiagnosticReport-conclusion",
+            "DiagnosticReport.conclusionCode",
+            _token("conclusionCode"),
+        ),
+    ),
+    "Observation": _params(
+        SearchParam(
+            "identifier", "token", "clinical-identifier", "Observation.identifier", _token("identifier")
+        ),
+        SearchParam(
+            "patient",
+            "reference",
+            "clinical-patient",
+            "Observation.subject.where(resolve() is Patient)",
+            _ref("subject", ("Patient",)),
+            ("Patient",),
+        ),
+        SearchParam(
+            "subject",
+            "reference",
+            "Observation-subject",
+            "Observation.subject",
+            _ref("subject", _RESULT_SUBJECTS),
+            _RESULT_SUBJECTS,
+        ),
+        SearchParam("code", "token", "clinical-code", "Observation.code", _token("code")),
+        SearchParam("category", "token", "Observation-category", "Observation.category", _token("category")),
+        SearchParam("date", "date", "clinical-date", "Observation.effective", _effective),
+        SearchParam(
+            "status",
+            "token",
+            "Observation-status",
+            "Observation.status",
+            _token("status", _OBSERVATION_STATUS),
+        ),
+        SearchParam(
+            "derived-from",
+            "reference",
+            "Observation-derived-from",
+            "Observation.derivedFrom",
+            _ref("derivedFrom", _DERIVED_FROM),
+            _DERIVED_FROM,
+        ),
+        SearchParam(
+            "part-of",
+            "reference",
+            "Observation-part-of",
+            "Observation.partOf",
+            _ref("partOf", _PART_OF),
+            _PART_OF,
+        ),
+        SearchParam(
+            "has-member",
+            "reference",
+            "Observation-has-member",
+            "Observation.hasMember",
+            _ref("hasMember", ("Observation", "QuestionnaireResponse", "MolecularSequence")),
+            ("Observation", "QuestionnaireResponse", "MolecularSequence"),
+        ),
+        SearchParam(
+            "based-on",
+            "reference",
+            "Observation-based-on",
+            "Observation.basedOn",
+            _ref("basedOn", _OBSERVATION_BASED_ON),
+            _OBSERVATION_BASED_ON,
+        ),
+        SearchParam(
+            "performer",
+            "reference",
+            "Observation-performer",
+            "Observation.performer",
+            _ref("performer", _OBSERVATION_PERFORMERS),
+            _OBSERVATION_PERFORMERS,
+        ),
+        SearchParam(
+            "value-quantity",
+            "quantity",
+            "Observation-value-quantity",
+            "(Observation.value as Quantity) | (Observation.value as SampledData)",
+            _quantity("valueQuantity"),
+        ),
+        SearchParam(
+            "component-code",
+            "token",
+            "Observation-component-code",
+            "Observation.component.code",
+            _token("component.code"),
+        ),
+        SearchParam(
+            "component-value-quantity",
+            "quantity",
+            "Observation-component-value-quantity",
+            "(Observation.component.value as Quantity) | (Observation.component.value as SampledData)",
+            _quantity("component.valueQuantity"),
+        ),
+    ),
     "Practitioner": _params(
         SearchParam(
             "identifier", "token", "Practitioner-identifier", "Practitioner.identifier", _token("identifier")
@@ -396,6 +629,8 @@ PATIENT_COMPARTMENT: dict[str, str] = {
     "Patient": "_id",
     "ServiceRequest": "patient",
     "Procedure": "patient",
+    "DiagnosticReport": "patient",
+    "Observation": "patient",
 }
 
 # Modifier-indexed variants written beside the plain parameter.
@@ -406,7 +641,12 @@ INCLUDES: dict[str, tuple[str, ...]] = {
     "ImagingStudy": ("patient", "subject", "endpoint", "basedon"),
     "ServiceRequest": ("patient", "subject"),
     "Procedure": ("patient", "subject", "based-on"),
+    "DiagnosticReport": ("patient", "subject", "result", "based-on", "performer", "results-interpreter"),
+    "Observation": ("patient", "subject", "derived-from", "part-of", "has-member", "based-on"),
 }
+
+# Resources clients write over FHIR (create, update); every other type is derived and read-only.
+WRITABLE: tuple[str, ...] = ("DiagnosticReport", "Observation")
 
 
 def index_values(resource: Json) -> Iterator[tuple[str, ParamType, IndexValue]]:

@@ -106,6 +106,23 @@ class Access:
     def visibility(self, letter: str) -> Visibility:
         return self.rules.build(self.scopes, self.patient, self.user_patient, letter)
 
+    def require_write(self, res_type: str, letter: str) -> None:
+        """Create (`c`) or update (`u`) of a result: through a `user/` or `system/` scope without a
+        granular query (a written resource is not checked against a query). A patient-facing app
+        (a `patient/` scope, or a patient signed in) does not write results."""
+        needed = f"user/{res_type}.{letter}"
+        if self.user_patient is not None:
+            raise InsufficientScope(f"a patient user cannot write {res_type}", needed=needed)
+        usable = [
+            s for s in self.scopes.permitting(res_type, letter) if s.context != "patient" and not s.query
+        ]
+        if not usable:
+            raise InsufficientScope(
+                f"the token's scopes do not allow {VERBS.get(letter, letter)} of {res_type} "
+                "(writes need a user/ or system/ scope without a query)",
+                needed=needed,
+            )
+
     def require_store(self) -> None:
         """STOW-RS: `c` on ImagingStudy through a user/ or system/ scope. A patient/ scope cannot
         store: what arrives names its own patient, and a patient-facing app does not write to the

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 from mapping.fhir.dates import shifted, value_range
@@ -24,9 +25,10 @@ from storage.errors import Invalid
 Prefix = Literal["eq", "ne", "lt", "gt", "le", "ge", "sa", "eb", "ap"]
 _PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb", "ap")
 _IGNORED = {"_format", "_pretty"}  # handled by the HTTP layer
-_RESULT = {"_count", "_offset", "_sort", "_include", "_summary", "_total"}
+_RESULT = {"_count", "_offset", "_sort", "_include", "_revinclude", "_summary", "_total"}
 _SPLIT = re.compile(r"(?<!\\),")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 MAX_COUNT = 1000
 # Limits on one search (README "Limits"): each value becomes an EXISTS with bound variables,
 # and SQLite refuses a statement with more than 32,766 of them.
@@ -55,7 +57,19 @@ class RefValue:
     target_id: str
 
 
-Value = TokenValue | DateValue | RefValue | str | bool
+@dataclass(frozen=True)
+class QuantityValue:
+    """`[prefix]number|system|code`: `low` / `high` the range the number's precision implies."""
+
+    prefix: Prefix
+    number: float
+    low: float
+    high: float
+    system: str | None
+    code: str | None
+
+
+Value = TokenValue | DateValue | RefValue | QuantityValue | str | bool
 
 
 @dataclass(frozen=True)
@@ -71,10 +85,14 @@ class Criterion:
 
 @dataclass(frozen=True)
 class Include:
+    """`_include` (the matches' references) or, `reverse`, `_revinclude` (resources of
+    `source_type` whose `param` references a match)."""
+
     source_type: str
     param: str
     target_type: str | None
     raw: str
+    reverse: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,7 +110,7 @@ class SearchQuery:
     def link_params(self) -> list[tuple[str, str]]:
         """The parameters as applied, for self / next / previous links."""
         params = [c.raw for c in self.criteria]
-        params += [("_include", i.raw) for i in self.includes]
+        params += [("_revinclude" if i.reverse else "_include", i.raw) for i in self.includes]
         if self.sort:
             params.append(("_sort", ",".join(("-" if d else "") + n for n, d in self.sort)))
         if self.summary_count:
@@ -134,6 +152,8 @@ def parse_search(
                 sort = _sort(res_type, value)
             elif name == "_include":
                 includes.append(_include(res_type, value))
+            elif name == "_revinclude":
+                includes.append(_revinclude(res_type, value))
             elif name == "_summary":
                 if value not in ("count", "false"):
                     raise Invalid(f"_summary={value} is not supported (count and false are)")
@@ -223,6 +243,10 @@ def _criterion(
         if mod is not None:
             raise Invalid(f"modifier :{mod} is not supported on date parameter {base}")
         values = tuple(_date(base, p, zone, now) for p in parts)
+    elif kind == "quantity":
+        if mod is not None:
+            raise Invalid(f"modifier :{mod} is not supported on quantity parameter {base}")
+        values = tuple(_quantity(base, p) for p in parts)
     elif mod == "identifier":
         if not registry[base].identifier_path:
             raise Invalid(f"modifier :identifier is not supported on reference parameter {base}")
@@ -268,6 +292,30 @@ def _date(name: str, text: str, zone: tzinfo, now: datetime) -> DateValue:
     return DateValue(prefix, low, high)
 
 
+def _quantity(name: str, text: str) -> QuantityValue:
+    prefix: Prefix = "eq"
+    if text[:2] in _PREFIXES:
+        prefix, text = text[:2], text[2:]  # type: ignore[assignment]
+    parts = re.split(r"(?<!\\)\|", text)
+    if len(parts) not in (1, 3):
+        raise Invalid(f"{name}: a quantity is [prefix]number or [prefix]number|[system]|[code]")
+    try:
+        number = Decimal(parts[0])
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if not number.is_finite() or not _NUMBER.fullmatch(parts[0]):
+        raise Invalid(f"{name}: '{parts[0]}' is not a number")
+    # the implicit range of the number's precision: half a unit of its last digit either side
+    half = Decimal(1).scaleb(number.as_tuple().exponent) / 2  # type: ignore[arg-type]
+    low, high = number - half, number + half
+    if prefix == "ap":  # "approximately": 10% either side (R4 3.1.1.4.1)
+        slack = abs(number) / 10
+        low, high = min(low, number - slack), max(high, number + slack)
+    system = _unescape(parts[1]) if len(parts) == 3 else ""
+    code = _unescape(parts[2]) if len(parts) == 3 else ""
+    return QuantityValue(prefix, float(number), float(low), float(high), system or None, code or None)
+
+
 def _reference(text: str, modifier: str | None, targets: tuple[str, ...]) -> RefValue:
     text = _unescape(text).rstrip("/")
     segments = text.split("/")
@@ -290,7 +338,7 @@ def _sort(res_type: str, text: str) -> tuple[tuple[str, bool], ...]:
         name = item[1:] if desc else item
         param = REGISTRY[res_type].get(name)
         if name not in ("_id", "_lastUpdated") and (
-            param is None or param.type not in ("date", "string", "token")
+            param is None or param.type not in ("date", "string", "token", "quantity")
         ):
             raise Invalid(f"cannot sort by {name}")
         keys.append((name, desc))
@@ -306,6 +354,22 @@ def _include(res_type: str, text: str) -> Include:
     if target is not None and target not in REGISTRY[res_type][parts[1]].targets:
         raise Invalid(f"_include target {target} is not a target of {res_type}:{parts[1]}")
     return Include(res_type, parts[1], target, text)
+
+
+def _revinclude(res_type: str, text: str) -> Include:
+    """`Source:param[:Target]`: resources of Source whose reference parameter `param` may point at
+    `res_type`."""
+    parts = text.split(":")
+    source = REGISTRY.get(parts[0])
+    param = source.get(parts[1]) if source is not None and len(parts) in (2, 3) else None
+    if param is None or param.type != "reference" or res_type not in param.targets:
+        raise Invalid(
+            f"_revinclude={text} is not supported: it names a reference parameter of a type we serve "
+            f"that may point at {res_type}"
+        )
+    if len(parts) == 3 and parts[2] != res_type:
+        raise Invalid(f"_revinclude target {parts[2]} is not {res_type}")
+    return Include(parts[0], parts[1], res_type, text, reverse=True)
 
 
 def _int(name: str, text: str, low: int, high: int) -> int:

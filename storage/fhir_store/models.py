@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
+    Float,
     Index,
     Integer,
     String,
@@ -87,9 +88,21 @@ class SearchReference(_SearchRow, Base):
     target_id: Mapped[str] = mapped_column(String(64))
 
 
-for _table in (SearchToken, SearchString, SearchDate, SearchReference):
+class SearchQuantity(_SearchRow, Base):
+    """quantity parameters: the value (double precision; the resource keeps it as written), the
+    coded unit (`system` / `code`, UCUM) and the human `unit`."""
+
+    __tablename__ = "search_quantity"
+    value: Mapped[float] = mapped_column(Float)
+    system: Mapped[str | None] = mapped_column(String(255))
+    code: Mapped[str | None] = mapped_column(String(255))
+    unit: Mapped[str | None] = mapped_column(String(255))
+
+
+for _table in (SearchToken, SearchString, SearchDate, SearchReference, SearchQuantity):
     Index(f"ix_{_table.__tablename__}_resource", _table.res_type, _table.res_id)
 Index("ix_search_token_value", SearchToken.res_type, SearchToken.param, SearchToken.code)
 Index("ix_search_string_value", SearchString.res_type, SearchString.param, SearchString.value)
 Index("ix_search_date_value", SearchDate.res_type, SearchDate.param, SearchDate.low, SearchDate.high)
 Index("ix_search_reference_value", SearchReference.res_type, SearchReference.param, SearchReference.target_id)
+Index("ix_search_quantity_value", SearchQuantity.res_type, SearchQuantity.param, SearchQuantity.value)

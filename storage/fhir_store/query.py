@@ -22,6 +22,7 @@ from typing import Any, cast
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    Float,
     FromClause,
     Select,
     String,
@@ -44,8 +45,23 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from storage.fhir_store.criteria import Criterion, DateValue, Include, RefValue, SearchQuery, TokenValue
-from storage.fhir_store.models import FhirResourceRow, SearchDate, SearchReference, SearchString, SearchToken
+from storage.fhir_store.criteria import (
+    Criterion,
+    DateValue,
+    Include,
+    QuantityValue,
+    RefValue,
+    SearchQuery,
+    TokenValue,
+)
+from storage.fhir_store.models import (
+    FhirResourceRow,
+    SearchDate,
+    SearchQuantity,
+    SearchReference,
+    SearchString,
+    SearchToken,
+)
 from storage.fhir_store.store import IndexRows, StoredResource, normalise
 from storage.fhir_store.visibility import Alternatives
 from storage.schema import Stamp
@@ -55,12 +71,14 @@ _STORED_TABLES: dict[str, Table] = {
     "string": cast(Table, SearchString.__table__),
     "date": cast(Table, SearchDate.__table__),
     "reference": cast(Table, SearchReference.__table__),
+    "quantity": cast(Table, SearchQuantity.__table__),
 }
 _VALUE_COLUMNS: dict[str, tuple[tuple[str, Any], ...]] = {
     "token": (("system", String), ("code", String)),
     "string": (("value", String), ("exact", String)),
     "date": (("low", Stamp), ("high", Stamp)),
     "reference": (("target_type", String), ("target_id", String)),
+    "quantity": (("value", Float), ("system", String), ("code", String), ("unit", String)),
 }
 _KEY_COLUMNS = (("res_type", String), ("res_id", String), ("param", String))
 _RESOURCE_COLUMNS = (("res_type", String), ("res_id", String), ("deleted", Boolean), ("last_updated", Stamp))
@@ -250,17 +268,26 @@ def visible_ids(
 def included(
     session: Session, res_type: str, ids: Sequence[str], includes: Sequence[Include], tables: Tables = STORED
 ) -> list[tuple[str, str]]:
-    """(type, id) of what the `_include`s of the matches `ids` point at, first seen first."""
+    """(type, id) of what the `_include`s of the matches `ids` point at and of what points at them
+    (`_revinclude`), first seen first."""
     ref = tables.index["reference"]
     keys: dict[tuple[str, str], None] = {}
     for inc in includes:
-        stmt = select(ref.c.target_type, ref.c.target_id).where(
-            ref.c.res_type == res_type, ref.c.res_id.in_(ids), ref.c.param == inc.param
-        )
-        if inc.target_type:
-            stmt = stmt.where(ref.c.target_type == inc.target_type)
-        for target_type, target_id in session.execute(stmt):
-            keys.setdefault((target_type, target_id), None)
+        if inc.reverse:  # resources of the source type whose parameter points at a match
+            stmt = select(ref.c.res_type, ref.c.res_id).where(
+                ref.c.res_type == inc.source_type,
+                ref.c.param == inc.param,
+                ref.c.target_type == res_type,
+                ref.c.target_id.in_(ids),
+            )
+        else:
+            stmt = select(ref.c.target_type, ref.c.target_id).where(
+                ref.c.res_type == res_type, ref.c.res_id.in_(ids), ref.c.param == inc.param
+            )
+            if inc.target_type:
+                stmt = stmt.where(ref.c.target_type == inc.target_type)
+        for kind, rid in session.execute(stmt.order_by(*stmt.selected_columns)):
+            keys.setdefault((kind, rid), None)
     return list(keys)
 
 
@@ -298,6 +325,8 @@ def _value(c: Criterion, v: Any, table: FromClause) -> ColumnElement[bool]:
         return _token(v, table)
     if isinstance(v, DateValue):
         return _date(v, table)
+    if isinstance(v, QuantityValue):
+        return _quantity(v, table)
     if isinstance(v, RefValue):
         cond = table.c.target_id == v.target_id
         return and_(cond, table.c.target_type == v.target_type) if v.target_type else cond
@@ -345,6 +374,33 @@ def _date(v: DateValue, table: FromClause) -> ColumnElement[bool]:
     return false()
 
 
+def _quantity(v: QuantityValue, table: FromClause) -> ColumnElement[bool]:
+    """The stored value (a point) against the search number: `eq` / `ne` / `ap` with the range its
+    precision implies (R4 3.1.1.4.2: 5.4 means [5.35, 5.45)), the others against the number."""
+    value = table.c.value
+    match v.prefix:
+        case "eq" | "ap":
+            cond: ColumnElement[bool] = and_(value >= v.low, value < v.high)
+        case "ne":
+            cond = not_(and_(value >= v.low, value < v.high))
+        case "gt" | "sa":
+            cond = value > v.number
+        case "lt" | "eb":
+            cond = value < v.number
+        case "ge":
+            cond = value >= v.number
+        case "le":
+            cond = value <= v.number
+        case _:
+            cond = false()
+    if v.system:
+        cond = and_(cond, table.c.system == v.system)
+    if v.code:  # a code alone matches the coded unit or the human one (R4 3.1.1.4.7)
+        unit = table.c.code == v.code if v.system else or_(table.c.code == v.code, table.c.unit == v.code)
+        cond = and_(cond, unit)
+    return cond
+
+
 def _instant(v: DateValue, r: FromClause) -> ColumnElement[bool]:
     """`_lastUpdated` against the stored instant (a point, not a range)."""
     t = r.c.last_updated
@@ -375,6 +431,8 @@ def _sort_key(name: str, desc: bool, param_types: Mapping[str, str], tables: Tab
     table = tables.index[kind]
     if kind == "date":
         key = table.c.high if desc else table.c.low
+    elif kind == "quantity":
+        key = table.c.value
     else:
         key = table.c.value if kind == "string" else table.c.code
     agg = func.max(key) if desc else func.min(key)

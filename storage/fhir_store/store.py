@@ -11,6 +11,7 @@ content behind a version id never changes (ETags stay truthful).
 from __future__ import annotations
 
 import json
+import math
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,11 +22,12 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from mapping.fhir.dates import instant, value_range
-from mapping.fhir.search_params import Period, Ref, Token, index_values
+from mapping.fhir.search_params import Period, Quantity, Ref, Token, index_values
 from storage.fhir_store.models import (
     FhirResourceRow,
     FhirVersionRow,
     SearchDate,
+    SearchQuantity,
     SearchReference,
     SearchString,
     SearchToken,
@@ -33,12 +35,13 @@ from storage.fhir_store.models import (
 
 Json = dict[str, Any]
 IndexRows = dict[str, list[dict[str, Any]]]  # parameter type -> column values of its index rows
-_SEARCH_TABLES = (SearchToken, SearchString, SearchDate, SearchReference)
+_SEARCH_TABLES = (SearchToken, SearchString, SearchDate, SearchReference, SearchQuantity)
 _TABLE_OF: dict[str, Any] = {
     "token": SearchToken,
     "string": SearchString,
     "date": SearchDate,
     "reference": SearchReference,
+    "quantity": SearchQuantity,
 }
 
 
@@ -225,6 +228,18 @@ class FhirStore:
                     rows[kind].append(common | {"low": span[0], "high": span[1]})
             elif kind == "reference" and isinstance(value, Ref):
                 rows[kind].append(common | {"target_type": value.target_type, "target_id": value.target_id})
+            elif kind == "quantity" and isinstance(value, Quantity):
+                number = _finite(value.value)
+                if number is not None:
+                    rows[kind].append(
+                        common
+                        | {
+                            "value": number,
+                            "system": _cut(value.system),
+                            "code": _cut(value.code),
+                            "unit": _cut(value.unit),
+                        }
+                    )
         return rows
 
     def _period_range(self, period: Period) -> tuple[datetime, datetime] | None:
@@ -294,6 +309,18 @@ def without_version_meta(resource: Json) -> Json:
     if meta:
         body["meta"] = meta
     return body
+
+
+def _finite(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _cut(text: str | None) -> str | None:
+    return text[:255] if text is not None else None
 
 
 def _dump(body: Json) -> str:

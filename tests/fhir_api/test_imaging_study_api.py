@@ -69,6 +69,8 @@ def test_metadata_is_a_truthful_r4_capability_statement(fhir: httpx.Client) -> N
         "Practitioner",
         "ServiceRequest",
         "Procedure",
+        "DiagnosticReport",
+        "Observation",
     }
     procedure = {p["name"] for p in resources["Procedure"]["searchParam"]}
     assert {"patient", "subject", "status", "date", "based-on", "identifier", "code"} <= procedure

@@ -182,7 +182,7 @@ def test_unknown_client_is_a_page_not_a_redirect(world: World) -> None:
         ({"aud": "http://127.0.0.1:9/fhir"}, "invalid_request"),  # G10 invalid aud
         ({"aud": None}, "invalid_request"),
         ({"response_type": "token"}, "unsupported_response_type"),  # no implicit flow
-        ({"scope": "patient/Observation.rs"}, "invalid_scope"),
+        ({"scope": "patient/Medication.rs"}, "invalid_scope"),
     ],
 )
 def test_authorize_errors_go_back_with_state_and_no_code(

@@ -48,7 +48,7 @@ def test_v2_v1_and_context_scopes() -> None:
         "patient/ImagingStudy.sr",  # out of order
         "patient/ImagingStudy.dus",
         "patient/ImagingStudy.x",
-        "patient/Observation.rs",  # a type we do not serve
+        "patient/Medication.rs",  # a type we do not serve
         "patient/*.rs?modality=CT",  # a constraint on every type
         "patient/ImagingStudy.rs?modality:not=CT",  # modifiers are experimental
         "patient/ImagingStudy.rs?subject.name=x",  # chains too

@@ -89,8 +89,8 @@ def test_count_zero_means_summary_count() -> None:
 
 
 def test_unsupported_type() -> None:
-    with pytest.raises(Invalid, match="Observation"):
-        parse("Observation")
+    with pytest.raises(Invalid, match="Medication"):
+        parse("Medication")
 
 
 @pytest.mark.parametrize(
