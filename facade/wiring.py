@@ -34,6 +34,7 @@ from storage.migrate import upgrade
 from storage.usecases.audit import Audit
 from storage.usecases.derived import Derivation
 from storage.usecases.hl7_inbox import Hl7Inbox, InboxConfig
+from storage.usecases.incoming_reports import IncomingReports
 from storage.usecases.ingest import Ingest, PatientIdentity
 from storage.usecases.mpps import Mpps
 from storage.usecases.orders import Orders
@@ -144,7 +145,15 @@ def build_services(
         Peers(db, now=now),
         retrieve,
         orders,
-        Hl7Inbox(db, orders, inbox_config(settings, identity), now=now, audit=audit, mpps=mpps),
+        Hl7Inbox(
+            db,
+            orders,
+            inbox_config(settings, identity),
+            now=now,
+            audit=audit,
+            mpps=mpps,
+            reports=IncomingReports(store, zone),
+        ),
         Worklist(db),
         mpps,
         Writes(db, store, site_zone=zone, now=now),

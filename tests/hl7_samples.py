@@ -87,3 +87,48 @@ def adt(
     if prior is not None:
         segments.append(f"MRG|{prior}^^^HOSP^MR")
     return CR.join(segments) + CR
+
+
+def oru(
+    status: str = "F",
+    *,
+    msg_id: str = "ORU0001",
+    placer: str = "PLC-1",
+    filler: str = "FIL-1",
+    accession: str = "ACC-1",
+    patient_id: str = "PAT-1",
+    name: str = "Doe^Jane",
+    findings: tuple[str, ...] = ("No acute intracranial abnormality.", "Ventricles normal in size."),
+    impression: tuple[str, ...] = ("Normal CT head.",),
+    study_uid: str | None = None,
+    pdf: bytes | None = None,
+    obx_status: str | None = None,
+) -> str:
+    """ORU^R01 v2.5.1 radiology report (reference §4): ORC RE, OBR with OBR-25, one TX OBX per
+    line (&GDT findings, &IMP impression), optional 113014 study UID and ED PDF."""
+    flag = obx_status or status
+    segments = [
+        f"MSH|^~\\&|RIS|HOSP|FACADE|HOSP|20261203153000||ORU^R01^ORU_R01|{msg_id}|P|2.5.1",
+        f"PID|||{patient_id}^^^HOSP^MR||{name}||19700102|F",
+        "PV1||O|RAD^^^HOSP",
+        f"ORC|RE|{placer}^RIS|{filler}^FACADE||CM",
+        f"OBR|1|{placer}^RIS|{filler}^FACADE|CTHEAD^CT Head^L|||20261203110500|||||||||||"
+        f"{accession}||||20261203152900|||{status}|||||||1234&Reader&Rhea",
+    ]
+    n = 0
+    for line in findings:
+        n += 1
+        segments.append(f"OBX|{n}|TX|&GDT^Findings||{line}||||||{flag}")
+    for line in impression:
+        n += 1
+        segments.append(f"OBX|{n}|TX|&IMP^Impression||{line}||||||{flag}")
+    if study_uid:
+        n += 1
+        segments.append(f"OBX|{n}|ST|113014^DICOM Study^DCM||{study_uid}||||||{flag}")
+    if pdf is not None:
+        import base64
+
+        n += 1
+        data = base64.b64encode(pdf).decode()
+        segments.append(f"OBX|{n}|ED|PDF^Report^L||^application^pdf^Base64^{data}||||||{flag}")
+    return CR.join(segments) + CR

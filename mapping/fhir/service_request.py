@@ -45,27 +45,14 @@ def service_request_from_order(
 
     Not put through fhir.resources here: validating took ~4 ms per order, on the path every
     order's ACK waits for; tests check what this builds against the R4 schema and model."""
-    identifiers = [
-        i
-        for i in (
-            _identifier(procedure.placer, "PLAC", id_system),
-            _identifier(procedure.filler, "FILL", id_system),
-            _identifier(procedure.accession, "ACSN", id_system),
-        )
-        if i
-    ]
+    identifiers = order_identifiers(procedure.placer, procedure.filler, procedure.accession, id_system)
     if procedure.study_uid:
         identifiers.append({"system": DICOM_UID, "value": f"urn:oid:{procedure.study_uid}"})
     step = procedure.steps[0] if procedure.steps else None
     occurrence = (
         fhir_datetime(step.start_date, step.start_time, offset="", site_zone=site_zone) if step else None
     )
-    digits = procedure.ordered_at
-    authored = (
-        fhir_datetime(digits[:8], _time(digits), offset=_offset(digits), site_zone=site_zone)
-        if digits
-        else None
-    )
+    authored = hl7_datetime(procedure.ordered_at, site_zone)
     body: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "id": resource_id,
@@ -76,17 +63,36 @@ def service_request_from_order(
             {"coding": [{"system": "http://snomed.info/sct", "code": "363679005", "display": "Imaging"}]}
         ],
         "priority": _PRIORITY.get(procedure.priority),
-        "code": _concept(procedure.code, procedure.description),
+        "code": concept(procedure.code, procedure.description),
         "subject": {"reference": f"Patient/{subject}"},
         "occurrenceDateTime": occurrence,
         "authoredOn": authored,
         "requester": _person(procedure.requesting_physician),
-        "reasonCode": [_concept(c, "") for c in procedure.reason_codes]
+        "reasonCode": [concept(c, "") for c in procedure.reason_codes]
         or ([{"text": procedure.reason}] if procedure.reason else None),
         "note": [{"text": procedure.comments}] if procedure.comments else None,
     }
     out: dict[str, Any] = prune(body)
     return out
+
+
+def order_identifiers(
+    placer: EntityId, filler: EntityId, accession: EntityId, id_system: str | None
+) -> list[dict[str, Any]]:
+    """The order's numbers as identifiers typed PLAC / FILL / ACSN (v2-0203)."""
+    found = (
+        _identifier(placer, "PLAC", id_system),
+        _identifier(filler, "FILL", id_system),
+        _identifier(accession, "ACSN", id_system),
+    )
+    return [i for i in found if i]
+
+
+def hl7_datetime(digits: str, site_zone: tzinfo) -> str | None:
+    """An HL7 DTM (YYYYMMDD[HHMM[SS[.S]]][+/-ZZZZ]) as a FHIR dateTime, None when empty."""
+    if not digits:
+        return None
+    return fhir_datetime(digits[:8], _time(digits), offset=_offset(digits), site_zone=site_zone)
 
 
 def _identifier(entity: EntityId, kind: str, fallback: str | None) -> dict[str, Any] | None:
@@ -110,7 +116,8 @@ def _assigner_uri(entity: EntityId) -> str | None:
     return None
 
 
-def _concept(code: Coded | None, text: str) -> dict[str, Any] | None:
+def concept(code: Coded | None, text: str) -> dict[str, Any] | None:
+    """A CodeableConcept of an HL7 or DICOM coded value and its text."""
     if code is None:
         return {"text": text} if text else None
     system = _HL7_SYSTEMS.get(code.scheme.upper()) or coding_system(code.scheme)

@@ -30,6 +30,7 @@ SUPPORTED: dict[str, tuple[str, ...]] = {
     "ORM": ("O01",),
     "OMI": ("O23",),
     "ADT": ("A01", "A04", "A05", "A08", "A31", "A40"),
+    "ORU": ("R01",),
 }
 
 

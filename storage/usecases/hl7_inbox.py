@@ -28,15 +28,17 @@ from mapping.hl7.ack import build_ack
 from mapping.hl7.adt import MERGES, merges, patient_update
 from mapping.hl7.charsets import Charset, decode
 from mapping.hl7.er7 import Er7Message, split_message
-from mapping.hl7.errors import INTERNAL, NOT_ALLOWED, UNKNOWN_KEY, AckCode, Hl7Error
+from mapping.hl7.errors import INTERNAL, NOT_ALLOWED, UNKNOWN_KEY, UNSUPPORTED_TYPE, AckCode, Hl7Error
 from mapping.hl7.header import Header, check_header, read_header
 from mapping.hl7.orders import OrderRules, order_message
+from mapping.hl7.results import result_message
 from storage.clock import utcnow
 from storage.db import Database
 from storage.errors import Unavailable
 from storage.hl7_inbox import store as inbox
 from storage.hl7_inbox.store import MessageKey
 from storage.usecases.audit import Audit, AuditEvent
+from storage.usecases.incoming_reports import IncomingReports
 from storage.usecases.mpps import Mpps
 from storage.usecases.orders import OrderRefused, Orders
 from storage.usecases.patients import MergeRefused, Patients
@@ -77,9 +79,11 @@ class Hl7Inbox:
         audit: Audit | None = None,
         *,
         mpps: Mpps | None = None,
+        reports: IncomingReports | None = None,
     ) -> None:
         self._db, self._orders, self._config, self._now, self._audit = db, orders, config, now, audit
         self._patients = Patients(orders, mpps)
+        self._reports = reports
 
     def receive(self, raw: bytes, peer: str) -> bytes:
         """The encoded ACK for one message (the bytes between the MLLP start and end blocks),
@@ -151,6 +155,12 @@ class Hl7Inbox:
         if header.message_type in ("ORM", "OMI"):
             order = order_message(message, charset=charset.dicom, rules=rules)
             return lambda session, now: self._orders.apply(session, order, now)
+        if header.message_type == "ORU":
+            if self._reports is None:
+                raise Hl7Error.reject(UNSUPPORTED_TYPE, "results (ORU) are not taken here", field=9)
+            results = result_message(message, rules=rules)
+            reports = self._reports
+            return lambda session, now: reports.apply(session, results, now)
         if header.event in MERGES:
             pairs = merges(message, rules)
 

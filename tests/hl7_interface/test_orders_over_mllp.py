@@ -14,7 +14,7 @@ import pytest
 from facade.settings import Settings
 from facade.wiring import Services
 from hl7_interface.mllp import frame
-from tests.hl7_samples import omi, orm
+from tests.hl7_samples import omi, orm, oru
 from tests.smart import bearer
 
 MLLP_SEND = str(Path(sys.executable).with_name("mllp_send"))
@@ -86,3 +86,35 @@ def test_garbage_gets_a_reject_and_the_listener_serves_on(mllp_port: int) -> Non
         sock.sendall(frame(orm().encode()))
         (answer,) = acks(read_until(sock, 1))
         assert b"MSA|AA|MSG0001" in answer
+
+
+def test_mllp_send_a_report_becomes_the_orders_diagnostic_report(
+    mllp_port: int, live_http: str, token: str, tmp_path: Path
+) -> None:
+    """RIS -> ORU^R01 over MLLP -> the DiagnosticReport of the order, read over FHIR with its
+    ServiceRequest (`_include`) and found from the order (`_revinclude`)."""
+    file = tmp_path / "order-and-report.hl7"
+    file.write_text((orm() + oru("P", msg_id="R1") + oru("F", msg_id="R2")).replace("\r", "\n"))
+    sent = subprocess.run(
+        [MLLP_SEND, "--loose", "--file", str(file), "--port", str(mllp_port), "127.0.0.1"],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    answers = acks(sent.stdout)
+    assert len(answers) == 3 and all(b"\rMSA|AA|" in a for a in answers), answers
+    assert b"ACK^R01" in answers[2]
+    fhir = httpx.Client(base_url=f"{live_http}/fhir", headers=bearer(token), timeout=30)
+    bundle = fhir.get("/DiagnosticReport", params={"_include": "DiagnosticReport:based-on"}).json()
+    kinds = sorted((e["resource"]["resourceType"], e["search"]["mode"]) for e in bundle["entry"])
+    assert kinds == [("DiagnosticReport", "match"), ("ServiceRequest", "include")]
+    report = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"
+    )
+    assert report["status"] == "final" and report["meta"]["versionId"] == "2"
+    orders = fhir.get(
+        "/ServiceRequest", params={"identifier": "ACC-1", "_revinclude": "DiagnosticReport:based-on"}
+    ).json()
+    assert [e["resource"]["id"] for e in orders["entry"] if e["search"]["mode"] == "include"] == [
+        report["id"]
+    ]

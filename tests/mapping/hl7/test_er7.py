@@ -65,7 +65,7 @@ def test_header_tolerates_an_empty_version_and_a_misspelled_structure() -> None:
     [
         (("2.3.1", "2.6"), "203", 12),
         (("|P|", "|X|"), "202", 11),
-        (("ORM^O01", "ORU^R01"), "200", 9),
+        (("ORM^O01", "ORR^O02"), "200", 9),
         (("ORM^O01", "ORM^O02"), "201", 9),
         (("MSG0001", ""), "101", 10),
     ],
