@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from email.utils import format_datetime
 from typing import Any
 
 from fastapi import Request, Response
 
+from mapping.fhir import json_text
 from storage.usecases.search import StoredResource
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
@@ -22,9 +22,7 @@ def fhir_json(
     headers: dict[str, str] | None = None,
 ) -> Response:
     pretty = request is not None and request.query_params.get("_pretty") == "true"
-    text = json.dumps(
-        body, ensure_ascii=False, indent=2 if pretty else None, separators=None if pretty else (",", ":")
-    )
+    text = json_text.dumps(body, indent=2 if pretty else None)
     return Response(text, status_code=status, media_type=FHIR_JSON, headers=headers)
 
 

@@ -9,7 +9,6 @@ by default). A type we serve but derive ourselves answers 405.
 
 from __future__ import annotations
 
-import json
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -19,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from fhir_api.responses import fhir_json, operation_outcome
+from mapping.fhir import json_text
 from mapping.fhir.search_params import WRITABLE
 from smart_auth.resource_server.access import Access
 from smart_auth.resource_server.guard import Guard
@@ -76,8 +76,8 @@ async def _json_body(request: Request) -> Any:
         if len(raw) > MAX_BODY:
             raise TooLarge(f"a resource is at most {MAX_BODY // (1024 * 1024)} MiB")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json_text.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise Invalid(f"the body is not JSON: {exc}") from None
 
 

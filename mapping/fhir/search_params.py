@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 ParamType = Literal["token", "string", "date", "reference", "quantity"]
@@ -169,7 +170,7 @@ def _quantity(path: str) -> Callable[[Json], Iterator[IndexValue]]:
         Quantity(str(v["value"]), v.get("system"), v.get("code"), v.get("unit"))
         for v in at(r)
         if isinstance(v, dict)
-        and isinstance(v.get("value"), int | float)
+        and isinstance(v.get("value"), int | float | Decimal)
         and not isinstance(v["value"], bool)
     )
 

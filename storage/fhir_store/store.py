@@ -10,7 +10,6 @@ content behind a version id never changes (ETags stay truthful).
 
 from __future__ import annotations
 
-import json
 import math
 import unicodedata
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
+from mapping.fhir import json_text
 from mapping.fhir.dates import instant, value_range
 from mapping.fhir.search_params import Period, Quantity, Ref, Token, index_values
 from storage.fhir_store.models import (
@@ -115,7 +115,7 @@ class FhirStore:
             )
             session.execute(insert(FhirVersionRow), [values | {"body": text}])
             self._reindex(session, body, new=True)
-            return StoredResource(res_type, res_id, version, now, json.loads(text), provisional)
+            return StoredResource(res_type, res_id, version, now, json_text.loads(text), provisional)
         _advance(session, row, text, now=now, provisional=provisional, version_id=version_id)
         self._reindex(session, body)
         return _stored(row)
@@ -179,7 +179,7 @@ class FhirStore:
             res_id,
             row.version_id,
             row.last_updated,
-            json.loads(row.body) if row.body is not None else None,
+            json_text.loads(row.body) if row.body is not None else None,
         )
 
     def history(self, session: Session, res_type: str, res_id: str) -> list[StoredResource]:
@@ -198,7 +198,7 @@ class FhirStore:
                 res_id,
                 r.version_id,
                 r.last_updated,
-                json.loads(r.body) if r.body is not None else None,
+                json_text.loads(r.body) if r.body is not None else None,
             )
             for r in rows
         ]
@@ -324,7 +324,7 @@ def _cut(text: str | None) -> str | None:
 
 
 def _dump(body: Json) -> str:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, sort_keys=False)
+    return json_text.dumps(body)
 
 
 def _stored(row: FhirResourceRow) -> StoredResource:
@@ -333,6 +333,6 @@ def _stored(row: FhirResourceRow) -> StoredResource:
         row.res_id,
         row.version_id,
         row.last_updated,
-        None if row.deleted else json.loads(row.body),
+        None if row.deleted else json_text.loads(row.body),
         row.provisional,
     )

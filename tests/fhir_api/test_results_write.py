@@ -279,3 +279,18 @@ def test_fhirclient_writes_and_updates_a_report(live_http: str, services: Servic
     fetched.conclusion = "No acute findings. Signed."
     updated = fetched.update(server)
     assert updated is not None and updated["meta"]["versionId"] == "2" and updated["status"] == "final"
+
+
+def test_decimals_keep_their_precision(fhir: httpx.Client) -> None:
+    """0.010 is not 0.01 (R4 decimal): what is written is what is read, in search results too."""
+    text = json.dumps(observation(1)).replace('"value": 1,', '"value": 0.010,').encode()
+    assert b'"value": 0.010,' in text
+    r = fhir.post("/Observation", content=text, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 201, r.text
+    assert b'"value":0.010,' in r.content
+    rid = r.json()["id"]
+    assert b'"value":0.010,' in fhir.get(f"/Observation/{rid}").content
+    assert b'"value":0.010,' in fhir.get("/Observation", params={"value-quantity": "0.010"}).content
+    big = json.dumps(observation(1)).replace('"value": 1,', '"value": 1.6e-005,').encode()
+    r = fhir.post("/Observation", content=big, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 201 and r.json()["valueQuantity"]["value"] == 1.6e-05
