@@ -12,6 +12,7 @@ from facade.settings import Settings
 from mapping.dicom.facts import local_issuer_system
 from mapping.hl7.charsets import Charset, charset_named
 from mapping.hl7.orders import OrderRules
+from mapping.hl7.oru import Sender
 from smart_auth.config import AuthConfig, ExternalAuthConfig
 from smart_auth.jwks_fetch import JwksFetcher
 from smart_auth.resource_server.access import VisibilityRules
@@ -37,6 +38,7 @@ from storage.usecases.hl7_inbox import Hl7Inbox, InboxConfig
 from storage.usecases.ingest import Ingest, PatientIdentity
 from storage.usecases.mpps import Mpps
 from storage.usecases.orders import Orders
+from storage.usecases.outbox import OutboxConfig, ReportOutbox
 from storage.usecases.peers import Peers
 from storage.usecases.publish import PublishConfig, Publisher
 from storage.usecases.qa import Qa
@@ -87,6 +89,7 @@ class Services:
     hl7_inbox: Hl7Inbox
     worklist: Worklist
     mpps: Mpps
+    outbox: ReportOutbox  # ORU^R01 out: `report_changed` in the report write, delivered by `facade serve`
 
     def close(self) -> None:
         """Release the database; `facade serve` flushed the audit trail before (its last worker run)."""
@@ -127,6 +130,8 @@ def build_services(
     retrieve = Retrieve(db, blobs, search)
     orders = Orders(store, zone)
     mpps = Mpps(db, orders, store, identity, site_zone=zone, now=now)
+    outbox = ReportOutbox(db, store, outbox_config(settings), now=now)
+    outbox.sync_configured(settings.oru_destination_entries())
     return Services(
         settings,
         db,
@@ -145,6 +150,18 @@ def build_services(
         Hl7Inbox(db, orders, inbox_config(settings, identity), now=now, audit=audit, mpps=mpps),
         Worklist(db),
         mpps,
+        outbox,
+    )
+
+
+def outbox_config(settings: Settings) -> OutboxConfig:
+    return OutboxConfig(
+        sender=Sender(settings.oru_sending_application, settings.oru_sending_facility),
+        backoff_base=settings.oru_retry_base_seconds,
+        backoff_max=settings.oru_retry_max_seconds,
+        max_attempts=settings.oru_max_attempts,
+        # a batch to one destination sends one message at a time, each waiting its ACK at most
+        lease=max(300.0, 2 * (settings.oru_connect_timeout + settings.oru_ack_timeout)),
     )
 
 
