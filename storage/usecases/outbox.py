@@ -248,8 +248,12 @@ class ReportOutbox:
         )
 
     def _dead(self, message: Claimed, reason: str, code: str | None, attempts: int | None = None) -> Outcome:
-        log.warning("outbox.dead_letter", extra={"control_id": message.control_id, "reason": reason[:120]})
         tries = message.attempts + 1 if attempts is None else attempts
+        # the receiver's text may quote values: it stays in the outbox (`facade outbox list`)
+        log.warning(
+            "outbox.dead_letter",
+            extra={"control_id": message.control_id, "ack": code or "", "attempt": tries},
+        )
         return Outcome(message.pk, DEAD, tries, self._now(), last_error=reason[:400], ack_code=code)
 
     # -- administration -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ letter with the receiver's reason, `retry` sends it again; SQLite and PostgreSQL
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -357,3 +358,23 @@ def test_a_later_report_waits_for_the_earlier_one_of_its_patient(services: Servi
     finally:
         client.close()
     assert [(m.patient, m.status) for m in got[1:]] == [("PAT-1", "F"), ("PAT-1", "C")]
+
+
+@pytest.mark.one_backend
+def test_no_patient_data_in_the_logs(
+    services: Services, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = Receiver(answer=lambda m: ack(m.control_id, "AE", "patient PAT-1 Test1 unknown")).start()
+    client = MllpClient()
+    try:
+        with caplog.at_level(logging.DEBUG):
+            services.outbox.add_destination("RIS", "127.0.0.1", receiver.port, OruProfile())
+            write(services, None, report(1, "final", "Findings for Test1"), 1)
+            services.outbox.deliver_due(client)
+    finally:
+        client.close()
+        receiver.stop()
+    assert services.outbox.count("dead") == 1
+    logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "outbox.dead_letter" in logged
+    assert "PAT-1" not in logged and "Test1" not in logged
