@@ -133,7 +133,7 @@ def build_oru(
     status = result_status(report, correction=correction)
     segments = [
         _msh(profile, sender, charset, control_id, now),
-        _pid(patient),
+        _pid(patient, report, sender),
         "PV1|1|U",
         _orc(order),
         _obr(report, order, status, now),
@@ -162,9 +162,15 @@ def _msh(profile: OruProfile, sender: Sender, charset: Charset, control_id: str,
     return "|".join(fields)
 
 
-def _pid(patient: Json | None) -> str:
+def _pid(patient: Json | None, report: Json, sender: Sender) -> str:
+    """PID-3 every identifier of the Patient; a Patient with none (or none we could read) is
+    named by its FHIR id, assigned by us (MSH-3): PID-3 is required, and the receiver decides."""
     patient = patient or {}
     ids = "~".join(_cx(i) for i in patient.get("identifier", []) if isinstance(i, dict) and i.get("value"))
+    if not ids:
+        reference = str((report.get("subject") or {}).get("reference", ""))
+        own = str(patient.get("id", "")) or reference.removeprefix("Patient/")
+        ids = f"{_esc(own)}^^^{_esc(sender.application)}" if own else ""
     names = [n for n in patient.get("name", []) if isinstance(n, dict)]
     name = next((n for n in names if n.get("use") == "official"), names[0] if names else None)
     birth = str(patient.get("birthDate", "")).replace("-", "")[:8]

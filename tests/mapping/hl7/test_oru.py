@@ -91,8 +91,14 @@ def build(body: dict[str, Any] | None = None, **profile: Any) -> bytes:
     )
 
 
-def parsed(raw: bytes, codec: str = "ascii") -> Message:
-    return parse_message(raw.decode(codec), validation_level=VALIDATION_LEVEL.TOLERANT, find_groups=True)
+def parsed(raw: bytes, codec: str = "ascii", *, strict: bool = True) -> Message:
+    """As hl7apy reads it, strictly: the structure, segments, required fields, types and lengths of
+    the version."""
+    level = VALIDATION_LEVEL.STRICT if strict else VALIDATION_LEVEL.TOLERANT
+    message = parse_message(raw.decode(codec), validation_level=level, find_groups=True)
+    if strict:
+        assert message.validate()
+    return message
 
 
 def segments(message: Message, name: str) -> list[Segment]:
@@ -261,11 +267,11 @@ def test_a_patient_unknown_and_a_period() -> None:
         control_id="C",
         now=NOW,
     )
-    message = parsed(raw)
+    message = parsed(raw, strict=False)  # PID-5 (required) is empty: we know no name
     (obr,) = segments(message, "OBR")
     assert obr.obr_7.to_er7() == "20261201" and obr.obr_22.to_er7() == "20261203100000+0000"
     (pid,) = segments(message, "PID")
-    assert pid.pid_3.to_er7() == ""
+    assert pid.pid_3.to_er7() == "p1^^^FACADE"  # the Patient's FHIR id, assigned by us
 
 
 def test_profile_problems() -> None:
