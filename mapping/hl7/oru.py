@@ -284,7 +284,7 @@ def _plain_texts(report: Json) -> Iterable[str]:
     for form in report.get("presentedForm", []):
         if str(form.get("contentType", "")).split(";")[0].strip() == "text/plain" and form.get("data"):
             try:
-                yield base64.b64decode(form["data"], validate=True).decode("utf-8")
+                yield base64.b64decode("".join(str(form["data"]).split()), validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
                 continue  # not text after all: nothing to send rather than garbage
 

@@ -281,3 +281,12 @@ def test_profile_problems() -> None:
     assert OruProfile.from_json(OruProfile(version="2.3.1", text="ft").to_json()) == OruProfile(
         version="2.3.1", text="ft"
     )
+
+
+def test_base64_broken_into_lines_is_read() -> None:
+    data = _b64(b"First line\nSecond line")
+    body = report(
+        presentedForm=[{"contentType": "text/plain; charset=utf-8", "data": f"{data[:8]}\n{data[8:]}"}]
+    )
+    obx = segments(parsed(build(body)), "OBX")
+    assert [text(o.obx_5.to_er7()) for o in obx[:2]] == ["First line", "Second line"]
