@@ -228,7 +228,8 @@ class OutboxStore:
             )
 
     def entries(self, state: str | None = None, *, limit: int = 1000) -> list[OutboxEntry]:
-        query = select(Hl7OutboxRow).order_by(Hl7OutboxRow.pk).limit(limit)
+        """The newest `limit` messages (of `state`), oldest first."""
+        query = select(Hl7OutboxRow).order_by(Hl7OutboxRow.pk.desc()).limit(limit)
         if state is not None:
             query = query.where(Hl7OutboxRow.state == state)
         with self._db.read() as session:
@@ -245,7 +246,7 @@ class OutboxStore:
                     r.ack_code,
                     r.last_error,
                 )
-                for r in session.scalars(query)
+                for r in reversed(session.scalars(query).all())
             ]
 
     def revive(self, pks: Sequence[int] | None, now: datetime) -> int:
