@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from facade.cli import main
 from facade.serve import outbox_worker
 from facade.settings import Settings, oru_destination_list
-from facade.wiring import Services
+from facade.wiring import Services, build_services
 from mapping.hl7.oru import OruProfile
 from tests.hl7_peer import Received, Receiver, ack
 from tests.storage.test_outbox import patient, report
@@ -127,3 +131,35 @@ def _until(condition: object, seconds: float = 10) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("not reached in time")
+
+
+def test_facade_serve_delivers_to_its_configured_destination(settings: Settings, tmp_path: Path) -> None:
+    """`facade serve` (a process of its own) with FACADE_ORU_DESTINATIONS: a report change that
+    another process commits reaches the receiver, and a SIGTERM stops it cleanly."""
+    from tests.facade.test_serve import free_port, serve_env
+
+    receiver = Receiver().start()
+    env = serve_env(
+        settings, free_port(), free_port(), FACADE_ORU_DESTINATIONS=f"RIS=127.0.0.1:{receiver.port}"
+    )
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "facade.cli", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    services = build_services(settings)  # this process: the report write, as another facade would
+    try:
+        _until(lambda: [d.name for d in services.outbox.destinations()] == ["RIS"], 60)
+        now = datetime.now(UTC)
+        with services.db.write() as session:
+            services.store.put(session, patient(7), now=now)
+            assert services.outbox.report_changed(session, None, report(7, "final"), now) == 1
+        [got] = receiver.wait_for(1, 30)
+        assert got.patient == "PAT-7" and got.status == "F"
+        _until(lambda: services.outbox.count("sent") == 1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log.read_text()
+        services.close()
+        receiver.stop()
+    assert "PAT-7" not in log.read_text() and "Test7" not in log.read_text()
