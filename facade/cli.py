@@ -21,12 +21,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     db_sub.add_parser("upgrade", help="bring the database schema up to date")
     imp = sub.add_parser("import", help="import DICOM files and folders (DICOMDIR too)")
     imp.add_argument("paths", nargs="+", type=Path)
-    from facade import ae_admin, auth_admin, qa, remote_admin
+    from facade import ae_admin, auth_admin, oru_admin, qa, remote_admin
 
     auth_admin.add_arguments(sub)
     qa.add_arguments(sub)
     ae_admin.add_arguments(sub)
     remote_admin.add_arguments(sub)
+    oru_admin.add_arguments(sub)
     args = parser.parse_args(argv)
     try:
         settings = Settings()
@@ -56,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "ae":
         print(f"facade: data directory {settings.data_dir.resolve()}", file=sys.stderr)
         return ae_admin.run(args, settings)
+    if args.command in ("destination", "outbox"):
+        print(f"facade: data directory {settings.data_dir.resolve()}", file=sys.stderr)
+        return oru_admin.run(args, settings)
     if args.command == "remote":
         print(f"facade: data directory {settings.data_dir.resolve()}", file=sys.stderr)
         return remote_admin.run(args, settings)

@@ -74,6 +74,9 @@ FACTS = frozenset(
         "service_request",
         "procedure",
         "pps_status",
+        "destination",  # an ORU destination's name
+        "seconds",
+        "resource_id",
     }
 )
 _OURS = ("facade", "fhir_api", "dicom_bridge", "hl7_interface", "mapping", "smart_auth", "storage", "bench")

@@ -32,11 +32,13 @@ from facade.settings import Settings
 from facade.settle import settle
 from facade.wiring import Services, build_services
 from facade.workers import Periodic
+from hl7_interface.mllp_client import MllpClient
 from hl7_interface.receiver import Hl7Receiver
 
 log = logging.getLogger(__name__)
 
 AUDIT_FLUSH_INTERVAL = 0.5  # seconds: a crash loses at most the audit events of the last half second
+OUTBOX_INTERVAL = 0.2  # seconds between looks at the outbox (also woken by each enqueue's commit)
 
 
 def serve(settings: Settings) -> None:
@@ -89,11 +91,23 @@ def background_workers(settings: Settings, services: Services) -> list[Periodic]
     )
     settle_every = max(0.5, min(5.0, settings.stable_age_seconds / 4))
     return [
+        outbox_worker(settings, services),
         Periodic("settle", settle_every, lambda: settle(services.publisher)),
         Periodic("housekeeping", HOUSEKEEPING_INTERVAL, housekeeper.run_once),
         # after the listeners stopped, a last flush writes what they recorded up to the end
         Periodic("audit-flush", AUDIT_FLUSH_INTERVAL, services.audit.flush, run_at_stop=True),
     ]
+
+
+def outbox_worker(settings: Settings, services: Services) -> Periodic:
+    """Delivers the ORU^R01 outbox over MLLP: every OUTBOX_INTERVAL, and at once when a report
+    change commits (the outbox wakes it); its connections close when it stops."""
+    client = MllpClient(connect_timeout=settings.oru_connect_timeout, ack_timeout=settings.oru_ack_timeout)
+    worker = Periodic(
+        "oru-outbox", OUTBOX_INTERVAL, lambda: services.outbox.deliver_due(client), on_stop=client.close
+    )
+    services.outbox.subscribe(worker.wake)
+    return worker
 
 
 def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationServer:

@@ -70,6 +70,17 @@ class Settings(BaseSettings):
     # a worklist query that names no Scheduled Station AE Title gets the calling AE title's steps
     worklist_calling_ae_as_station: bool = False
 
+    # ORU^R01 out (storage/usecases/outbox.py): destinations besides `facade destination add`,
+    # comma-separated host:port or name=host:port (name default: host:port), synced into the table
+    oru_destinations: str = ""
+    oru_sending_application: str = "FACADE"  # MSH-3
+    oru_sending_facility: str = ""  # MSH-4
+    oru_retry_base_seconds: float = Field(1.0, gt=0)  # wait before the second try; doubled each try
+    oru_retry_max_seconds: float = Field(300.0, gt=0)  # longest wait between tries
+    oru_max_attempts: int = Field(100, ge=1)  # tries before a message becomes a dead letter
+    oru_connect_timeout: float = Field(5.0, gt=0)  # s
+    oru_ack_timeout: float = Field(30.0, gt=0)  # s: no ACK by then, the message is tried again later
+
     stable_age_seconds: float = 60.0  # a study quiet this long gets its settled FHIR version
     stow_max_bytes: int = 4 * 1024**3
     cors_origins: str = ""  # comma-separated origins of browser viewers, besides registered redirect URIs
@@ -110,6 +121,12 @@ class Settings(BaseSettings):
     def _hl7_charset(cls, value: str) -> str:
         if charset_named(value) is None:
             raise ValueError("an MSH-18 character set: ASCII, 8859/1 ... 8859/9, UNICODE UTF-8, ISO IR87")
+        return value
+
+    @field_validator("oru_destinations")
+    @classmethod
+    def _oru_destinations(cls, value: str) -> str:
+        oru_destination_list(value)
         return value
 
     @field_validator("mllp_allowed_hosts")
@@ -160,6 +177,10 @@ class Settings(BaseSettings):
             return "introspection needs FACADE_AUTH_EXTERNAL_CLIENT_ID and FACADE_AUTH_EXTERNAL_CLIENT_SECRET"
         return None
 
+    def oru_destination_entries(self) -> list[tuple[str, str, int]]:
+        """FACADE_ORU_DESTINATIONS as (name, host, port)."""
+        return oru_destination_list(self.oru_destinations)
+
     def allowed_hl7_senders(self) -> list[str]:
         return [s.strip() for s in self.hl7_allowed_senders.split(",") if s.strip()]
 
@@ -175,6 +196,20 @@ class Settings(BaseSettings):
 
     def stable_age(self) -> timedelta:
         return timedelta(seconds=self.stable_age_seconds)
+
+
+def oru_destination_list(value: str) -> list[tuple[str, str, int]]:
+    """`host:port` or `name=host:port` (an IPv6 host in brackets), comma-separated; ValueError
+    naming the entry that is neither."""
+    out = []
+    for entry in filter(None, (e.strip() for e in value.split(","))):
+        name, _, address = entry.rpartition("=")
+        host, _, port = address.rpartition(":")
+        host = host.strip().removeprefix("[").removesuffix("]")
+        if not host or not port.strip().isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"not host:port or name=host:port: {entry!r}")
+        out.append((name.strip() or address.strip(), host, int(port)))
+    return out
 
 
 def local_zone() -> tzinfo:

@@ -8,10 +8,13 @@ from datetime import datetime
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 
+from sqlalchemy.orm import Session
+
 from facade.settings import Settings
 from mapping.dicom.facts import local_issuer_system
 from mapping.hl7.charsets import Charset, charset_named
 from mapping.hl7.orders import OrderRules
+from mapping.hl7.oru import Sender
 from smart_auth.config import AuthConfig, ExternalAuthConfig
 from smart_auth.jwks_fetch import JwksFetcher
 from smart_auth.resource_server.access import VisibilityRules
@@ -29,7 +32,7 @@ from storage.audit.store import AuditStore
 from storage.blobs import FileBlobStore
 from storage.clock import utcnow
 from storage.db import Database, make_engine
-from storage.fhir_store.store import FhirStore
+from storage.fhir_store.store import FhirStore, StoredResource
 from storage.migrate import upgrade
 from storage.usecases.audit import Audit
 from storage.usecases.derived import Derivation
@@ -38,6 +41,7 @@ from storage.usecases.incoming_reports import IncomingReports
 from storage.usecases.ingest import Ingest, PatientIdentity
 from storage.usecases.mpps import Mpps
 from storage.usecases.orders import Orders
+from storage.usecases.outbox import OutboxConfig, ReportOutbox
 from storage.usecases.peers import Peers
 from storage.usecases.publish import PublishConfig, Publisher
 from storage.usecases.qa import Qa
@@ -45,7 +49,7 @@ from storage.usecases.query import Query
 from storage.usecases.retrieve import Retrieve
 from storage.usecases.search import SUPPORTED_TYPES, Search
 from storage.usecases.worklist import Worklist
-from storage.usecases.writes import Writes
+from storage.usecases.writes import Json, WriteHook, Writes
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class Services:
     worklist: Worklist
     mpps: Mpps
     writes: Writes
+    outbox: ReportOutbox  # ORU^R01 out: `report_changed` in the report write, delivered by `facade serve`
 
     def close(self) -> None:
         """Release the database; `facade serve` flushed the audit trail before (its last worker run)."""
@@ -130,6 +135,8 @@ def build_services(
     retrieve = Retrieve(db, blobs, search)
     orders = Orders(store, zone)
     mpps = Mpps(db, orders, store, identity, site_zone=zone, now=now)
+    outbox = ReportOutbox(db, store, outbox_config(settings), now=now, derivation=derivation)
+    outbox.sync_configured(settings.oru_destination_entries())
     return Services(
         settings,
         db,
@@ -156,7 +163,32 @@ def build_services(
         ),
         Worklist(db),
         mpps,
-        Writes(db, store, site_zone=zone, now=now),
+        Writes(db, store, site_zone=zone, now=now, hooks=[report_hook(outbox)]),
+        outbox,
+    )
+
+
+def report_hook(outbox: ReportOutbox) -> WriteHook:
+    """A DiagnosticReport written over FHIR goes to the ORU outbox in its own transaction (the
+    outbox decides whether this change is one to send)."""
+
+    def hook(
+        session: Session, res_type: str, before: Json | None, stored: StoredResource, now: datetime
+    ) -> None:
+        if res_type == "DiagnosticReport" and stored.body is not None:
+            outbox.report_changed(session, before, stored.to_json(), now)
+
+    return hook
+
+
+def outbox_config(settings: Settings) -> OutboxConfig:
+    return OutboxConfig(
+        sender=Sender(settings.oru_sending_application, settings.oru_sending_facility),
+        backoff_base=settings.oru_retry_base_seconds,
+        backoff_max=settings.oru_retry_max_seconds,
+        max_attempts=settings.oru_max_attempts,
+        # a batch to one destination sends one message at a time, each waiting its ACK at most
+        lease=max(300.0, 2 * (settings.oru_connect_timeout + settings.oru_ack_timeout)),
     )
 
 

@@ -8,6 +8,7 @@ import storage.fhir_store.models
 import storage.hl7_inbox.models
 import storage.mpps.models
 import storage.orders.models
+import storage.outbox.models
 import storage.peers.models  # noqa: F401  (each registers its tables on Base.metadata)
 from storage.schema import Base
 

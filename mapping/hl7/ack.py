@@ -1,4 +1,5 @@
-"""The acknowledgement we answer (original mode, v2.5.1 2.9.2): MSH, MSA, and ERR when refusing.
+"""The acknowledgement we answer (original mode, v2.5.1 2.9.2): MSH, MSA, and ERR when refusing;
+and the one we get back for a message we send (`read_ack`: MSA-1, MSA-2, the reason in ERR).
 
 Written in the version the sender used (2.3/2.3.1: ERR-1 as segment^sequence^field^code&text&
 HL70357; 2.4 and later: ERR-2 location, ERR-3 code, ERR-4 severity, ERR-8 user text). MSH-3/4
@@ -12,9 +13,11 @@ a second. `tests/mapping/hl7/test_ack.py` parses every kind of ACK we send back 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from mapping.hl7.charsets import Charset
+from mapping.hl7.charsets import Charset, decode
+from mapping.hl7.er7 import split_message
 from mapping.hl7.errors import AckCode, Hl7Error
 from mapping.hl7.header import DEFAULT_VERSION, Header
 
@@ -81,3 +84,48 @@ def _escaped(text: str, *, sub: bool = False) -> str:
     out = text.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\").replace("~", "\\R\\")
     out = out.replace("\r", " ").replace("\n", " ")
     return out.replace("&", "\\T\\") if sub or "&" in out else out
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """An ACK we received: MSA-1 (AA / AE / AR; enhanced mode's CA / CE / CR read as these),
+    MSA-2 (the control id it acknowledges) and the receiver's reason when it refused."""
+
+    code: str
+    control_id: str
+    reason: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.code == "AA"
+
+
+_ENHANCED = {"CA": "AA", "CE": "AE", "CR": "AR"}
+
+
+def read_ack(raw: bytes, default: Charset) -> Acknowledgement:
+    """The MSA of an ACK (v2.5.1 2.14.8) and the reason of a refusal: ERR-8 user text, else
+    MSA-3, else the code of ERR-3 (2.4+) or ERR-1.4 (2.3). Raises Hl7Error when the reply has no
+    MSH or no MSA."""
+    try:
+        text, _ = decode(raw, default)
+    except Hl7Error:
+        text = raw.decode("latin-1")
+    message = split_message(text)
+    msa = message.first("MSA")
+    if msa is None:
+        raise Hl7Error.reject("100", "the reply has no MSA segment", segment="MSA")
+    code = msa.value(1).strip().upper()
+    code = _ENHANCED.get(code, code)
+    reason = ""
+    if code != "AA":
+        err = message.first("ERR")
+        details = [msa.value(3)]
+        if err is not None:
+            details = [err.value(8), msa.value(3), err.value(3, 2), err.value(1, 4, 2)]
+            number = err.value(3, 1) or err.value(1, 4, 1)
+        else:
+            number = ""
+        said = next((d.strip() for d in details if d.strip()), "")
+        reason = " ".join(p for p in (number, said) if p) or "no reason given"
+    return Acknowledgement(code, msa.value(2).strip(), reason)

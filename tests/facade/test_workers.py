@@ -52,3 +52,14 @@ def test_a_worker_run_at_stop_runs_once_more_after_its_thread() -> None:
     assert runs == ["run"]  # the last run, though the interval never came
     Periodic("flush-unstarted", 3600.0, lambda: runs.append("unstarted"), run_at_stop=True).stop()
     assert runs == ["run", "unstarted"]
+
+
+def test_wake_runs_at_once_and_on_stop_follows_the_thread() -> None:
+    ran = threading.Event()
+    stopped: list[str] = []
+    worker = Periodic("woken", 3600.0, ran.set, on_stop=lambda: stopped.append("closed")).start()
+    started = time.monotonic()
+    worker.wake()
+    assert ran.wait(5) and time.monotonic() - started < 1
+    worker.stop()
+    assert stopped == ["closed"]

@@ -294,3 +294,39 @@ def test_decimals_keep_their_precision(fhir: httpx.Client) -> None:
     big = json.dumps(observation(1)).replace('"value": 1,', '"value": 1.6e-005,').encode()
     r = fhir.post("/Observation", content=big, headers={"Content-Type": "application/fhir+json"})
     assert r.status_code == 201 and r.json()["valueQuantity"]["value"] == 1.6e-05
+
+
+def test_a_report_made_final_over_fhir_goes_out_as_oru(
+    fhir: httpx.Client, services: Services, mllp_port: int
+) -> None:
+    """A reporting app writes a preliminary report for an order, then makes it final, then
+    amends it: the RIS (a real MLLP receiver) gets ORU^R01 F, then C, with the order's numbers;
+    the preliminary version sends nothing."""
+    from hl7_interface.mllp_client import MllpClient
+    from mapping.hl7.oru import OruProfile
+    from tests.hl7_peer import Receiver, free_port
+    from tests.hl7_samples import orm
+
+    assert b"MSA|AA|" in services.hl7_inbox.receive(orm().encode(), "127.0.0.1:1")
+    order = fhir.get("/ServiceRequest", params={"identifier": "PLC-1"}).json()["entry"][0]["resource"]
+    port = free_port()
+    services.outbox.add_destination("RIS", "127.0.0.1", port, OruProfile())
+    body = report(subject=order["subject"], basedOn=[{"reference": f"ServiceRequest/{order['id']}"}])
+    created = post(fhir, body).json()
+    assert services.outbox.count("pending") == 0  # preliminary: nothing to send
+    final = fhir.put(f"/DiagnosticReport/{created['id']}", json={**created, "status": "final"})
+    assert final.status_code == 200
+    amended = {**final.json(), "status": "amended", "conclusion": "Addendum: small effusion."}
+    assert fhir.put(f"/DiagnosticReport/{created['id']}", json=amended).status_code == 200
+    assert services.outbox.count("pending") == 2
+    receiver = Receiver(port).start()
+    client = MllpClient(connect_timeout=2, ack_timeout=5)
+    try:
+        services.outbox.deliver_due(client)
+        got = receiver.wait_for(2)
+    finally:
+        client.close()
+        receiver.stop()
+    assert [m.status for m in got] == ["F", "C"]
+    assert all("PLC-1" in m.raw and "FIL-1" in m.raw and "ACC-1" in m.raw for m in got)
+    assert "Addendum: small effusion." in got[1].raw and got[0].patient == "PAT-1"

@@ -24,6 +24,7 @@ def test_the_migrated_schema_is_the_models(empty_database_url: str) -> None:
 
 
 LATEST = {  # revision -> what it adds: ("table", name) or ("index", table, name)
+    "0011": ("table", "hl7_outbox"),
     "0010": ("table", "search_quantity"),
     "0009": ("table", "performed_step"),
     "0008": ("index", "patient", "ix_patient_merged_into"),
