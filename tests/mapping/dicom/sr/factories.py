@@ -22,7 +22,9 @@ BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 NUMERIC_VALUE = Tag(0x0040, 0xA30A)
 
 
-def tid1500(*, sop_uid: str = "1.2.826.0.1.3680043.10.1.1500", verified: bool = True) -> Dataset:
+def tid1500(
+    *, sop_uid: str = "1.2.826.0.1.3680043.10.1.1500", verified: bool = True, final: bool = True
+) -> Dataset:
     """A measurement report on pydicom's CT example: one planar ROI group (tracking id, finding,
     finding site with laterality, region on the image) with mean, max and SD of attenuation and
     an area, and one group without tracking UID holding a length on an image frame."""
@@ -67,7 +69,9 @@ def tid1500(*, sop_uid: str = "1.2.826.0.1.3680043.10.1.1500", verified: bool = 
         referenced_images=[hd.sr.SourceImageForMeasurement(CT.SOPClassUID, CT.SOPInstanceUID, [1])],
     )
     plain = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(identifier="Lesion 2"),
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid="1.2.826.0.1.3680043.10.1.78", identifier="Lesion 2"
+        ),
         measurements=[length],
         finding_type=codes.SCT.Lesion,
     )
@@ -89,7 +93,7 @@ def tid1500(*, sop_uid: str = "1.2.826.0.1.3680043.10.1.1500", verified: bool = 
         instance_number=1,
         manufacturer="Test",
         is_complete=True,
-        is_final=True,
+        is_final=final,
         is_verified=verified,
         verifying_observer_name="Verifier^V" if verified else None,
         verifying_organization="Org" if verified else None,
