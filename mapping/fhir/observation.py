@@ -102,18 +102,22 @@ class Shared:
         }
 
 
-def group_resources(shared: Shared, group: MeasurementGroup) -> list[dict[str, Any]]:
-    """The group's panel Observation first, then its members."""
+def group_resources(shared: Shared, group: MeasurementGroup, seen: dict[str, int]) -> list[dict[str, Any]]:
+    """The group's panel Observation first, then its members. `seen` counts the keys of the
+    document's groups: a tracking UID used by two groups numbers the second."""
     group_key = (
         f"group/{group.tracking_uid}"
         if group.tracking_uid
         else _item_key(group.observation_uid, group.position)
     )
+    seen[group_key] = seen.get(group_key, 0) + 1
+    if seen[group_key] > 1:
+        group_key = f"{group_key}#{seen[group_key]}"
     tracking = _tracking(group)
     members: list[dict[str, Any]] = []
-    seen: dict[str, int] = {}
+    repeats: dict[str, int] = {}
     for m in group.measurements:
-        key = _measurement_key(group_key, group.tracking_uid, m, seen)
+        key = _measurement_key(group_key, group.tracking_uid, m, repeats)
         members.append(
             measurement_observation(
                 shared, m, resource_id(shared.anchor, key), group=group, tracking=tracking

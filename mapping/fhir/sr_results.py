@@ -85,8 +85,9 @@ def _document(doc: Document, kind: SrKind, ctx: SrContext) -> list[dict[str, Any
         top.append(obs["id"])
     else:
         if kind == "measurement":
+            seen: dict[str, int] = {}
             for group in measurement_groups(doc):
-                resources = group_resources(shared, group)
+                resources = group_resources(shared, group, seen)
                 observations += resources
                 top.append(resources[0]["id"])
         for m in loose_measurements(doc):
@@ -109,7 +110,21 @@ def _document(doc: Document, kind: SrKind, ctx: SrContext) -> list[dict[str, Any
         interpreters=doc.observers,
         performers=text.person_observers if text else (),
     )
-    return [*observations, report]
+    return _unique([*observations, report], doc.warnings)
+
+
+def _unique(resources: list[dict[str, Any]], warnings: list[str]) -> list[dict[str, Any]]:
+    """One resource per id: two items claiming one Observation UID (a malformed SR) keep the
+    first, so one transaction never writes an id twice."""
+    seen: set[str] = set()
+    out = []
+    for resource in resources:
+        if resource["id"] in seen:
+            warnings.append(f"duplicate {resource['resourceType']} id {resource['id']} dropped")
+            continue
+        seen.add(resource["id"])
+        out.append(resource)
+    return out
 
 
 def _pdf(ds: Dataset, ctx: SrContext) -> list[dict[str, Any]]:

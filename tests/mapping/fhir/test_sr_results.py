@@ -383,3 +383,26 @@ def test_predecessors_are_listed_for_the_caller() -> None:
     study.ReferencedSeriesSequence = [series]
     ds.PredecessorDocumentsSequence = [study]
     assert predecessor_uids(ds) == ("1.2.3.9",)
+
+
+def test_two_groups_with_one_tracking_uid_and_items_sharing_an_observation_uid() -> None:
+    def group(value: str) -> Dataset:
+        uid = content(
+            "UIDREF", "HAS OBS CONTEXT", ("112040", "DCM", "Tracking Unique Identifier"), UID="1.2.3.77"
+        )
+        measurement = num(
+            ("410668003", "SCT", "Length"), value, ("mm", "UCUM", "mm"), ObservationUID="1.2.3.88"
+        )
+        return container(("125007", "DCM", "Measurement Group"), [uid, measurement])
+
+    ds = sr_document(
+        COMPREHENSIVE_SR, ("126000", "DCM", "Imaging Measurement Report"), [group("1"), group("2")]
+    )
+    result = map_sr(ds, CTX)
+    ids = [r["id"] for r in result.resources]
+    assert len(ids) == len(set(ids)) == 4  # two panels, one length (the second is dropped), the report
+    panels = [
+        r for r in result.resources if r["resourceType"] == "Observation" and code_of(r) == (DCM, "125007")
+    ]
+    assert len(panels) == 2
+    assert [w for w in result.warnings if w.startswith("duplicate Observation id")]
