@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydicom import Dataset
+from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 
@@ -30,6 +31,7 @@ from pydicom.tag import BaseTag, Tag
 MAX_DEPTH = 64
 
 _NUMERIC_VALUE = Tag(0x0040, 0xA30A)
+_CONCEPT_NAME = Tag(0x0040, 0xA043)
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ def read_document(ds: Dataset, *, shallow: frozenset[tuple[str, str]] = frozense
 class _Reader:
     def __init__(self, shallow: frozenset[tuple[str, str]]) -> None:
         self.shallow = shallow
+        self.names: dict[tuple[bytes, bool, bool], Code | None] = {}
         self.warnings: list[str] = []
 
     def item(self, ds: Dataset, position: str, relationship: str, *, depth: int) -> ContentItem | None:
@@ -194,26 +197,45 @@ class _Reader:
             reference = _reference(ds)
             if reference:
                 return ContentItem(position, relationship, "", None, reference=reference)
-            value_type = text_of(ds, "ValueType").upper()
+            if self.shallow and (skipped := self._shallow(ds, position, relationship)):
+                return skipped
+            value_type = ascii_of(ds, "ValueType").upper()
             if not value_type:
                 warnings.append(f"{position}: no Value Type, skipped")
                 return None
-            name = first_code(ds, "ConceptNameCodeSequence")
-            if name is not None and (name.scheme.upper(), name.value) in self.shallow:
-                return ContentItem(position, relationship, value_type, name)
+            name = self.name(ds)
             return ContentItem(
                 position=position,
                 relationship=relationship,
                 value_type=value_type,
                 name=name,
-                observation_uid=text_of(ds, "ObservationUID"),
-                observation_datetime=text_of(ds, "ObservationDateTime"),
+                observation_uid=ascii_of(ds, "ObservationUID"),
+                observation_datetime=ascii_of(ds, "ObservationDateTime"),
                 children=self.children(ds, position, depth=depth),
                 **_value(ds, value_type, position, warnings),
             )
         except Exception as exc:  # a malformed element pydicom cannot convert: skip this item only
             warnings.append(f"{position}: unreadable ({type(exc).__name__}), skipped")
             return None
+
+    def _shallow(self, ds: Dataset, position: str, relationship: str) -> ContentItem | None:
+        """A container to count, not read (a large RDSR has thousands of irradiation events)."""
+        name = self.name(ds)
+        if name is None or (name.scheme.upper(), name.value) not in self.shallow:
+            return None
+        return ContentItem(position, relationship, "CONTAINER", name)
+
+    def name(self, ds: Dataset) -> Code | None:
+        """The Concept Name, parsed once per distinct encoding: a document repeats a few dozen
+        names over thousands of items, and pydicom's parsing of each is what costs."""
+        elem = ds.get_item(_CONCEPT_NAME)
+        raw = elem.value if isinstance(elem, RawDataElement) else None
+        if not isinstance(raw, bytes) or elem is None:
+            return first_code(ds, "ConceptNameCodeSequence")
+        key = (raw, elem.is_implicit_VR, elem.is_little_endian)
+        if key not in self.names:
+            self.names[key] = first_code(ds, "ConceptNameCodeSequence")
+        return self.names[key]
 
     def children(self, ds: Dataset, position: str, *, depth: int) -> tuple[ContentItem, ...]:
         items = _items(ds, "ContentSequence")
@@ -224,7 +246,7 @@ class _Reader:
             return ()
         out = []
         for index, child in enumerate(items, start=1):
-            relationship = text_of(child, "RelationshipType").upper()
+            relationship = ascii_of(child, "RelationshipType").upper()
             read = self.item(child, f"{position}.{index}", relationship, depth=depth + 1)
             if read is not None:
                 out.append(read)
@@ -242,10 +264,10 @@ def _value(ds: Dataset, value_type: str, position: str, warnings: list[str]) -> 
     if value_type == "TEXT":
         return {"text": text_of(ds, "TextValue", strip=False).rstrip(" \x00")}
     if value_type == "UIDREF":
-        return {"text": text_of(ds, "UID")}
+        return {"text": ascii_of(ds, "UID")}
     if value_type in ("DATETIME", "DATE", "TIME"):
         keyword = {"DATETIME": "DateTime", "DATE": "Date", "TIME": "Time"}[value_type]
-        return {"text": text_of(ds, keyword)}
+        return {"text": ascii_of(ds, keyword)}
     if value_type == "PNAME":
         return {"text": text_of(ds, "PersonName")}
     if value_type in ("IMAGE", "COMPOSITE", "WAVEFORM"):
@@ -254,7 +276,7 @@ def _value(ds: Dataset, value_type: str, position: str, warnings: list[str]) -> 
         return {"coords": _coords(ds, value_type)}
     if value_type == "CONTAINER":
         templates = _items(ds, "ContentTemplateSequence")
-        return {"template": text_of(templates[0], "TemplateIdentifier") if templates else ""}
+        return {"template": ascii_of(templates[0], "TemplateIdentifier") if templates else ""}
     return {}
 
 
@@ -277,8 +299,8 @@ def _num(ds: Dataset, position: str, warnings: list[str]) -> dict[str, Any]:
 
 def _image(ref: Dataset) -> ImageRef:
     return ImageRef(
-        sop_class=text_of(ref, "ReferencedSOPClassUID"),
-        sop_instance=text_of(ref, "ReferencedSOPInstanceUID"),
+        sop_class=ascii_of(ref, "ReferencedSOPClassUID"),
+        sop_instance=ascii_of(ref, "ReferencedSOPInstanceUID"),
         frames=_ints(ref, "ReferencedFrameNumber"),
         segments=_ints(ref, "ReferencedSegmentNumber"),
     )
@@ -289,8 +311,8 @@ def _coords(ds: Dataset, value_type: str) -> Coords:
     points: tuple[float, ...] = ()
     if data is not None:
         points = tuple(float(v) for v in (data if isinstance(data, (list, MultiValue)) else [data]))
-    frame = text_of(ds, "ReferencedFrameOfReferenceUID") if value_type == "SCOORD3D" else ""
-    return Coords(text_of(ds, "GraphicType").upper(), points, frame)
+    frame = ascii_of(ds, "ReferencedFrameOfReferenceUID") if value_type == "SCOORD3D" else ""
+    return Coords(ascii_of(ds, "GraphicType").upper(), points, frame)
 
 
 def _reference(ds: Dataset) -> str:
@@ -329,9 +351,9 @@ def _items(ds: Dataset, keyword: str) -> list[Dataset]:
 def first_code(ds: Dataset, keyword: str) -> Code | None:
     """The first item of a code sequence; None when absent or without a code value."""
     for item in _items(ds, keyword):
-        value = text_of(item, "CodeValue") or text_of(item, "LongCodeValue") or text_of(item, "URNCodeValue")
+        value = ascii_of(item, "CodeValue") or text_of(item, "LongCodeValue") or text_of(item, "URNCodeValue")
         if value:
-            return Code(text_of(item, "CodingSchemeDesignator"), value, text_of(item, "CodeMeaning"))
+            return Code(ascii_of(item, "CodingSchemeDesignator"), value, text_of(item, "CodeMeaning"))
     return None
 
 
@@ -345,6 +367,16 @@ def _get(ds: Dataset, keyword: str) -> Any:
 
 
 _TAGS: dict[str, BaseTag] = {}
+
+
+def ascii_of(ds: Dataset, keyword: str) -> str:
+    """A single-valued element of an ASCII-only VR (CS, UI, DA, TM, DT, and the code values and
+    schemes of PS3.3 8.1) from its raw bytes, without making pydicom convert it: the cheap read
+    that tens of thousands of content items need."""
+    tag = _TAGS.get(keyword)
+    if tag is None:
+        tag = _TAGS[keyword] = Tag(keyword)
+    return raw_text(ds, tag)
 
 
 def text_of(ds: Dataset, keyword: str, *, strip: bool = True) -> str:

@@ -406,3 +406,12 @@ def test_two_groups_with_one_tracking_uid_and_items_sharing_an_observation_uid()
     ]
     assert len(panels) == 2
     assert [w for w in result.warnings if w.startswith("duplicate Observation id")]
+
+
+def test_read_from_a_file_maps_as_in_memory() -> None:
+    """The reader takes raw values and caches parsed concept names: the same result as from
+    converted elements."""
+    for make in (tid1500, tid2000, ct_dose_sr, mammo_dose_sr):
+        ds = make()
+        in_memory = sr_resources(ds, CTX)
+        assert sr_resources(part10(ds), CTX) == in_memory
