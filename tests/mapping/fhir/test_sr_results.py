@@ -415,3 +415,34 @@ def test_read_from_a_file_maps_as_in_memory() -> None:
         ds = make()
         in_memory = sr_resources(ds, CTX)
         assert sr_resources(part10(ds), CTX) == in_memory
+
+
+def test_segments_and_3d_regions_in_the_image_selection() -> None:
+    seg = Dataset()
+    seg.ReferencedSOPClassUID, seg.ReferencedSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.66.4", "1.2.3.50"
+    seg.ReferencedSegmentNumber = [1, 2]
+    segment = content(
+        "IMAGE", "CONTAINS", ("121191", "DCM", "Referenced Segment"), ReferencedSOPSequence=[seg]
+    )
+    region = content(
+        "SCOORD3D", "CONTAINS", ("111030", "DCM", "Image Region"),
+        GraphicType="POINT", GraphicData=[1.5, -2.0, 3.25], ReferencedFrameOfReferenceUID="1.2.3.60",
+    )  # fmt: skip
+    volume = num(("118565006", "SCT", "Volume"), "12.0", ("mm3", "UCUM", "cubic millimeter"))
+    group = container(("125007", "DCM", "Measurement Group"), [segment, region, volume])
+    ds = sr_document(
+        COMPREHENSIVE_SR, ("126000", "DCM", "Imaging Measurement Report"), [group], template="1500"
+    )
+    obs = next(o for o in by_type(mapped(ds), "Observation") if code_of(o) == (SCT, "118565006"))
+    selections = [e["extension"] for e in obs["extension"]]
+    assert selections[0][1]["extension"][2:] == [
+        {"url": "segment", "valuePositiveInt": 1},
+        {"url": "segment", "valuePositiveInt": 2},
+    ]
+    assert selections[1][1:] == [
+        {"url": "regionType", "valueCode": "point"},
+        {"url": "coordinate", "valueDecimal": Decimal("1.5")},
+        {"url": "coordinate", "valueDecimal": Decimal("-2.0")},
+        {"url": "coordinate", "valueDecimal": Decimal("3.25")},
+        {"url": "frameOfReferenceUid", "valueOid": "urn:oid:1.2.3.60"},
+    ]
