@@ -67,3 +67,20 @@ def parse_offset(offset: str) -> timezone | None:
         return None
     delta = timedelta(hours=hours, minutes=minutes)
     return timezone(-delta if m[1] == "-" else delta)
+
+
+_DT = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?([+-]\d{4})?$")
+
+
+def fhir_dt(dt: str, *, offset: str, site_zone: tzinfo) -> str | None:
+    """DT 'YYYY[MM[DD[HH[MM[SS[.F]]]]]][&ZZXX]' (PS3.5 6.2) -> FHIR dateTime at the precision
+    written; the DT's own offset wins over (0008,0201) `offset`, then the site's zone."""
+    m = _DT.match(dt.strip())
+    if not m:
+        return None
+    year, month, day, time, own = m[1], m[2], m[3], m[4] or "", m[5] or ""
+    if day:
+        return fhir_datetime(f"{year}{month}{day}", time, offset=own or offset, site_zone=site_zone)
+    if month:
+        return f"{year}-{month}" if 1 <= int(month) <= 12 else None
+    return year
