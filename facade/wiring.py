@@ -48,6 +48,7 @@ from storage.usecases.qa import Qa
 from storage.usecases.query import Query
 from storage.usecases.retrieve import Retrieve
 from storage.usecases.search import SUPPORTED_TYPES, Search
+from storage.usecases.structured_reports import StructuredReports
 from storage.usecases.worklist import Worklist
 from storage.usecases.writes import Json, WriteHook, Writes
 
@@ -129,6 +130,7 @@ def build_services(
         identity,
         min_free_bytes=settings.min_free_bytes,
         patient_mismatch=settings.patient_mismatch,
+        reports=StructuredReports(store, zone),
     )
     audit = Audit(AuditStore(db), now=now)
     auth = build_auth(settings, db, store, search, now=now)

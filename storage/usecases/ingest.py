@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from pydicom import Dataset
+from sqlalchemy import Connection
 
 from mapping.dicom.facts import InstanceHeader, IssuerResolver, header_from_dataset
 from mapping.dicom.uid import valid_uid
@@ -47,8 +48,9 @@ from storage.blobs import BlobStore, instance_key
 from storage.clock import utcnow
 from storage.db import Database
 from storage.dicom_file import read_part10
-from storage.dicom_index.writer import Arrival, MismatchPolicy, Outcome, index_instance
+from storage.dicom_index.writer import Arrival, Indexed, MismatchPolicy, Outcome, index_instance
 from storage.errors import Conflict, Invalid, Unavailable, no_room
+from storage.usecases.structured_reports import StructuredReports
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +102,11 @@ class Ingest:
         *,
         min_free_bytes: int = 0,
         patient_mismatch: MismatchPolicy = "refuse",
+        reports: StructuredReports | None = None,
     ) -> None:
+        """`reports`: map structured reports and PDFs to FHIR in the index transaction."""
         self._db, self._blobs, self._identity, self._now = db, blobs, identity, now
+        self._reports = reports
         self._min_free = min_free_bytes
         self._mismatch: MismatchPolicy = patient_mismatch
 
@@ -148,6 +153,7 @@ class Ingest:
         )
         _check(h, expect)
         _check_file_meta(part10.dataset, h.instance.sop_uid)
+        document = self._reports.prepare(part10.dataset, path) if self._reports is not None else None
 
         key = instance_key(h.study.study_uid, h.series.series_uid, h.instance.sop_uid, part10.sha256)
         created = self._blobs.put_file(key, path)
@@ -160,7 +166,7 @@ class Ingest:
             now=self._now(),
         )
         try:
-            indexed = self._db.transact_core(lambda conn: index_instance(conn, h, arrival, self._mismatch))
+            indexed = self._db.transact_core(lambda conn: self._index(conn, h, arrival, document))
         except (Conflict, Invalid):
             # Refused inside the transaction, so it rolled back: nothing of this attempt may stay
             # on disk. A blob that was already there (same key, same bytes) is indexed and stays.
@@ -190,6 +196,14 @@ class Ingest:
             h.study.study_uid,
             indexed.instance_pk,
         )
+
+    def _index(
+        self, conn: Connection, h: InstanceHeader, arrival: Arrival, document: Dataset | None
+    ) -> Indexed:
+        indexed = index_instance(conn, h, arrival, self._mismatch)
+        if document is not None and self._reports is not None and indexed.outcome != "duplicate":
+            self._reports.publish(conn, document, h.study.study_uid, h.study.accession, arrival.now)
+        return indexed
 
 
 class Staging:
