@@ -1,14 +1,16 @@
 """ORU^R01 outbox benchmark: delivery rate to a local MLLP receiver that ACKs at once, and the time
-from a report change's commit to its ACK received, with the outbox worker of `facade serve`.
+from a DiagnosticReport made final over FHIR to its ACK received, with the outbox worker of
+`facade serve`.
 
     make bench-outbox                # or: .venv/bin/python -m bench.outbox [--messages N] [--database URL]
 
-In process (the FHIR write of DiagnosticReport is not here yet): the services `facade serve`
-builds, its outbox worker (polling every 200 ms, woken by each commit), and a plain-socket
-receiver. Rate: N messages enqueued (N/4 patients, 4 reports each, so the per-patient order
-holds), then the worker woken; messages/s from the wake to the last ACK. Latency: reports
-written one transaction at a time, ~50 a second, each timed from its commit to the return of
-the send that got its ACK; p50 / p95. Targets (issue 10): >= 200 ORU/s, p95 < 1 s.
+The services `facade serve` builds, its HTTP application under uvicorn in a thread, its outbox
+worker (polling every 200 ms, woken by each commit), and a plain-socket receiver. Rate: N
+messages enqueued (N/4 patients, 4 reports each, so the per-patient order holds), then the
+worker woken; messages/s from the wake to the last ACK. Latency: preliminary reports created
+over FHIR, then each made final by `PUT /fhir/DiagnosticReport/{id}`, ~50 a second, timed from
+sending the PUT to the return of the send that got its ACK; p50 / p95. Targets (issue 10):
+>= 200 ORU/s, p95 < 1 s.
 
 There is no reference peer for this: no archive we compare against sends ORU^R01 from FHIR.
 Not a test.
@@ -27,9 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from facade.serve import OUTBOX_INTERVAL
 from facade.settings import Settings
-from facade.wiring import build_services
+from facade.wiring import Services, build_services
 from facade.workers import Periodic
 from hl7_interface.mllp_client import MllpClient
 from mapping.hl7.ack import Acknowledgement
@@ -149,21 +153,7 @@ def main() -> int:
         worker.wake()
         _wait(lambda: receiver.count >= args.messages, 600)
         rate = args.messages / (time.perf_counter() - started)
-        # the latency: one report change per transaction, ~50 a second, the worker woken by each
-        committed: dict[str, float] = {}
-        before = set(timed.acked)
-        for n in range(args.latency):
-            with services.db.write() as session:
-                services.outbox.report_changed(
-                    session, None, _report(n % patients, 1000 + n), datetime.now(UTC)
-                )
-            committed_at = time.perf_counter()
-            committed[str(n)] = committed_at
-            time.sleep(args.gap)
-        _wait(lambda: receiver.count >= args.messages + args.latency, 120)
-        new = sorted(t for c, t in timed.acked.items() if c not in before)
-        starts = sorted(committed.values())
-        latencies = [ack - start for ack, start in zip(new, starts, strict=True)]
+        latencies = _final_over_fhir(services, receiver, timed, args, patients)
     finally:
         worker.stop()
         receiver.server.close()
@@ -174,7 +164,7 @@ def main() -> int:
     print(f"\nORU^R01 outbox to a local MLLP receiver that ACKs at once ({database})")
     print(f"delivery: {args.messages} messages ({patients} patients) at {rate:.0f} messages/s")
     print(
-        f"commit -> ACK ({args.latency} reports, one per transaction): "
+        f"final over FHIR (PUT sent) -> ACK ({args.latency} reports): "
         f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms"
     )
     print(
@@ -183,6 +173,35 @@ def main() -> int:
     )
     print("no reference peer: no archive we measure against sends ORU^R01 from FHIR")
     return 0
+
+
+def _final_over_fhir(
+    services: Services, receiver: AckAtOnce, timed: TimedClient, args: argparse.Namespace, patients: int
+) -> list[float]:
+    """Preliminary reports created over HTTP, then made final one by one; seconds from each PUT
+    sent to its ORU's ACK."""
+    from facade.http import build_http_app
+    from tests.conftest import listening_socket, serving
+    from tests.smart import bearer, issue_token
+
+    token = issue_token(services, "system/DiagnosticReport.cru")
+    with serving(build_http_app(services), listening_socket()) as url:
+        http = httpx.Client(base_url=f"{url}/fhir", headers=bearer(token), timeout=30)
+        created = []
+        for n in range(args.latency):
+            body = {k: v for k, v in _report(n % patients, 1000 + n).items() if k != "id"}
+            created.append(http.post("/DiagnosticReport", json={**body, "status": "preliminary"}).json())
+        before = set(timed.acked)
+        starts = []
+        for report in created:
+            starts.append(time.perf_counter())
+            http.put(
+                f"/DiagnosticReport/{report['id']}", json={**report, "status": "final"}
+            ).raise_for_status()
+            time.sleep(args.gap)
+        _wait(lambda: receiver.count >= args.messages + args.latency, 120)
+    acks = sorted(t for c, t in timed.acked.items() if c not in before)
+    return [ack - start for ack, start in zip(acks, starts, strict=True)]
 
 
 def _wait(condition: Any, seconds: float) -> None:
