@@ -330,3 +330,24 @@ def test_a_report_made_final_over_fhir_goes_out_as_oru(
     assert [m.status for m in got] == ["F", "C"]
     assert all("PLC-1" in m.raw and "FIL-1" in m.raw and "ACC-1" in m.raw for m in got)
     assert "Addendum: small effusion." in got[1].raw and got[0].patient == "PAT-1"
+
+
+def test_writes_are_audited_as_create_and_update(fhir: httpx.Client, services: Services) -> None:
+    from sqlalchemy import select
+
+    from storage.audit.models import AuditEventRow
+
+    rid = post(fhir, report()).json()["id"]
+    fhir.put(f"/DiagnosticReport/{rid}", json=report(id=rid, status="final"))
+    assert fhir.post("/DiagnosticReport", content=b"{").status_code == 400
+    services.audit.flush()
+    with services.db.read() as session:
+        rows = [
+            (r.action, r.method, r.path, r.status, r.outcome)
+            for r in session.scalars(select(AuditEventRow).order_by(AuditEventRow.id))
+        ]
+    assert rows == [
+        ("create", "POST", "/fhir/DiagnosticReport", 201, "allowed"),
+        ("update", "PUT", f"/fhir/DiagnosticReport/{rid}", 200, "allowed"),
+        ("create", "POST", "/fhir/DiagnosticReport", 400, "refused"),
+    ]
