@@ -38,6 +38,9 @@ _AGGREGATES = (
     "storage.audit",
     "storage.orders",
     "storage.mpps",
+    "storage.peers",
+    "storage.hl7_inbox",
+    "storage.outbox",
 )
 NEVER: tuple[tuple[str, str], ...] = (
     *((a, b) for a in _AGGREGATES for b in _AGGREGATES if a != b),
