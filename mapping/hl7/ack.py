@@ -61,7 +61,8 @@ def build_ack(
     msa = ["MSA", code, _escaped(header.control_id[:199] if header is not None else "")]
     segments = ["|".join(msh)]
     if error is not None:
-        msa.append(_escaped(error.text[:80]))
+        if version < "2.7":  # MSA-3 (text message) is withdrawn as of v2.7: ERR-8 carries it
+            msa.append(_escaped(error.text[:80]))
         segments += ["|".join(msa), _err(error, version)]
     else:
         segments.append("|".join(msa))

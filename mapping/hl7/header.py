@@ -1,8 +1,8 @@
 """The MSH segment: who sent a message, what it is, and whether we take it (v2.5.1 2.14.9).
 
-Tolerance where the meaning is clear: an empty MSH-12 is read as 2.5.1 (the newest version we
-take); MSH-9.3 (message structure) is ignored, since the type and event say it all and real
-senders misspell it. Precision where it is not: a version outside 2.3-2.5.1, a processing id
+Tolerance where the meaning is clear: an empty MSH-12 is read as 2.5.1 (the version IHE
+Radiology profiles); MSH-9.3 (message structure) is ignored, since the type and event say it all and real
+senders misspell it. Precision where it is not: a version outside 2.3-2.8.2, a processing id
 other than P (production), D (debugging) or T (training), or a type/event we do not handle is
 refused with AR.
 """
@@ -21,7 +21,7 @@ from mapping.hl7.errors import (
     Hl7Error,
 )
 
-VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
+VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8", "2.8.1", "2.8.2")
 DEFAULT_VERSION = "2.5.1"
 PROCESSING_IDS = ("P", "D", "T")
 
@@ -81,7 +81,7 @@ def check_header(header: Header) -> None:
         raise Hl7Error.reject(REQUIRED_FIELD, "MSH-10 (message control id) is empty", field=10)
     if header.version and header.version not in VERSIONS:
         raise Hl7Error.reject(
-            UNSUPPORTED_VERSION, f"version {header.version[:16]} is not supported (2.3 to 2.5.1)", field=12
+            UNSUPPORTED_VERSION, f"version {header.version[:16]} is not supported (2.3 to 2.8.2)", field=12
         )
     if header.processing_id not in PROCESSING_IDS:
         raise Hl7Error.reject(UNSUPPORTED_PROCESSING_ID, "MSH-11 must be P, D or T", field=11, component=1)

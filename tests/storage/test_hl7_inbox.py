@@ -170,7 +170,7 @@ def test_a_message_applies_whole_or_not_at_all(services: Services) -> None:
     ("raw", "error"),
     [
         (b"this is not HL7", "100"),
-        (orm().replace("2.3.1", "2.7").encode(), "203"),
+        (orm().replace("2.3.1", "2.9").encode(), "203"),
         (orm().replace("ORM^O01", "ORR^O02").encode(), "200"),
         (orm().replace("ORM^O01", "ADT^A02").encode(), "201"),
         (orm(name="M\u00fcller^Hans", charset="UNICODE UTF-8").encode("latin-1"), "102"),

@@ -121,3 +121,25 @@ def test_unreadable_reports_are_refused_precisely(
     answer = receive(services, oru(**change))
     assert answer["code"] == "AE" and answer["error"] == error and answer["where"].startswith(where)
     assert reports(services) == []
+
+
+@pytest.mark.parametrize("version", ["2.6", "2.7", "2.8.2"])
+def test_newer_versions_are_taken_and_answered_in_kind(services: Services, version: str) -> None:
+    """OMI^O23 and ORU^R01 as v2.6-2.8 senders write them: applied, ACKed in their version; a
+    refusal carries its text in ERR-8 (MSA-3 is withdrawn as of v2.7)."""
+    from tests.hl7_samples import omi
+
+    ordered = receive(services, omi().replace("|P|2.5.1", f"|P|{version}"))
+    assert ordered["code"] == "AA" and f"|P|{version}".encode() in ordered["raw"]
+    reported = receive(
+        services,
+        oru("F", placer="PLC-2", filler="FIL-2", accession="ACC-2", patient_id="PAT-2").replace(
+            "|P|2.5.1", f"|P|{version}"
+        ),
+    )
+    assert reported["code"] == "AA"
+    (report,) = reports(services)
+    assert report["status"] == "final" and report["basedOn"][0]["reference"].startswith("ServiceRequest/")
+    refused = receive(services, oru("Q", msg_id="R9").replace("|P|2.5.1", f"|P|{version}"))
+    assert refused["code"] == "AE" and refused["error"] == "103"
+    assert (refused["text"] == "") == (version >= "2.7")

@@ -19,7 +19,9 @@ from tests.hl7_samples import orm
 NOW = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("version", ["2.3", "2.3.1", "2.4", "2.5", "2.5.1"])
+@pytest.mark.parametrize(
+    "version", ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8", "2.8.1", "2.8.2"]
+)
 @pytest.mark.parametrize("code", ["AA", "AE", "AR"])
 def test_hl7apy_reads_every_ack_we_send(version: str, code: str) -> None:
     header = read_header(split_message(orm(version=version, charset="8859/1", msg_id="A\\F\\B\\S\\C")))

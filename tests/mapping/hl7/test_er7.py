@@ -63,7 +63,7 @@ def test_header_tolerates_an_empty_version_and_a_misspelled_structure() -> None:
 @pytest.mark.parametrize(
     ("change", "code", "field"),
     [
-        (("2.3.1", "2.6"), "203", 12),
+        (("2.3.1", "2.9"), "203", 12),
         (("|P|", "|X|"), "202", 11),
         (("ORM^O01", "ORR^O02"), "200", 9),
         (("ORM^O01", "ORM^O02"), "201", 9),
