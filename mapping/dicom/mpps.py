@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pydicom import Dataset
+from pydicom.multival import MultiValue
 
 from mapping.dicom.dates import parse_da, valid_tm
 from mapping.dicom.facts import Code, coding_system
@@ -87,6 +88,16 @@ class PerformedFacts:
     series_count: int  # items of the Performed Series Sequence (0040,0340)
     pps_id: str  # (0040,0253)
     modality: str  # (0008,0060)
+    station_ae: str = ""  # (0040,0241) Performed Station AE Title
+    station_name: str = ""  # (0040,0242) Performed Station Name
+    location: str = ""  # (0040,0243) Performed Location
+    # (0008,1050) Performing Physician's Name and (0008,1070) Operators' Name of the performed
+    # series, in DICOM PN form, each once
+    physicians: tuple[str, ...] = ()
+    operators: tuple[str, ...] = ()
+    reasons: tuple[Code, ...] = ()  # (0040,1012) Reason For Performed Procedure Code Sequence
+    discontinued_because: tuple[Code, ...] = ()  # (0040,0281) Discontinuation Reason Code Sequence
+    comments: str = ""  # (0040,0280) Comments on the Performed Procedure Step
 
 
 def check_create(ds: Dataset) -> None:
@@ -176,7 +187,27 @@ def performed_facts(ds: Dataset) -> PerformedFacts:
         series_count=len(ds.get("PerformedSeriesSequence") or ()),
         pps_id=_text(ds, "PerformedProcedureStepID"),
         modality=_text(ds, "Modality"),
+        station_ae=_text(ds, "PerformedStationAETitle"),
+        station_name=_text(ds, "PerformedStationName"),
+        location=_text(ds, "PerformedLocation"),
+        physicians=_names(ds, "PerformingPhysicianName"),
+        operators=_names(ds, "OperatorsName"),
+        reasons=_codes(ds, "ReasonForPerformedProcedureCodeSequence"),
+        discontinued_because=_codes(ds, "PerformedProcedureStepDiscontinuationReasonCodeSequence"),
+        comments=_text(ds, "CommentsOnThePerformedProcedureStep"),
     )
+
+
+def _names(ds: Dataset, keyword: str) -> tuple[str, ...]:
+    """Every person named by `keyword` in the Performed Series Sequence (PN, multi-valued), once."""
+    out: dict[str, None] = {}
+    for series in ds.get("PerformedSeriesSequence") or ():
+        value = series.get(keyword)
+        for name in value if isinstance(value, list | MultiValue) else [value] if value else []:
+            text = str(name).strip()
+            if text:
+                out.setdefault(text, None)
+    return tuple(out)
 
 
 def _codes(ds: Dataset, keyword: str) -> tuple[Code, ...]:

@@ -10,7 +10,13 @@ which order.
 - identifier: the PPS SOP Instance UID (urn:dicom:uid, as ImagingStudy's Study Instance UID);
 - basedOn: the ServiceRequests of the scheduled steps it carried out (none: IHE's unscheduled case);
 - performedPeriod: PPS Start / End Date and Time, in the site's zone unless (0008,0201) says;
-- code: the Procedure Code Sequence, else the PPS Description as text.
+- code: the Procedure Code Sequence, else the PPS Description as text;
+- performer: the performing physicians and operators of its series and the station (a Device,
+  by its name and AE title), each with its function as text ("Performing physician",
+  "Operator", "Modality"), as display-only references: a modality names people, it does not
+  identify them;
+- location: Performed Location (display only); reasonCode: Reason For Performed Procedure;
+  statusReason: the Discontinuation Reason; note: the PPS comments.
 The study it produced is not linked from here: no R4 Procedure element references an ImagingStudy
 (partOf, report and focalDevice name other types); the link is the study's
 ImagingStudy.procedureReference (`mapping/fhir/imaging_study.py`).
@@ -23,12 +29,35 @@ from datetime import tzinfo
 from typing import Any
 
 from mapping.dicom.dates import fhir_datetime
+from mapping.dicom.facts import Code
 from mapping.dicom.mpps import PerformedFacts
+from mapping.dicom.person_name import display_name
 from mapping.fhir.models import Procedure
 from mapping.fhir.prune import prune
 
 DICOM_UID = "urn:dicom:uid"
 _IMAGING = {"system": "http://snomed.info/sct", "code": "363679005", "display": "Imaging"}
+
+
+def _performers(facts: PerformedFacts) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"function": {"text": "Performing physician"}, "actor": {"display": display_name(name)}}
+        for name in facts.physicians
+    ]
+    out += [
+        {"function": {"text": "Operator"}, "actor": {"display": display_name(name)}}
+        for name in facts.operators
+    ]
+    station = " ".join(
+        p for p in (facts.station_name, f"(AE {facts.station_ae})" if facts.station_ae else "") if p
+    )
+    if station:
+        out.append({"function": {"text": "Modality"}, "actor": {"type": "Device", "display": station}})
+    return out
+
+
+def _concept(code: Code) -> dict[str, Any]:
+    return {"coding": [{"system": code.system, "code": code.code, "display": code.display}]}
 
 
 def procedure_status(facts: PerformedFacts) -> str:
@@ -66,5 +95,10 @@ def procedure_from_pps(
         "code": {"coding": codings, "text": facts.description or None},
         "subject": {"reference": f"Patient/{subject}"},
         "performedPeriod": {"start": start, "end": end},
+        "performer": _performers(facts),
+        "location": {"display": facts.location} if facts.location else None,
+        "reasonCode": [_concept(c) for c in facts.reasons],
+        "statusReason": _concept(facts.discontinued_because[0]) if facts.discontinued_because else None,
+        "note": [{"text": facts.comments}] if facts.comments else None,
     }
     return Procedure.model_validate(prune(body))

@@ -190,6 +190,8 @@ def test_in_progress_then_completed_moves_the_step_the_order_and_the_procedure(
     assert done["status"] == "completed" and done["meta"]["versionId"] == "2"
     period = {"start": "2026-12-03T11:05:00+01:00", "end": "2026-12-03T11:20:00+01:00"}
     assert done["performedPeriod"] == period
+    performers = [(p["function"]["text"], p["actor"]["display"]) for p in done["performer"]]
+    assert performers == [("Operator", "Tim Tech"), ("Modality", "CT one (AE CT1)")]  # from the series
     (row,) = performed(services)
     assert (row.status, row.end_date, row.end_time) == ("COMPLETED", "20261203", "112000")
     assert len(row.dataset["00400340"]["Value"]) == 2  # the Performed Series Sequence, kept as DICOM JSON

@@ -68,3 +68,35 @@ def test_status_per_outcome_and_the_stated_offset() -> None:
 
 def test_unscheduled_has_no_based_on() -> None:
     assert "basedOn" not in body(based_on=())
+
+
+def test_who_where_why_and_why_not() -> None:
+    full = replace(
+        FACTS,
+        status="DISCONTINUED",
+        station_ae="CT1",
+        station_name="CT room 1",
+        location="Radiology B2",
+        physicians=("House^Gregory",),
+        operators=("Tech^Tim", "Ray^Rita"),
+        reasons=(Code("http://snomed.info/sct", "25064002", "Headache"),),
+        discontinued_because=(
+            Code(
+                "http://dicom.nema.org/resources/ontology/DCM", "110514", "Incorrect worklist entry selected"
+            ),
+        ),
+        comments="Patient moved.",
+    )
+    out = body(full)
+    assert [(p["function"]["text"], p["actor"]["display"]) for p in out["performer"]] == [
+        ("Performing physician", "Gregory House"),
+        ("Operator", "Tim Tech"),
+        ("Operator", "Rita Ray"),
+        ("Modality", "CT room 1 (AE CT1)"),
+    ]
+    assert out["performer"][-1]["actor"]["type"] == "Device"
+    assert out["location"] == {"display": "Radiology B2"}
+    assert out["reasonCode"][0]["coding"][0]["code"] == "25064002"
+    assert out["statusReason"]["coding"][0]["code"] == "110514"
+    assert out["note"] == [{"text": "Patient moved."}]
+    assert "performer" not in body() and "location" not in body()
