@@ -96,9 +96,11 @@ PNG = "image/png"
 _IMAGE_ANY = {"*/*", "image/*"}
 
 
-def rendered_media_type(accept: str | None) -> str:
+def rendered_media_type(accept: str | None, *, multipart: bool = False) -> str:
     """The image type of a rendered resource or thumbnail (PS3.18 8.7.4): image/jpeg (the default)
-    or image/png, whichever the Accept prefers; NotAcceptable when it allows neither."""
+    or image/png, whichever the Accept prefers; NotAcceptable when it allows neither. `multipart`:
+    a study or series, sent as `multipart/related; type="image/…"`, whose Accept may name the
+    image type as the multipart's `type` (or the image type alone)."""
     if not accept or not accept.strip():
         return JPEG
     ranked: list[tuple[float, int, str]] = []
@@ -107,6 +109,8 @@ def rendered_media_type(accept: str | None) -> str:
         q = _quality(kind.params.get("q", "1"))
         if q <= 0:
             continue
+        if multipart and kind.mime == MULTIPART:
+            kind = media_type(kind.params.get("type", JPEG))
         if kind.mime in _IMAGE_ANY or kind.mime == JPEG:
             ranked.append((q, position, JPEG))
         elif kind.mime == PNG:

@@ -82,6 +82,14 @@ def rendered_router(retrieve: Retrieve, may_read: Callable[..., Visibility]) -> 
     ) -> Response:
         return _rendered(request, sees, (study, series, instance), frames, thumbnail=True)
 
+    @router.get("/studies/{study}/series/{series}/rendered")
+    def series_rendered(study: str, series: str, request: Request, sees: Visibility = read) -> Response:
+        return rendered_all(retrieve, request, sees, (study, series))
+
+    @router.get("/studies/{study}/rendered")
+    def study_rendered(study: str, request: Request, sees: Visibility = read) -> Response:
+        return rendered_all(retrieve, request, sees, (study,))
+
     @router.get("/studies/{study}/series/{series}/thumbnail")
     def series_thumbnail(study: str, series: str, request: Request, sees: Visibility = read) -> Response:
         return _rendered(request, sees, (study, series), None, thumbnail=True)
@@ -94,7 +102,7 @@ def rendered_router(retrieve: Retrieve, may_read: Callable[..., Visibility]) -> 
     def retrieve_frames(
         study: str, series: str, instance: str, frames: str, *, request: Request, sees: Visibility = read
     ) -> Response:
-        return _frames(request, sees, (study, series, instance), frames)
+        return frames_of(retrieve, request, sees, (study, series, instance), frames)
 
     def _rendered(
         request: Request, sees: Visibility, uids: tuple[str, ...], frames: str | None, *, thumbnail: bool
@@ -117,35 +125,63 @@ def rendered_router(retrieve: Retrieve, may_read: Callable[..., Visibility]) -> 
         log.info("wado.rendered", extra={"route": route, "http_status": 200, "instances": 1})
         return Response(image, media_type=options.media_type)
 
-    def _frames(request: Request, sees: Visibility, uids: tuple[str, ...], frames: str) -> Response:
-        try:
-            check_uids(uids)
-            numbers = _frame_list(frames)
-            try:
-                syntaxes = frames_transfer_syntaxes(request.headers.get("accept"))
-            except NotAcceptable as exc:
-                raise Refusal(406, str(exc)) from exc
-            (found,) = found_instances(retrieve, uids, sees)
-            sent_as = _frames_syntax(found, syntaxes)
-            stored = sent_as != EXPLICIT_VR_LE
-            try:
-                parts = retrieve.frames(found, numbers, as_stored=stored)
-            except NotFound as exc:
-                raise Refusal(404, str(exc)) from exc
-            except CannotDecode as exc:
-                raise Refusal(406, f"the frames cannot be sent uncompressed: {exc}") from exc
-        except Refusal as refusal:
-            return refused(refusal, "frames")
-        boundary = uuid.uuid4().hex
-        head = f"--{boundary}\r\nContent-Type: {OCTETS}; transfer-syntax={sent_as}\r\n\r\n".encode()
-        body = b"".join(head + part + b"\r\n" for part in parts) + f"--{boundary}--\r\n".encode()
-        log.info("wado.frames", extra={"route": "frames", "http_status": 200, "instances": 1})
-        return Response(body, media_type=f'multipart/related; type="{OCTETS}"; boundary={boundary}')
-
     return router
 
 
 _LEVELS = {1: "study", 2: "series", 3: "instance"}
+
+
+def frames_of(
+    retrieve: Retrieve, request: Request, sees: Visibility, uids: tuple[str, ...], frames: str
+) -> Response:
+    try:
+        check_uids(uids)
+        numbers = _frame_list(frames)
+        try:
+            syntaxes = frames_transfer_syntaxes(request.headers.get("accept"))
+        except NotAcceptable as exc:
+            raise Refusal(406, str(exc)) from exc
+        (found,) = found_instances(retrieve, uids, sees)
+        sent_as = _frames_syntax(found, syntaxes)
+        stored = sent_as != EXPLICIT_VR_LE
+        try:
+            parts = retrieve.frames(found, numbers, as_stored=stored)
+        except NotFound as exc:
+            raise Refusal(404, str(exc)) from exc
+        except CannotDecode as exc:
+            raise Refusal(406, f"the frames cannot be sent uncompressed: {exc}") from exc
+    except Refusal as refusal:
+        return refused(refusal, "frames")
+    boundary = uuid.uuid4().hex
+    head = f"--{boundary}\r\nContent-Type: {OCTETS}; transfer-syntax={sent_as}\r\n\r\n".encode()
+    body = b"".join(head + part + b"\r\n" for part in parts) + f"--{boundary}--\r\n".encode()
+    log.info("wado.frames", extra={"route": "frames", "http_status": 200, "instances": 1})
+    return Response(body, media_type=f'multipart/related; type="{OCTETS}"; boundary={boundary}')
+
+
+def rendered_all(retrieve: Retrieve, request: Request, sees: Visibility, uids: tuple[str, ...]) -> Response:
+    """A study or series rendered (PS3.18 10.4.1.1.3): every frame of every instance with pixel
+    data, in DICOM order, one image per part of a multipart/related response; instances
+    without pixel data (SR, PDF) have no rendering and are left out; 404 when nothing is left."""
+    route = f"rendered-{_LEVELS[len(uids)]}"
+    try:
+        check_uids(uids)
+        options = options_from(request, thumbnail=False, multipart=True)
+        images: list[bytes] = []
+        for instance in found_instances(retrieve, uids, sees):
+            try:
+                images += retrieve.rendered_frames(instance, options)
+            except CannotDecode as exc:
+                raise Refusal(406, f"an instance cannot be rendered: {exc}") from exc
+        if not images:
+            raise Refusal(404, "nothing here has pixel data to render")
+    except Refusal as refusal:
+        return refused(refusal, route)
+    boundary = uuid.uuid4().hex
+    head = f"--{boundary}\r\nContent-Type: {options.media_type}\r\n\r\n".encode()
+    body = b"".join(head + image + b"\r\n" for image in images) + f"--{boundary}--\r\n".encode()
+    log.info("wado.rendered", extra={"route": route, "http_status": 200, "instances": len(images)})
+    return Response(body, media_type=f'multipart/related; type="{options.media_type}"; boundary={boundary}')
 
 
 def representative(found: list[StoredInstance]) -> StoredInstance:
@@ -163,10 +199,10 @@ def rendered(retrieve: Retrieve, instance: StoredInstance, frame: int, options: 
         raise Refusal(406, f"the instance cannot be rendered: {exc}") from exc
 
 
-def options_from(request: Request, *, thumbnail: bool) -> RenderOptions:
+def options_from(request: Request, *, thumbnail: bool, multipart: bool = False) -> RenderOptions:
     """The Accept and the query parameters `window`, `viewport`, `quality` (PS3.18 8.3.5.1)."""
     try:
-        media_type = rendered_media_type(request.headers.get("accept"))
+        media_type = rendered_media_type(request.headers.get("accept"), multipart=multipart)
     except NotAcceptable as exc:
         raise Refusal(406, str(exc)) from exc
     params = request.query_params

@@ -121,6 +121,13 @@ class Retrieve:
             raise NotFound("no such frame")
         return render(ds, frame, options)
 
+    def rendered_frames(self, instance: StoredInstance, options: RenderOptions) -> list[bytes]:
+        """Every frame of `instance` rendered, in order; [] when it has no pixel data (an SR, a
+        PDF); CannotDecode when its pixel data cannot be decoded."""
+        with self._blobs.open(instance.blob_key) as f:
+            ds = dcmread(f)
+        return [render(ds, n, options) for n in range(1, number_of_frames(ds) + 1)]
+
     def frames(self, instance: StoredInstance, numbers: list[int], *, as_stored: bool) -> list[bytes]:
         """The frames listed, in that order: uncompressed little endian, or (`as_stored`, for
         encapsulated pixel data) each frame's bit stream as stored; NotFound when one is out of

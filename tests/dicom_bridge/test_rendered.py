@@ -15,6 +15,7 @@ from dicomweb_client.api import DICOMwebClient
 from PIL import Image
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
+from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import generate_frames
 from pydicom.pixels.processing import apply_modality_lut
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
@@ -25,6 +26,7 @@ from tests.dicom_bridge.corpus import bundled
 from tests.dicom_bridge.test_stow import part10
 from tests.dicom_bridge.test_wado import patient_of, store
 from tests.dicom_factory import make_instance, new_uid
+from tests.mapping.dicom.sr.factories import ct_dose_sr
 from tests.smart import bearer, issue_token
 
 EXPLICIT = str(ExplicitVRLittleEndian)
@@ -277,3 +279,35 @@ def test_rendered_requests_are_audited(services: Services, http: httpx.Client) -
         ("retrieve", 200, f"/dicomweb{url_of(ds)}/rendered"),
         ("retrieve", 404, f"/dicomweb{url_of(ds)}/frames/7"),
     ]
+
+
+def test_a_series_and_a_study_rendered_one_image_per_frame(http: httpx.Client) -> None:
+    """PS3.18 10.4.1.1.3: every frame of every image instance, in order, one part each; an SR in
+    the study has no rendering and is left out."""
+    study, series = new_uid(), new_uid()
+    sent = [
+        make_instance(study_uid=study, series_uid=series, instance_number=i, rows=32, columns=48)
+        for i in (1, 2)
+    ]
+    report = ct_dose_sr(sop_uid=new_uid())
+    report.StudyInstanceUID, report.SeriesInstanceUID = study, new_uid()
+    report.PatientID = sent[0].PatientID
+    report.file_meta = FileMetaDataset()
+    report.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    store(http, *(part10(ds) for ds in [*sent, report]))
+    singles = [http.get(f"{url_of(ds)}/rendered", headers=PNG).content for ds in sent]
+    assert http.get(f"/studies/{study}/series/{report.SeriesInstanceUID}/rendered").status_code == 404
+    for url, accept in (
+        (f"/studies/{study}/series/{series}/rendered", 'multipart/related; type="image/png"'),
+        (f"/studies/{study}/rendered", "image/png"),
+    ):
+        r = http.get(url, headers={"Accept": accept})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith('multipart/related; type="image/png"; boundary=')
+        boundary = r.headers["content-type"].split("boundary=")[1].encode()
+        parts = [p.split(b"\r\n\r\n", 1)[1][:-2] for p in r.content.split(b"--" + boundary)[1:-1]]
+        assert parts == singles
+    jpeg = http.get(f"/studies/{study}/rendered")
+    assert jpeg.headers["content-type"].startswith('multipart/related; type="image/jpeg"')
+    assert http.get(f"/studies/{new_uid()}/rendered").status_code == 404
+    assert http.get(f"/studies/{study}/rendered", headers={"Accept": "application/dicom"}).status_code == 406
