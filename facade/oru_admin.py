@@ -33,6 +33,11 @@ def add_arguments(sub: Any) -> None:
         "remove", help="forget a destination (its pending messages become dead letters)"
     )
     remove.add_argument("name")
+    for verb, text in (
+        ("disable", "pause a destination: nothing is queued for it, what is queued waits"),
+        ("enable", "resume a paused destination: what waited is sent"),
+    ):
+        d_sub.add_parser(verb, help=text).add_argument("name")
 
     outbox = sub.add_parser("outbox", help="ORU^R01 messages: pending, sent, dead letters")
     o_sub = outbox.add_subparsers(dest="outbox_command", required=True)
@@ -116,6 +121,15 @@ def _destination(args: argparse.Namespace, outbox: Any, out: TextIO, settings: S
             return 0
         _table(out, ("name", "host", "port", "version", "text", "charset", "enabled"), rows)
         return 0
+    if args.destination_command in ("enable", "disable"):
+        if outbox.set_enabled(args.name, args.destination_command == "enable"):
+            print(f"{args.destination_command}d {args.name.strip()}", file=out)
+            return 0
+        print(
+            f"facade destination {args.destination_command}: {args.name.strip()} is not registered",
+            file=sys.stderr,
+        )
+        return 1
     if outbox.remove_destination(args.name):
         print(f"removed {args.name.strip()}", file=out)
         if args.name.strip() in {n for n, _, _ in settings.oru_destination_entries()}:

@@ -102,6 +102,14 @@ class DestinationStore:
             )
             return bool(gone)
 
+    def set_enabled(self, name: str, enabled: bool) -> bool:
+        """Pause (False) or resume a destination; whether it exists."""
+        with self._db.write() as session:
+            result = session.execute(
+                update(Hl7DestinationRow).where(Hl7DestinationRow.name == name).values(enabled=enabled)
+            )
+            return bool(_count(result))
+
     def all(self) -> list[Destination]:
         with self._db.read() as session:
             rows = session.scalars(select(Hl7DestinationRow).order_by(Hl7DestinationRow.name))

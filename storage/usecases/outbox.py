@@ -291,6 +291,14 @@ class ReportOutbox:
         """Forget a destination; its pending messages become dead letters."""
         return self._destinations.remove(name.strip(), reason="destination removed", now=self._now())
 
+    def set_enabled(self, name: str, enabled: bool) -> bool:
+        """Pause a destination (no message is queued for it, those queued wait) or resume it (they
+        go, the worker is woken); whether it exists."""
+        found = self._destinations.set_enabled(name.strip(), enabled)
+        if found and enabled:
+            self.wake()
+        return found
+
     def destinations(self) -> builtins.list[Destination]:
         return self._destinations.all()
 

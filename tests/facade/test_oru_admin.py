@@ -163,3 +163,34 @@ def test_facade_serve_delivers_to_its_configured_destination(settings: Settings,
         services.close()
         receiver.stop()
     assert "PAT-7" not in log.read_text() and "Test7" not in log.read_text()
+
+
+def test_a_paused_destination_queues_nothing_and_holds_what_waits(
+    env: Settings, services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hl7_interface.mllp_client import MllpClient
+
+    receiver = Receiver().start()
+    client = MllpClient(connect_timeout=2, ack_timeout=5)
+    try:
+        assert main(["destination", "add", "RIS", "127.0.0.1", str(receiver.port)]) == 0
+        now = datetime.now(UTC)
+        with services.db.write() as session:
+            services.store.put(session, patient(1), now=now)
+            assert services.outbox.report_changed(session, None, report(1, "final"), now) == 1
+        assert main(["destination", "disable", "RIS"]) == 0
+        assert "disabled RIS" in capsys.readouterr().out
+        with services.db.write() as session:  # nothing is queued for a paused destination
+            assert services.outbox.report_changed(session, None, report(2, "final"), now) == 0
+        assert services.outbox.deliver_due(client).sent == 0  # what was queued waits
+        assert services.outbox.count("pending") == 1
+        assert main(["destination", "list"]) == 0
+        assert capsys.readouterr().out.splitlines()[1].split()[-1] == "no"
+        assert main(["destination", "enable", "RIS"]) == 0
+        assert services.outbox.deliver_due(client).sent == 1
+        assert [m.patient for m in receiver.wait_for(1, 10)] == ["PAT-1"]
+        assert main(["destination", "disable", "NOPE"]) == 1
+        assert "not registered" in capsys.readouterr().err
+    finally:
+        client.close()
+        receiver.stop()
