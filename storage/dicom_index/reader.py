@@ -71,6 +71,15 @@ def patient(session: Session, fhir_id: str, *, lock: bool = False) -> IndexedPat
     return _patient(session, row) if row is not None else None
 
 
+def studies_of_accession(session: Session, accession: str, patient_pk: int) -> list[str]:
+    """The Study Instance UIDs of the patient's studies with this Accession Number (at most 2:
+    enough to tell one from several)."""
+    stmt = select(StudyRow.study_uid).where(
+        StudyRow.accession == accession, StudyRow.patient_pk == patient_pk
+    )
+    return list(session.scalars(stmt.limit(2)))
+
+
 def patient_fhir_id(session: Session, pk: int) -> str:
     """The FHIR id of the patient row `pk` (orders and performed steps keep the row's pk)."""
     return session.get_one(PatientRow, pk).fhir_id

@@ -8,6 +8,8 @@ DiagnosticReport of its order, in the HL7 inbox's transaction (acknowledged afte
   report is keyed by the numbers the OBR names (filler, else placer, else accession).
 - An order of another patient is refused (AE 206), as is a status change the lifecycle forbids
   (`mapping.fhir.result_status`: a final report changes only as a correction, OBR-25 C).
+- The study: an OBX 113014 names it, else the order's, else (no order we know) the patient's one
+  study with the OBR-18 accession number.
 - A report that came in over HL7 is not queued to go out again as ORU (the RIS that sent it is
   the source; sending it back would loop).
 """
@@ -24,6 +26,7 @@ from mapping.fhir.result_status import transition_problem
 from mapping.hl7.errors import NOT_ALLOWED, Hl7Error
 from mapping.hl7.results import ReportFacts, ResultMessage
 from mapping.order.facts import RequestedProcedure
+from storage.dicom_index import reader as index_reader
 from storage.dicom_index.writer import patient_of
 from storage.fhir_store.store import FhirStore
 from storage.orders import store as orders
@@ -62,6 +65,9 @@ class IncomingReports:
         key = f"order:{order.fhir_id}" if order is not None else _key(report)
         resource_id = str(uuid.uuid5(_NAMESPACE, key))
         study_uid = report.study_uid or (order.procedure.study_uid if order is not None else "")
+        if not study_uid and report.accession.value:  # no order we know: the patient's study of OBR-18
+            found = index_reader.studies_of_accession(session, report.accession.value, patient_pk)
+            study_uid = found[0] if len(found) == 1 else ""
         body = report_from_hl7(
             report,
             resource_id=resource_id,

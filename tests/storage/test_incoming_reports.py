@@ -6,6 +6,7 @@ and change nothing. Over MLLP with `mllp_send` in tests/hl7_interface."""
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ import pytest
 from facade.settings import Settings
 from facade.wiring import Services
 from storage.fhir_store.visibility import ALL
+from tests.archive import store
+from tests.dicom_factory import new_uid
 from tests.fhir_schema import assert_valid_r4
 from tests.hl7_samples import orm, oru
 from tests.storage.test_hl7_inbox import receive, service_request
@@ -143,3 +146,31 @@ def test_newer_versions_are_taken_and_answered_in_kind(services: Services, versi
     refused = receive(services, oru("Q", msg_id="R9").replace("|P|2.5.1", f"|P|{version}"))
     assert refused["code"] == "AE" and refused["error"] == "103"
     assert (refused["text"] == "") == (version >= "2.7")
+
+
+def test_a_report_without_an_order_finds_the_patients_study_by_accession(
+    services: Services, tmp_path: Path
+) -> None:
+    study = new_uid()
+    store(
+        services,
+        tmp_path,
+        study_uid=study,
+        series_uid=new_uid(),
+        patient_id="PAT-7",
+        IssuerOfPatientID="HOSP",  # the RIS's issuer (PID-3.4): the same patient
+        AccessionNumber="ACC-77",
+    )
+    store(
+        services,
+        tmp_path,
+        study_uid=new_uid(),
+        series_uid=new_uid(),
+        patient_id="PAT-8",
+        IssuerOfPatientID="HOSP",
+        AccessionNumber="ACC-77",
+    )
+    answer = receive(services, oru("F", placer="", filler="RIS-7", accession="ACC-77", patient_id="PAT-7"))
+    assert answer["code"] == "AA"
+    (report,) = reports(services)
+    assert report["imagingStudy"] == [{"reference": f"ImagingStudy/{study}"}]  # PAT-8's is another patient's
