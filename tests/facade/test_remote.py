@@ -10,6 +10,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,8 +192,9 @@ def test_unknown_and_unreachable_peers(
     assert "NOBODY is not registered" in capsys.readouterr().err
     assert main(["remote", "retrieve", "NOBODY", "--study", new_uid()]) == 1
     assert "NOBODY is not registered" in capsys.readouterr().err
-    services.peers.add("GONE", "127.0.0.1", _closed_port())
-    assert main(["remote", "find", "GONE", "--connect-timeout", "2"]) == 1
+    with _closed_port() as closed:
+        services.peers.add("GONE", "127.0.0.1", closed)
+        assert main(["remote", "find", "GONE", "--connect-timeout", "2"]) == 1
     assert "GONE at 127.0.0.1" in (err := capsys.readouterr().err) and "cannot be reached" in err
     services.peers.add("WRONG", "127.0.0.1", peer.port)  # PEER refuses a called AE title not its own
     assert main(["remote", "find", "WRONG"]) == 1
@@ -215,8 +217,9 @@ def test_retrieve_by_c_move_to_ourselves(
 ) -> None:
     settings = env
     study = next(iter(peer.studies))
-    monkeypatch.setenv("FACADE_DICOM_PORT", str(_closed_port()))
-    assert main(["remote", "retrieve", "PEER", "--study", study, "--move", "--connect-timeout", "2"]) == 1
+    with _closed_port() as closed:
+        monkeypatch.setenv("FACADE_DICOM_PORT", str(closed))
+        assert main(["remote", "retrieve", "PEER", "--study", study, "--move", "--connect-timeout", "2"]) == 1
     assert "does not answer C-ECHO" in capsys.readouterr().err
 
     ours = start_dicom(settings.model_copy(update={"dicom_port": 0}), services)
@@ -272,9 +275,13 @@ def _data_set(part10: bytes) -> bytes:
     return part10[peek_file_meta(part10[: 1 << 20]).dataset_offset :]
 
 
-def _closed_port() -> int:
+@contextmanager
+def _closed_port() -> Iterator[int]:
+    """A port where a connection is refused: bound by this test and not listening, for as long as
+    the block runs, so that no other test's server can take it meanwhile (a port merely freed
+    was once taken by a parallel worker's server, which then answered)."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
