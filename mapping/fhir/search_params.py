@@ -623,6 +623,11 @@ REGISTRY: dict[str, dict[str, SearchParam]] = {
     ),
 }
 
+# Per type, each parameter's type: what the query builder needs of the registry.
+PARAM_TYPES: dict[str, dict[str, str]] = {
+    res_type: {name: param.type for name, param in params.items()} for res_type, params in REGISTRY.items()
+}
+
 # The Patient compartment (R4 CompartmentDefinition/patient) of the types we serve: the parameter
 # that names the patient ("_id" for Patient itself). Types not listed are outside it.
 PATIENT_COMPARTMENT: dict[str, str] = {

@@ -14,7 +14,7 @@ from datetime import tzinfo
 
 from sqlalchemy.orm import Session
 
-from mapping.fhir.search_params import REGISTRY
+from mapping.fhir.search_params import PARAM_TYPES, REGISTRY
 from storage.clock import Clock, utcnow
 from storage.db import Database
 from storage.errors import Gone, NotFound
@@ -51,7 +51,6 @@ class Search:
     ) -> None:
         self._db, self._store, self._derive = db, store, derivation
         self._zone, self._default_count, self._now = site_zone, default_count, now
-        self._types = {t: {n: p.type for n, p in params.items()} for t, params in REGISTRY.items()}
 
     def parse(self, res_type: str, pairs: list[tuple[str, str]], *, lenient: bool = False) -> SearchQuery:
         _supported(res_type)
@@ -121,7 +120,7 @@ class Search:
     ) -> SearchResult:
         """Matches restricted to `visibility`; included resources to `include_visibility` (default:
         the same), so that every resource returned is one the caller may see."""
-        types = self._types[query.res_type]
+        types = PARAM_TYPES[query.res_type]
         with self._db.read() as session:
             if not visibility.sees_type(query.res_type):
                 raise NotFound(f"resource type {query.res_type} is not visible to this caller")
@@ -202,7 +201,7 @@ class Search:
             res_type,
             list(res_ids),
             visible=alts,
-            param_types=self._types[res_type],
+            param_types=PARAM_TYPES[res_type],
             tables=self._overlaid(derived),
         )
 
@@ -228,14 +227,14 @@ class Search:
             by_type.setdefault(res_type, []).append(res_id)
         allowed: set[tuple[str, str]] = set()
         for res_type, res_ids in by_type.items():
-            if res_type not in self._types or not visibility.sees_type(res_type):
+            if res_type not in PARAM_TYPES or not visibility.sees_type(res_type):
                 continue
             alts = visibility.alternatives(res_type)
             if alts is None:
                 allowed.update((res_type, i) for i in res_ids)
                 continue
             found = search_sql.visible_ids(
-                session, res_type, res_ids, visible=alts, param_types=self._types[res_type], tables=tables
+                session, res_type, res_ids, visible=alts, param_types=PARAM_TYPES[res_type], tables=tables
             )
             allowed.update((res_type, i) for i in found)
         return [k for k in keys if k in allowed]

@@ -29,7 +29,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from mapping.dicom.sr.kind import sr_kind
-from mapping.fhir.search_params import REGISTRY
+from mapping.fhir.search_params import PARAM_TYPES
 from mapping.fhir.sr_common import resource_id, uid_identifier
 from mapping.fhir.sr_results import SrContext, map_sr, predecessor_uids
 from storage.dicom_index import reader as index_reader
@@ -46,7 +46,6 @@ _DICOM_UID = "urn:dicom:uid"
 class StructuredReports:
     def __init__(self, store: FhirStore, site_zone: tzinfo) -> None:
         self._store, self._zone = store, site_zone
-        self._types = {n: p.type for n, p in REGISTRY["DiagnosticReport"].items()}
 
     def prepare(self, header: Dataset, path: Path) -> Dataset | None:
         """The whole data set of a result document (read from `path` while it is still there),
@@ -106,7 +105,9 @@ class StructuredReports:
                 continue
             pairs = [("identifier", f"{_DICOM_UID}|{ident['value']}")]
             query = parse_search("DiagnosticReport", pairs, site_zone=self._zone, now=now)
-            for res_id in session.scalars(search_sql.matching(query, self._types).limit(5)):
+            for res_id in session.scalars(
+                search_sql.matching(query, PARAM_TYPES["DiagnosticReport"]).limit(5)
+            ):
                 found = self._store.read(session, "DiagnosticReport", res_id)
                 for candidate in _uids(found.body if found is not None else None):
                     if resource_id(candidate, "report") == res_id:

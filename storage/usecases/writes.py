@@ -31,7 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from mapping.fhir.result_status import transition_problem
-from mapping.fhir.search_params import REGISTRY, WRITABLE
+from mapping.fhir.search_params import PARAM_TYPES, REGISTRY, WRITABLE
 from mapping.fhir.validation import problems
 from storage.clock import Clock, utcnow
 from storage.db import Database
@@ -66,7 +66,6 @@ class Writes:
     ) -> None:
         self._db, self._store, self._zone = db, store, site_zone
         self._hooks, self._now, self._new_id = list(hooks), now, new_id
-        self._types = {t: {n: p.type for n, p in params.items()} for t, params in REGISTRY.items()}
 
     def add_hook(self, hook: WriteHook) -> None:
         self._hooks.append(hook)
@@ -134,7 +133,7 @@ class Writes:
         if query.includes or query.sort:
             raise Invalid("If-None-Exist takes search parameters only")
         self._serialise(session, res_type, pairs)
-        stmt = search_sql.matching(query, self._types[res_type], visibility.alternatives(res_type))
+        stmt = search_sql.matching(query, PARAM_TYPES[res_type], visibility.alternatives(res_type))
         ids = list(session.scalars(stmt.limit(2)))
         if len(ids) > 1:
             raise PreconditionFailed(f"If-None-Exist matches more than one {res_type}")
