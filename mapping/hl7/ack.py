@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mapping.hl7.charsets import Charset, decode
-from mapping.hl7.er7 import split_message
+from mapping.hl7.er7 import escape, split_message
 from mapping.hl7.errors import AckCode, Hl7Error
 from mapping.hl7.header import DEFAULT_VERSION, Header
 
@@ -45,24 +45,24 @@ def build_ack(
     msh = [
         "MSH",
         "^~\\&",
-        _escaped(ours),
-        _escaped(header.receiving_facility if header is not None else ""),
-        _escaped(header.sending_application if header is not None else ""),
-        _escaped(header.sending_facility if header is not None else ""),
+        escape(ours),
+        escape(header.receiving_facility if header is not None else ""),
+        escape(header.sending_application if header is not None else ""),
+        escape(header.sending_facility if header is not None else ""),
         now.strftime("%Y%m%d%H%M%S"),
         "",
         kind,
-        _escaped(control_id),
+        escape(control_id),
         processing,
         version,
     ]
     if charset.hl7 not in ("", "ASCII"):
         msh += [""] * 5 + [charset.hl7]
-    msa = ["MSA", code, _escaped(header.control_id[:199] if header is not None else "")]
+    msa = ["MSA", code, escape(header.control_id[:199] if header is not None else "")]
     segments = ["|".join(msh)]
     if error is not None:
         if version < "2.7":  # MSA-3 (text message) is withdrawn as of v2.7: ERR-8 carries it
-            msa.append(_escaped(error.text[:80]))
+            msa.append(escape(error.text[:80]))
         segments += ["|".join(msa), _err(error, version)]
     else:
         segments.append("|".join(msa))
@@ -74,17 +74,10 @@ def _err(error: Hl7Error, version: str) -> str:
     if version < "2.5":
         # ERR-1 (ELD): segment ^ sequence ^ field position ^ code & text & HL70357
         where = [*location, "", "", ""][:3]
-        return "ERR|" + "^".join([*where, f"{error.code}&{_escaped(error.code_text, sub=True)}&HL70357"])
-    fields = ["ERR", "", "^".join(location), f"{error.code}^{_escaped(error.code_text)}^HL70357", "E"]
-    fields += ["", "", "", _escaped(error.text)]
+        return "ERR|" + "^".join([*where, f"{error.code}&{escape(error.code_text)}&HL70357"])
+    fields = ["ERR", "", "^".join(location), f"{error.code}^{escape(error.code_text)}^HL70357", "E"]
+    fields += ["", "", "", escape(error.text)]
     return "|".join(fields)
-
-
-def _escaped(text: str, *, sub: bool = False) -> str:
-    """Our text as field content: the default delimiters escaped (v2.5.1 2.7.1)."""
-    out = text.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\").replace("~", "\\R\\")
-    out = out.replace("\r", " ").replace("\n", " ")
-    return out.replace("&", "\\T\\") if sub or "&" in out else out
 
 
 @dataclass(frozen=True)

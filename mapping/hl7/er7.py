@@ -114,6 +114,15 @@ def split_message(text: str) -> Er7Message:
 _FORMATTING = {".br": "\n", "H": "", "N": ""}
 
 
+def escape(text: str) -> str:
+    """Our text as field content with the default delimiters (v2.5.1 2.7.1): \\E\\ \\F\\ \\S\\
+    \\R\\ \\T\\ for the delimiters, a space for a line break (one inside a field would end the
+    segment)."""
+    out = text.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\").replace("~", "\\R\\")
+    out = out.replace("&", "\\T\\")
+    return out.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+
+
 def unescape(text: str, d: Delimiters) -> str:
     """HL7 escape sequences (v2.5.1 2.7): delimiters \\F\\ \\S\\ \\T\\ \\R\\ \\E\\, \\Xhh..\\ hex
     (as Latin-1 code points; the message text is already decoded), \\.br\\ as a line break, and

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mapping.hl7.charsets import Charset, charset_named
+from mapping.hl7.er7 import escape
 
 Json = dict[str, Any]
 VERSIONS = ("2.5.1", "2.3.1")
@@ -146,14 +147,14 @@ def _msh(profile: OruProfile, sender: Sender, charset: Charset, control_id: str,
     fields = [
         "MSH",
         "^~\\&",
-        _esc(sender.application),
-        _esc(sender.facility),
-        _esc(profile.receiving_application),
-        _esc(profile.receiving_facility),
+        escape(sender.application),
+        escape(sender.facility),
+        escape(profile.receiving_application),
+        escape(profile.receiving_facility),
         now.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000"),
         "",
         "ORU^R01^ORU_R01",
-        _esc(control_id),
+        escape(control_id),
         "P",
         profile.version,
     ]
@@ -170,7 +171,7 @@ def _pid(patient: Json | None, report: Json, sender: Sender) -> str:
     if not ids:
         reference = str((report.get("subject") or {}).get("reference", ""))
         own = str(patient.get("id", "")) or reference.removeprefix("Patient/")
-        ids = f"{_esc(own)}^^^{_esc(sender.application)}" if own else ""
+        ids = f"{escape(own)}^^^{escape(sender.application)}" if own else ""
     names = [n for n in patient.get("name", []) if isinstance(n, dict)]
     name = next((n for n in names if n.get("use") == "official"), names[0] if names else None)
     birth = str(patient.get("birthDate", "")).replace("-", "")[:8]
@@ -187,9 +188,9 @@ def _cx(identifier: Json) -> str:
         universal, kind = system.removeprefix("urn:oid:"), "ISO"
     elif system:
         universal, kind = system, "URI"
-    authority = "&".join(_esc(p) for p in (namespace, universal, kind)).rstrip("&")
+    authority = "&".join(escape(p) for p in (namespace, universal, kind)).rstrip("&")
     type_code = _code_of(identifier.get("type"), V2_0203)
-    return "^".join([_esc(str(identifier["value"])), "", "", authority, _esc(type_code)]).rstrip("^")
+    return "^".join([escape(str(identifier["value"])), "", "", authority, escape(type_code)]).rstrip("^")
 
 
 def _xpn(name: Json) -> str:
@@ -202,7 +203,7 @@ def _xpn(name: Json) -> str:
         " ".join(str(s) for s in name.get("suffix", [])),
         " ".join(str(p) for p in name.get("prefix", [])),
     ]
-    return "^".join(_esc(p) for p in parts).rstrip("^")
+    return "^".join(escape(p) for p in parts).rstrip("^")
 
 
 def _order_numbers(order: Json | None) -> tuple[str, str, str]:
@@ -211,7 +212,7 @@ def _order_numbers(order: Json | None) -> tuple[str, str, str]:
     for identifier in (order or {}).get("identifier", []):
         kind = _code_of(identifier.get("type"), V2_0203)
         if kind in found and not found[kind] and identifier.get("value"):
-            value = _esc(str(identifier["value"]))
+            value = escape(str(identifier["value"]))
             if kind != "ACSN":
                 value += _ei_authority(identifier)
             found[kind] = value
@@ -227,7 +228,7 @@ def _ei_authority(identifier: Json) -> str:
         universal, kind = system.removeprefix("urn:oid:"), "ISO"
     elif system:
         universal, kind = system, "URI"
-    return ("^" + "^".join(_esc(p) for p in (namespace, universal, kind))).rstrip("^")
+    return ("^" + "^".join(escape(p) for p in (namespace, universal, kind))).rstrip("^")
 
 
 def _orc(order: Json | None) -> str:
@@ -257,7 +258,7 @@ def _interpreter(report: Json) -> str:
         display = str(ref.get("display", ""))
         family, _, given = display.partition(",") if "," in display else (display, "", "")
         if ident or display:
-            return "&".join(_esc(p.strip()) for p in (ident, family, given)).rstrip("&")
+            return "&".join(escape(p.strip()) for p in (ident, family, given)).rstrip("&")
     return ""
 
 
@@ -269,13 +270,13 @@ def _obx(report: Json, study_uid: str | None, profile: OruProfile, status: str) 
     for observation_id, text in sections:
         lines = text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n").split("\n")
         if profile.text == "ft":
-            rows.append(("FT", observation_id, "\\.br\\".join(_esc(line) for line in lines)))
+            rows.append(("FT", observation_id, "\\.br\\".join(escape(line) for line in lines)))
         else:
-            rows += [("TX", observation_id, _esc(line)) for line in lines]
+            rows += [("TX", observation_id, escape(line)) for line in lines]
     for data in _pdfs(report):
         rows.append(("ED", PDF_REPORT, f"^application^pdf^Base64^{data}"))
     if study_uid:
-        rows.append(("ST", STUDY_UID, _esc(study_uid)))
+        rows.append(("ST", STUDY_UID, escape(study_uid)))
     for n, (kind, observation_id, value) in enumerate(rows, start=1):
         yield "|".join(["OBX", str(n), kind, observation_id, "1", value, "", "", "", "", "", status])
 
@@ -307,11 +308,11 @@ def _ce(concept: Any) -> str:
     codings = [c for c in concept.get("coding", []) if isinstance(c, dict) and c.get("code")]
     text = str(concept.get("text", ""))
     if not codings:
-        return f"^{_esc(text)}" if text else ""
+        return f"^{escape(text)}" if text else ""
     coding = codings[0]
     system = _CODING_SYSTEMS.get(str(coding.get("system", "")), "L")
     parts = [str(coding["code"]), str(coding.get("display", "")) or text, system]
-    return "^".join(_esc(p) for p in parts)
+    return "^".join(escape(p) for p in parts)
 
 
 def _code_of(concept: Any, system: str) -> str:
@@ -337,14 +338,6 @@ def _ts(value: str) -> str:
     if moment.tzinfo is None:
         return digits
     return digits + moment.strftime("%z")
-
-
-def _esc(text: str) -> str:
-    """Text as field content: the delimiters escaped (v2.5.1 2.7.1), line breaks as spaces (a
-    line break inside a field would end the segment)."""
-    out = text.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\").replace("~", "\\R\\")
-    out = out.replace("&", "\\T\\")
-    return out.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
 
 
 def _encoded(message: str, charset: Charset) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mapping.hl7.charsets import charset_named, decode
-from mapping.hl7.er7 import split_message
+from mapping.hl7.er7 import Delimiters, escape, split_message, unescape
 from mapping.hl7.errors import Hl7Error
 from mapping.hl7.header import check_header, read_header
 from tests.hl7_samples import orm
@@ -97,3 +97,10 @@ def test_bytes_that_do_not_fit_the_declared_set_are_rejected() -> None:
     with pytest.raises(Hl7Error) as unknown:
         decode(orm(charset="KLINGON").encode(), utf8)
     assert (unknown.value.ack, unknown.value.code) == ("AR", "103")
+
+
+def test_escape_is_undone_by_unescape_but_for_line_breaks() -> None:
+    text = "a|b^c~d\\e&f"
+    escaped = escape(text)
+    assert not any(c in escaped for c in "|^~&") and unescape(escaped, Delimiters()) == text
+    assert escape("one\r\ntwo\nthree\rfour") == "one two three four"
