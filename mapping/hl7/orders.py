@@ -123,7 +123,7 @@ def order_message(message: Er7Message, *, charset: str, rules: OrderRules) -> Or
         raise Hl7Error.error(REQUIRED_FIELD, "the message has no PID segment", segment="PID")
     patient, issuer, others = patient_from_pid(pid, rules)
     pv1 = message.first("PV1")
-    msh_time = _ts(message.msh, 7, "MSH", required=False)
+    msh_time = timestamp(message.msh, 7, "MSH", required=False)
     procedures: list[RequestedProcedure] = []
     for index, group in enumerate(_order_groups(message), start=1):
         procedures.append(replace(_procedure(group, index, pv1, msh_time, rules), patient_issuer=issuer))
@@ -183,11 +183,13 @@ def _procedure(
         raise Hl7Error.error(
             TABLE_VALUE, f"order control {control[:2]} is not supported", segment="ORC", sequence=n, field=1
         )
-    placer = _ei(orc, 2) if orc.value(2) else _ei(obr, 2)
-    filler = _ei(orc, 3) if orc.value(3) else _ei(obr, 3)
+    placer = entity_id(orc, 2) if orc.value(2) else entity_id(obr, 2)
+    filler = entity_id(orc, 3) if orc.value(3) else entity_id(obr, 3)
     first_ipc = g.ipcs[0] if g.ipcs else None
     accession = (
-        _ei(first_ipc, 1) if first_ipc is not None and first_ipc.value(1) else _ei(obr, 18, simple=True)
+        entity_id(first_ipc, 1)
+        if first_ipc is not None and first_ipc.value(1)
+        else entity_id(obr, 18, simple=True)
     )
     rp_id = (first_ipc.value(2) if first_ipc is not None else "") or _value(obr, 19)
     study_uid = (first_ipc.value(3) if first_ipc is not None else "") or (g.zds.value(1) if g.zds else "")
@@ -204,9 +206,9 @@ def _procedure(
             sequence=n,
             field=2,
         )
-    code = _coded(obr, 44) or _coded(obr, 4)
+    code = coded(obr, 44) or coded(obr, 4)
     description = _value(obr, 44, 2) or _value(obr, 4, 2)
-    start = _start(g, n) or _ts(orc, 9, "ORC", n, required=False) or msh_time
+    start = _start(g, n) or timestamp(orc, 9, "ORC", n, required=False) or msh_time
     priority = _priority(g)
     procedure_steps = _steps(g, n, start, code, obr, pv1, rules)
     return RequestedProcedure(
@@ -225,7 +227,7 @@ def _procedure(
         else _xcn(orc, 12),
         referring_physician=_xcn(pv1, 8),
         reason=_value(obr, 31, 2) or _value(obr, 31, 1),
-        reason_codes=tuple(c for c in [_coded(obr, 31)] if c is not None and c.scheme),
+        reason_codes=tuple(c for c in [coded(obr, 31)] if c is not None and c.scheme),
         medical_alerts=_value(obr, 13),
         patient_state=_value(obr, 12, 2) or _value(obr, 12, 1),
         pregnancy_status=3
@@ -234,7 +236,7 @@ def _procedure(
         admission_id=(pv1.value(19) if pv1 is not None else ""),
         transport=_value(obr, 30),
         comments="\n".join(t for t in g.notes if t),
-        ordered_at=_ts(orc, 9, "ORC", n, required=False),
+        ordered_at=timestamp(orc, 9, "ORC", n, required=False),
         steps=procedure_steps,
     )
 
@@ -292,7 +294,7 @@ def _steps(  # noqa: PLR0917
 def _start(g: _Group, n: int) -> str:
     """Scheduled start: TQ1-7 (v2.5), else ORC-7.4 or OBR-27.4 (the TQ start of v2.3.1)."""
     if g.tq1 is not None and g.tq1.value(7):
-        return _ts(g.tq1, 7, "TQ1", n, required=False)
+        return timestamp(g.tq1, 7, "TQ1", n, required=False)
     for segment, name in ((g.orc, "ORC"), (g.obr, "OBR")):
         if segment is not None:
             n_field = 7 if name == "ORC" else 27
@@ -348,7 +350,7 @@ def patient_from_pid(pid: Segment, rules: OrderRules) -> tuple[PatientFacts, str
         patient_id=pid.value(3, repetition=chosen).strip(),
         id_system=stated or rules.default_system,
         name=_xpn(pid, 5),
-        birth_date=_ts(pid, 7, "PID", required=False)[:8],
+        birth_date=timestamp(pid, 7, "PID", required=False)[:8],
         sex=_SEX.get(pid.value(8).strip().upper()[:1], ""),
         issuer_stated=stated is not None,
     )
@@ -380,7 +382,8 @@ def _cnn(segment: Segment | None, n: int) -> str:
     return "^".join(parts).rstrip("^")
 
 
-def _ei(segment: Segment | None, n: int, *, simple: bool = False) -> EntityId:
+def entity_id(segment: Segment | None, n: int, *, simple: bool = False) -> EntityId:
+    """An EI field (value^namespace^universal id^type); `simple`: the whole first component."""
     if segment is None:
         return EntityId("")
     if simple:  # OBR-18 is ST in v2.3.1: the whole first component is the value
@@ -393,7 +396,8 @@ def _ei(segment: Segment | None, n: int, *, simple: bool = False) -> EntityId:
     )
 
 
-def _coded(segment: Segment | None, n: int) -> Coded | None:
+def coded(segment: Segment | None, n: int) -> Coded | None:
+    """A CE / CWE field's first repetition, None when empty."""
     return _coded_rep(segment, n, 0) if segment is not None else None
 
 
@@ -420,7 +424,8 @@ def _modality(value: str, rules: OrderRules) -> str:
     return value.upper() if value.upper() in MODALITIES else ""
 
 
-def _ts(segment: Segment | None, n: int, name: str, sequence: int = 1, *, required: bool) -> str:
+def timestamp(segment: Segment | None, n: int, name: str, sequence: int = 1, *, required: bool) -> str:
+    """A TS / DTM field, checked (AE 102 when it is not one, 101 when required and empty)."""
     text = segment.value(n).strip() if segment is not None else ""
     if not text:
         if required:

@@ -26,12 +26,7 @@ from mapping.dicom.facts import PatientFacts
 from mapping.dicom.uid import valid_uid
 from mapping.hl7.er7 import Er7Message, Segment, unescape
 from mapping.hl7.errors import DATA_TYPE, REQUIRED_FIELD, SEGMENT_SEQUENCE, TABLE_VALUE, Hl7Error
-from mapping.hl7.orders import OrderRules, patient_from_pid
-
-# the same field readers as the orders (CE, EI, TS)
-from mapping.hl7.orders import _coded as coded
-from mapping.hl7.orders import _ei as entity_id
-from mapping.hl7.orders import _ts as timestamp
+from mapping.hl7.orders import OrderRules, coded, entity_id, patient_from_pid, timestamp
 from mapping.order.facts import Coded, EntityId
 
 # OBR-25 (HL7 table 0123) -> FHIR DiagnosticReport.status
