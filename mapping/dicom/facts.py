@@ -16,7 +16,8 @@ from pydicom import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 
-_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+from mapping.dicom.uid import is_oid
+
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 
 
@@ -204,7 +205,7 @@ def instance_title(ds: Dataset) -> str:
 def _issuer_uri(issuer: str, resolve: IssuerResolver) -> str | None:
     if not issuer:
         return None
-    if _OID.match(issuer):
+    if is_oid(issuer):
         return f"urn:oid:{issuer}"
     if _URI.match(issuer):
         return issuer
@@ -223,7 +224,7 @@ def universal_entity_uri(uid: str, kind: str) -> str | None:
     kind = kind.upper()
     if not uid:
         return None
-    if kind == "ISO" and _OID.match(uid):
+    if kind == "ISO" and is_oid(uid):
         return f"urn:oid:{uid}"
     if kind == "UUID":
         return f"urn:uuid:{uid.lower()}"

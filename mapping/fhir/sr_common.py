@@ -20,7 +20,6 @@ Image references in R4: there is no ImagingSelection (R5), so each Observation
 from __future__ import annotations
 
 import math
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -29,13 +28,13 @@ from typing import Any
 
 from mapping.dicom.dates import fhir_datetime, fhir_dt
 from mapping.dicom.sr.content import Coords, ImageRef
+from mapping.dicom.uid import is_oid
 
 DICOM_UID = "urn:dicom:uid"
 # The extension's canonical; the project publishes no StructureDefinition yet (docs/README).
 IMAGE_SELECTION = "urn:fhir-imaging-facade:extension:image-selection"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 IMAGING_CATEGORY = {"coding": [{"system": OBSERVATION_CATEGORY, "code": "imaging", "display": "Imaging"}]}
-_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ def uid_identifier(uid: str, *, type_code: dict[str, Any] | None = None) -> dict
 
 
 def is_uid(uid: str) -> bool:
-    return bool(uid) and len(uid) <= 64 and _OID.match(uid) is not None
+    return len(uid) <= 64 and is_oid(uid)
 
 
 def observation_status(preliminary: str, completion: str, verification: str) -> str:
