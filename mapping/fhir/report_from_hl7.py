@@ -13,16 +13,15 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import tzinfo
 from typing import Any
 
 from mapping.dicom.person_name import display_name
+from mapping.fhir.diagnostic_report import RAD, pdf_form, text_form
 from mapping.fhir.prune import prune
 from mapping.fhir.service_request import concept, hl7_datetime, order_identifiers
 from mapping.hl7.results import ReportFacts
 
-V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
 _LOINC = "http://loinc.org"
 
 
@@ -39,19 +38,8 @@ def report_from_hl7(
     """The DiagnosticReport as JSON. `subject`: the Patient's id; `based_on`: the ServiceRequest's
     id; `imaging_study`: the ImagingStudy's id (its Study Instance UID)."""
     text = "\n".join(report.text)
-    forms: list[dict[str, Any]] = []
-    if text:
-        forms.append(
-            {
-                "contentType": "text/plain; charset=utf-8",
-                "data": base64.b64encode(text.encode()).decode(),
-                "title": "Report",
-            }
-        )
-    forms += [
-        {"contentType": "application/pdf", "data": base64.b64encode(pdf).decode(), "title": "Report (PDF)"}
-        for pdf in report.pdfs
-    ]
+    made = [text_form(text, "Report"), *(pdf_form(pdf, "Report (PDF)") for pdf in report.pdfs)]
+    forms = [form for form in made if form is not None]
     interpreter = None
     if report.interpreter or report.interpreter_id:
         interpreter = {
@@ -64,7 +52,7 @@ def report_from_hl7(
         "identifier": order_identifiers(report.placer, report.filler, report.accession, id_system),
         "basedOn": [{"reference": f"ServiceRequest/{based_on}"}] if based_on else None,
         "status": report.status,
-        "category": [{"coding": [{"system": V2_0074, "code": "RAD", "display": "Radiology"}]}],
+        "category": [{"coding": [RAD]}],
         "code": concept(report.code, "")
         or {"coding": [{"system": _LOINC, "code": "18748-4", "display": "Diagnostic imaging study"}]},
         "subject": {"reference": f"Patient/{subject}"},
