@@ -50,7 +50,6 @@ _NEXT: dict[str, frozenset[str]] = {
     "cancelled": frozenset({"cancelled", "entered-in-error"}),
     "entered-in-error": frozenset({"entered-in-error"}),
 }
-RELEASED = frozenset({"final", *_CHANGED})  # the statuses a report is sent out with
 
 
 def transition_problem(res_type: str, before: dict[str, Any], after: dict[str, Any]) -> str | None:
