@@ -1,8 +1,10 @@
 """Reading a received Part 10 file without loading its bulk data (PS3.10 7.1).
 
-`read_part10` parses every element header but defers values over 64 KiB, so a
-500 MB multi-frame instance costs kilobytes of memory; it also refuses files
-that end before their last element does (truncated transfers).
+`read_part10` reads the file meta and the attributes the index needs (`facts.HEADER_KEYWORDS`),
+and refuses files that end before their last element does (truncated transfers). The common case
+is walked by `element_scan` in the bytes already read (the whole file up to 1 MiB, else its first
+MiB and a last element running to the end); every other file is parsed by pydicom, which defers
+values over 64 KiB, so a 500 MB multi-frame instance costs kilobytes of memory either way.
 """
 
 from __future__ import annotations
@@ -14,30 +16,42 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import Dataset, dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from mapping.dicom.part10 import peek_file_meta
+from mapping.dicom.facts import HEADER_KEYWORDS, Header
+from mapping.dicom.part10 import FileMeta, peek_file_meta
+from mapping.dicom.raw_header import RawHeader
+from storage.element_scan import Unsupported, scan
 from storage.errors import Invalid
 
 _DEFER = 64 * 1024
+_HEAD = 1 << 20
+_WANTED = frozenset(int(tag) for tag in (tag_for_keyword(k) for k in HEADER_KEYWORDS) if tag is not None)
 
 
 @dataclass(frozen=True)
 class Part10:
-    dataset: Dataset  # with file_meta; bulk values deferred
-    dataset_offset: int  # where the data set starts (after the file meta group)
+    header: Header  # the top-level elements of HEADER_KEYWORDS (or the whole data set, bulk deferred)
+    meta: FileMeta  # where the data set starts (after the file meta group), the meta's UIDs
     size: int
     sha256: str  # of the data set bytes only: the same instance with another file meta is a duplicate
 
 
-def read_part10(path: Path) -> Part10:
-    """Parse and fingerprint a Part 10 file; `Invalid` (PHI-free reason) when it is not one."""
+def read_part10(path: Path, *, walk: bool = True) -> Part10:
+    """Parse and fingerprint a Part 10 file; `Invalid` (PHI-free reason) when it is not one.
+    `walk=False`: with pydicom whatever the file (what the walk must agree with, for tests)."""
     size = path.stat().st_size
     try:
         with path.open("rb") as f:
-            offset = peek_file_meta(f.read(min(size, 1 << 20))).dataset_offset
+            head = f.read(min(size, _HEAD))
+            meta = peek_file_meta(head)
+            header = _walked(head, meta, size) if walk else None
+            if header is not None:
+                digest = _sha256(path, meta.dataset_offset, head if len(head) == size else None)
+                return Part10(header, meta, size, digest)
             f.seek(0)
             ds = dcmread(f, defer_size=_DEFER, force=False)
             if not ds.file_meta.get("TransferSyntaxUID", UID("")).is_deflated:
@@ -50,7 +64,21 @@ def read_part10(path: Path) -> Part10:
         raise Invalid(f"the DICOM data set cannot be parsed ({type(exc).__name__})") from exc
     if "TransferSyntaxUID" not in ds.file_meta:
         raise Invalid("the file meta information has no Transfer Syntax UID")
-    return Part10(dataset=ds, dataset_offset=offset, size=size, sha256=_sha256(path, offset))
+    return Part10(ds, meta, size, _sha256(path, meta.dataset_offset))
+
+
+def _walked(head: bytes, meta: FileMeta, size: int) -> RawHeader | None:
+    """The header found by `element_scan`, or None for pydicom to read: a transfer syntax that is
+    not little endian, or deflated, or unknown; a data set the walk declines."""
+    try:
+        syntax = UID(meta.transfer_syntax_uid or "")
+        if not syntax.is_little_endian or syntax.is_deflated:
+            return None
+        implicit = syntax.is_implicit_VR
+        found = scan(head, meta.dataset_offset, size, implicit=implicit, wanted=_WANTED)
+        return RawHeader(HEADER_KEYWORDS, found, implicit=implicit, transfer_syntax=str(syntax))
+    except (Unsupported, ValueError):  # an unknown syntax (pydicom then says what it makes of it)
+        return None
 
 
 def _check_complete(ds: Dataset, size: int) -> None:
@@ -66,7 +94,10 @@ def _check_complete(ds: Dataset, size: int) -> None:
             raise EOFError("an element runs past the end of the file")
 
 
-def _sha256(path: Path, offset: int) -> str:
+def _sha256(path: Path, offset: int, data: bytes | None = None) -> str:
+    """Of the data set's bytes: from `data` (the whole file) when it was read, else from the file."""
+    if data is not None:
+        return hashlib.sha256(memoryview(data)[offset:]).hexdigest()
     digest = hashlib.sha256()
     with path.open("rb") as f:
         f.seek(offset)

@@ -16,6 +16,7 @@ from pydicom import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 
+from mapping.dicom.raw_header import RawHeader
 from mapping.dicom.uid import is_oid
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
@@ -94,11 +95,54 @@ class InstanceHeader:
     missing: tuple[str, ...] = field(default=())  # required UIDs absent from the header
 
 
+Header = Dataset | RawHeader
+"""A whole data set, or the few top-level elements of `HEADER_KEYWORDS` (all that is read here)."""
+
+HEADER_KEYWORDS = (
+    "SpecificCharacterSet",
+    "ImageType",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyDate",
+    "SeriesDate",
+    "StudyTime",
+    "SeriesTime",
+    "AccessionNumber",
+    "IssuerOfAccessionNumberSequence",
+    "Modality",
+    "ReferringPhysicianName",
+    "TimezoneOffsetFromUTC",
+    "StudyDescription",
+    "ProcedureCodeSequence",
+    "SeriesDescription",
+    "PerformingPhysicianName",
+    "PatientName",
+    "PatientID",
+    "IssuerOfPatientID",
+    "IssuerOfPatientIDQualifiersSequence",
+    "PatientBirthDate",
+    "PatientSex",
+    "BodyPartExamined",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "StudyID",
+    "SeriesNumber",
+    "InstanceNumber",
+    "Laterality",
+    "NumberOfFrames",
+    "Rows",
+    "Columns",
+    "ReasonForTheRequestedProcedure",
+    "ConceptNameCodeSequence",
+    "DocumentTitle",
+)
+"""The top-level attributes `header_from_dataset` reads, in tag order."""
+
 IssuerResolver = Callable[[str], str]
 """Maps a local IssuerOfPatientID (LO) to a URI; supplied by the composition root."""
 
 
-def header_from_dataset(ds: Dataset, *, default_system: str, issuer_system: IssuerResolver) -> InstanceHeader:
+def header_from_dataset(ds: Header, *, default_system: str, issuer_system: IssuerResolver) -> InstanceHeader:
     """Facts of one instance. `missing` lists absent required UIDs instead of raising."""
     missing = tuple(
         kw
@@ -152,7 +196,7 @@ def header_from_dataset(ds: Dataset, *, default_system: str, issuer_system: Issu
     )
 
 
-def patient_facts(ds: Dataset, *, default_system: str, issuer_system: IssuerResolver) -> PatientFacts:
+def patient_facts(ds: Header, *, default_system: str, issuer_system: IssuerResolver) -> PatientFacts:
     """Patient ID qualified by its issuer: (0010,0024) universal entity, else (0010,0021), else default."""
     patient_id = _text(ds, "PatientID") or None
     system = stated = None
@@ -192,7 +236,7 @@ def local_issuer_system(base: str, overrides: dict[str, str]) -> IssuerResolver:
     return resolve
 
 
-def instance_title(ds: Dataset) -> str:
+def instance_title(ds: Header) -> str:
     """FHIR R4 ImagingStudy.series.instance.title: SR concept name, document title, else image type."""
     concept = _first_item(ds, "ConceptNameCodeSequence")
     if concept is not None and _text(concept, "CodeMeaning"):
@@ -260,7 +304,7 @@ def coding_system(designator: str) -> str | None:
     return _CODING_SCHEMES.get(designator.upper())
 
 
-def _codes(ds: Dataset, keyword: str) -> tuple[Code, ...]:
+def _codes(ds: Header, keyword: str) -> tuple[Code, ...]:
     out = []
     for item in ds.get(keyword) or ():
         value = _text(item, "CodeValue") or _text(item, "LongCodeValue") or _text(item, "URNCodeValue")
@@ -275,12 +319,12 @@ def _codes(ds: Dataset, keyword: str) -> tuple[Code, ...]:
     return tuple(out)
 
 
-def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
+def _first_item(ds: Header | None, keyword: str) -> Dataset | None:
     seq = ds.get(keyword) if ds is not None else None
     return seq[0] if seq else None
 
 
-def _text(ds: Dataset | None, keyword: str) -> str:
+def _text(ds: Header | None, keyword: str) -> str:
     """A single-valued text element, stripped; '' when absent, empty or multi-valued garbage."""
     if ds is None:
         return ""
@@ -292,7 +336,7 @@ def _text(ds: Dataset | None, keyword: str) -> str:
     return str(value).strip()
 
 
-def _joined(ds: Dataset, keyword: str) -> str:
+def _joined(ds: Header, keyword: str) -> str:
     value = ds.get(keyword)
     if value is None:
         return ""
@@ -301,7 +345,7 @@ def _joined(ds: Dataset, keyword: str) -> str:
     return str(value).strip()
 
 
-def _person(ds: Dataset, keyword: str) -> str:
+def _person(ds: Header, keyword: str) -> str:
     value = ds.get(keyword)
     if isinstance(value, MultiValue):
         value = value[0] if len(value) else None
@@ -310,7 +354,7 @@ def _person(ds: Dataset, keyword: str) -> str:
     return str(value if isinstance(value, PersonName) else PersonName(str(value))).strip()
 
 
-def _int(ds: Dataset, keyword: str) -> int | None:
+def _int(ds: Header, keyword: str) -> int | None:
     value = ds.get(keyword)
     if isinstance(value, MultiValue):
         value = value[0] if len(value) else None

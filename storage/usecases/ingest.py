@@ -43,6 +43,7 @@ from pydicom import Dataset
 from sqlalchemy import Connection
 
 from mapping.dicom.facts import InstanceHeader, IssuerResolver, header_from_dataset
+from mapping.dicom.part10 import FileMeta
 from mapping.dicom.uid import valid_uid
 from storage.blobs import BlobStore, instance_key
 from storage.clock import utcnow
@@ -147,13 +148,15 @@ class Ingest:
             raise Unavailable("the archive is nearly full (free space is below the configured minimum)")
         part10 = read_part10(path)
         h = header_from_dataset(
-            part10.dataset,
+            part10.header,
             default_system=self._identity.default_system,
             issuer_system=self._identity.issuer_system,
         )
         _check(h, expect)
-        _check_file_meta(part10.dataset, h.instance.sop_uid)
-        document = self._reports.prepare(part10.dataset, path) if self._reports is not None else None
+        _check_file_meta(part10.meta, h.instance.sop_uid)
+        document = (
+            self._reports.prepare(h.instance.sop_class_uid, path) if self._reports is not None else None
+        )
 
         key = instance_key(h.study.study_uid, h.series.series_uid, h.instance.sop_uid, part10.sha256)
         created = self._blobs.put_file(key, path)
@@ -305,10 +308,10 @@ def _check(h: InstanceHeader, expect: Expect) -> None:
         raise Conflict("the Study Instance UID of the data set differs from the target study")
 
 
-def _check_file_meta(ds: Dataset, sop_instance_uid: str) -> None:
+def _check_file_meta(meta: FileMeta, sop_instance_uid: str) -> None:
     """PS3.10 7.1: Media Storage SOP Instance UID (0002,0003) is the data set's SOP Instance UID
     (0008,0018). A file that names another instance in its meta header is refused on every path
     (C-STORE, STOW-RS, import), as a C-STORE whose data set disagrees with its request is."""
-    meta_uid = str(ds.file_meta.get("MediaStorageSOPInstanceUID", "") or "").rstrip("\0 ")
+    meta_uid = meta.sop_instance_uid
     if meta_uid and meta_uid != sop_instance_uid:
         raise Invalid("the Media Storage SOP Instance UID of the file meta differs from the SOP Instance UID")

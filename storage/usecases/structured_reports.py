@@ -28,7 +28,7 @@ from pydicom import Dataset, dcmread
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from mapping.dicom.sr.kind import sr_kind
+from mapping.dicom.sr.kind import RESULT_CLASSES, sr_kind
 from mapping.fhir.search_params import PARAM_TYPES
 from mapping.fhir.sr_common import resource_id, uid_identifier
 from mapping.fhir.sr_results import SrContext, map_sr, predecessor_uids
@@ -47,12 +47,13 @@ class StructuredReports:
     def __init__(self, store: FhirStore, site_zone: tzinfo) -> None:
         self._store, self._zone = store, site_zone
 
-    def prepare(self, header: Dataset, path: Path) -> Dataset | None:
+    def prepare(self, sop_class_uid: str, path: Path) -> Dataset | None:
         """The whole data set of a result document (read from `path` while it is still there),
-        None for any other instance (nothing more is read)."""
-        if sr_kind(header) is None:
+        None for any other instance (nothing is read unless the SOP class may be one)."""
+        if sop_class_uid not in RESULT_CLASSES:
             return None
-        return dcmread(path, force=False)
+        ds = dcmread(path, force=False)
+        return ds if sr_kind(ds) is not None else None
 
     def publish(self, conn: Connection, ds: Dataset, study_uid: str, accession: str, now: datetime) -> int:
         """Map `ds` and store its resources inside the caller's transaction (`conn`); how many."""

@@ -33,6 +33,9 @@ TEXT_SR_CLASSES = frozenset(
     }
 )
 
+RESULT_CLASSES = DOSE_SR_CLASSES | TEXT_SR_CLASSES | {ENCAPSULATED_PDF}
+"""The SOP classes `sr_kind` may find a result document in; no other instance needs reading."""
+
 
 def sr_kind(ds: Dataset) -> SrKind | None:
     """The kind of result document `ds` is, or None; reads the header only, never raises."""

@@ -1,0 +1,79 @@
+"""A few top-level elements of a data set, read by keyword as pydicom reads them (PS3.5 6.1, 7.1).
+
+`RawHeader` stands in for a pydicom `Dataset` where the index's facts are taken
+(`facts.header_from_dataset`): `get(keyword)` answers what `Dataset.get(keyword)` would, by the
+same converters (`pydicom.values.convert_value`, `read_sequence` for sequences, the data set's
+Specific Character Set for text), without building the rest of the data set. Pure: the caller
+found the value bytes (`storage.element_scan`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from io import BytesIO
+from typing import Any, NamedTuple
+
+from pydicom.charset import convert_encodings
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
+from pydicom.filereader import read_sequence
+from pydicom.tag import BaseTag
+from pydicom.values import convert_value
+
+_CHARSET = 0x00080005
+_UNDEFINED = 0xFFFFFFFF
+
+
+class Raw(NamedTuple):
+    vr: str | None  # as written in the file; None in Implicit VR
+    value: bytes  # an undefined-length value with its sequence delimitation item
+    undefined: bool = False
+
+
+class RawHeader:
+    """The elements of `keywords` found in one data set, converted on first access."""
+
+    def __init__(
+        self, keywords: tuple[str, ...], elements: Mapping[int, Raw], *, implicit: bool, transfer_syntax: str
+    ) -> None:
+        """ValueError when an element's VR differs from the dictionary's (pydicom corrects such
+        files as it reads them: read those with pydicom)."""
+        self._tags = {keyword: _tag(keyword) for keyword in keywords}
+        self._vrs = {tag: dictionary_VR(tag) for tag in self._tags.values()}
+        for tag, raw in elements.items():
+            if tag not in self._vrs:
+                raise ValueError("an element that was not asked for")
+            if raw.vr is not None and raw.vr != self._vrs[tag]:
+                raise ValueError("a VR other than the dictionary's")
+        self._elements, self._implicit = elements, implicit
+        self._values: dict[int, Any] = {}
+        self.file_meta = {"TransferSyntaxUID": transfer_syntax}
+        self._encodings: list[str] = ["iso8859"]  # pydicom's default: no Specific Character Set
+        if _CHARSET in elements:  # CS: read without an encoding
+            self._encodings = convert_encodings(self._value(_CHARSET) or None)
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        tag = self._tags[keyword]  # KeyError: a keyword not read (facts.HEADER_KEYWORDS drifted)
+        if tag not in self._elements:
+            return default
+        return self._value(tag)
+
+    def _value(self, tag: int) -> Any:
+        if tag in self._values:
+            return self._values[tag]
+        raw, vr = self._elements[tag], self._vrs[tag]
+        if vr == "SQ":
+            length = _UNDEFINED if raw.undefined else len(raw.value)
+            value: Any = read_sequence(BytesIO(raw.value), self._implicit, True, length, self._encodings)
+        else:
+            element = RawDataElement(BaseTag(tag), vr, len(raw.value), raw.value, 0, self._implicit, True)
+            value = convert_value(vr, element, self._encodings)
+        self._values[tag] = value
+        return value
+
+
+def _tag(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise ValueError(f"no such keyword: {keyword}")
+    return int(tag)
