@@ -10,6 +10,7 @@ found the value bytes (`storage.element_scan`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from io import BytesIO
 from typing import Any, NamedTuple
 
@@ -17,10 +18,12 @@ from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.filereader import read_sequence
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.values import convert_value
 
 _CHARSET = 0x00080005
+_ASCII = frozenset({"AS", "CS", "DA", "DT", "TM", "UI"})  # decoded as pydicom does, by `_strings`
 _UNDEFINED = 0xFFFFFFFF
 
 
@@ -38,8 +41,7 @@ class RawHeader:
     ) -> None:
         """ValueError when an element's VR differs from the dictionary's (pydicom corrects such
         files as it reads them: read those with pydicom)."""
-        self._tags = {keyword: _tag(keyword) for keyword in keywords}
-        self._vrs = {tag: dictionary_VR(tag) for tag in self._tags.values()}
+        self._tags, self._vrs = _dictionary(keywords)
         for tag, raw in elements.items():
             if tag not in self._vrs:
                 raise ValueError("an element that was not asked for")
@@ -65,11 +67,29 @@ class RawHeader:
         if vr == "SQ":
             length = _UNDEFINED if raw.undefined else len(raw.value)
             value: Any = read_sequence(BytesIO(raw.value), self._implicit, True, length, self._encodings)
+        elif vr in _ASCII and raw.value:
+            value = _strings(raw.value)
+        elif vr == "US" and len(raw.value) == 2:
+            value = int.from_bytes(raw.value, "little")
         else:
             element = RawDataElement(BaseTag(tag), vr, len(raw.value), raw.value, 0, self._implicit, True)
             value = convert_value(vr, element, self._encodings)
         self._values[tag] = value
         return value
+
+
+def _strings(value: bytes) -> str | MultiValue[str]:
+    """What pydicom's `convert_string` / `convert_UI` make of an AS, CS, DA, DT, TM or UI value
+    (without date and time conversion, pydicom's default): the default character repertoire,
+    trailing spaces and NULs removed, backslash-separated values."""
+    items = value.decode("latin-1").rstrip(" \x00").split("\\")
+    return items[0] if len(items) == 1 else MultiValue(str, items)
+
+
+@cache
+def _dictionary(keywords: tuple[str, ...]) -> tuple[dict[str, int], dict[int, str]]:
+    tags = {keyword: _tag(keyword) for keyword in keywords}
+    return tags, {tag: dictionary_VR(tag) for tag in tags.values()}
 
 
 def _tag(keyword: str) -> int:
