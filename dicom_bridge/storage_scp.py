@@ -1,7 +1,8 @@
 """Storage SCP: C-STORE requests -> the shared ingest path (PS3.4 Annex B).
 
-Success (0x0000) is sent only after `Ingest.store` returned, i.e. after the blob
-was fsynced and the index transaction committed.
+Success (0x0000) is sent only after `Ingest.accept` returned, i.e. after the bytes were held
+durably and every refusal the index would make was made; the index itself follows in batches
+(`storage.usecases.deferred_index`), complete before a release is confirmed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydicom import Dataset
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event, EventHandlerType
+from pynetdicom.pdu_primitives import A_RELEASE
 
 from dicom_bridge.statuses import failure, status_of
 from storage.errors import DomainError, Invalid
@@ -29,6 +31,7 @@ _BUG = 0xC211  # pynetdicom's "exception in handler", and ours for bugs
 
 
 _C_STORE_RQ, _C_STORE_RSP = 0x0001, 0x8001  # Command Field (PS3.7 9.3.1)
+_DRAIN_TIMEOUT = 30.0  # seconds a release waits for the index (the instances are durable regardless)
 
 
 class StorageScp:
@@ -43,6 +46,7 @@ class StorageScp:
             (evt.EVT_DIMSE_RECV, self.on_dimse_recv),
             (evt.EVT_DIMSE_SENT, self.on_dimse_sent),
             (evt.EVT_C_STORE, self.on_c_store),
+            (evt.EVT_ACSE_RECV, self.on_acse_recv),
             (evt.EVT_ACCEPTED, _on_association, ["accepted"]),
             (evt.EVT_REJECTED, _on_association, ["rejected"]),
             (evt.EVT_ABORTED, _on_association, ["aborted"]),
@@ -84,7 +88,7 @@ class StorageScp:
                 raise Invalid("the Affected SOP Instance UID is longer than 64 characters")
             with self._ingest.staging() as staging:
                 receive(event, staging)
-                stored = self._ingest.store(
+                self._ingest.accept(
                     staging,
                     Source("c-store", event.assoc.requestor.ae_title),
                     Expect(
@@ -102,11 +106,17 @@ class StorageScp:
         except Exception:
             log.exception("c_store.failed", extra=facts | {"status": _BUG})
             return failure(_BUG, "internal error; the instance was not stored")
-        log.info(
-            "c_store.stored",
-            extra=facts | {"outcome": stored.outcome, "ms": round((time.perf_counter() - started) * 1000, 2)},
-        )
+        log.info("c_store.stored", extra=facts | {"ms": round((time.perf_counter() - started) * 1000, 2)})
         return 0x0000
+
+    def on_acse_recv(self, event: Event) -> None:
+        """The peer asks to release: the instances it sent are durable already (each was answered
+        only then), and indexed before the release is confirmed, so that a sender that released
+        finds every one of them in queries and FHIR reads."""
+        primitive = getattr(event, "primitive", None)  # set by pynetdicom for this event
+        released = isinstance(primitive, A_RELEASE) and primitive.result is None
+        if released and not self._ingest.drain(_DRAIN_TIMEOUT):
+            log.warning("c_store.index_behind", extra={"peer": event.assoc.requestor.address})
 
     @staticmethod
     def _discard(event: Event) -> None:

@@ -112,10 +112,12 @@ def outbox_worker(settings: Settings, services: Services) -> Periodic:
 
 def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationServer:
     """The DICOM listener, after clearing what earlier runs left in staging (a file there that is
-    older than this start belongs to no receive in progress: an aborted one, or a crash)."""
+    older than this start belongs to no receive in progress: an aborted one, or a crash) and
+    indexing what they acknowledged but did not index."""
     removed = services.blobs.clean_staging(before=time.time())
     if removed:
         log.info("staging.cleaned", extra={"count": removed})
+    services.ingest.recover()  # acknowledged before a stop or a crash, not yet indexed
     if not _same_file_system(Path(tempfile.gettempdir()), services.blobs.staging_dir()):
         # pynetdicom receives each data set into the system temporary directory (see dicom_bridge.ae)
         log.warning("dicom.receive_copies", extra={"reason": _RECEIVE_COPIES})

@@ -98,7 +98,9 @@ class Services:
     outbox: ReportOutbox  # ORU^R01 out: `report_changed` in the report write, delivered by `facade serve`
 
     def close(self) -> None:
-        """Release the database; `facade serve` flushed the audit trail before (its last worker run)."""
+        """Index what C-STORE acknowledged (for a while: the rest is recovered on the next start),
+        then release the database; `facade serve` flushed the audit trail before (its last worker run)."""
+        self.ingest.close()
         self.db.dispose()
 
 

@@ -13,6 +13,8 @@ import os
 import re
 import shutil
 import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import BinaryIO, Protocol
 from mapping.dicom.uid import valid_uid
 from storage.errors import Invalid, NotFound, Unavailable, no_room
 
+_LABEL = re.compile(r"^[0-9a-f]{0,64}$")
 _KEY = re.compile(r"^[0-9.]{1,64}/[0-9.]{1,64}/[0-9.]{1,64}\.[0-9a-f]{16}\.dcm$")
 
 
@@ -65,14 +68,36 @@ class BlobStore(Protocol):
         """Remove staged files last written before `before` (epoch seconds); how many."""
         ...
 
+    def hold(self, src: Path, label: str) -> Path:
+        """Take ownership of the complete file `src` and keep it, durably on return, among the held
+        files (acknowledged, not yet stored under its key); `label`: a few characters of [0-9a-f]
+        kept in its name."""
+        ...
+
+    def held(self) -> list[Path]:
+        """The held files, oldest first."""
+        ...
+
+    def store_held(self, items: list[tuple[str, Path]]) -> list[bool]:
+        """Store each held file under its key too (the held file stays until `release`), all
+        durable on return; per item, whether this call created the blob (see `put_file`)."""
+        ...
+
+    def release(self, held: Path) -> None:
+        """Forget a held file (its blob is stored, or it was never acknowledged)."""
+        ...
+
 
 class FileBlobStore:
-    """Files under `root`, written with temp file, fsync, rename and directory fsync."""
+    """Files under `root`, written with temp file, fsync, rename and directory fsync. Held files
+    live in `.held/`, each a hard link that `store_held` adds under its key."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self._staging = self.root / ".staging"
         self._staging.mkdir(parents=True, exist_ok=True)
+        self._held = self.root / ".held"
+        self._held.mkdir(exist_ok=True)
 
     def staging_dir(self) -> Path:
         return self._staging
@@ -149,6 +174,42 @@ class FileBlobStore:
             except FileNotFoundError:  # taken by its owner meanwhile
                 continue
         return removed
+
+    def hold(self, src: Path, label: str) -> Path:
+        if not _LABEL.match(label):
+            raise ValueError("a held file's label is hex digits")
+        dest = self._held / f"{time.time_ns():020d}.{uuid.uuid4().hex}.{label}.dcm"
+        try:
+            _fsync_file(src)
+            os.rename(src, dest)  # staging and .held share the store's file system
+            _fsync_dir(self._held)
+        except OSError as exc:
+            if no_room(exc):
+                raise Unavailable("no room left in the blob store") from exc
+            raise
+        return dest
+
+    def held(self) -> list[Path]:
+        return sorted(p for p in self._held.iterdir() if p.suffix == ".dcm")
+
+    def store_held(self, items: list[tuple[str, Path]]) -> list[bool]:
+        created, synced = [], set()
+        for key, held in items:
+            dest = self.path(key)
+            for directory in _make_dirs(dest.parent, stop=self.root):
+                synced.add(directory.parent)
+            try:
+                os.link(held, dest)
+                created.append(True)
+            except FileExistsError:  # the same key: the same bytes (see `instance_key`)
+                created.append(False)
+            synced.add(dest.parent)
+        for directory in sorted(synced, key=lambda d: -len(d.parts)):  # deepest first
+            _fsync_dir(directory)
+        return created
+
+    def release(self, held: Path) -> None:
+        held.unlink(missing_ok=True)
 
 
 def _make_dirs(directory: Path, *, stop: Path) -> list[Path]:

@@ -95,6 +95,10 @@ _SERIES_MODALITIES = (
 )
 
 
+SERIES_ELSEWHERE = "the series is already stored in a different study"
+OTHER_PATIENT = "the study is already stored for a different Patient ID or issuer"
+
+
 @dataclass(frozen=True)
 class Indexed:
     outcome: Outcome
@@ -129,18 +133,11 @@ def index_instance(
     # too; the other order could see the series but not its study and refuse a valid instance.
     series = conn.execute(_SERIES_BY_UID, {"uid": h.series.series_uid}).first()
     study = conn.execute(_STUDY_BY_UID, {"uid": h.study.study_uid}).first()
-    if series is not None and (study is None or series.study_pk != study.pk):
-        raise Conflict("the series is already stored in a different study")
+    mismatched = _mismatched(conn, h, series, study)
+    if mismatched and mismatch != "accept":
+        raise Conflict(OTHER_PATIENT)
     moved = inst is not None and (series is None or inst.series_pk != series.pk)
     enters = inst is None or moved
-
-    mismatched = (
-        study is not None
-        and not same_patient(h.patient, study.patient_id, study.id_system)
-        and not _merged_into(conn, h.patient, int(study.patient_pk))
-    )
-    if mismatched and mismatch != "accept":
-        raise Conflict("the study is already stored for a different Patient ID or issuer")
     if study is not None and mismatched:
         _record_mismatch(conn, h, a, study)
         patient_pk = int(study.patient_pk)
@@ -175,6 +172,27 @@ def index_instance(
     if moved:
         _move_out(conn, inst.series_pk, a.now)
     return Indexed("replaced", inst.pk, inst.blob_key, mismatched)
+
+
+def check_fits(conn: Connection, h: InstanceHeader, mismatch: MismatchPolicy = "refuse") -> None:
+    """Conflict when `index_instance` would refuse `h` as the committed index stands: decided
+    before an instance whose indexing is deferred is acknowledged."""
+    series = conn.execute(_SERIES_BY_UID, {"uid": h.series.series_uid}).first()
+    study = conn.execute(_STUDY_BY_UID, {"uid": h.study.study_uid}).first()
+    if _mismatched(conn, h, series, study) and mismatch != "accept":
+        raise Conflict(OTHER_PATIENT)
+
+
+def _mismatched(conn: Connection, h: InstanceHeader, series: Row[Any] | None, study: Row[Any] | None) -> bool:
+    """Whether the instance names another patient than its stored study's; Conflict when its
+    series is stored in another study."""
+    if series is not None and (study is None or series.study_pk != study.pk):
+        raise Conflict(SERIES_ELSEWHERE)
+    return (
+        study is not None
+        and not same_patient(h.patient, study.patient_id, study.id_system)
+        and not _merged_into(conn, h.patient, int(study.patient_pk))
+    )
 
 
 def _patient(conn: Connection, facts: PatientFacts, study: Row[Any] | None, now: datetime) -> int:

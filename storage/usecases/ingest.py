@@ -48,9 +48,10 @@ from mapping.dicom.uid import valid_uid
 from storage.blobs import BlobStore, instance_key
 from storage.clock import utcnow
 from storage.db import Database
-from storage.dicom_file import read_part10
-from storage.dicom_index.writer import Arrival, Indexed, MismatchPolicy, Outcome, index_instance
+from storage.dicom_file import Part10, read_part10
+from storage.dicom_index.writer import Arrival, Indexed, MismatchPolicy, Outcome, check_fits, index_instance
 from storage.errors import Conflict, Invalid, Unavailable, no_room
+from storage.usecases.deferred_index import BATCH, DeferredIndex, Held
 from storage.usecases.structured_reports import StructuredReports
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class Ingest:
         self._reports = reports
         self._min_free = min_free_bytes
         self._mismatch: MismatchPolicy = patient_mismatch
+        self._deferred = DeferredIndex(db, blobs, patient_mismatch, on_indexed=self._indexed)
 
     def staging_dir(self) -> Path:
         """Where staged files live (for the health check and tests; doors use `staging`)."""
@@ -141,7 +143,57 @@ class Ingest:
             staging.adopt(path)
             return self.store(staging, source, expect)
 
-    def _staged(self, path: Path, source: Source, expect: Expect) -> Stored:
+    def accept(self, staging: Staging, source: Source, expect: Expect = Expect()) -> None:
+        """`store`, acknowledged sooner: on return the bytes are held durably and every refusal the
+        index would make has been made; the index follows in a batch (`deferred_index`), and
+        `drain` waits for it. For C-STORE, whose peer waits for each answer. A result document (an
+        SR or PDF, mapped to FHIR in its index transaction) is stored as `store` does."""
+        staging.close()
+        path = staging.path
+        h, part10 = self._read(path, expect)
+        if self._reports is not None and self._reports.may_map(h.instance.sop_class_uid):
+            self._staged(path, source, expect, (h, part10))
+            return
+        self._deferred.admit(h, self._check_fits)
+        try:
+            held = self._blobs.hold(path, (source.calling_ae or "").encode().hex())
+        except BaseException:
+            self._deferred.withdraw(h)
+            raise
+        self._deferred.submit(Held(held, h, self._arrival(h, part10, source)))
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every instance `accept` took before this call is indexed (a C-STORE peer
+        releasing its association finds them all in the index); False on timeout."""
+        return self._deferred.drain(timeout)
+
+    def close(self) -> None:
+        """Index what `accept` took (for a while), then stop; the rest is recovered on start."""
+        self._deferred.close()
+
+    def recover(self) -> int:
+        """Index every held instance (acknowledged before a stop or crash, not yet indexed); run
+        at start, before the DICOM listener opens. How many; an unreadable one stays held (logged)."""
+        batch = []
+        for path in self._blobs.held():
+            calling_ae = _label_ae(path)
+            try:
+                h, part10 = self._read(path, Expect())
+            except (Invalid, Conflict) as exc:
+                log.error("ingest.held_unreadable", extra={"held": path.name, "reason": str(exc)})
+                continue
+            batch.append(Held(path, h, self._arrival(h, part10, Source("c-store", calling_ae))))
+        for start in range(0, len(batch), BATCH):
+            self._deferred.index_now(batch[start : start + BATCH])
+        if batch:
+            log.info("ingest.recovered", extra={"count": len(batch)})
+        return len(batch)
+
+    def _check_fits(self, h: InstanceHeader) -> None:
+        with self._db.read_connection() as conn:
+            check_fits(conn, h, self._mismatch)
+
+    def _read(self, path: Path, expect: Expect) -> tuple[InstanceHeader, Part10]:
         # Refuse while there is still room: on a disk that is truly full, receiving the next
         # data set already fails inside the protocol stack, before any refusal can be sent.
         if self._blobs.free_bytes() < self._min_free:
@@ -154,20 +206,28 @@ class Ingest:
         )
         _check(h, expect)
         _check_file_meta(part10.meta, h.instance.sop_uid)
-        document = (
-            self._reports.prepare(h.instance.sop_class_uid, path) if self._reports is not None else None
-        )
+        return h, part10
 
-        key = instance_key(h.study.study_uid, h.series.series_uid, h.instance.sop_uid, part10.sha256)
-        created = self._blobs.put_file(key, path)
-        arrival = Arrival(
-            blob_key=key,
+    def _arrival(self, h: InstanceHeader, part10: Part10, source: Source) -> Arrival:
+        return Arrival(
+            blob_key=instance_key(h.study.study_uid, h.series.series_uid, h.instance.sop_uid, part10.sha256),
             size=part10.size,
             sha256=part10.sha256,
             via=source.via,
             calling_ae=source.calling_ae,
             now=self._now(),
         )
+
+    def _staged(
+        self, path: Path, source: Source, expect: Expect, read: tuple[InstanceHeader, Part10] | None = None
+    ) -> Stored:
+        h, part10 = read or self._read(path, expect)
+        document = (
+            self._reports.prepare(h.instance.sop_class_uid, path) if self._reports is not None else None
+        )
+        arrival = self._arrival(h, part10, source)
+        key = arrival.blob_key
+        created = self._blobs.put_file(key, path)
         try:
             indexed = self._db.transact_core(lambda conn: self._index(conn, h, arrival, document))
         except (Conflict, Invalid):
@@ -180,17 +240,7 @@ class Ingest:
             raise
         if indexed.superseded_key is not None and indexed.superseded_key != key:
             self._blobs.delete(indexed.superseded_key)
-        if indexed.mismatch:  # UIDs only: the Patient IDs are in the patient_mismatch row
-            log.warning(
-                "ingest.patient_mismatch",
-                extra={
-                    "sop_instance_uid": h.instance.sop_uid,
-                    "study_uid": h.study.study_uid,
-                    "via": source.via,
-                },
-            )
-        if indexed.outcome == "replaced":
-            log.info("ingest.replaced", extra={"sop_instance_uid": h.instance.sop_uid, "via": source.via})
+        self._indexed(h, indexed, source.via)
         return Stored(
             indexed.outcome,
             h.instance.sop_class_uid,
@@ -199,6 +249,16 @@ class Ingest:
             h.study.study_uid,
             indexed.instance_pk,
         )
+
+    @staticmethod
+    def _indexed(h: InstanceHeader, indexed: Indexed, via: str = "c-store") -> None:
+        if indexed.mismatch:  # UIDs only: the Patient IDs are in the patient_mismatch row
+            log.warning(
+                "ingest.patient_mismatch",
+                extra={"sop_instance_uid": h.instance.sop_uid, "study_uid": h.study.study_uid, "via": via},
+            )
+        if indexed.outcome == "replaced":
+            log.info("ingest.replaced", extra={"sop_instance_uid": h.instance.sop_uid, "via": via})
 
     def _index(
         self, conn: Connection, h: InstanceHeader, arrival: Arrival, document: Dataset | None
@@ -276,6 +336,14 @@ class Staging:
             with suppress(OSError):
                 file.close()
         self.path.unlink(missing_ok=True)
+
+
+def _label_ae(held: Path) -> str | None:
+    """The calling AE title a held file's name keeps (see `accept`), None when there is none."""
+    try:
+        return bytes.fromhex(held.name.split(".")[2]).decode() or None
+    except (IndexError, ValueError):
+        return None
 
 
 def _create(path: Path) -> BinaryIO:

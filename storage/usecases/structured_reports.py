@@ -47,6 +47,11 @@ class StructuredReports:
     def __init__(self, store: FhirStore, site_zone: tzinfo) -> None:
         self._store, self._zone = store, site_zone
 
+    @staticmethod
+    def may_map(sop_class_uid: str) -> bool:
+        """Whether an instance of this SOP class may be a result document (`prepare` reads it)."""
+        return sop_class_uid in RESULT_CLASSES
+
     def prepare(self, sop_class_uid: str, path: Path) -> Dataset | None:
         """The whole data set of a result document (read from `path` while it is still there),
         None for any other instance (nothing is read unless the SOP class may be one)."""
