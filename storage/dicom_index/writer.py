@@ -174,13 +174,14 @@ def index_instance(
     return Indexed("replaced", inst.pk, inst.blob_key, mismatched)
 
 
-def check_fits(conn: Connection, h: InstanceHeader, mismatch: MismatchPolicy = "refuse") -> None:
-    """Conflict when `index_instance` would refuse `h` as the committed index stands: decided
-    before an instance whose indexing is deferred is acknowledged."""
+def check_fits(conn: Connection, h: InstanceHeader, mismatch: MismatchPolicy = "refuse") -> bool:
+    """Conflict when `index_instance` would refuse `h` as the committed index stands (decided
+    before an instance whose indexing is deferred is acknowledged); whether the study is stored."""
     series = conn.execute(_SERIES_BY_UID, {"uid": h.series.series_uid}).first()
     study = conn.execute(_STUDY_BY_UID, {"uid": h.study.study_uid}).first()
     if _mismatched(conn, h, series, study) and mismatch != "accept":
         raise Conflict(OTHER_PATIENT)
+    return study is not None
 
 
 def _mismatched(conn: Connection, h: InstanceHeader, series: Row[Any] | None, study: Row[Any] | None) -> bool:

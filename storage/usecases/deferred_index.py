@@ -63,11 +63,12 @@ class _Pending:
     studies: dict[str, tuple[str | None, str | None, int]]  # study UID -> Patient ID, system, count
     series: dict[str, tuple[str, int]]  # series UID -> study UID, count
 
-    def conflict(self, h: InstanceHeader, policy: MismatchPolicy) -> str | None:
+    def conflict(self, h: InstanceHeader, policy: MismatchPolicy, *, indexed: bool) -> str | None:
+        """`indexed`: the study is in the committed index, whose patient decided already."""
         series = self.series.get(h.series.series_uid)
         if series is not None and series[0] != h.study.study_uid:
             return SERIES_ELSEWHERE
-        study = self.studies.get(h.study.study_uid)
+        study = None if indexed else self.studies.get(h.study.study_uid)
         if study is not None and policy != "accept" and not same_patient(h.patient, study[0], study[1]):
             return OTHER_PATIENT
         return None
@@ -113,17 +114,18 @@ class DeferredIndex:
         self._thread: threading.Thread | None = None
         self._stopping = False
 
-    def admit(self, h: InstanceHeader, check_index: Callable[[InstanceHeader], None]) -> None:
+    def admit(self, h: InstanceHeader, check_index: Callable[[InstanceHeader], bool]) -> None:
         """Refuse (Conflict) what the index would refuse, counting what is held here; else reserve
-        the instance's study and series until it is indexed (`submit`) or given up (`withdraw`)."""
+        the instance's study and series until it is indexed (`submit`) or given up (`withdraw`).
+        `check_index` refuses as the committed index stands, and says whether it has the study."""
         while True:
             with self._cond:
                 commits = self._commits
-            check_index(h)  # the committed index, read outside the lock
+            indexed = check_index(h)  # the committed index, read outside the lock
             with self._cond:
                 if self._commits != commits:
                     continue  # a batch committed since the read: what it took is in the index now
-                reason = self._pending.conflict(h, self._policy)
+                reason = self._pending.conflict(h, self._policy, indexed=indexed)
                 if reason is not None:
                     raise Conflict(reason)
                 self._pending.add(h)

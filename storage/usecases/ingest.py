@@ -189,9 +189,9 @@ class Ingest:
             log.info("ingest.recovered", extra={"count": len(batch)})
         return len(batch)
 
-    def _check_fits(self, h: InstanceHeader) -> None:
+    def _check_fits(self, h: InstanceHeader) -> bool:
         with self._db.read_connection() as conn:
-            check_fits(conn, h, self._mismatch)
+            return check_fits(conn, h, self._mismatch)
 
     def _read(self, path: Path, expect: Expect) -> tuple[InstanceHeader, Part10]:
         # Refuse while there is still room: on a disk that is truly full, receiving the next

@@ -1,5 +1,5 @@
-"""`kill -9` of `facade serve` in the middle of a C-STORE stream loses no acknowledged instance,
-and the server starts again on what was left behind."""
+"""`kill -9` of `facade serve` in the middle of a C-STORE stream loses no acknowledged instance:
+the server starts again on what was left behind and indexes what it had acknowledged."""
 
 from __future__ import annotations
 
@@ -71,6 +71,14 @@ def test_kill_9_during_ingest_loses_no_acknowledged_instance(settings: Settings,
             proc.wait(timeout=30)
     assert len(acknowledged) >= KILL_AFTER_ACKS
 
+    again = _serve(env, log)  # the service starts again on what the crash left, indexing what it held
+    try:
+        wait_until(lambda: httpx.get(healthz, timeout=2).status_code == 200)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(timeout=30)
+    assert again.returncode == 0
+
     services = build_services(settings)
     try:
         with services.db.read() as s:
@@ -81,12 +89,6 @@ def test_kill_9_during_ingest_loses_no_acknowledged_instance(settings: Settings,
                 stored = dcmread(f)
             assert stored.SOPInstanceUID == sop_uid
             assert hashlib.sha256(stored.PixelData).hexdigest() == pixels  # whole, not truncated
+        assert services.blobs.held() == []  # all of it indexed, nothing held any more
     finally:
         services.close()
-
-    again = _serve(env, log)  # and the service starts again on what the crash left
-    try:
-        wait_until(lambda: httpx.get(healthz, timeout=2).status_code == 200)
-    finally:
-        again.send_signal(signal.SIGTERM)
-        again.wait(timeout=30)
