@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, or_, select, update
 
@@ -58,6 +58,19 @@ _STUDY_BY_UID = (
     .where(STUDY.c.study_uid == bindparam("uid"))
 )
 _SERIES_BY_UID = select(SERIES).where(SERIES.c.series_uid == bindparam("uid"))
+_PATIENT_OF_STUDY = PATIENT.join(STUDY, STUDY.c.patient_pk == PATIENT.c.pk)
+_FIT = select(  # one row: the series' study, the study and its patient, each NULL when not stored
+    *(
+        select(column).select_from(table).where(where).scalar_subquery().label(name)
+        for name, column, table, where in (
+            ("series_study_pk", SERIES.c.study_pk, SERIES, SERIES.c.series_uid == bindparam("series")),
+            ("pk", STUDY.c.pk, STUDY, STUDY.c.study_uid == bindparam("study")),
+            ("patient_pk", PATIENT.c.pk, _PATIENT_OF_STUDY, STUDY.c.study_uid == bindparam("study")),
+            ("patient_id", PATIENT.c.patient_id, _PATIENT_OF_STUDY, STUDY.c.study_uid == bindparam("study")),
+            ("id_system", PATIENT.c.id_system, _PATIENT_OF_STUDY, STUDY.c.study_uid == bindparam("study")),
+        )
+    )
+)
 _PATIENT_BY_IDENTITY = (
     select(PATIENT.c.pk, PATIENT.c.merged_into, *(PATIENT.c[k] for k in _PATIENT_ATTRS))
     .where(PATIENT.c.id_system == bindparam("system"), PATIENT.c.patient_id == bindparam("pid"))
@@ -133,7 +146,12 @@ def index_instance(
     # too; the other order could see the series but not its study and refuse a valid instance.
     series = conn.execute(_SERIES_BY_UID, {"uid": h.series.series_uid}).first()
     study = conn.execute(_STUDY_BY_UID, {"uid": h.study.study_uid}).first()
-    mismatched = _mismatched(conn, h, series, study)
+    mismatched = _mismatched(
+        conn,
+        h,
+        None if series is None else series.study_pk,
+        None if study is None else _Stored(study.pk, study.patient_pk, study.patient_id, study.id_system),
+    )
     if mismatched and mismatch != "accept":
         raise Conflict(OTHER_PATIENT)
     moved = inst is not None and (series is None or inst.series_pk != series.pk)
@@ -176,18 +194,30 @@ def index_instance(
 
 def check_fits(conn: Connection, h: InstanceHeader, mismatch: MismatchPolicy = "refuse") -> bool:
     """Conflict when `index_instance` would refuse `h` as the committed index stands (decided
-    before an instance whose indexing is deferred is acknowledged); whether the study is stored."""
-    series = conn.execute(_SERIES_BY_UID, {"uid": h.series.series_uid}).first()
-    study = conn.execute(_STUDY_BY_UID, {"uid": h.study.study_uid}).first()
-    if _mismatched(conn, h, series, study) and mismatch != "accept":
+    before an instance whose indexing is deferred is acknowledged); whether the study is stored.
+    One statement, no lock."""
+    row = conn.execute(_FIT, {"series": h.series.series_uid, "study": h.study.study_uid}).one()
+    study = None if row.pk is None else _Stored(row.pk, row.patient_pk, row.patient_id, row.id_system)
+    if _mismatched(conn, h, row.series_study_pk, study) and mismatch != "accept":
         raise Conflict(OTHER_PATIENT)
     return study is not None
 
 
-def _mismatched(conn: Connection, h: InstanceHeader, series: Row[Any] | None, study: Row[Any] | None) -> bool:
+class _Stored(NamedTuple):
+    """The stored study an instance names, with its patient's identity."""
+
+    pk: int
+    patient_pk: int
+    patient_id: str | None
+    id_system: str | None
+
+
+def _mismatched(
+    conn: Connection, h: InstanceHeader, series_study_pk: int | None, study: _Stored | None
+) -> bool:
     """Whether the instance names another patient than its stored study's; Conflict when its
     series is stored in another study."""
-    if series is not None and (study is None or series.study_pk != study.pk):
+    if series_study_pk is not None and (study is None or series_study_pk != study.pk):
         raise Conflict(SERIES_ELSEWHERE)
     return (
         study is not None
