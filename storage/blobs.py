@@ -9,14 +9,16 @@ to (a crash orphans a blob, never a row).
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -75,7 +77,9 @@ class BlobStore(Protocol):
         ...
 
     def held(self) -> list[Path]:
-        """The held files, oldest first."""
+        """The held files no live store holds any more (their process stopped or crashed): what
+        is left for recovery, oldest first. A store's own held files are never among them; the
+        directories of stores gone that hold nothing are removed."""
         ...
 
     def store_held(self, items: list[tuple[str, Path]]) -> list[bool]:
@@ -87,17 +91,26 @@ class BlobStore(Protocol):
         """Forget a held file (its blob is stored, or it was never acknowledged)."""
         ...
 
+    def close(self) -> None:
+        """Stop holding: what this store still holds is left for a later store's recovery."""
+        ...
+
 
 class FileBlobStore:
     """Files under `root`, written with temp file, fsync, rename and directory fsync. Held files
-    live in `.held/`, each a hard link that `store_held` adds under its key."""
+    live in `.held/<owner>/`, a directory per store (per process), locked (flock) while the store
+    lives, so that recovery takes only what no live process holds; `store_held` links each under
+    its key."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self._staging = self.root / ".staging"
         self._staging.mkdir(parents=True, exist_ok=True)
-        self._held = self.root / ".held"
-        self._held.mkdir(exist_ok=True)
+        self._holding = self.root / ".held"
+        self._holding.mkdir(exist_ok=True)
+        self._own: Path | None = None  # created with its lock on the first `hold`
+        self._own_lock: int | None = None
+        self._own_guard = threading.Lock()
 
     def staging_dir(self) -> Path:
         return self._staging
@@ -178,11 +191,12 @@ class FileBlobStore:
     def hold(self, src: Path, label: str) -> Path:
         if not _LABEL.match(label):
             raise ValueError("a held file's label is hex digits")
-        dest = self._held / f"{time.time_ns():020d}.{uuid.uuid4().hex}.{label}.dcm"
         try:
+            own = self._own_dir()
+            dest = own / f"{time.time_ns():020d}.{uuid.uuid4().hex}.{label}.dcm"
             _fsync_file(src)
             os.rename(src, dest)  # staging and .held share the store's file system
-            _fsync_dir(self._held)
+            _fsync_dir(own)
         except OSError as exc:
             if no_room(exc):
                 raise Unavailable("no room left in the blob store") from exc
@@ -190,7 +204,46 @@ class FileBlobStore:
         return dest
 
     def held(self) -> list[Path]:
-        return sorted(p for p in self._held.iterdir() if p.suffix == ".dcm")
+        found = []
+        for owner in sorted(self._holding.iterdir()):
+            if not owner.is_dir() or owner == self._own:
+                continue
+            lock = _try_lock(owner / ".lock")
+            if lock is None:
+                continue  # a live process's
+            try:
+                files = [p for p in owner.iterdir() if p.suffix == ".dcm"]
+                if not files:  # recovered meanwhile, or never held anything: gone with its owner
+                    with suppress(OSError):
+                        (owner / ".lock").unlink()
+                        owner.rmdir()
+                found += files
+            finally:
+                os.close(lock)
+        return sorted(found, key=lambda p: p.name)
+
+    def close(self) -> None:
+        """Let go of this store's held directory (removed when empty): a later store recovers
+        whatever is left in it."""
+        with self._own_guard:
+            own, lock, self._own, self._own_lock = self._own, self._own_lock, None, None
+        if lock is not None:
+            os.close(lock)
+        if own is not None:
+            with suppress(OSError):  # not empty: left for recovery
+                (own / ".lock").unlink()
+                own.rmdir()
+
+    def _own_dir(self) -> Path:
+        with self._own_guard:
+            if self._own is None:
+                own = self._holding / uuid.uuid4().hex
+                own.mkdir()
+                lock = _try_lock(own / ".lock")
+                assert lock is not None  # a new directory: nobody else has it
+                _fsync_dir(self._holding)
+                self._own, self._own_lock = own, lock
+            return self._own
 
     def store_held(self, items: list[tuple[str, Path]]) -> list[bool]:
         created, synced = [], set()
@@ -210,6 +263,18 @@ class FileBlobStore:
 
     def release(self, held: Path) -> None:
         held.unlink(missing_ok=True)
+
+
+def _try_lock(path: Path) -> int | None:
+    """An open descriptor holding an exclusive flock on `path` (created if need be), or None when
+    another holds it. The lock goes with the descriptor, and with the process if it dies."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _make_dirs(directory: Path, *, stop: Path) -> list[Path]:

@@ -170,6 +170,7 @@ class Ingest:
     def close(self) -> None:
         """Index what `accept` took (for a while), then stop; the rest is recovered on start."""
         self._deferred.close()
+        self._blobs.close()
 
     def recover(self) -> int:
         """Index every held instance (acknowledged before a stop or crash, not yet indexed); run

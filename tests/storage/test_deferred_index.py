@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from facade.wiring import Services
+from storage.blobs import FileBlobStore
 from storage.dicom_index.models import InstanceRow, PatientMismatchRow, StudyRow
 from storage.errors import Conflict
 from storage.usecases.ingest import Expect, Source
@@ -101,21 +102,32 @@ def test_a_series_of_another_study_is_refused_while_held(services: Services, tmp
     assert instances(services) == 1
 
 
+def held_by_a_process_gone(services: Services, *paths: Path, calling_ae: str = "") -> None:
+    """Files held by another store on the same blobs (another process) that stopped or crashed
+    before indexing them: its held directory's lock is free."""
+    gone = FileBlobStore(services.blobs.root)
+    for path in paths:
+        staged = services.ingest.staging_dir() / path.name
+        shutil.copyfile(path, staged)
+        gone.hold(staged, calling_ae.encode().hex())
+    assert services.blobs.held() == []  # still its own while it lives
+    gone.close()
+
+
 def test_held_files_are_indexed_on_start_once(services: Services, tmp_path: Path) -> None:
     """What a crash leaves: files held (acknowledged) and never indexed. `recover` indexes them,
     with the calling AE title their names keep; doing it again finds nothing left."""
     study, series = new_uid(), new_uid()
-    for n in range(3):
-        path = write(
-            make_instance(study_uid=study, series_uid=series, instance_number=n), tmp_path / f"{n}.dcm"
-        )
-        staged = services.ingest.staging_dir() / f"{n}.dcm"
-        shutil.copyfile(path, staged)
-        services.blobs.hold(staged, b"MODALITY".hex())
+    paths = [
+        write(make_instance(study_uid=study, series_uid=series, instance_number=n), tmp_path / f"{n}.dcm")
+        for n in range(3)
+    ]
+    held_by_a_process_gone(services, *paths, calling_ae="MODALITY")
     assert len(services.blobs.held()) == 3
     assert instances(services) == 0
     assert services.ingest.recover() == 3
     assert services.ingest.recover() == 0
+    assert list((services.blobs.root / ".held").iterdir()) == []  # the gone store's directory too
     with services.db.read() as s:
         rows = list(s.scalars(select(InstanceRow)))
     assert [(r.received_via, r.calling_ae) for r in rows] == [("c-store", "MODALITY")] * 3
@@ -128,17 +140,30 @@ def test_a_held_file_indexed_before_the_crash_is_a_duplicate(services: Services,
     path = write(make_instance(study_uid=new_uid(), series_uid=new_uid()), tmp_path / "a.dcm")
     accept(services, path)
     assert services.ingest.drain(10)
-    staged = services.ingest.staging_dir() / "again.dcm"
-    shutil.copyfile(path, staged)
-    services.blobs.hold(staged, "")
+    held_by_a_process_gone(services, path)
     assert services.ingest.recover() == 1
     assert instances(services) == 1
     assert services.blobs.held() == []
 
 
-def test_an_unreadable_held_file_stays(services: Services) -> None:
-    staged = services.ingest.staging_dir() / "junk.dcm"
-    staged.write_bytes(b"not dicom")
-    held = services.blobs.hold(staged, "")
+def test_an_unreadable_held_file_stays(services: Services, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"not dicom")
+    held_by_a_process_gone(services, junk)
+    held = services.blobs.held()
+    assert len(held) == 1
     assert services.ingest.recover() == 0
-    assert services.blobs.held() == [held]
+    assert services.blobs.held() == held
+
+
+def test_a_live_process_keeps_its_held_files(services: Services, tmp_path: Path) -> None:
+    """Two processes on one data directory: one starting never takes what the other holds."""
+    other = FileBlobStore(services.blobs.root)
+    path = write(make_instance(study_uid=new_uid(), series_uid=new_uid()), tmp_path / "a.dcm")
+    staged = services.ingest.staging_dir() / "a.dcm"
+    shutil.copyfile(path, staged)
+    held = other.hold(staged, "")
+    assert services.ingest.recover() == 0
+    assert held.exists()
+    other.close()
+    assert services.ingest.recover() == 1
