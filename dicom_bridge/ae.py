@@ -29,6 +29,8 @@ from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
+from dicom_bridge.listening import ListeningServer
+
 VERIFICATION = "1.2.840.10008.1.1"  # Verification SOP Class (PS3.4 A.4): C-ECHO
 QUERY_FIND = (  # Query/Retrieve FIND (PS3.4 C.4.1; PS3.6 A.1): Patient Root, Study Root
     "1.2.840.10008.5.1.4.1.2.1.1",
@@ -93,7 +95,7 @@ def storage_ae(config: AeConfig) -> AE:
     # It writes into `tempfile.gettempdir()`, which we do not redirect (process-wide too): see
     # `Staging.adopt` and docs/architecture.md for what that costs when it is another file system.
     _config.STORE_RECV_CHUNKED_DATASET = True
-    ae = AE(ae_title=config.ae_title)
+    ae = _StorageAE(ae_title=config.ae_title)
     ae.maximum_pdu_size = config.max_pdu
     # Associations are limited by `dicom_bridge.admission`. pynetdicom's own limit counts every
     # TCP connection, associated or not (idle sockets would lock senders out): never reached.
@@ -118,11 +120,44 @@ def storage_ae(config: AeConfig) -> AE:
     return ae
 
 
+class _StorageAE(AE):
+    """pynetdicom's AE whose threaded server (`start_server(block=False)`) is `ListeningServer`,
+    on the `listening` socket when one is set: `make_server` takes the server class and its
+    keywords as parameters (public API)."""
+
+    listening: socket.socket | None = None
+
+    def make_server(  # noqa: PLR0917 (pynetdicom's signature, overridden)
+        self,
+        address: tuple[str, int] | tuple[str, int, int, int],
+        ae_title: str | None = None,
+        contexts: list[PresentationContext] | None = None,
+        ssl_context: Any = None,
+        evt_handlers: list[EventHandlerType] | None = None,
+        server_class: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        if server_class is ThreadedAssociationServer:
+            server_class = ListeningServer
+            kwargs["listening"] = self.listening
+        return super().make_server(
+            address, ae_title, contexts, ssl_context, evt_handlers, server_class=server_class, **kwargs
+        )
+
+
 def start_server(
-    ae: AE, address: tuple[str, int], handlers: list[EventHandlerType]
+    ae: AE,
+    address: tuple[str, int],
+    handlers: list[EventHandlerType],
+    *,
+    listening: socket.socket | None = None,
 ) -> ThreadedAssociationServer:
-    """`ae` listening on `address` in its own threads, each association copying the accepted
-    contexts cheaply (`_ContextsCopiedCheaply`), every accepted connection with TCP_NODELAY."""
+    """`ae` (built by `storage_ae`) listening on `address`, or on the socket `listening` (bound
+    and listening already), in its own threads, each association copying the accepted contexts
+    cheaply (`_ContextsCopiedCheaply`), every accepted connection with TCP_NODELAY."""
+    if listening is not None:
+        assert isinstance(ae, _StorageAE)
+        ae.listening = listening
     server = ae.start_server(address, block=False, evt_handlers=handlers)
     assert server is not None  # block=False returns the running server
     # Accepted sockets inherit it (Linux). pynetdicom sends a response as two PDUs (command, data

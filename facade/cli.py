@@ -15,7 +15,13 @@ from facade.settings import Settings, settings_error
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="facade", description="FHIR imaging facade")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run HTTP (FHIR, DICOMweb) and the DICOM SCP")
+    serve_parser = sub.add_parser("serve", help="run HTTP (FHIR, DICOMweb) and the DICOM SCP")
+    serve_parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="serving processes sharing the DICOM and HTTP ports (default: FACADE_WORKERS, or one per core)",
+    )
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="bring the database schema up to date")
@@ -38,6 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from facade.serve import serve
 
+        if args.workers is not None:
+            if args.workers < 1:
+                print("facade: --workers must be at least 1", file=sys.stderr)
+                return 2
+            settings = settings.model_copy(update={"workers": args.workers})
         serve(settings)
         return 0
     if args.command == "db":

@@ -25,9 +25,12 @@ class HttpListener:
 
     name = "http"
 
-    def __init__(self, config: uvicorn.Config, *, url: str) -> None:
+    def __init__(self, config: uvicorn.Config, *, url: str, listening: socket.socket | None = None) -> None:
+        """`listening`: a socket bound and listening already (one `facade serve` handed down),
+        served instead of binding the config's host and port."""
         self._server = _HttpServer(config)
         self._url = url
+        self._listening = listening
         self._thread: threading.Thread | None = None
         self._exit_code: str | int | None = None
         self.port = config.port  # once started, the one listened on (chosen for port 0)
@@ -54,7 +57,7 @@ class HttpListener:
 
     def _run(self, on_exit: threading.Event) -> None:
         try:
-            self._server.run()
+            self._server.run(sockets=[self._listening] if self._listening is not None else None)
         except SystemExit as exc:  # uvicorn's answer to a port in use: the start fails
             self._exit_code = exc.code
         finally:

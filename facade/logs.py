@@ -77,6 +77,12 @@ FACTS = frozenset(
         "destination",  # an ORU destination's name
         "seconds",
         "resource_id",
+        "workers",  # serving processes (`facade serve --workers`)
+        "dicom_port",
+        "http_port",
+        "pid",
+        "returncode",
+        "held",  # a held file's name: a time, a random id, a hex-encoded calling AE title
     }
 )
 _OURS = ("facade", "fhir_api", "dicom_bridge", "hl7_interface", "mapping", "smart_auth", "storage", "bench")
@@ -89,6 +95,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "process": record.process,  # which of `facade serve --workers` processes
         }
         if record.name.split(".", 1)[0] in _OURS:
             out["event"] = record.msg if isinstance(record.msg, str) else "unnamed"

@@ -1,10 +1,13 @@
 """`facade serve`: HTTP (FHIR, DICOMweb), the DICOM SCP, the MLLP listener (HL7 orders) and the
-periodic workers in one process, listed here and run by one lifecycle (`facade.lifecycle`)."""
+periodic workers, listed here and run by one lifecycle (`facade.lifecycle`): in one process, or
+(`--workers`) in a parent and its serving children (`facade.processes`)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +31,7 @@ from facade.http import build_http_app
 from facade.lifecycle import Lifecycle, Listener
 from facade.listeners import DicomListener, HttpListener, mllp_listener
 from facade.logs import configure_logging
+from facade.processes import ChildProcesses, inherited_socket, listening_socket
 from facade.settings import Settings
 from facade.settle import settle
 from facade.wiring import Services, build_services
@@ -38,36 +42,108 @@ from hl7_interface.receiver import Hl7Receiver
 log = logging.getLogger(__name__)
 
 AUDIT_FLUSH_INTERVAL = 0.5  # seconds: a crash loses at most the audit events of the last half second
+PARENT_WATCH_INTERVAL = 0.5  # seconds: how soon a serving child notices its parent is gone
 OUTBOX_INTERVAL = 0.2  # seconds between looks at the outbox (also woken by each enqueue's commit)
 
 
 def serve(settings: Settings) -> None:
+    """One serving process, or with `workers` above one a parent and its serving children
+    (`facade.processes`); a child is a serving process handed its parent's sockets."""
     configure_logging(settings.log_level)
     problem = settings.insecure_auth()
     if problem is not None:
         log.error("auth.misconfigured", extra={"reason": problem})
         raise SystemExit(f"facade serve: {problem}")
-    services = build_services(settings)
-    services.publisher.endpoint()
-    lifecycle = Lifecycle(listeners(settings, services), background_workers(settings, services))
+    inherited = settings.inherited()
+    if inherited:
+        services = build_services(settings, migrate=False)
+        parent = os.getppid()
+        lifecycle = Lifecycle(
+            child_listeners(settings, services, inherited),
+            [Periodic("audit-flush", AUDIT_FLUSH_INTERVAL, services.audit.flush, run_at_stop=True)],
+        )
+        # a parent gone (killed) leaves its children to stop by themselves, not to serve on
+        lifecycle.workers.append(
+            Periodic("parent-watch", PARENT_WATCH_INTERVAL, lambda: _stop_if_orphaned(lifecycle, parent))
+        )
+    else:
+        services = build_services(settings)
+        services.publisher.endpoint()
+        workers = settings.resolved_workers()
+        lifecycle = Lifecycle(
+            parent_listeners(settings, services, workers) if workers > 1 else listeners(settings, services),
+            background_workers(settings, services),
+        )
+    try:
+        _run(lifecycle)
+    finally:
+        services.close()
+        log.info("facade.stopped")
 
+
+def _stop_if_orphaned(lifecycle: Lifecycle, parent: int) -> None:
+    if os.getppid() != parent:
+        log.error("worker.orphaned", extra={"pid": parent})
+        lifecycle.request_stop()
+
+
+def _run(lifecycle: Lifecycle) -> None:
     def on_signal(sig: int, _frame: FrameType | None) -> None:
         # graceful on the first; a second SIGINT forces the stop under way
         lifecycle.request_stop(hurry=sig == signal.SIGINT)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    try:
-        lifecycle.run()
-    finally:
-        services.close()
-        log.info("facade.stopped")
+    lifecycle.run()
 
 
 def listeners(settings: Settings, services: Services) -> list[Listener]:
     """Every listener of a serving process, in one list, in the order they start (DICOM, MLLP,
     then HTTP); they stop in the reverse order."""
-    http = uvicorn.Config(
+    return [
+        DicomListener(lambda: start_dicom(settings, services)),
+        mllp_listener(settings, Hl7Receiver(services.hl7_inbox)),
+        HttpListener(http_config(settings, services), url=settings.resolved_base_url()),
+    ]
+
+
+def parent_listeners(settings: Settings, services: Services, workers: int) -> list[Listener]:
+    """The parent of `workers` serving children: it binds the DICOM and HTTP ports for them (after
+    indexing what earlier runs held) and listens to MLLP itself."""
+    prepare_ingest(services)
+    try:
+        sockets = {
+            "dicom": listening_socket(settings.dicom_host, settings.dicom_port, no_delay=True),
+            "http": listening_socket(settings.http_host, settings.http_port),
+        }
+    except OSError as exc:  # a port in use, an address not ours: the start fails
+        log.error("serve.cannot_listen", extra={"error": type(exc).__name__})
+        raise SystemExit(1) from exc
+    log.info(
+        "serve.workers",
+        extra={
+            "workers": workers,
+            "dicom_port": sockets["dicom"].getsockname()[1],
+            "http_port": sockets["http"].getsockname()[1],
+        },
+    )
+    return [
+        ChildProcesses(workers, dict(os.environ), sockets, on_child_gone=services.ingest.recover),
+        mllp_listener(settings, Hl7Receiver(services.hl7_inbox)),
+    ]
+
+
+def child_listeners(settings: Settings, services: Services, inherited: dict[str, int]) -> list[Listener]:
+    """A serving child: DICOM and HTTP on the sockets its parent handed down."""
+    dicom, http = inherited_socket(inherited["dicom"]), inherited_socket(inherited["http"])
+    return [
+        DicomListener(lambda: start_dicom(settings, services, listening=dicom)),
+        HttpListener(http_config(settings, services), url=settings.resolved_base_url(), listening=http),
+    ]
+
+
+def http_config(settings: Settings, services: Services) -> uvicorn.Config:
+    return uvicorn.Config(
         build_http_app(services),
         host=settings.http_host,
         port=settings.http_port,
@@ -76,11 +152,6 @@ def listeners(settings: Settings, services: Services) -> list[Listener]:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    return [
-        DicomListener(lambda: start_dicom(settings, services)),
-        mllp_listener(settings, Hl7Receiver(services.hl7_inbox)),
-        HttpListener(http, url=settings.resolved_base_url()),
-    ]
 
 
 def background_workers(settings: Settings, services: Services) -> list[Periodic]:
@@ -110,14 +181,23 @@ def outbox_worker(settings: Settings, services: Services) -> Periodic:
     return worker
 
 
-def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationServer:
-    """The DICOM listener, after clearing what earlier runs left in staging (a file there that is
-    older than this start belongs to no receive in progress: an aborted one, or a crash) and
-    indexing what they acknowledged but did not index."""
+def prepare_ingest(services: Services) -> None:
+    """Clear what earlier runs left in staging (a file there that is older than this start belongs
+    to no receive in progress: an aborted one, or a crash) and index what they acknowledged but
+    did not index; before any DICOM association is accepted."""
     removed = services.blobs.clean_staging(before=time.time())
     if removed:
         log.info("staging.cleaned", extra={"count": removed})
-    services.ingest.recover()  # acknowledged before a stop or a crash, not yet indexed
+    services.ingest.recover()
+
+
+def start_dicom(
+    settings: Settings, services: Services, *, listening: socket.socket | None = None
+) -> ThreadedAssociationServer:
+    """The DICOM listener: on `listening` (a serving child's, handed down by its parent, which
+    prepared ingest), else on the configured address after `prepare_ingest`."""
+    if listening is None:
+        prepare_ingest(services)
     if not _same_file_system(Path(tempfile.gettempdir()), services.blobs.staging_dir()):
         # pynetdicom receives each data set into the system temporary directory (see dicom_bridge.ae)
         log.warning("dicom.receive_copies", extra={"reason": _RECEIVE_COPIES})
@@ -150,6 +230,7 @@ def start_dicom(settings: Settings, services: Services) -> ThreadedAssociationSe
         + MoveScp(services.query, services.retrieve, services.peers).handlers()
         + MppsScp(services.mpps).handlers()
         + AssociationAudit(services.audit).handlers(),
+        listening=listening,
     )
     log.info(
         "dicom.listening",

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     database_url: str | None = None  # None: SQLite file inside data_dir
     base_url: str | None = None  # public URL (links, Endpoint.address); None: http://<http_host>:<http_port>
 
+    # serving processes sharing the DICOM and HTTP ports (`facade serve --workers`); None: one per
+    # core. Limits such as dicom_max_associations apply per process.
+    workers: int | None = Field(None, ge=1)
+    # internal: set by `facade serve` for the processes it starts ("dicom=FD,http=FD")
+    inherited_sockets: str | None = None
+
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     dicom_host: str = "127.0.0.1"
@@ -153,6 +159,16 @@ class Settings(BaseSettings):
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'index.sqlite3').resolve()}"
+
+    def resolved_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    def inherited(self) -> dict[str, int]:
+        """The listening sockets a serving process was handed, by listener name."""
+        if not self.inherited_sockets:
+            return {}
+        pairs = (item.split("=", 1) for item in self.inherited_sockets.split(","))
+        return {name: int(fd) for name, fd in pairs}
 
     def resolved_base_url(self) -> str:
         return (self.base_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")

@@ -35,7 +35,7 @@ def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 def test_kill_9_during_ingest_loses_no_acknowledged_instance(settings: Settings, tmp_path: Path) -> None:
     http_port, dicom_port = free_port(), free_port()
-    env = serve_env(settings, http_port, dicom_port)
+    env = serve_env(settings, http_port, dicom_port, FACADE_WORKERS="1")  # one process: the one killed
     log = tmp_path / "serve.log"
     proc = _serve(env, log)
     healthz = f"http://127.0.0.1:{http_port}/healthz"
