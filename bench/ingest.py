@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work"
 PYTHON = sys.executable
 NETNS_FLAG = "FACADE_BENCH_IN_NETNS"
+PG_SOCKET_DIR = "/var/run/postgresql"
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,11 @@ class Target:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="10%% of the instances, no 500 MB instance")
-    parser.add_argument("--only", help="comma-separated targets: facade,orthanc,pynetdicom,pynetdicom-128k")
+    parser.add_argument(
+        "--only",
+        help="comma-separated targets: orthanc,pynetdicom,pynetdicom-128k,facade-1,facade,facade-pg "
+        "(facade: one serving process per core; -1: one; -pg: on the local PostgreSQL)",
+    )
     args = parser.parse_args()
     if os.environ.get(NETNS_FLAG) != "1":
         return _reexec_in_netns()
@@ -60,7 +65,7 @@ def main() -> int:
         "CT 512x512": _dataset("ct", int(500 * scale), "CT", 512),
     }
     big = None if args.quick else _big_instance()
-    targets = (args.only or "orthanc,pynetdicom,pynetdicom-128k,facade").split(",")
+    targets = (args.only or "orthanc,pynetdicom,pynetdicom-128k,facade-1,facade,facade-pg").split(",")
     results: dict[tuple[str, str, int], float] = {}
     memory: dict[str, float] = {}
     for name in targets:
@@ -138,11 +143,15 @@ def _server(name: str) -> Iterator[tuple[Target, int]]:
         target = Target(name, "BARE", port)
         command = [PYTHON, "-m", "bench.bare_scp", str(run), str(port), str(pdu)]
         env = dict(os.environ)
-    elif name == "facade":
+    elif name.startswith("facade"):
         target = Target(name, "FACADE", port, _free_port())
         (run / "blobs" / ".staging").mkdir(parents=True)  # TMPDIR as `make serve` sets it
         command = [PYTHON, "-m", "facade.cli", "serve"]
         env = facade_env(run, target)
+        if name.endswith("-1"):  # one serving process
+            env["FACADE_WORKERS"] = "1"
+        if "-pg" in name:
+            env["FACADE_DATABASE_URL"] = _fresh_postgresql()
     else:
         raise SystemExit(f"unknown target {name}")
     log = (run / "server.log").open("wb")
@@ -253,17 +262,37 @@ def _send(target: Target, files: list[Path], associations: int) -> float:
     return len(files) / elapsed
 
 
+def _fresh_postgresql() -> str:
+    """A new, empty database on the local PostgreSQL, reached by its Unix socket (the benchmark
+    runs in a network namespace of its own, where the server's 127.0.0.1 is not reachable)."""
+    name = "facade_bench"
+    for command in (["dropdb", "--if-exists"], ["createdb"]):
+        subprocess.run([*command, "-h", PG_SOCKET_DIR, "-U", "postgres", name], check=True)
+    return f"postgresql+psycopg://postgres@/{name}?host={PG_SOCKET_DIR}"
+
+
 def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """The peak resident memory of `pid` or of any of its children (`facade serve --workers`)."""
+    peaks = [float("nan")]
+    for process in [pid, *_children(pid)]:
+        for line in Path(f"/proc/{process}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) / 1024)
+    return max(peaks[1:], default=peaks[0])
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
 
 
 def _report(
     results: dict[tuple[str, str, int], float], memory: dict[str, float], sets: dict[str, list[Path]]
 ) -> None:
-    names = sorted({k[0] for k in results}, key=lambda n: (n != "facade", n))
+    names = sorted({k[0] for k in results}, key=lambda n: (not n.startswith("facade"), n))
     print(
         f"\n{'target':<18}"
         + "".join(f"{f'{label} x{a}':>18}" for label in sets for a in (1, 2))
@@ -275,13 +304,13 @@ def _report(
         )
         mem = f"{memory[name]:>13.0f} MB" if name in memory else f"{'-':>16}"
         print(f"{name:<18}{row}{mem}")
-    if "orthanc" in names and "facade" in names:
+    for name in (n for n in names if n.startswith("facade") and "orthanc" in names):
         ratios = "".join(
-            f"{results[('facade', label, a)] / results[('orthanc', label, a)]:>17.2f}x"
+            f"{results[(name, label, a)] / results[('orthanc', label, a)]:>17.2f}x"
             for label in sets
             for a in (1, 2)
         )
-        print(f"{'facade / orthanc':<18}{ratios}")
+        print(f"{f'{name} / orthanc':<18}{ratios}")
 
 
 def _free_port() -> int:
