@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, cast
 
@@ -132,20 +132,67 @@ class Arrival:
     now: datetime
 
 
+@dataclass
+class Batch:
+    """Several arrivals indexed in one transaction (`index_instance(..., batch=)`): each study and
+    series row is read once, and their counters and change marks are written once per batch, at
+    `flush` (before the commit), instead of once per instance. Rows read are reused as read: a
+    newest-wins update may then be written again, never lost."""
+
+    studies: dict[str, Row[Any]] = field(default_factory=dict)
+    series: dict[str, Row[Any]] = field(default_factory=dict)
+    study_counts: dict[int, list[int]] = field(default_factory=dict)  # pk -> [series, instances]
+    series_counts: dict[int, int] = field(default_factory=dict)  # pk -> instances
+    now: datetime | None = None
+
+    def flush(self, conn: Connection) -> None:
+        """Write the counters and change marks gathered so far; forget the rows read."""
+        for pk, (new_series, instances) in self.study_counts.items():
+            conn.execute(
+                _TOUCH_STUDY,
+                {"b_pk": pk, "b_now": self.now, "b_series": new_series, "b_instances": instances},
+            )
+        for pk, instances in self.series_counts.items():
+            conn.execute(_TOUCH_SERIES, {"b_pk": pk, "b_now": self.now, "b_instances": instances})
+        self.studies.clear()
+        self.series.clear()
+        self.study_counts.clear()
+        self.series_counts.clear()
+
+    def touch_study(self, pk: int, new_series: bool, enters: bool, now: datetime) -> None:
+        counts = self.study_counts.setdefault(pk, [0, 0])
+        counts[0] += int(new_series)
+        counts[1] += int(enters)
+        self.now = max(now, self.now) if self.now is not None else now
+
+    def touch_series(self, pk: int, enters: bool, now: datetime) -> None:
+        self.series_counts[pk] = self.series_counts.get(pk, 0) + int(enters)
+        self.now = max(now, self.now) if self.now is not None else now
+
+
 def index_instance(
-    conn: Connection, h: InstanceHeader, a: Arrival, mismatch: MismatchPolicy = "refuse"
+    conn: Connection,
+    h: InstanceHeader,
+    a: Arrival,
+    mismatch: MismatchPolicy = "refuse",
+    *,
+    batch: Batch | None = None,
 ) -> Indexed:
     """Index one arrival. An instance of a stored study belongs to the study's patient: with no
     Patient ID, or the same one (and no other issuer), it is simply stored; one that names another
     patient is refused, or with `mismatch="accept"` kept in the study and recorded in
-    `patient_mismatch` in this same transaction (the patient row is left as it is)."""
+    `patient_mismatch` in this same transaction (the patient row is left as it is). With `batch`,
+    one of several in this transaction: the caller flushes the batch before committing."""
     inst = conn.execute(_INSTANCE_BY_UID, {"uid": h.instance.sop_uid}).first()
     if inst is not None and inst.sha256 == a.sha256:  # a concurrent twin committed first
         return Indexed("duplicate", inst.pk, None)
+    if inst is not None and batch is not None:
+        batch.flush(conn)  # a replacement reads (and may delete) series by their counters
+        batch = None
     # Series before study: a series committed between the two reads then has its study visible
     # too; the other order could see the series but not its study and refuse a valid instance.
-    series = conn.execute(_SERIES_BY_UID, {"uid": h.series.series_uid}).first()
-    study = conn.execute(_STUDY_BY_UID, {"uid": h.study.study_uid}).first()
+    series = _read(conn, _SERIES_BY_UID, h.series.series_uid, batch.series if batch else None)
+    study = _read(conn, _STUDY_BY_UID, h.study.study_uid, batch.studies if batch else None)
     mismatched = _mismatched(
         conn,
         h,
@@ -161,8 +208,10 @@ def index_instance(
         patient_pk = int(study.patient_pk)
     else:
         patient_pk = _patient(conn, h.patient, study, a.now)
-    study_pk = _study(conn, h, study, patient_pk, a.now, new_series=series is None, enters=enters)
-    series_pk = _series(conn, h, series, study_pk, a.now, enters=enters)
+    study_pk = _study(
+        conn, h, study, patient_pk, a.now, new_series=series is None, enters=enters, batch=batch
+    )
+    series_pk = _series(conn, h, series, study_pk, a.now, enters=enters, batch=batch)
 
     values = _instance_values(h, a) | {"series_pk": series_pk}
     if inst is None:
@@ -190,6 +239,16 @@ def index_instance(
     if moved:
         _move_out(conn, inst.series_pk, a.now)
     return Indexed("replaced", inst.pk, inst.blob_key, mismatched)
+
+
+def _read(conn: Connection, query: Any, uid: str, cache: dict[str, Row[Any]] | None) -> Row[Any] | None:
+    """A study or series row by UID, from a batch's rows when read before in it."""
+    if cache is not None and uid in cache:
+        return cache[uid]
+    row = conn.execute(query, {"uid": uid}).first()
+    if cache is not None and row is not None:
+        cache[uid] = row
+    return row
 
 
 def check_fits(conn: Connection, h: InstanceHeader, mismatch: MismatchPolicy = "refuse") -> bool:
@@ -392,6 +451,7 @@ def _study(
     *,
     new_series: bool,
     enters: bool,
+    batch: Batch | None = None,
 ) -> int:
     s = h.study
     incoming: dict[str, Any] = {
@@ -426,10 +486,13 @@ def _study(
                 },
             ).scalar_one()
         )
-    conn.execute(
-        _TOUCH_STUDY,
-        {"b_pk": study.pk, "b_now": now, "b_series": int(new_series), "b_instances": int(enters)},
-    )
+    if batch is not None:
+        batch.touch_study(int(study.pk), new_series, enters, now)
+    else:
+        conn.execute(
+            _TOUCH_STUDY,
+            {"b_pk": study.pk, "b_now": now, "b_series": int(new_series), "b_instances": int(enters)},
+        )
     changes = newest_wins(study._mapping, incoming)
     if codes and codes != study.procedure_codes:
         changes["procedure_codes"] = codes
@@ -446,6 +509,7 @@ def _series(
     now: datetime,
     *,
     enters: bool,
+    batch: Batch | None = None,
 ) -> int:
     f = h.series
     incoming: dict[str, Any] = {
@@ -472,7 +536,10 @@ def _series(
         ).scalar_one()
         refresh_modalities(conn, study_pk)
         return int(pk)
-    conn.execute(_TOUCH_SERIES, {"b_pk": series.pk, "b_now": now, "b_instances": int(enters)})
+    if batch is not None:
+        batch.touch_series(int(series.pk), enters, now)
+    else:
+        conn.execute(_TOUCH_SERIES, {"b_pk": series.pk, "b_now": now, "b_instances": int(enters)})
     changes = newest_wins(series._mapping, incoming)
     if changes:
         conn.execute(update(SERIES).where(SERIES.c.pk == series.pk).values(**changes))

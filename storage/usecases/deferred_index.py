@@ -34,6 +34,7 @@ from storage.dicom_index.writer import (
     OTHER_PATIENT,
     SERIES_ELSEWHERE,
     Arrival,
+    Batch,
     Indexed,
     MismatchPolicy,
     index_instance,
@@ -189,7 +190,7 @@ class DeferredIndex:
 
     def _index(self, batch: list[Held]) -> None:
         created = self._blobs.store_held([(held.arrival.blob_key, held.path) for held in batch])
-        results = self._db.transact_core(lambda conn: [self._one(conn, held) for held in batch])
+        results = self._db.transact_core(lambda conn: self._all(conn, batch))
         for held, made, indexed in zip(batch, created, results, strict=True):
             if indexed is None:
                 if made:
@@ -200,16 +201,22 @@ class DeferredIndex:
             self._blobs.release(held.path)
             self._on_indexed(held.header, indexed)
 
-    def _one(self, conn: Connection, held: Held) -> Indexed | None:
+    def _all(self, conn: Connection, batch: list[Held]) -> list[Indexed | None]:
+        rows = Batch()  # a new one per attempt: `transact_core` runs this again after a lost race
+        results = [self._one(conn, held, rows) for held in batch]
+        rows.flush(conn)
+        return results
+
+    def _one(self, conn: Connection, held: Held, rows: Batch) -> Indexed | None:
         """Index one held instance: acknowledged, so a patient mismatch is kept (recorded) whatever
         the policy; None when the index cannot take it at all. A refusal writes nothing (it is
         decided before the first write), so the rest of the batch goes on."""
         try:
-            return index_instance(conn, held.header, held.arrival, self._policy)
+            return index_instance(conn, held.header, held.arrival, self._policy, batch=rows)
         except Conflict:
             pass
         try:
-            return index_instance(conn, held.header, held.arrival, "accept")
+            return index_instance(conn, held.header, held.arrival, "accept", batch=rows)
         except Conflict:
             log.error(
                 "ingest.held_unindexable",

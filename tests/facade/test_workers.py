@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydicom import dcmread
@@ -48,6 +49,23 @@ def _children(pid: int) -> list[int]:
         for task in Path(f"/proc/{pid}/task").iterdir()
         for child in (task / "children").read_text().split()
     )
+
+
+def _one_in_each_child(ae: AE, port: int, log: Path) -> list[Any]:
+    """Two associations, served by two different children (which child accepts a connection is
+    the kernel's choice: a second one in the same child is released and asked again)."""
+    first = ae.associate("127.0.0.1", port, ae_title="FACADE")
+    assert first.is_established
+    wait_until(lambda: len(_events(log, "association.accepted")) == 1)
+    owner = _events(log, "association.accepted")[0]["process"]
+    for attempt in range(2, 42):
+        second = ae.associate("127.0.0.1", port, ae_title="FACADE")
+        assert second.is_established
+        wait_until(lambda n=attempt: len(_events(log, "association.accepted")) == n)  # type: ignore[misc]
+        if _events(log, "association.accepted")[-1]["process"] != owner:
+            return [first, second]
+        second.release()
+    raise AssertionError("every association went to the same child")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -119,8 +137,7 @@ def test_kill_9_of_a_worker_loses_no_acknowledged_instance(settings: Settings, t
         ae = AE(ae_title="CRASHTEST")
         ae.dimse_timeout = 10
         ae.add_requested_context(MRImageStorage)
-        associations = [ae.associate("127.0.0.1", dicom_port, ae_title="FACADE") for _ in range(2)]
-        assert all(a.is_established for a in associations)
+        associations = _one_in_each_child(ae, dicom_port, log)
         victim = int(_events(log, "association.accepted")[0]["process"])  # type: ignore[call-overload]
         killed = threading.Event()
 
