@@ -89,8 +89,10 @@ sender is never invited to compress lossily for us.
 _STORAGE = """
 ## 4. Storage SCP (C-STORE)
 
-Every data set is stored as received (never transcoded or coerced) and indexed; the success
-status is sent only after the file is fsynced and the index transaction committed. The same SOP
+Every data set is stored as received (never transcoded or coerced) and indexed. The success
+status is sent once the file and its name are fsynced and every refusal the index would make has
+been made; the index follows in batches and is complete before the A-RELEASE-RP (what a crash
+interrupts is indexed at the next start, before associations are accepted again). The same SOP
 Instance UID with identical data set bytes is an idempotent success; different bytes replace the
 stored instance (newest wins, recorded). A study keeps the patient it was first stored for: an
 instance without Patient ID joins the study it names; one naming another patient is refused
