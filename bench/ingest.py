@@ -7,6 +7,8 @@ each sent by storescu (TCP_NODELAY=1) on one association, then as two halves on 
 associations at once; then one 500 MB multi-frame instance, while the peak memory of the
 receiving process is read from /proc (VmHWM). Orthanc 1.10 (Debian) runs with its defaults
 (fsync on, 16 KiB PDU, SQLite index); the bare pynetdicom SCP writes files and nothing else.
+`facade-pynetdicom` is the facade with `FACADE_DICOM_FAST_STORE=false` (every association
+pynetdicom's, as before the fast receive path).
 
 Orthanc and storescp bind every address, so the whole run re-executes itself inside a
 private network namespace (`unshare -n`, loopback only): every server listens on
@@ -49,8 +51,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="10%% of the instances, no 500 MB instance")
     parser.add_argument(
         "--only",
-        help="comma-separated targets: orthanc,pynetdicom,pynetdicom-128k,facade-1,facade,facade-pg "
-        "(facade: one serving process per core; -1: one; -pg: on the local PostgreSQL)",
+        help="comma-separated targets: orthanc,pynetdicom,pynetdicom-128k,facade-1,facade,facade-pg,"
+        "facade-pynetdicom (facade: one serving process per core; -1: one; -pg: on the local "
+        "PostgreSQL; -pynetdicom: one, every association pynetdicom's)",
     )
     args = parser.parse_args()
     if os.environ.get(NETNS_FLAG) != "1":
@@ -152,6 +155,9 @@ def _server(name: str) -> Iterator[tuple[Target, int]]:
             env["FACADE_WORKERS"] = "1"
         if "-pg" in name:
             env["FACADE_DATABASE_URL"] = _fresh_postgresql()
+        if name == "facade-pynetdicom":  # one process, every association pynetdicom's (before the fast path)
+            env["FACADE_WORKERS"] = "1"
+            env["FACADE_DICOM_FAST_STORE"] = "false"
     else:
         raise SystemExit(f"unknown target {name}")
     log = (run / "server.log").open("wb")

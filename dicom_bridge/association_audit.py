@@ -38,9 +38,14 @@ def outcome_of_store(status: int) -> str:
     return "failed" if status in _FAILED else "refused"
 
 
+def store_counts() -> dict[str, int]:
+    """The counts every association's event starts with."""
+    return {"stored": 0, "refused": 0, "failed": 0}
+
+
 @dataclass
 class _Tally:
-    counts: dict[str, int] = field(default_factory=lambda: {"stored": 0, "refused": 0, "failed": 0})
+    counts: dict[str, int] = field(default_factory=store_counts)
     ended: bool = False
     release_asked: bool = False
 
@@ -118,15 +123,19 @@ class AssociationAudit:
             if tally.ended:  # pynetdicom may signal an abort twice, and the close follows
                 return
             tally.ended = True
-        requestor = assoc.requestor
+        self.record(outcome, _calling_ae(assoc), assoc.requestor.address, dict(tally.counts))
+
+    def record(self, outcome: str, calling_ae: str | None, peer: str | None, counts: dict[str, int]) -> None:
+        """One association's event; the fast receive path (`dicom_bridge.fast_store`) calls it
+        with counts it keeps the same way (`outcome_of_store` of each C-STORE response sent)."""
         self._audit.record(
             AuditEvent(
                 source="dimse",
                 action="association",
                 outcome=outcome,
-                client_id=_calling_ae(assoc),
-                peer=requestor.address or None,
-                counts=dict(tally.counts),
+                client_id=(calling_ae or "").strip() or None,
+                peer=peer or None,
+                counts=counts,
             )
         )
 

@@ -11,7 +11,9 @@ import logging
 import queue
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -41,16 +43,21 @@ class StorageScp:
         # that no sender's UID is ever taken for it.
         self._unusable_uid = f"2.25.{uuid.uuid4().int}"
 
+    @property
+    def ingest(self) -> Ingest:
+        """What a C-STORE is stored by (`dicom_bridge.fast_store` calls it too)."""
+        return self._ingest
+
     def handlers(self) -> list[EventHandlerType]:
         return [
             (evt.EVT_DIMSE_RECV, self.on_dimse_recv),
             (evt.EVT_DIMSE_SENT, self.on_dimse_sent),
             (evt.EVT_C_STORE, self.on_c_store),
             (evt.EVT_ACSE_RECV, self.on_acse_recv),
-            (evt.EVT_ACCEPTED, _on_association, ["accepted"]),
-            (evt.EVT_REJECTED, _on_association, ["rejected"]),
-            (evt.EVT_ABORTED, _on_association, ["aborted"]),
-            (evt.EVT_RELEASED, _on_association, ["released"]),
+            (evt.EVT_ACCEPTED, on_association, ["accepted"]),
+            (evt.EVT_REJECTED, on_association, ["rejected"]),
+            (evt.EVT_ABORTED, on_association, ["aborted"]),
+            (evt.EVT_RELEASED, on_association, ["released"]),
             (evt.EVT_CONN_CLOSE, discard_partial),
         ]
 
@@ -75,54 +82,101 @@ class StorageScp:
             message._set_command_group_length()  # encode_msg follows this event: keep it exact
 
     def on_c_store(self, event: Event) -> int | Dataset:
-        started = time.perf_counter()
         request = cast(C_STORE, event.request)
-        facts = {
-            "calling_ae": event.assoc.requestor.ae_title,
-            "peer": event.assoc.requestor.address,
-            "sop_instance_uid": str(request.AffectedSOPInstanceUID or ""),
-        }
-        try:
-            if request.AffectedSOPInstanceUID == self._unusable_uid:
-                self._discard(event)
-                raise Invalid("the Affected SOP Instance UID is longer than 64 characters")
-            with self._ingest.staging() as staging:
-                receive(event, staging)
-                self._ingest.accept(
-                    staging,
-                    Source("c-store", event.assoc.requestor.ae_title),
-                    Expect(
-                        sop_class_uid=str(request.AffectedSOPClassUID or "") or None,
-                        sop_instance_uid=str(request.AffectedSOPInstanceUID or "") or None,
-                    ),
-                )
-        except DomainError as exc:
-            status = status_of(exc)
-            log.warning(
-                "c_store.refused",
-                extra=facts | {"status": status, "error": type(exc).__name__, "reason": str(exc)},
-            )
-            return failure(status, str(exc))
-        except Exception:
-            log.exception("c_store.failed", extra=facts | {"status": _BUG})
-            return failure(_BUG, "internal error; the instance was not stored")
-        log.info("c_store.stored", extra=facts | {"ms": round((time.perf_counter() - started) * 1000, 2)})
-        return 0x0000
+        requestor = event.assoc.requestor
+        unusable = request.AffectedSOPInstanceUID == self._unusable_uid
+        status, comment = store_instance(
+            self._ingest,
+            Request(
+                calling_ae=requestor.ae_title,
+                peer=requestor.address,
+                sop_class_uid=str(request.AffectedSOPClassUID or ""),
+                sop_instance_uid="" if unusable else str(request.AffectedSOPInstanceUID or ""),
+                uid_too_long=unusable,
+            ),
+            receive=lambda staging: receive(event, staging),
+            skip=lambda: self._discard(event),
+        )
+        return status if comment is None else failure(status, comment)
 
     def on_acse_recv(self, event: Event) -> None:
         """The peer asks to release: the instances it sent are durable already (each was answered
         only then), and indexed before the release is confirmed, so that a sender that released
         finds every one of them in queries and FHIR reads."""
         primitive = getattr(event, "primitive", None)  # set by pynetdicom for this event
-        released = isinstance(primitive, A_RELEASE) and primitive.result is None
-        if released and not self._ingest.drain(_DRAIN_TIMEOUT):
-            log.warning("c_store.index_behind", extra={"peer": event.assoc.requestor.address})
+        if isinstance(primitive, A_RELEASE) and primitive.result is None:
+            release_requested(self._ingest, event.assoc.requestor.address)
 
     @staticmethod
     def _discard(event: Event) -> None:
         """Delete the received data set that pynetdicom wrote to a file (chunked receive)."""
         with suppress(AttributeError):
             Path(event.dataset_path).unlink(missing_ok=True)
+
+
+def release_requested(ingest: Ingest, peer: str) -> None:
+    """Before a release is confirmed, on both receive paths: wait (a while) until what the peer
+    sent is indexed; its instances are durable regardless."""
+    if not ingest.drain(_DRAIN_TIMEOUT):
+        log.warning("c_store.index_behind", extra={"peer": peer})
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a C-STORE-RQ's command set says (PS3.7 9.1.1.1), as both receive paths read it."""
+
+    calling_ae: str
+    peer: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    uid_too_long: bool = False  # the Affected SOP Instance UID has more than 64 characters
+
+
+class PeerGone(Exception):
+    """The data set's sender went away before its last fragment: nothing is stored or answered."""
+
+
+def store_instance(
+    ingest: Ingest, request: Request, *, receive: Callable[[Staging], None], skip: Callable[[], None]
+) -> tuple[int, str | None]:
+    """One C-STORE: `receive` writes the Part 10 file into staging (or `skip` drops a data set we
+    refuse unread), then `Ingest.accept`. The status to answer and its Error Comment (None for
+    success): the one mapping of both receive paths (pynetdicom's and `dicom_bridge.fast_store`'s).
+    `PeerGone` from `receive` passes through: the staged part is removed, no status is due."""
+    started = time.perf_counter()
+    facts = {
+        "calling_ae": request.calling_ae,
+        "peer": request.peer,
+        "sop_instance_uid": request.sop_instance_uid,
+    }
+    try:
+        if request.uid_too_long:
+            skip()
+            raise Invalid("the Affected SOP Instance UID is longer than 64 characters")
+        with ingest.staging() as staging:
+            receive(staging)
+            ingest.accept(
+                staging,
+                Source("c-store", request.calling_ae),
+                Expect(
+                    sop_class_uid=request.sop_class_uid or None,
+                    sop_instance_uid=request.sop_instance_uid or None,
+                ),
+            )
+    except PeerGone:
+        raise
+    except DomainError as exc:
+        status = status_of(exc)
+        log.warning(
+            "c_store.refused",
+            extra=facts | {"status": status, "error": type(exc).__name__, "reason": str(exc)},
+        )
+        return status, str(exc)[:64]
+    except Exception:
+        log.exception("c_store.failed", extra=facts | {"status": _BUG})
+        return _BUG, "internal error; the instance was not stored"
+    log.info("c_store.stored", extra=facts | {"ms": round((time.perf_counter() - started) * 1000, 2)})
+    return 0x0000, None
 
 
 def receive(event: Event, staging: Staging) -> None:
@@ -160,6 +214,12 @@ def discard_partial(event: Event) -> None:
         log.info("c_store.partial_discarded", extra={"peer": event.assoc.requestor.address})
 
 
-def _on_association(event: Event, what: str) -> None:
+def on_association(event: Event, what: str) -> None:
+    """EVT_ACCEPTED / _REJECTED / _ABORTED / _RELEASED: `log_association`."""
     requestor = event.assoc.requestor
-    log.info(f"association.{what}", extra={"calling_ae": requestor.ae_title, "peer": requestor.address})
+    log_association(what, requestor.ae_title, requestor.address)
+
+
+def log_association(what: str, calling_ae: str | None, peer: str | None) -> None:
+    """`association.accepted` / `.rejected` / `.aborted` / `.released`, for both receive paths."""
+    log.info(f"association.{what}", extra={"calling_ae": calling_ae, "peer": peer})

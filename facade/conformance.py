@@ -104,6 +104,14 @@ instance without Patient ID joins the study it names; one naming another patient
 {storage_statuses}
 
 Failures carry an Error Comment (0000,0902). The association carries on after any failure.
+
+An association that proposes only storage SOP classes and Verification (and asks for no SCU role
+of ours) is run by the facade's own receive path, without polling (`FACADE_DICOM_FAST_STORE`,
+on by default): negotiation, statuses and timeouts are the same. On it, a P-DATA-TF PDU longer
+than our maximum PDU length, a malformed PDU or command set, or an unexpected PDU is answered
+with A-ABORT (service provider); a message on a presentation context not accepted, with A-ABORT
+(service user), as on every association; C-CANCEL is ignored; a DIMSE request other than
+C-STORE and C-ECHO gets 0x0211 (unrecognized operation).
 """
 
 _QUERY = """

@@ -1,5 +1,6 @@
 """The listeners of a serving process, each behind the same start / stop (`facade.lifecycle`):
-HTTP (uvicorn, on a thread of its own), DICOM (pynetdicom's threaded server) and MLLP (HL7 v2,
+HTTP (uvicorn, on a thread of its own), DICOM (`dicom_bridge.fast_server`: pynetdicom's threaded
+server, storage associations on the fast path) and MLLP (HL7 v2,
 `hl7_interface.mllp`)."""
 
 from __future__ import annotations
@@ -84,8 +85,9 @@ class _HttpServer(uvicorn.Server):
 
 
 class DicomListener:
-    """pynetdicom's association server, built by `serve` (the AE, its handlers, admission).
-    Stopping it refuses new associations and aborts those under way."""
+    """The association server (`dicom_bridge.fast_server`), built by `serve` (the AE, its
+    handlers, admission). Stopping it refuses new associations and aborts the fast path's under
+    way (`FastStoreServer.shutdown`)."""
 
     name = "dicom"
 

@@ -209,6 +209,7 @@ def start_dicom(
             require_called=settings.dicom_require_called_aet,
             acse_timeout=settings.dicom_acse_timeout,
             network_timeout=settings.dicom_network_timeout,
+            fast_store=settings.dicom_fast_store,
         )
     )
     admission = Admission(settings.dicom_max_associations, settings.dicom_max_associations_per_peer)

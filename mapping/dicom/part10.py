@@ -48,3 +48,36 @@ def peek_file_meta(head: bytes) -> FileMeta:
         if pos < len(head):
             raise InvalidDicomError("file meta group does not fit the first megabyte")
     return FileMeta(pos, found.get(0x0002), found.get(0x0003), found.get(0x0010))
+
+
+def file_meta_header(
+    *,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax_uid: str,
+    implementation_uid: str,
+    version: str,
+) -> bytes:
+    """Preamble, 'DICM' and the File Meta Information group (PS3.10 7.1) of a received data set,
+    byte for byte what pydicom's `write_file_meta_info` writes for pynetdicom's `create_file_meta`
+    (which C-STORE received files had before): the data set's bytes follow unchanged."""
+    body = _meta_element(0x0001, b"OB", b"\x00\x01")
+    body += _meta_element(0x0002, b"UI", _padded(sop_class_uid, b"\0"))
+    body += _meta_element(0x0003, b"UI", _padded(sop_instance_uid, b"\0"))
+    body += _meta_element(0x0010, b"UI", _padded(transfer_syntax_uid, b"\0"))
+    body += _meta_element(0x0012, b"UI", _padded(implementation_uid, b"\0"))
+    if version:
+        body += _meta_element(0x0013, b"SH", _padded(version, b" "))
+    group_length = _meta_element(0x0000, b"UL", struct.pack("<I", len(body)))
+    return b"\0" * 128 + b"DICM" + group_length + body
+
+
+def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
+    if vr in _LONG_VRS:
+        return struct.pack("<HH2sHI", 0x0002, element, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
+
+
+def _padded(text: str, pad: bytes) -> bytes:
+    raw = text.encode("ascii", "replace")
+    return raw + pad * (len(raw) % 2)

@@ -6,9 +6,10 @@ import io
 
 import pytest
 from pydicom.errors import InvalidDicomError
-from pydicom.filewriter import dcmwrite
+from pydicom.filewriter import dcmwrite, write_file_meta_info
+from pynetdicom.dsutils import create_file_meta
 
-from mapping.dicom.part10 import peek_file_meta
+from mapping.dicom.part10 import file_meta_header, peek_file_meta
 from mapping.dicom.uid import valid_uid
 from tests.dicom_factory import make_instance, new_uid
 
@@ -55,3 +56,23 @@ def test_a_meta_group_cut_short_is_refused() -> None:
 )
 def test_valid_uid(uid: str, valid: bool) -> None:
     assert valid_uid(uid) is valid
+
+
+@pytest.mark.parametrize("version", ["PYNETDICOM_300", "ODD"])
+def test_file_meta_header_is_what_pydicom_writes_for_pynetdicom(version: str) -> None:
+    """The fast C-STORE path's header equals the one pynetdicom's received files had."""
+    uids = {"sop_class_uid": "1.2.840.10008.5.1.4.1.1.4", "sop_instance_uid": new_uid()}
+    expected = io.BytesIO()
+    expected.write(b"\0" * 128 + b"DICM")
+    meta = create_file_meta(
+        **uids,
+        transfer_syntax="1.2.840.10008.1.2.4.50",
+        implementation_uid="1.2.3.4",
+        implementation_version=version,
+    )
+    write_file_meta_info(expected, meta)
+    mine = file_meta_header(
+        **uids, transfer_syntax_uid="1.2.840.10008.1.2.4.50", implementation_uid="1.2.3.4", version=version
+    )
+    assert mine == expected.getvalue()
+    assert peek_file_meta(mine).dataset_offset == len(mine)

@@ -1,0 +1,108 @@
+"""DIMSE command sets, read and written by hand (PS3.7 6.3, E.1): group 0000 in Implicit VR Little
+Endian, a handful of elements, so a C-STORE round trip decodes and encodes no pydicom Dataset.
+Only what the fast receive path (`dicom_bridge.fast_store`) needs: C-STORE and C-ECHO."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
+C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
+C_CANCEL_RQ = 0x0FFF
+NO_DATA_SET = 0x0101  # Command Data Set Type (0000,0800): no data set follows
+# Requests a DIMSE provider may receive (PS3.7 E.1): their responses are the same | 0x8000
+REQUESTS = {0x0001, 0x0010, 0x0020, 0x0021, 0x0030, 0x0100, 0x0110, 0x0120, 0x0130, 0x0140, 0x0150}
+UNRECOGNIZED_OPERATION = 0x0211  # PS3.7 C.4.2
+
+# element numbers in group 0000
+_AFFECTED_CLASS, _COMMAND_FIELD, _MESSAGE_ID = 0x0002, 0x0100, 0x0110
+_DATA_SET_TYPE, _AFFECTED_INSTANCE = 0x0800, 0x1000
+_ELEMENT = struct.Struct("<HHI")
+
+
+class Malformed(ValueError):
+    """A command set that cannot be read: the association is aborted (PS3.8 9.3.5)."""
+
+
+@dataclass(frozen=True)
+class Command:
+    field: int
+    message_id: int
+    has_data_set: bool
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str
+
+
+def read_command(data: bytes | bytearray | memoryview) -> Command:
+    """The elements we act on; unknown ones are skipped (their values are never looked at)."""
+    values: dict[int, bytes] = {}
+    view, at = memoryview(data), 0
+    while at < len(view):
+        if at + 8 > len(view):
+            raise Malformed("truncated element header")
+        group, element, length = _ELEMENT.unpack_from(view, at)
+        at += 8
+        if group != 0 or length == 0xFFFFFFFF or at + length > len(view):
+            raise Malformed("not a command element")
+        values[element] = bytes(view[at : at + length])
+        at += length
+    try:
+        field = _us(values[_COMMAND_FIELD])
+    except KeyError as exc:
+        raise Malformed("no Command Field") from exc
+    message_id = values.get(_MESSAGE_ID)
+    data_set_type = values.get(_DATA_SET_TYPE)
+    return Command(
+        field=field,
+        message_id=_us(message_id) if message_id is not None else 0,
+        has_data_set=data_set_type is not None and _us(data_set_type) != NO_DATA_SET,
+        affected_sop_class_uid=_text(values.get(_AFFECTED_CLASS, b"")),
+        affected_sop_instance_uid=_text(values.get(_AFFECTED_INSTANCE, b"")),
+    )
+
+
+def response(
+    field: int,
+    responding_to: int,
+    status: int,
+    *,
+    sop_class_uid: str = "",
+    sop_instance_uid: str = "",
+    error_comment: str | None = None,
+) -> bytes:
+    """A response command set without a data set, elements in tag order, as pynetdicom writes it:
+    Affected SOP Class UID, Command Field, Message ID Being Responded To, Command Data Set Type,
+    Status, Error Comment, Affected SOP Instance UID (PS3.7 9.3.1.2, 9.3.5.2)."""
+    body = b""
+    if sop_class_uid:
+        body += _element(0x0002, _uid(sop_class_uid))
+    body += _element(0x0100, struct.pack("<H", field))
+    body += _element(0x0120, struct.pack("<H", responding_to))
+    body += _element(0x0800, struct.pack("<H", NO_DATA_SET))
+    body += _element(0x0900, struct.pack("<H", status))
+    if error_comment:
+        comment = error_comment[:64].encode("ascii", "replace")
+        body += _element(0x0902, comment + b" " * (len(comment) % 2))
+    if sop_instance_uid:
+        body += _element(0x1000, _uid(sop_instance_uid))
+    return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def _element(element: int, value: bytes) -> bytes:
+    return _ELEMENT.pack(0, element, len(value)) + value
+
+
+def _uid(uid: str) -> bytes:
+    raw = uid.encode("ascii")
+    return raw + b"\0" * (len(raw) % 2)
+
+
+def _us(value: bytes) -> int:
+    if len(value) != 2:
+        raise Malformed("US element of the wrong length")
+    return int.from_bytes(value, "little")
+
+
+def _text(value: bytes) -> str:
+    return value.decode("ascii", "replace").rstrip("\0 ")

@@ -1,0 +1,324 @@
+"""The fast receive path: one established storage association, run in its connection's thread
+with blocking reads (no polling, no hand-off between threads): C-STORE and C-ECHO (PS3.7 9.1.1,
+9.1.5), release and abort (PS3.8 7.2, 7.3), P-DATA-TF reassembly (PS3.8 9.3.5).
+
+Each C-STORE data set goes from the socket straight into `Ingest.staging()` behind the Part 10
+header pynetdicom wrote before (memory: one PDU at a time), and is answered after
+`Ingest.accept` with the status the shared `storage_scp.store_instance` decides. The association
+was negotiated by `dicom_bridge.fast_server`, which hands everything else to pynetdicom.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+from dicom_bridge import dimse_command as dimse
+from dicom_bridge.association_audit import outcome_of_store, store_counts
+from dicom_bridge.statuses import CANNOT_UNDERSTAND
+from dicom_bridge.storage_scp import (
+    PeerGone,
+    Request,
+    StorageScp,
+    log_association,
+    release_requested,
+    store_instance,
+)
+from mapping.dicom.part10 import file_meta_header
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct(">BxI")  # PDU type, reserved, length (PS3.8 9.3.1)
+_ITEM = struct.Struct(">IBB")  # PDV item length, presentation context id, message control header
+_P_DATA, _RELEASE_RQ, _RELEASE_RP, _ABORT = 0x04, 0x05, 0x06, 0x07
+_RELEASE_RP_PDU = b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00"
+# A-ABORT sources and reasons (PS3.8 9.3.8)
+USER, PROVIDER = 0x00, 0x02
+UNRECOGNIZED_PDU, UNEXPECTED_PDU, INVALID_PARAMETER = 0x01, 0x02, 0x06
+_MAX_COMMAND = 1 << 16  # a command set is a few hundred bytes
+
+
+class Aborted(PeerGone):
+    """The association ends in an A-ABORT: received (`sent` False) or to be sent by us."""
+
+    def __init__(self, source: int = USER, reason: int = 0, *, sent: bool = True) -> None:
+        super().__init__(f"A-ABORT source {source} reason {reason}")
+        self.source, self.reason, self.send = source, reason, sent
+
+
+class _Released(Exception):
+    """The peer asked to release, and was answered."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What negotiation settled (`dicom_bridge.fast_server`)."""
+
+    calling_ae: str
+    peer: str
+    contexts: dict[int, tuple[str, str]]  # accepted context id -> (abstract syntax, transfer syntax)
+    our_max_pdu: int  # the longest P-DATA-TF we accept (0: no limit; then `_UNLIMITED`)
+    peer_max_pdu: int  # the longest the peer accepts (0: no limit)
+    implementation_uid: str
+    implementation_version: str
+
+
+@dataclass(eq=False)  # hashable by identity: the server keeps those under way in a set
+class FastAssociation:
+    """One association, from just after the A-ASSOCIATE-AC to its end."""
+
+    sock: socket.socket
+    accepted: Accepted
+    store: StorageScp | None
+    network_timeout: float | None
+    counts: dict[str, int] = field(default_factory=store_counts)
+    _send_lock: threading.Lock = field(default_factory=threading.Lock)
+    _pending: list[tuple[int, int, memoryview]] = field(default_factory=list)
+
+    def run(self) -> str:
+        """Serve requests until the association ends; how it ended: released or aborted."""
+        self.sock.settimeout(self.network_timeout)
+        self._buffer = bytearray(min(self._limit(), 1 << 20) + 6)
+        try:
+            self._serve()
+        except _Released:
+            outcome = "released"
+        except Aborted as exc:
+            if exc.send:
+                self.abort(exc.source, exc.reason)
+            outcome = "aborted"
+        except (PeerGone, OSError):
+            outcome = "aborted"
+        except Exception:  # a bug of ours: the peer gets an A-ABORT, the log the traceback
+            log.exception("association.failed", extra={"peer": self.accepted.peer})
+            self.abort(USER, 0)
+            outcome = "aborted"
+        log_association(outcome, self.accepted.calling_ae, self.accepted.peer)
+        return outcome
+
+    def abort(self, source: int = USER, reason: int = 0) -> None:
+        """Send an A-ABORT (also from another thread: a stopping listener) and end the connection."""
+        pdu = struct.pack(">BxIxxBB", _ABORT, 4, source, reason)
+        if self._send_lock.acquire(timeout=1.0):  # not behind a send to a peer that reads nothing
+            try:
+                with suppress(OSError):
+                    self.sock.sendall(pdu)
+            finally:
+                self._send_lock.release()
+        with suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def _serve(self) -> None:
+        command = bytearray()
+        while True:
+            context_id, control, data = self._next_pdv(idle=not command)
+            if context_id not in self.accepted.contexts:
+                raise Aborted(USER, 0)  # as pynetdicom: a message on a context not accepted
+            if not control & 0x01:
+                raise Aborted(PROVIDER, UNEXPECTED_PDU)  # a data set fragment without its command
+            command += data
+            if len(command) > _MAX_COMMAND:
+                raise Aborted(PROVIDER, INVALID_PARAMETER)
+            if control & 0x02:
+                try:
+                    request = dimse.read_command(command)
+                except dimse.Malformed:
+                    raise Aborted(PROVIDER, INVALID_PARAMETER) from None
+                command.clear()
+                self._dispatch(context_id, request)
+
+    def _dispatch(self, context_id: int, request: dimse.Command) -> None:
+        if request.field == dimse.C_STORE_RQ and self.store is not None:
+            self._c_store(context_id, request)
+        elif request.field == dimse.C_ECHO_RQ:
+            self._drain(context_id, request)
+            self._answer(
+                context_id,
+                dimse.response(
+                    dimse.C_ECHO_RSP, request.message_id, 0, sop_class_uid=request.affected_sop_class_uid
+                ),
+            )
+        elif request.field in dimse.REQUESTS:  # a service this association was not negotiated for
+            self._drain(context_id, request)
+            rsp = dimse.response(
+                request.field | 0x8000,
+                request.message_id,
+                dimse.UNRECOGNIZED_OPERATION,
+                sop_class_uid=request.affected_sop_class_uid,
+            )
+            self._answer(context_id, rsp)
+        else:  # C-CANCEL (nothing of ours is cancellable), a response: ignored
+            self._drain(context_id, request)
+
+    def _c_store(self, context_id: int, request: dimse.Command) -> None:
+        assert self.store is not None
+        transfer_syntax = self.accepted.contexts[context_id][1]
+        uid = request.affected_sop_instance_uid
+        too_long = len(uid) > 64
+        header = file_meta_header(
+            sop_class_uid=request.affected_sop_class_uid,
+            sop_instance_uid=uid,
+            transfer_syntax_uid=transfer_syntax,
+            implementation_uid=self.accepted.implementation_uid,
+            version=self.accepted.implementation_version,
+        )
+        drained = False
+
+        def receive(staging_write: Callable[[bytes | memoryview], None]) -> None:
+            nonlocal drained
+            drained = True
+            self._data_set(context_id, staging_write, header)
+
+        def skip() -> None:
+            nonlocal drained
+            drained = True
+            self._data_set(context_id, None, b"")
+
+        comment: str | None
+        if not request.has_data_set:
+            status, comment = CANNOT_UNDERSTAND, "the C-STORE request has no data set"
+        else:
+            status, comment = store_instance(
+                self.store.ingest,
+                Request(
+                    calling_ae=self.accepted.calling_ae,
+                    peer=self.accepted.peer,
+                    sop_class_uid=request.affected_sop_class_uid,
+                    sop_instance_uid="" if too_long else uid,
+                    uid_too_long=too_long,
+                ),
+                receive=lambda staging: receive(staging.write),
+                skip=skip,
+            )
+            if not drained:  # refused before the data set was read: read past it
+                self._data_set(context_id, None, b"")
+        self.counts[outcome_of_store(status)] += 1
+        rsp = dimse.response(
+            dimse.C_STORE_RSP,
+            request.message_id,
+            status,
+            sop_class_uid=request.affected_sop_class_uid,
+            sop_instance_uid="" if too_long else uid,  # optional (U); when present, the request's
+            error_comment=comment,
+        )
+        self._answer(context_id, rsp)
+
+    def _drain(self, context_id: int, request: dimse.Command) -> None:
+        if request.has_data_set:
+            self._data_set(context_id, None, b"")
+
+    def _data_set(
+        self, context_id: int, sink: Callable[[bytes | memoryview], None] | None, header: bytes
+    ) -> None:
+        """Read a data set's fragments up to the last into `sink` (None: dropped). A sink that
+        fails (no room) is dropped and its error raised once the data set has been read, so the
+        answer can follow it."""
+        error: Exception | None = None
+
+        def put(data: bytes | memoryview) -> None:
+            nonlocal sink, error
+            if sink is not None:
+                try:
+                    sink(data)
+                except Exception as exc:
+                    sink, error = None, exc
+
+        if header:
+            put(header)
+        while True:
+            cid, control, data = self._next_pdv(idle=False)
+            if cid != context_id or control & 0x01:
+                raise Aborted(PROVIDER, UNEXPECTED_PDU)  # another message began inside this one
+            put(data)
+            if control & 0x02:
+                break
+        if error is not None:
+            raise error
+
+    def _answer(self, context_id: int, command: bytes) -> None:
+        """The command set in P-DATA-TF PDUs within the peer's maximum length: one `sendall`."""
+        room = self.accepted.peer_max_pdu - 6 if self.accepted.peer_max_pdu else len(command)
+        room = max(room, 1)
+        out = bytearray()
+        for at in range(0, len(command), room):
+            part = command[at : at + room]
+            last = 0x02 if at + room >= len(command) else 0x00
+            out += (
+                _HEADER.pack(_P_DATA, len(part) + 6)
+                + _ITEM.pack(len(part) + 2, context_id, 0x01 | last)
+                + part
+            )
+        with self._send_lock:
+            self.sock.sendall(out)
+
+    def _next_pdv(self, *, idle: bool) -> tuple[int, int, memoryview]:
+        """The next PDV item (context id, message control header, value), reading PDUs as
+        needed; A-RELEASE-RQ between messages is answered and ends the association."""
+        while not self._pending:
+            kind, body = self._read_pdu()
+            if kind == _P_DATA:
+                self._pending = _items(body)
+                self._pending.reverse()
+            elif kind == _RELEASE_RQ and idle:
+                if self.store is not None:  # what the peer sent is indexed before we confirm
+                    release_requested(self.store.ingest, self.accepted.peer)
+                with self._send_lock:
+                    self.sock.sendall(_RELEASE_RP_PDU)
+                raise _Released
+            elif kind == _ABORT:
+                raise Aborted(sent=False)
+            elif kind in (0x01, 0x02, 0x03, _RELEASE_RQ, _RELEASE_RP):
+                raise Aborted(PROVIDER, UNEXPECTED_PDU)
+            else:
+                raise Aborted(PROVIDER, UNRECOGNIZED_PDU)
+        return self._pending.pop()
+
+    def _limit(self) -> int:
+        return self.accepted.our_max_pdu or _UNLIMITED
+
+    def _read_pdu(self) -> tuple[int, memoryview]:
+        head = self._read(6)
+        kind, length = _HEADER.unpack(head)
+        if length > (self._limit() if kind == _P_DATA else 1 << 16):
+            raise Aborted(PROVIDER, INVALID_PARAMETER)  # longer than we said we accept
+        if length + 6 > len(self._buffer):
+            self._buffer = bytearray(length + 6)
+        return kind, self._read(length)
+
+    def _read(self, n: int) -> memoryview:
+        view = memoryview(self._buffer)[:n]
+        got = 0
+        while got < n:
+            try:
+                chunk = self.sock.recv_into(view[got:], n - got)
+            except TimeoutError:  # silent for the network timeout: A-ABORT, as pynetdicom does
+                raise Aborted(USER, 0) from None
+            except OSError as exc:
+                raise PeerGone("the connection failed") from exc
+            if chunk == 0:
+                raise PeerGone("the connection closed")
+            got += chunk
+        return view
+
+
+_UNLIMITED = 1 << 26  # our max PDU 0 means "no limit": one PDU is still held in memory, so cap it
+
+
+def _items(body: memoryview) -> list[tuple[int, int, memoryview]]:
+    items, at = [], 0
+    while at < len(body):
+        if at + 6 > len(body):
+            raise Aborted(PROVIDER, INVALID_PARAMETER)
+        length, context_id, control = _ITEM.unpack_from(body, at)
+        if length < 2 or at + 4 + length > len(body):
+            raise Aborted(PROVIDER, INVALID_PARAMETER)
+        items.append((context_id, control, body[at + 6 : at + 4 + length]))
+        at += 4 + length
+    if not items:
+        raise Aborted(PROVIDER, INVALID_PARAMETER)
+    return items
