@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _READONLY = "facade_readonly"
+_PEEK = "facade_peek"
 _RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock detected
 
 
@@ -64,6 +65,8 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # The pool serves readers and writers alike, so every transaction sets query_only itself.
+        if conn.get_execution_options().get(_PEEK):
+            return  # autocommit: each statement its own
         if conn.get_execution_options().get(_READONLY):
             conn.exec_driver_sql("BEGIN")
             conn.exec_driver_sql("PRAGMA query_only = ON")
@@ -75,6 +78,8 @@ def _configure_sqlite(engine: Engine) -> None:
 def _configure_postgresql(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(_PEEK):
+            return  # autocommit: each statement its own
         if conn.get_execution_options().get(_READONLY):
             # the first statement of the transaction, so that it applies to all of it
             conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -88,6 +93,10 @@ class Database:
         self._writer = sessionmaker(engine, expire_on_commit=False)
         self._read_engine = engine.execution_options(**{_READONLY: True})
         self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
+        # SQLite connections are in autocommit already (we issue BEGIN ourselves, and not here);
+        # a PostgreSQL one is put in it for the statement, then reset by the pool.
+        autocommit = {"isolation_level": "AUTOCOMMIT"} if engine.dialect.name == "postgresql" else {}
+        self._peek_engine = engine.execution_options(**autocommit, **{_PEEK: True})
 
     @property
     def dialect(self) -> str:
@@ -103,6 +112,14 @@ class Database:
     def read_connection(self) -> Iterator[Connection]:
         """A read-only transaction on a bare Connection (Core, for hot paths such as token checks)."""
         with _unavailable_on_outage(), self._read_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def peek(self) -> Iterator[Connection]:
+        """A connection for one read-only statement, run on its own (autocommit: no BEGIN,
+        COMMIT or isolation round trips). For a hot path's single lookup; several statements
+        that must agree with each other take `read_connection`."""
+        with _unavailable_on_outage(), self._peek_engine.connect() as conn:
             yield conn
 
     @contextmanager

@@ -21,8 +21,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Connection
@@ -44,6 +45,7 @@ from storage.errors import Conflict
 log = logging.getLogger(__name__)
 
 BATCH = 128  # instances per index transaction at most
+_GONE_KEPT = 1024  # UIDs indexed lately, remembered for `admit`s in progress (then pruned)
 _RETRY_AFTER = 1.0  # seconds: the database or the store failed a batch; it stays held meanwhile
 
 
@@ -63,6 +65,14 @@ class _Pending:
 
     studies: dict[str, tuple[str | None, str | None, int]]  # study UID -> Patient ID, system, count
     series: dict[str, tuple[str, int]]  # series UID -> study UID, count
+    gone: dict[str, int] = field(default_factory=dict)  # UID -> the commit that indexed its last
+
+    def left_since(self, h: InstanceHeader, commit: int) -> bool:
+        """Whether the instance's study or series left this map (indexed) after `commit`."""
+        return max(self.gone.get(h.study.study_uid, -1), self.gone.get(h.series.series_uid, -1)) > commit
+
+    def forget_gone(self, before: int) -> None:
+        self.gone = {uid: commit for uid, commit in self.gone.items() if commit >= before}
 
     def conflict(self, h: InstanceHeader, policy: MismatchPolicy, *, indexed: bool) -> str | None:
         """`indexed`: the study is in the committed index, whose patient decided already."""
@@ -82,17 +92,22 @@ class _Pending:
         study, n = self.series.get(h.series.series_uid, (h.study.study_uid, 0))
         self.series[h.series.series_uid] = (study, n + 1)
 
-    def remove(self, h: InstanceHeader) -> None:
+    def remove(self, h: InstanceHeader, commit: int | None = None) -> None:
+        """`commit`: the one that indexed it (None: withdrawn, never indexed)."""
         pid, system, count = self.studies[h.study.study_uid]
         if count > 1:
             self.studies[h.study.study_uid] = (pid, system, count - 1)
         else:
             del self.studies[h.study.study_uid]
+            if commit is not None:
+                self.gone[h.study.study_uid] = commit
         study, n = self.series[h.series.series_uid]
         if n > 1:
             self.series[h.series.series_uid] = (study, n - 1)
         else:
             del self.series[h.series.series_uid]
+            if commit is not None:
+                self.gone[h.series.series_uid] = commit
 
 
 class DeferredIndex:
@@ -111,7 +126,8 @@ class DeferredIndex:
         self._queue: list[Held] = []
         self._pending = _Pending({}, {})
         self._submitted = self._indexed = 0  # instances, counted since start
-        self._commits = 0  # batches committed: `admit` checks again when one committed meanwhile
+        self._commits = 0  # batches committed
+        self._reading: Counter[int] = Counter()  # `admit`s reading the index, by the commit they follow
         self._thread: threading.Thread | None = None
         self._stopping = False
 
@@ -122,10 +138,17 @@ class DeferredIndex:
         while True:
             with self._cond:
                 commits = self._commits
-            indexed = check_index(h)  # the committed index, read outside the lock
+                self._reading[commits] += 1
+            try:
+                indexed = check_index(h)  # the committed index, read outside the lock
+            finally:
+                with self._cond:
+                    self._reading[commits] -= 1
+                    if not self._reading[commits]:
+                        del self._reading[commits]
             with self._cond:
-                if self._commits != commits:
-                    continue  # a batch committed since the read: what it took is in the index now
+                if self._pending.left_since(h, commits):
+                    continue  # its study or series left the map since the read, into the index
                 reason = self._pending.conflict(h, self._policy, indexed=indexed)
                 if reason is not None:
                     raise Conflict(reason)
@@ -182,10 +205,12 @@ class DeferredIndex:
                 continue
             with self._cond:
                 del self._queue[: len(batch)]
-                for held in batch:
-                    self._pending.remove(held.header)
-                self._indexed += len(batch)
                 self._commits += 1
+                for held in batch:
+                    self._pending.remove(held.header, self._commits)
+                if len(self._pending.gone) > _GONE_KEPT:  # what no `admit` in progress can ask about
+                    self._pending.forget_gone(min(self._reading, default=self._commits))
+                self._indexed += len(batch)
                 self._cond.notify_all()
 
     def _index(self, batch: list[Held]) -> None:

@@ -191,7 +191,7 @@ class Ingest:
         return len(batch)
 
     def _check_fits(self, h: InstanceHeader) -> bool:
-        with self._db.read_connection() as conn:
+        with self._db.peek() as conn:
             return check_fits(conn, h, self._mismatch)
 
     def _read(self, path: Path, expect: Expect) -> tuple[InstanceHeader, Part10]:
