@@ -45,6 +45,7 @@ from storage.errors import Conflict
 log = logging.getLogger(__name__)
 
 BATCH = 128  # instances per index transaction at most
+LINGER = 0.01  # seconds a batch may wait for more instances before it is indexed
 _GONE_KEPT = 1024  # UIDs indexed lately, remembered for `admit`s in progress (then pruned)
 _RETRY_AFTER = 1.0  # seconds: the database or the store failed a batch; it stays held meanwhile
 
@@ -126,6 +127,7 @@ class DeferredIndex:
         self._queue: list[Held] = []
         self._pending = _Pending({}, {})
         self._submitted = self._indexed = 0  # instances, counted since start
+        self._draining = 0  # callers of `drain` waiting
         self._commits = 0  # batches committed
         self._reading: Counter[int] = Counter()  # `admit`s reading the index, by the commit they follow
         self._thread: threading.Thread | None = None
@@ -174,7 +176,12 @@ class DeferredIndex:
         """Wait until everything submitted before this call is indexed; False on timeout."""
         with self._cond:
             target = self._submitted
-            return self._cond.wait_for(lambda: self._indexed >= target, timeout)
+            self._draining += 1
+            self._cond.notify_all()  # no lingering now
+            try:
+                return self._cond.wait_for(lambda: self._indexed >= target, timeout)
+            finally:
+                self._draining -= 1
 
     def close(self, timeout: float = 30.0) -> None:
         """Index what is queued (up to `timeout`), then stop; what is left stays held for `recover`."""
@@ -196,6 +203,7 @@ class DeferredIndex:
                 self._cond.wait_for(lambda: self._queue or self._stopping)
                 if not self._queue:
                     return
+                self._linger()
                 batch = self._queue[:BATCH]
             try:
                 self._index(batch)
@@ -212,6 +220,17 @@ class DeferredIndex:
                     self._pending.forget_gone(min(self._reading, default=self._commits))
                 self._indexed += len(batch)
                 self._cond.notify_all()
+
+    def _linger(self) -> None:
+        """Let a batch grow for up to LINGER (fewer commits and directory fsyncs, each shared by
+        more instances), unless it is full, someone waits for the index (`drain`) or we stop. No
+        answer waits for this: C-STORE answers once an instance is held."""
+        deadline = time.monotonic() + LINGER
+        while len(self._queue) < BATCH and not self._stopping and not self._draining:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
 
     def _index(self, batch: list[Held]) -> None:
         created = self._blobs.store_held([(held.arrival.blob_key, held.path) for held in batch])
