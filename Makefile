@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # pytest-xdist workers for `make test` (each has its own migrated SQLite template and PostgreSQL schema)
 TEST_WORKERS ?= 2
 
-.PHONY: setup serve test lint format bench bench-auth bench-query bench-retrieve bench-scale bench-orders bench-worklist bench-outbox bench-sr conformance
+.PHONY: setup serve test lint format bench bench-echo bench-auth bench-query bench-retrieve bench-scale bench-orders bench-worklist bench-outbox bench-sr conformance
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml .ci/constraints.txt
@@ -65,3 +65,6 @@ bench-outbox: setup
 
 bench-sr: setup
 	$(BIN)/python -m bench.sr
+
+bench-echo: setup
+	$(BIN)/python -m bench.echo
