@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -30,3 +32,13 @@ def require_tool(name: str, package: str = "dcmtk") -> str:
         missing(f"{name} not found (install Debian package {package})")
     assert path is not None
     return path
+
+
+def until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll `condition` until it holds or `timeout` seconds passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return condition()
+        time.sleep(0.01)
+    return True

@@ -7,7 +7,7 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +43,7 @@ from facade.wiring import Services
 from storage.audit.store import AuditStore
 from storage.dicom_index.models import InstanceRow
 from tests.dicom_factory import make_instance, new_uid, write
-from tests.tools import require_tool
-
-
-def until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return condition()
-        time.sleep(0.01)
-    return True
+from tests.tools import require_tool, until
 
 
 def start(services: Services, config: AeConfig | None = None) -> Any:

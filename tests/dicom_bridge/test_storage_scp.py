@@ -8,7 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from storage.dicom_index.models import InstanceRow
 from storage.fhir_store.visibility import ALL
 from tests.dicom_bridge import corpus
 from tests.dicom_factory import make_instance, new_uid, write
-from tests.tools import require_tool
+from tests.tools import require_tool, until
 
 NODELAY = {**os.environ, "TCP_NODELAY": "1"}
 
@@ -256,16 +256,6 @@ def test_readme_storescu_profile_sends_a_folder_of_compressed_files(
         stored_ts = stored[dcmread(path).SOPInstanceUID][1]
         # compressed files arrive as they are; uncompressed ones in the syntax we accept first
         assert stored_ts == ts or {ts, stored_ts} <= uncompressed
-
-
-def until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll `condition` until it holds or `timeout` seconds passed; its last value."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return condition()
-        time.sleep(0.01)
-    return True
 
 
 @pytest.fixture
