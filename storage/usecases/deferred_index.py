@@ -209,7 +209,10 @@ class DeferredIndex:
                 self._index(batch)
             except Exception:  # the database or the store failed: the batch stays held and queued
                 log.exception("ingest.deferred_failed", extra={"count": len(batch)})
-                time.sleep(_RETRY_AFTER)
+                with self._cond:
+                    if self._stopping:
+                        return  # left held, for `recover` at the next start
+                    self._cond.wait(_RETRY_AFTER)
                 continue
             with self._cond:
                 del self._queue[: len(batch)]
