@@ -40,3 +40,24 @@ def test_a_write_after_a_read_on_the_same_connection_succeeds(services: Services
     with services.db.read() as session:
         found = session.scalars(select(FhirResourceRow.res_id).where(FhirResourceRow.res_type == "Basic"))
         assert sorted(found) == ["probe-0", "probe-1", "probe-2"]
+
+
+def test_a_peek_reads_what_is_committed_while_a_writer_holds_its_transaction(services: Services) -> None:
+    """`Database.peek`, the one-statement read before a C-STORE answer: no transaction of its own,
+    so a writer under way (SQLite's write lock, a PostgreSQL row lock) neither blocks it nor shows
+    it what is not committed; and the connection it used serves writers as before."""
+    probe = select(FhirResourceRow.res_id).where(FhirResourceRow.res_type == "Basic")
+    with services.db.write() as session:
+        session.execute(insert(FhirResourceRow).values(**ROW))
+    with services.db.write() as writing:
+        writing.execute(insert(FhirResourceRow).values(**(ROW | {"res_id": "uncommitted"})))
+        writing.flush()
+        with services.db.peek() as conn:
+            assert list(conn.scalars(probe)) == ["probe"]
+    for n in range(3):  # the pool hands the peek's connection to writers and readers alike
+        with services.db.peek() as conn:
+            conn.scalars(probe).all()
+        with services.db.write() as session:
+            session.execute(insert(FhirResourceRow).values(**(ROW | {"res_id": f"after-{n}"})))
+    with services.db.read() as session:
+        assert len(session.scalars(probe).all()) == 5
