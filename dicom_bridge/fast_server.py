@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 VERIFICATION = "1.2.840.10008.1.1"
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"  # DICOM Application Context Name (PS3.7 A.2.1)
 _STORAGE = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
+_REJECT_AFTER = 0.005  # seconds before an A-ASSOCIATE-RJ goes out (see `_reject`)
+_ARTIM_DEFAULT = 30.0  # seconds, pynetdicom's ACSE timeout when the AE sets none
 _MAX_REQUEST = 1 << 16  # a bigger A-ASSOCIATE-RQ (hundreds of contexts) goes to pynetdicom
 # Negotiation handlers we answer as pynetdicom's defaults do; bound to anything else, pynetdicom runs
 _DEFAULTS_ONLY = (
@@ -174,6 +176,8 @@ class FastStoreServer(ListeningServer):
             finally:
                 with self._running_lock:
                     self._running.discard(association)
+            if outcome == "released":
+                _await_close(sock, self.ae.acse_timeout)
             if who.audit is not None:
                 who.audit.record(outcome, calling, peer, association.counts)
         finally:
@@ -196,8 +200,13 @@ class FastStoreServer(ListeningServer):
     ) -> None:
         pdu = A_ASSOCIATE_RJ()
         pdu.result, pdu.source, pdu.reason_diagnostic = rsd
+        # pynetdicom 3.0.4's requestor (its polling loops) takes an A-ASSOCIATE-RJ that arrives
+        # within a millisecond or two of its request for an abort: 4 in 300 here, none once the
+        # answer waited 3 ms. A refusal is rare; it waits a little, as pynetdicom's acceptor does.
+        time.sleep(_REJECT_AFTER)
         with suppress(OSError):
             sock.sendall(pdu.encode())
+        _await_close(sock, self.ae.acse_timeout)
         log_association("rejected", calling, peer)
         if who.audit is not None:
             who.audit.record("rejected", calling, peer, store_counts())
@@ -317,3 +326,15 @@ def _fast_request(raw: bytes, server: FastStoreServer, who: Participants | None)
         if isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.scp_role:
             return None  # the peer would be the storage SCP (a C-GET's association)
     return rq
+
+
+def _await_close(sock: socket.socket, timeout: float | None) -> None:
+    """After an A-ASSOCIATE-RJ or an A-RELEASE-RP it is the requestor that closes the connection
+    (PS3.8 9.2, state Sta13, bounded by the ARTIM timer), as pynetdicom's acceptor waits for: a
+    requestor that finds the connection closed before it read our answer may report an abort."""
+    deadline = time.monotonic() + (timeout if timeout is not None else _ARTIM_DEFAULT)
+    with suppress(OSError):
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(4096):
+                return

@@ -9,7 +9,9 @@ import os
 import signal
 import socket
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -64,7 +66,7 @@ def serve(settings: Settings) -> None:
         )
         # a parent gone (killed) leaves its children to stop by themselves, not to serve on
         lifecycle.workers.append(
-            Periodic("parent-watch", PARENT_WATCH_INTERVAL, lambda: _stop_if_orphaned(lifecycle, parent))
+            Periodic("parent-watch", PARENT_WATCH_INTERVAL, _orphan_watch(lifecycle, parent))
         )
     else:
         services = build_services(settings)
@@ -81,10 +83,17 @@ def serve(settings: Settings) -> None:
         log.info("facade.stopped")
 
 
-def _stop_if_orphaned(lifecycle: Lifecycle, parent: int) -> None:
-    if os.getppid() != parent:
-        log.error("worker.orphaned", extra={"pid": parent})
-        lifecycle.request_stop()
+def _orphan_watch(lifecycle: Lifecycle, parent: int) -> Callable[[], None]:
+    """A check that stops `lifecycle` (once) when this process's parent is no longer `parent`."""
+    noticed = threading.Event()
+
+    def check() -> None:
+        if os.getppid() != parent and not noticed.is_set():
+            noticed.set()
+            log.error("worker.orphaned", extra={"pid": parent})
+            lifecycle.request_stop()
+
+    return check
 
 
 def _run(lifecycle: Lifecycle) -> None:
