@@ -2,12 +2,13 @@
 
 This runs once per received instance, so it is SQLAlchemy Core on a Connection with
 statements built once at import (their compiled form and cache key are memoised):
-five or six statements per instance, no ORM unit of work.
+five or six statements per instance, no ORM unit of work; in a `Batch` (several instances in
+one transaction) each study and series row is read and its counters written once.
 
 Locks, in this order, so that concurrent associations never deadlock and counters
-stay exact on PostgreSQL: the instance row (if known), the patient row (when it
-is created or changed), the study row (its UPDATE is the study-level lock held for
-the rest of the transaction), then series rows. Publishing takes patient before
+stay exact on PostgreSQL: the instance rows (if known), the patient row (when it
+is created or changed), new series rows, then, at the batch's flush, the study row (its
+counter UPDATE) and the series rows. Publishing takes patient before
 study as well. A race lost on a unique key raises IntegrityError, and
 `Database.transact` runs the whole transaction again.
 """
@@ -182,17 +183,19 @@ def index_instance(
     Patient ID, or the same one (and no other issuer), it is simply stored; one that names another
     patient is refused, or with `mismatch="accept"` kept in the study and recorded in
     `patient_mismatch` in this same transaction (the patient row is left as it is). With `batch`,
-    one of several in this transaction: the caller flushes the batch before committing."""
+    one of several in this transaction: the caller flushes the batch before committing; without,
+    the instance is a batch of its own."""
     inst = conn.execute(_INSTANCE_BY_UID, {"uid": h.instance.sop_uid}).first()
     if inst is not None and inst.sha256 == a.sha256:  # a concurrent twin committed first
         return Indexed("duplicate", inst.pk, None)
-    if inst is not None and batch is not None:
-        batch.flush(conn)  # a replacement reads (and may delete) series by their counters
-        batch = None
+    alone = batch is None
+    rows = Batch() if batch is None else batch
+    if inst is not None:
+        rows.flush(conn)  # a replacement reads (and may delete) series by their counters
     # Series before study: a series committed between the two reads then has its study visible
     # too; the other order could see the series but not its study and refuse a valid instance.
-    series = _read(conn, _SERIES_BY_UID, h.series.series_uid, batch.series if batch else None)
-    study = _read(conn, _STUDY_BY_UID, h.study.study_uid, batch.studies if batch else None)
+    series = _read(conn, _SERIES_BY_UID, h.series.series_uid, rows.series)
+    study = _read(conn, _STUDY_BY_UID, h.study.study_uid, rows.studies)
     mismatched = _mismatched(
         conn,
         h,
@@ -208,11 +211,25 @@ def index_instance(
         patient_pk = int(study.patient_pk)
     else:
         patient_pk = _patient(conn, h.patient, study, a.now)
-    study_pk = _study(
-        conn, h, study, patient_pk, a.now, new_series=series is None, enters=enters, batch=batch
-    )
-    series_pk = _series(conn, h, series, study_pk, a.now, enters=enters, batch=batch)
+    study_pk = _study(conn, h, study, patient_pk, a.now, new_series=series is None, enters=enters, batch=rows)
+    series_pk = _series(conn, h, series, study_pk, a.now, enters=enters, batch=rows)
+    indexed = _instance(conn, h, a, inst, series_pk, mismatched=mismatched, moved=moved)
+    if alone:
+        rows.flush(conn)
+    return indexed
 
+
+def _instance(
+    conn: Connection,
+    h: InstanceHeader,
+    a: Arrival,
+    inst: Row[Any, Any, Any, Any] | None,  # its pk, sha256, series and blob key: `_INSTANCE_BY_UID`
+    series_pk: int,
+    *,
+    mismatched: bool,
+    moved: bool,
+) -> Indexed:
+    """The instance row: inserted, or replaced (recorded; moved out of its old series)."""
     values = _instance_values(h, a) | {"series_pk": series_pk}
     if inst is None:
         params = values | {"sop_uid": h.instance.sop_uid, "created_at": a.now}
@@ -241,12 +258,12 @@ def index_instance(
     return Indexed("replaced", inst.pk, inst.blob_key, mismatched)
 
 
-def _read(conn: Connection, query: Any, uid: str, cache: dict[str, Row[Any]] | None) -> Row[Any] | None:
-    """A study or series row by UID, from a batch's rows when read before in it."""
-    if cache is not None and uid in cache:
+def _read(conn: Connection, query: Any, uid: str, cache: dict[str, Row[Any]]) -> Row[Any] | None:
+    """A study or series row by UID, from the batch's rows when read before in it."""
+    if uid in cache:
         return cache[uid]
     row = conn.execute(query, {"uid": uid}).first()
-    if cache is not None and row is not None:
+    if row is not None:
         cache[uid] = row
     return row
 
@@ -451,7 +468,7 @@ def _study(
     *,
     new_series: bool,
     enters: bool,
-    batch: Batch | None = None,
+    batch: Batch,
 ) -> int:
     s = h.study
     incoming: dict[str, Any] = {
@@ -486,13 +503,7 @@ def _study(
                 },
             ).scalar_one()
         )
-    if batch is not None:
-        batch.touch_study(int(study.pk), new_series, enters, now)
-    else:
-        conn.execute(
-            _TOUCH_STUDY,
-            {"b_pk": study.pk, "b_now": now, "b_series": int(new_series), "b_instances": int(enters)},
-        )
+    batch.touch_study(int(study.pk), new_series, enters, now)
     changes = newest_wins(study._mapping, incoming)
     if codes and codes != study.procedure_codes:
         changes["procedure_codes"] = codes
@@ -509,7 +520,7 @@ def _series(
     now: datetime,
     *,
     enters: bool,
-    batch: Batch | None = None,
+    batch: Batch,
 ) -> int:
     f = h.series
     incoming: dict[str, Any] = {
@@ -536,10 +547,7 @@ def _series(
         ).scalar_one()
         refresh_modalities(conn, study_pk)
         return int(pk)
-    if batch is not None:
-        batch.touch_series(int(series.pk), enters, now)
-    else:
-        conn.execute(_TOUCH_SERIES, {"b_pk": series.pk, "b_now": now, "b_instances": int(enters)})
+    batch.touch_series(int(series.pk), enters, now)
     changes = newest_wins(series._mapping, incoming)
     if changes:
         conn.execute(update(SERIES).where(SERIES.c.pk == series.pk).values(**changes))
