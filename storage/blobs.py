@@ -265,6 +265,12 @@ class FileBlobStore:
         held.unlink(missing_ok=True)
 
 
+def held_label(held: Path) -> str:
+    """The label `hold` kept in a held file's name (`<time>.<random>.<label>.dcm`)."""
+    parts = held.name.split(".")
+    return parts[2] if len(parts) == 4 else ""
+
+
 def _try_lock(path: Path) -> int | None:
     """An open descriptor holding an exclusive flock on `path` (created if need be), or None when
     another holds it. The lock goes with the descriptor, and with the process if it dies."""

@@ -64,7 +64,7 @@ def read_part10(path: Path, *, walk: bool = True) -> Part10:
         raise Invalid(f"the DICOM data set cannot be parsed ({type(exc).__name__})") from exc
     if "TransferSyntaxUID" not in ds.file_meta:
         raise Invalid("the file meta information has no Transfer Syntax UID")
-    return Part10(ds, meta, size, _sha256(path, meta.dataset_offset))
+    return Part10(ds, meta, size, _sha256(path, meta.dataset_offset, head if len(head) == size else None))
 
 
 def _walked(head: bytes, meta: FileMeta, size: int) -> RawHeader | None:

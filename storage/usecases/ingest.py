@@ -45,7 +45,7 @@ from sqlalchemy import Connection
 from mapping.dicom.facts import InstanceHeader, IssuerResolver, header_from_dataset
 from mapping.dicom.part10 import FileMeta
 from mapping.dicom.uid import valid_uid
-from storage.blobs import BlobStore, instance_key
+from storage.blobs import BlobStore, held_label, instance_key
 from storage.clock import utcnow
 from storage.db import Database
 from storage.dicom_file import Part10, read_part10
@@ -340,10 +340,10 @@ class Staging:
 
 
 def _label_ae(held: Path) -> str | None:
-    """The calling AE title a held file's name keeps (see `accept`), None when there is none."""
+    """The calling AE title a held file's label keeps (see `accept`), None when there is none."""
     try:
-        return bytes.fromhex(held.name.split(".")[2]).decode() or None
-    except (IndexError, ValueError):
+        return bytes.fromhex(held_label(held)).decode() or None
+    except ValueError:
         return None
 
 
