@@ -1,5 +1,5 @@
 """C-ECHO round trips per second: echoscu (--repeat, one association) against our AE with the fast
-receive path, with pynetdicom's (`AeConfig.fast_store=False`), and dcmtk's storescp as reference.
+receive path, with pynetdicom's (`AeConfig.fast_path=False`), and dcmtk's storescp as reference.
 
     .venv/bin/python -m bench.echo [--repeat 2000] [--runs 3]
 
@@ -59,7 +59,7 @@ def main() -> int:
 
 
 def _ours(*, fast: bool) -> tuple[int, Callable[[], None]]:
-    server = start_server(storage_ae(AeConfig(fast_store=fast)), ("127.0.0.1", 0), [])
+    server = start_server(storage_ae(AeConfig(fast_path=fast)), ("127.0.0.1", 0), [])
     return int(server.server_address[1]), server.shutdown
 
 

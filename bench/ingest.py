@@ -7,7 +7,7 @@ each sent by storescu (TCP_NODELAY=1) on one association, then as two halves on 
 associations at once; then one 500 MB multi-frame instance, while the peak memory of the
 receiving process is read from /proc (VmHWM). Orthanc 1.10 (Debian) runs with its defaults
 (fsync on, 16 KiB PDU, SQLite index); the bare pynetdicom SCP writes files and nothing else.
-`facade-pynetdicom` is the facade with `FACADE_DICOM_FAST_STORE=false` (every association
+`facade-pynetdicom` is the facade with `FACADE_DICOM_FAST_PATH=false` (every association
 pynetdicom's, as before the fast receive path).
 
 Orthanc and storescp bind every address, so the whole run re-executes itself inside a
@@ -157,7 +157,7 @@ def _server(name: str) -> Iterator[tuple[Target, int]]:
             env["FACADE_DATABASE_URL"] = _fresh_postgresql()
         if name == "facade-pynetdicom":  # one process, every association pynetdicom's (before the fast path)
             env["FACADE_WORKERS"] = "1"
-            env["FACADE_DICOM_FAST_STORE"] = "false"
+            env["FACADE_DICOM_FAST_PATH"] = "false"
     else:
         raise SystemExit(f"unknown target {name}")
     log = (run / "server.log").open("wb")

@@ -7,7 +7,7 @@ ask are closed by the ARTIM timer (`AeConfig.acse_timeout`). Refusals are A-ASSO
 rejected-transient, service-provider (presentation), local-limit-exceeded: the peer may retry.
 
 Both receive paths count against the same limits: pynetdicom's associations are its acceptor
-threads that received an A-ASSOCIATE-RQ, the fast path's (`dicom_bridge.fast_store`) are held
+threads that received an A-ASSOCIATE-RQ, the fast path's (`dicom_bridge.fast_association`) are held
 here from `enter` to `leave`.
 """
 

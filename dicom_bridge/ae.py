@@ -29,7 +29,7 @@ from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
-from dicom_bridge.fast_server import FastStoreServer
+from dicom_bridge.fast_server import FastServer
 from dicom_bridge.listening import ListeningServer
 
 VERIFICATION = "1.2.840.10008.1.1"  # Verification SOP Class (PS3.4 A.4): C-ECHO
@@ -53,9 +53,9 @@ class AeConfig:
     require_called: bool = True  # refuse associations addressed to another AE title
     acse_timeout: float = 5.0  # ARTIM: a connection that sends no A-ASSOCIATE-RQ is closed
     network_timeout: float = 60.0  # an association idle this long is aborted
-    # storage associations (C-STORE, C-ECHO) run by `dicom_bridge.fast_store`, not pynetdicom's
+    # storage associations (C-STORE, C-ECHO) run by `dicom_bridge.fast_association`, not pynetdicom's
     # polling loops (`dicom_bridge.fast_server`); False: every association is pynetdicom's
-    fast_store: bool = True
+    fast_path: bool = True
 
 
 _UNCOMPRESSED = [
@@ -100,7 +100,7 @@ def storage_ae(config: AeConfig) -> AE:
     # `Staging.adopt` and docs/architecture.md for what that costs when it is another file system.
     _config.STORE_RECV_CHUNKED_DATASET = True
     ae = _StorageAE(ae_title=config.ae_title)
-    ae.fast_store = config.fast_store
+    ae.fast_path = config.fast_path
     ae.maximum_pdu_size = config.max_pdu
     # Associations are limited by `dicom_bridge.admission`. pynetdicom's own limit counts every
     # TCP connection, associated or not (idle sockets would lock senders out): never reached.
@@ -126,12 +126,12 @@ def storage_ae(config: AeConfig) -> AE:
 
 
 class _StorageAE(AE):
-    """pynetdicom's AE whose threaded server (`start_server(block=False)`) is `FastStoreServer`
-    (`ListeningServer` when `fast_store` is off), on the `listening` socket when one is set:
+    """pynetdicom's AE whose threaded server (`start_server(block=False)`) is `FastServer`
+    (`ListeningServer` when `fast_path` is off), on the `listening` socket when one is set:
     `make_server` takes the server class and its keywords as parameters (public API)."""
 
     listening: socket.socket | None = None
-    fast_store = True
+    fast_path = True
 
     def make_server(  # noqa: PLR0917 (pynetdicom's signature, overridden)
         self,
@@ -144,7 +144,7 @@ class _StorageAE(AE):
         **kwargs: Any,
     ) -> Any:
         if server_class is ThreadedAssociationServer:
-            server_class = FastStoreServer if self.fast_store else ListeningServer
+            server_class = FastServer if self.fast_path else ListeningServer
             kwargs["listening"] = self.listening
         return super().make_server(
             address, ae_title, contexts, ssl_context, evt_handlers, server_class=server_class, **kwargs

@@ -126,7 +126,7 @@ class AssociationAudit:
         self.record(outcome, _calling_ae(assoc), assoc.requestor.address, dict(tally.counts))
 
     def record(self, outcome: str, calling_ae: str | None, peer: str | None, counts: dict[str, int]) -> None:
-        """One association's event; the fast receive path (`dicom_bridge.fast_store`) calls it
+        """One association's event; the fast receive path (`dicom_bridge.fast_association`) calls it
         with counts it keeps the same way (`outcome_of_store` of each C-STORE response sent)."""
         self._audit.record(
             AuditEvent(

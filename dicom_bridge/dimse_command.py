@@ -1,6 +1,7 @@
 """DIMSE command sets, read and written by hand (PS3.7 6.3, E.1): group 0000 in Implicit VR Little
 Endian, a handful of elements, so a C-STORE round trip decodes and encodes no pydicom Dataset.
-Only what the fast receive path (`dicom_bridge.fast_store`) needs: C-STORE and C-ECHO."""
+Only what the facade's own association path (`dicom_bridge.fast_association`) needs: C-STORE,
+C-ECHO, C-FIND and C-CANCEL."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from dataclasses import dataclass
 
 C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
+C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
 C_CANCEL_RQ = 0x0FFF
-NO_DATA_SET = 0x0101  # Command Data Set Type (0000,0800): no data set follows
+# Command Data Set Type (0000,0800): no data set follows; one does (any other value; we write this)
+NO_DATA_SET, DATA_SET = 0x0101, 0x0001
 # Requests a DIMSE provider may receive (PS3.7 E.1): their responses are the same | 0x8000
 REQUESTS = {0x0001, 0x0010, 0x0020, 0x0021, 0x0030, 0x0100, 0x0110, 0x0120, 0x0130, 0x0140, 0x0150}
 UNRECOGNIZED_OPERATION = 0x0211  # PS3.7 C.4.2
 
 # element numbers in group 0000
-_AFFECTED_CLASS, _COMMAND_FIELD, _MESSAGE_ID = 0x0002, 0x0100, 0x0110
+_AFFECTED_CLASS, _COMMAND_FIELD, _MESSAGE_ID, _RESPONDING_TO = 0x0002, 0x0100, 0x0110, 0x0120
 _DATA_SET_TYPE, _AFFECTED_INSTANCE = 0x0800, 0x1000
 _ELEMENT = struct.Struct("<HHI")
 
@@ -32,6 +35,7 @@ class Command:
     has_data_set: bool
     affected_sop_class_uid: str
     affected_sop_instance_uid: str
+    responding_to: int = 0  # Message ID Being Responded To: a response's, a C-CANCEL's
 
 
 def read_command(data: bytes | bytearray | memoryview) -> Command:
@@ -51,7 +55,7 @@ def read_command(data: bytes | bytearray | memoryview) -> Command:
         field = _us(values[_COMMAND_FIELD])
     except KeyError as exc:
         raise Malformed("no Command Field") from exc
-    message_id = values.get(_MESSAGE_ID)
+    message_id, responding_to = values.get(_MESSAGE_ID), values.get(_RESPONDING_TO)
     data_set_type = values.get(_DATA_SET_TYPE)
     return Command(
         field=field,
@@ -59,6 +63,7 @@ def read_command(data: bytes | bytearray | memoryview) -> Command:
         has_data_set=data_set_type is not None and _us(data_set_type) != NO_DATA_SET,
         affected_sop_class_uid=_text(values.get(_AFFECTED_CLASS, b"")),
         affected_sop_instance_uid=_text(values.get(_AFFECTED_INSTANCE, b"")),
+        responding_to=_us(responding_to) if responding_to is not None else 0,
     )
 
 
@@ -70,16 +75,17 @@ def response(
     sop_class_uid: str = "",
     sop_instance_uid: str = "",
     error_comment: str | None = None,
+    has_data_set: bool = False,
 ) -> bytes:
-    """A response command set without a data set, elements in tag order, as pynetdicom writes it:
-    Affected SOP Class UID, Command Field, Message ID Being Responded To, Command Data Set Type,
-    Status, Error Comment, Affected SOP Instance UID (PS3.7 9.3.1.2, 9.3.5.2)."""
+    """A response command set, elements in tag order, as pynetdicom writes it: Affected SOP Class
+    UID, Command Field, Message ID Being Responded To, Command Data Set Type, Status, Error
+    Comment, Affected SOP Instance UID (PS3.7 9.3.1.2, 9.3.2.2, 9.3.5.2)."""
     body = b""
     if sop_class_uid:
         body += _element(0x0002, _uid(sop_class_uid))
     body += _element(0x0100, struct.pack("<H", field))
     body += _element(0x0120, struct.pack("<H", responding_to))
-    body += _element(0x0800, struct.pack("<H", NO_DATA_SET))
+    body += _element(0x0800, struct.pack("<H", DATA_SET if has_data_set else NO_DATA_SET))
     body += _element(0x0900, struct.pack("<H", status))
     if error_comment:
         comment = error_comment[:64].encode("ascii", "replace")

@@ -1,15 +1,17 @@
-"""The association server: pynetdicom's, with the storage associations taken off its hands.
+"""The association server: pynetdicom's, with the storage and query associations taken off its
+hands.
 
 pynetdicom 3.0.4 polls (its DUL loop and association thread sleep 1 ms between looks, so a
-C-STORE round trip crosses three such hand-offs). `FastStoreServer` is its threaded server
+C-STORE round trip crosses three such hand-offs). `FastServer` is its threaded server
 (`AE.make_server(..., server_class=...)`, a `socketserver.TCPServer`; `ListeningServer`'s, for
 the serving processes' shared socket) with the socketserver hook
 `process_request_thread` overridden: in the connection's thread it peeks (MSG_PEEK, nothing is
-consumed) at the A-ASSOCIATE-RQ. An association that proposes only storage SOP classes and
-Verification, asks us for no SCU role, and meets only handlers we reproduce, is negotiated here
-with pynetdicom's own PDU classes and `negotiate_as_acceptor` and then run by
-`dicom_bridge.fast_store`; anything else (C-FIND, C-GET, C-MOVE, MWL, MPPS, mixed associations,
-bytes that are no A-ASSOCIATE-RQ) goes to pynetdicom with the socket untouched.
+consumed) at the A-ASSOCIATE-RQ. An association that proposes only storage SOP classes, the C-FIND ones
+we answer (Patient Root, Study Root, Modality Worklist) and Verification, asks us for no SCU
+role, and meets only handlers we reproduce, is negotiated here with pynetdicom's own PDU classes
+and `negotiate_as_acceptor` and then run by `dicom_bridge.fast_association`; anything else
+(C-GET, C-MOVE, MPPS, an association that also proposes one of those, bytes that are no
+A-ASSOCIATE-RQ) goes to pynetdicom with the socket untouched.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from pynetdicom.presentation import negotiate_as_acceptor
 from dicom_bridge import storage_scp
 from dicom_bridge.admission import REJECTION, Admission
 from dicom_bridge.association_audit import AssociationAudit, store_counts
-from dicom_bridge.fast_store import Accepted, FastAssociation
+from dicom_bridge.fast_association import Accepted, FastAssociation
+from dicom_bridge.find_responses import FindResponder
 from dicom_bridge.listening import ListeningServer
 from dicom_bridge.storage_scp import StorageScp, log_association
 
@@ -68,11 +71,12 @@ class Participants:
     store: StorageScp | None
     audit: AssociationAudit | None
     admission: Admission | None
+    find: FindResponder | None = None
 
 
-class FastStoreServer(ListeningServer):
+class FastServer(ListeningServer):
     """pynetdicom's threaded association server (on a listening socket it is handed, or binds),
-    storage associations on the fast path."""
+    storage and query associations on the fast path."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -130,6 +134,8 @@ class FastStoreServer(ListeningServer):
                 owner = getattr(handler, "__self__", None)
                 if event == evt.EVT_C_STORE and isinstance(owner, StorageScp):
                     found[StorageScp] = owner
+                elif event == evt.EVT_C_FIND and isinstance(owner, FindResponder):
+                    found[FindResponder] = owner
                 elif event in _DEFAULTS_ONLY and handler is not evt.get_default_handler(event):
                     return None
                 continue
@@ -143,6 +149,7 @@ class FastStoreServer(ListeningServer):
             store=cast(StorageScp | None, found.get(StorageScp)),
             audit=cast(AssociationAudit | None, found.get(AssociationAudit)),
             admission=cast(Admission | None, found.get(Admission)),
+            find=cast(FindResponder | None, found.get(FindResponder)),
         )
 
     def _associate(self, sock: socket.socket, peer: str, rq: A_ASSOCIATE, who: Participants) -> None:
@@ -165,7 +172,7 @@ class FastStoreServer(ListeningServer):
                     who.audit.record("aborted", calling, peer, store_counts())
                 return
             log_association("accepted", calling, peer)
-            association = FastAssociation(sock, accepted, who.store, self.ae.network_timeout)
+            association = FastAssociation(sock, accepted, who.store, self.ae.network_timeout, who.find)
             with self._running_lock:
                 self._running.add(association)
                 self.fast_associations += 1
@@ -305,7 +312,7 @@ def _peek(sock: socket.socket, n: int, deadline: float) -> bytes | None:
     return data if len(data) == n else None
 
 
-def _fast_request(raw: bytes, server: FastStoreServer, who: Participants | None) -> A_ASSOCIATE | None:
+def _fast_request(raw: bytes, server: FastServer, who: Participants | None) -> A_ASSOCIATE | None:
     """The decoded A-ASSOCIATE-RQ when the fast path can run the association, else None."""
     if who is None:
         return None
@@ -320,7 +327,9 @@ def _fast_request(raw: bytes, server: FastStoreServer, who: Participants | None)
         syntax = str(context.abstract_syntax)
         if syntax not in supported:
             return None
-        if syntax != VERIFICATION and (syntax not in _STORAGE or who.store is None):
+        stores = syntax in _STORAGE and who.store is not None
+        finds = who.find is not None and who.find.answers(syntax)
+        if syntax != VERIFICATION and not stores and not finds:
             return None
     for item in rq.user_information:
         if isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.scp_role:

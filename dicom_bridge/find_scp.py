@@ -2,7 +2,8 @@
 (`mapping.dicom.query_keys`) -> the query use case -> one pending response per match.
 
 pynetdicom has one EVT_C_FIND handler per AE, whatever the SOP class: the C-FINDs of other
-SOP classes (the Modality Worklist) go to the handler `others` names for theirs.
+SOP classes (the Modality Worklist) go to the handler `others` names for theirs. The facade's own
+association path (`dicom_bridge.fast_association`) asks `respond` directly.
 
 Statuses as every C-FIND of ours answers them (`find_responses`): one pending response per
 match.
@@ -12,21 +13,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from functools import partial
-from typing import cast
 
 from pynetdicom import evt
-from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.events import Event, EventHandlerType
 
 from dicom_bridge.ae import QUERY_FIND
 from dicom_bridge.find_responses import (
     IDENTIFIER_MISMATCH,
     UNABLE_TO_PROCESS,
+    FindHandler,
+    FindRequest,
     Response,
+    Responses,
     answer,
     facts_of,
+    from_event,
     read_query,
 )
 from dicom_bridge.statuses import failure
@@ -36,8 +39,6 @@ from storage.usecases.query import Query
 log = logging.getLogger(__name__)
 
 MODELS: dict[str, Model] = dict(zip(QUERY_FIND, ("patient", "study"), strict=True))
-
-FindHandler = Callable[[Event], Iterator[Response]]
 
 
 class FindScp:
@@ -50,20 +51,28 @@ class FindScp:
     def handlers(self) -> list[EventHandlerType]:
         return [(evt.EVT_C_FIND, self.on_c_find)]
 
+    def answers(self, sop_class_uid: str) -> bool:
+        """Is there a C-FIND of this SOP class that `respond` answers?"""
+        return sop_class_uid in MODELS or sop_class_uid in self._others
+
     def on_c_find(self, event: Event) -> Iterator[Response]:
+        """pynetdicom's EVT_C_FIND handler."""
+        yield from self.respond(from_event(event))
+
+    def respond(self, request: FindRequest) -> Responses:
+        """The responses to one C-FIND, of whatever SOP class `answers`."""
         started = time.perf_counter()
-        request = cast(C_FIND, event.request)
-        other = self._others.get(str(request.AffectedSOPClassUID))
+        other = self._others.get(request.sop_class_uid)
         if other is not None:
-            yield from other(event)
+            yield from other(request)
             return
-        facts = facts_of(event)
-        model = MODELS.get(str(request.AffectedSOPClassUID))
+        facts = facts_of(request)
+        model = MODELS.get(request.sop_class_uid)
         if model is None:  # pynetdicom routes only the contexts we accept: not reached
             yield failure(IDENTIFIER_MISMATCH, "not a query model of this SCP"), None
             return
         plan, refusal = read_query(
-            partial(plan_from_identifier, model), event, BadIdentifier, "c_find", facts
+            partial(plan_from_identifier, model), request, BadIdentifier, "c_find", facts
         )
         if plan is None:
             yield refusal or (failure(UNABLE_TO_PROCESS, "no query"), None)
@@ -75,4 +84,4 @@ class FindScp:
             )
             for record in self._query.find(plan)
         )
-        yield from answer(responses, event, "c_find", facts, started)
+        yield from answer(responses, request, "c_find", facts, started)

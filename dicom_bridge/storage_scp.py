@@ -45,7 +45,7 @@ class StorageScp:
 
     @property
     def ingest(self) -> Ingest:
-        """What a C-STORE is stored by (`dicom_bridge.fast_store` calls it too)."""
+        """What a C-STORE is stored by (`dicom_bridge.fast_association` calls it too)."""
         return self._ingest
 
     def handlers(self) -> list[EventHandlerType]:
@@ -141,7 +141,7 @@ def store_instance(
 ) -> tuple[int, str | None]:
     """One C-STORE: `receive` writes the Part 10 file into staging (or `skip` drops a data set we
     refuse unread), then `Ingest.accept`. The status to answer and its Error Comment (None for
-    success): the one mapping of both receive paths (pynetdicom's and `dicom_bridge.fast_store`'s).
+    success): the one mapping of both receive paths (pynetdicom's and `dicom_bridge.fast_association`'s).
     `PeerGone` from `receive` passes through: the staged part is removed, no status is due."""
     started = time.perf_counter()
     facts = {

@@ -2,7 +2,7 @@
 (`mapping.dicom.worklist`) -> the worklist use case -> one pending response per scheduled step.
 
 pynetdicom hands every C-FIND, of whatever SOP class, to the one EVT_C_FIND handler: the
-Query/Retrieve SCP (`find_scp`) passes the Modality Worklist ones to `on_c_find` here.
+Query/Retrieve SCP (`find_scp`) passes the Modality Worklist ones to `respond` here.
 
 Statuses as every C-FIND of ours answers them (`find_responses`): one pending response per
 scheduled step.
@@ -13,9 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from pynetdicom.events import Event
-
-from dicom_bridge.find_responses import UNABLE_TO_PROCESS, Response, answer, facts_of, read_query
+from dicom_bridge.find_responses import (
+    UNABLE_TO_PROCESS,
+    FindRequest,
+    Response,
+    answer,
+    facts_of,
+    read_query,
+)
 from dicom_bridge.statuses import failure
 from mapping.dicom.worklist import BadIdentifier, worklist_query
 from storage.usecases.worklist import Worklist
@@ -27,12 +32,12 @@ class WorklistScp:
         the calling AE title's steps (FACADE_WORKLIST_CALLING_AE_AS_STATION)."""
         self._worklist, self._calling_as_station = worklist, calling_ae_as_station
 
-    def on_c_find(self, event: Event) -> Iterator[Response]:
+    def respond(self, request: FindRequest) -> Iterator[Response]:
         started = time.perf_counter()
-        facts = facts_of(event) | {"model": "worklist"}
-        query, refusal = read_query(worklist_query, event, BadIdentifier, "mwl_find", facts)
+        facts = facts_of(request) | {"model": "worklist"}
+        query, refusal = read_query(worklist_query, request, BadIdentifier, "mwl_find", facts)
         if query is None:
             yield refusal or (failure(UNABLE_TO_PROCESS, "no query"), None)
             return
-        calling = str(event.assoc.requestor.ae_title).strip() if self._calling_as_station else None
-        yield from answer(self._worklist.find(query, calling_ae=calling), event, "mwl_find", facts, started)
+        calling = request.calling_ae.strip() if self._calling_as_station else None
+        yield from answer(self._worklist.find(query, calling_ae=calling), request, "mwl_find", facts, started)

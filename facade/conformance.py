@@ -106,7 +106,7 @@ instance without Patient ID joins the study it names; one naming another patient
 Failures carry an Error Comment (0000,0902). The association carries on after any failure.
 
 An association that proposes only storage SOP classes and Verification (and asks for no SCU role
-of ours) is run by the facade's own receive path, without polling (`FACADE_DICOM_FAST_STORE`,
+of ours) is run by the facade's own receive path, without polling (`FACADE_DICOM_FAST_PATH`,
 on by default): negotiation, statuses and timeouts are the same. On it, a P-DATA-TF PDU longer
 than our maximum PDU length, a malformed PDU or command set, or an unexpected PDU is answered
 with A-ABORT (service provider); a message on a presentation context not accepted, with A-ABORT

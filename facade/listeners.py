@@ -87,7 +87,7 @@ class _HttpServer(uvicorn.Server):
 class DicomListener:
     """The association server (`dicom_bridge.fast_server`), built by `serve` (the AE, its
     handlers, admission). Stopping it refuses new associations and aborts the fast path's under
-    way (`FastStoreServer.shutdown`)."""
+    way (`FastServer.shutdown`)."""
 
     name = "dicom"
 

@@ -218,7 +218,7 @@ def start_dicom(
             require_called=settings.dicom_require_called_aet,
             acse_timeout=settings.dicom_acse_timeout,
             network_timeout=settings.dicom_network_timeout,
-            fast_store=settings.dicom_fast_store,
+            fast_path=settings.dicom_fast_path,
         )
     )
     admission = Admission(settings.dicom_max_associations, settings.dicom_max_associations_per_peer)
@@ -233,7 +233,7 @@ def start_dicom(
             others={
                 WORKLIST_FIND: WorklistScp(
                     services.worklist, calling_ae_as_station=settings.worklist_calling_ae_as_station
-                ).on_c_find
+                ).respond
             },
         ).handlers()
         + GetScp(services.query, services.retrieve).handlers()

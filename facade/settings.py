@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     dicom_max_associations_per_peer: int = Field(16, ge=1)  # from one IP address
     dicom_acse_timeout: float = Field(5.0, gt=0)  # s: ARTIM, a connection must associate by then
     dicom_network_timeout: float = Field(60.0, gt=0)  # s: an idle association is aborted
-    dicom_fast_store: bool = True  # storage associations on our own receive path (not pynetdicom's)
+    dicom_fast_path: bool = True  # storage and query associations on our own path (not pynetdicom's)
     mllp_host: str = "127.0.0.1"
     mllp_port: int = 2575
     mllp_max_connections: int = Field(32, ge=1)  # at once; more are accepted and closed at once

@@ -1,4 +1,4 @@
-"""The fast receive path (`dicom_bridge.fast_server`, `fast_store`) against real peers: which
+"""The fast receive path (`dicom_bridge.fast_server`, `fast_association`) against real peers: which
 associations take it, what it does with every transfer syntax and PDU size, and with bad input."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from sqlalchemy import select
 
 from dicom_bridge.ae import AeConfig, storage_ae
 from dicom_bridge.association_audit import AssociationAudit
-from dicom_bridge.fast_server import FastStoreServer
+from dicom_bridge.fast_server import FastServer
 from dicom_bridge.storage_scp import StorageScp
 from facade.serve import start_dicom
 from facade.settings import Settings
@@ -47,17 +47,17 @@ from tests.tools import require_tool, until
 
 
 def start(services: Services, config: AeConfig | None = None) -> Any:
-    """Our storage SCP (a `FastStoreServer` unless `config` turns the fast path off)."""
+    """Our storage SCP (a `FastServer` unless `config` turns the fast path off)."""
     handlers = StorageScp(services.ingest).handlers() + AssociationAudit(services.audit).handlers()
     server = storage_ae(config or AeConfig()).start_server(
         ("127.0.0.1", 0), block=False, evt_handlers=handlers
     )
-    assert isinstance(server, FastStoreServer) == (config is None or config.fast_store)
+    assert isinstance(server, FastServer) == (config is None or config.fast_path)
     return server
 
 
 @pytest.fixture
-def server(services: Services) -> Iterator[FastStoreServer]:
+def server(services: Services) -> Iterator[FastServer]:
     running = start(services)
     yield running
     running.shutdown()
@@ -97,7 +97,7 @@ def storescu(port: int, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_storescu_and_echoscu_take_the_fast_path(
-    server: FastStoreServer, services: Services, tmp_path: Path
+    server: FastServer, services: Services, tmp_path: Path
 ) -> None:
     path = write(make_instance(study_uid=new_uid(), series_uid=new_uid()), tmp_path / "mr.dcm")
     assert storescu(port_of(server), str(path)).returncode == 0
@@ -117,7 +117,7 @@ def test_storescu_and_echoscu_take_the_fast_path(
     ],
 )
 def test_each_uncompressed_proposal_is_stored(
-    server: FastStoreServer, services: Services, tmp_path: Path, option: str, syntax: str
+    server: FastServer, services: Services, tmp_path: Path, option: str, syntax: str
 ) -> None:
     ds = make_instance(study_uid=new_uid(), series_uid=new_uid(), rows=64, columns=64)
     path = write(ds, tmp_path / "mr.dcm")
@@ -128,7 +128,7 @@ def test_each_uncompressed_proposal_is_stored(
 
 
 def test_big_endian_alone_is_stored_as_big_endian(
-    server: FastStoreServer, services: Services, tmp_path: Path
+    server: FastServer, services: Services, tmp_path: Path
 ) -> None:
     ds = make_instance(study_uid=new_uid(), series_uid=new_uid(), rows=16, columns=16)
     path = write(ds, tmp_path / "mr.dcm")
@@ -159,7 +159,7 @@ def test_max_pdu_both_ways(services: Services, tmp_path: Path, ours: int, theirs
 
 
 def test_a_mixed_association_goes_to_pynetdicom_and_works(
-    server: FastStoreServer, services: Services, tmp_path: Path
+    server: FastServer, services: Services, tmp_path: Path
 ) -> None:
     ds = make_instance(study_uid=new_uid(), series_uid=new_uid(), rows=8, columns=8)
     ae = AE(ae_title="PYSCU")
@@ -176,12 +176,12 @@ def test_a_mixed_association_goes_to_pynetdicom_and_works(
 
 
 def test_switched_off_every_association_is_pynetdicoms(services: Services) -> None:
-    ae = storage_ae(AeConfig(fast_store=False))
+    ae = storage_ae(AeConfig(fast_path=False))
     server = ae.start_server(
         ("127.0.0.1", 0), block=False, evt_handlers=StorageScp(services.ingest).handlers()
     )
     try:
-        assert not isinstance(server, FastStoreServer)
+        assert not isinstance(server, FastServer)
         echoscu = require_tool("echoscu")
         subprocess.run([echoscu, "-aec", "FACADE", "127.0.0.1", str(port_of(server))], check=True, timeout=30)
     finally:
@@ -259,7 +259,7 @@ def test_bad_pdus_are_aborted_and_the_service_goes_on(
         server.shutdown()
 
 
-def test_garbage_instead_of_an_association_request(server: FastStoreServer) -> None:
+def test_garbage_instead_of_an_association_request(server: FastServer) -> None:
     """AA-1 (PS3.8 9.2.3): A-ABORT, and the connection closed at once; the service goes on."""
     with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
         sock.settimeout(10)
@@ -270,7 +270,7 @@ def test_garbage_instead_of_an_association_request(server: FastStoreServer) -> N
     assert server.fast_associations == 1
 
 
-def test_c_echo_and_release_by_hand(server: FastStoreServer) -> None:
+def test_c_echo_and_release_by_hand(server: FastServer) -> None:
     """A C-ECHO-RQ in two fragments, its response in one PDU, A-RELEASE-RQ answered."""
     from dicom_bridge.dimse_command import read_command
 
@@ -321,7 +321,7 @@ def test_a_silent_association_is_aborted_after_the_network_timeout(services: Ser
 
 
 def test_a_peer_gone_mid_data_set_leaves_nothing_staged(
-    server: FastStoreServer, services: Services, tmp_path: Path
+    server: FastServer, services: Services, tmp_path: Path
 ) -> None:
     """The command and a first data set fragment by hand, then the connection closed: the partial
     staged file is removed, nothing is stored, and the association is audited as aborted."""
@@ -366,9 +366,7 @@ def test_a_peer_gone_mid_data_set_leaves_nothing_staged(
     assert [e.outcome for e in AuditStore(services.db).events(source="dimse")] == ["aborted"]
 
 
-def test_an_asynchronous_operations_window_is_not_granted(
-    server: FastStoreServer, services: Services
-) -> None:
+def test_an_asynchronous_operations_window_is_not_granted(server: FastServer, services: Services) -> None:
     """As pynetdicom without an EVT_ASYNC_OPS handler: no item in the A-ASSOCIATE-AC, so the peer
     keeps the default window of one operation (PS3.7 D.3.3.3)."""
     ds = make_instance(study_uid=new_uid(), series_uid=new_uid(), rows=8, columns=8)
@@ -386,7 +384,7 @@ def test_an_asynchronous_operations_window_is_not_granted(
     assert server.fast_associations == 1
 
 
-def test_another_dimse_request_on_a_storage_association_is_unrecognized(server: FastStoreServer) -> None:
+def test_another_dimse_request_on_a_storage_association_is_unrecognized(server: FastServer) -> None:
     """A C-FIND-RQ where only Verification was negotiated: 0x0211, and the association goes on."""
     command = (
         struct.pack("<HHI", 0, 2, 18)
@@ -469,7 +467,7 @@ def test_the_a_associate_ac_is_what_pynetdicom_sends(services: Services) -> None
     pdu.from_primitive(rq)
     answers = []
     for fast in (True, False):
-        server = start(services, AeConfig(fast_store=fast))
+        server = start(services, AeConfig(fast_path=fast))
         try:
             with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
                 sock.settimeout(10)

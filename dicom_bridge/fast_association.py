@@ -1,25 +1,35 @@
-"""The fast receive path: one established storage association, run in its connection's thread
-with blocking reads (no polling, no hand-off between threads): C-STORE and C-ECHO (PS3.7 9.1.1,
-9.1.5), release and abort (PS3.8 7.2, 7.3), P-DATA-TF reassembly (PS3.8 9.3.5).
+"""The facade's own association path: one established association, run in its connection's
+thread with blocking reads (no polling, no hand-off between threads): C-STORE, C-ECHO and C-FIND
+with C-CANCEL (PS3.7 9.1.1, 9.1.2, 9.1.5), release and abort (PS3.8 7.2, 7.3), P-DATA-TF
+reassembly (PS3.8 9.3.5).
 
 Each C-STORE data set goes from the socket straight into `Ingest.staging()` behind the Part 10
 header pynetdicom wrote before (memory: one PDU at a time), and is answered after
-`Ingest.accept` with the status the shared `storage_scp.store_instance` decides. The association
+`Ingest.accept` with the status the shared `storage_scp.store_instance` decides. A C-FIND is
+answered by the same `FindScp.respond` as pynetdicom's, each response sent as it is made; before
+each, what the peer sent meanwhile is read without waiting, to see its C-CANCEL. The association
 was negotiated by `dicom_bridge.fast_server`, which hands everything else to pynetdicom.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import struct
 import threading
 from collections.abc import Callable
-from contextlib import suppress
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
+from io import BytesIO
+
+from pydicom import Dataset
+from pydicom.uid import UID
+from pynetdicom.dsutils import decode, encode
 
 from dicom_bridge import dimse_command as dimse
 from dicom_bridge.association_audit import outcome_of_store, store_counts
+from dicom_bridge.find_responses import PENDING, FindRequest, FindResponder
 from dicom_bridge.statuses import CANNOT_UNDERSTAND
 from dicom_bridge.storage_scp import (
     PeerGone,
@@ -41,6 +51,8 @@ _RELEASE_RP_PDU = b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00"
 USER, PROVIDER = 0x00, 0x02
 UNRECOGNIZED_PDU, UNEXPECTED_PDU, INVALID_PARAMETER = 0x01, 0x02, 0x06
 _MAX_COMMAND = 1 << 16  # a command set is a few hundred bytes
+_MAX_IDENTIFIER = 1 << 20  # a C-FIND identifier is a few keys; a bigger one ends the association
+_PENDING = (PENDING, 0xFF01)
 
 
 class Aborted(PeerGone):
@@ -76,6 +88,7 @@ class FastAssociation:
     accepted: Accepted
     store: StorageScp | None
     network_timeout: float | None
+    find: FindResponder | None = None
     counts: dict[str, int] = field(default_factory=store_counts)
     _send_lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: list[tuple[int, int, memoryview]] = field(default_factory=list)
@@ -135,6 +148,8 @@ class FastAssociation:
     def _dispatch(self, context_id: int, request: dimse.Command) -> None:
         if request.field == dimse.C_STORE_RQ and self.store is not None:
             self._c_store(context_id, request)
+        elif request.field == dimse.C_FIND_RQ and self._finds(context_id):
+            self._c_find(context_id, request)
         elif request.field == dimse.C_ECHO_RQ:
             self._drain(context_id, request)
             self._answer(
@@ -208,6 +223,91 @@ class FastAssociation:
         )
         self._answer(context_id, rsp)
 
+    def _finds(self, context_id: int) -> bool:
+        return self.find is not None and self.find.answers(self.accepted.contexts[context_id][0])
+
+    def _c_find(self, context_id: int, request: dimse.Command) -> None:
+        """One C-FIND: its identifier read, then `FindScp.respond`'s responses sent as they come
+        (pynetdicom's order and encoding: the identifier in the context's transfer syntax)."""
+        assert self.find is not None
+        abstract_syntax, transfer_syntax = self.accepted.contexts[context_id]
+        syntax = UID(transfer_syntax)
+        identifier = bytearray()
+
+        def keep(data: bytes | memoryview) -> None:
+            if len(identifier) + len(data) > _MAX_IDENTIFIER:
+                raise Aborted(PROVIDER, INVALID_PARAMETER)
+            identifier.extend(data)
+
+        if request.has_data_set:
+            self._data_set(context_id, keep, b"")
+        cancelled = False
+
+        def is_cancelled() -> bool:
+            nonlocal cancelled
+            cancelled = cancelled or self._cancel_arrived(request.message_id)
+            return cancelled
+
+        def read() -> Dataset:
+            if not request.has_data_set:
+                raise ValueError("the C-FIND request has no identifier")
+            stream = BytesIO(bytes(identifier))
+            return decode(stream, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+
+        def rsp(status: int, comment: str | None = None, *, has_data_set: bool = False) -> bytes:
+            return dimse.response(
+                dimse.C_FIND_RSP,
+                request.message_id,
+                status,
+                sop_class_uid=request.affected_sop_class_uid,
+                error_comment=comment,
+                has_data_set=has_data_set,
+            )
+
+        find = FindRequest(abstract_syntax, self.accepted.calling_ae, self.accepted.peer, read, is_cancelled)
+        with closing(self.find.respond(find)) as responses:
+            for status, match in responses:
+                code, comment = _status(status)
+                if code in _PENDING and match is not None:
+                    data = encode(match, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+                    if data:
+                        self._answer(context_id, rsp(code, has_data_set=True), data)
+                        self._count("found")
+                        continue
+                    log.error("c_find.unencodable", extra={"peer": self.accepted.peer})
+                    code, comment = 0xC312, "a response identifier could not be encoded"  # as pynetdicom
+                self._answer(context_id, rsp(code, comment))
+                self._count("queries")
+                return
+
+    def _cancel_arrived(self, message_id: int) -> bool:
+        """Has the peer's C-CANCEL-RQ of `message_id` arrived? Reads, without waiting for more,
+        what the peer sent while we answer: a C-CANCEL (of another message: ignored), or an
+        A-ABORT; a new request breaks the one-operation window negotiated (none proposed)."""
+        command = bytearray()
+        while command or self._pending or _readable(self.sock):
+            context_id, control, data = self._next_pdv(idle=False)
+            if context_id not in self.accepted.contexts or not control & 0x01:
+                raise Aborted(PROVIDER, UNEXPECTED_PDU)
+            command += data
+            if len(command) > _MAX_COMMAND:
+                raise Aborted(PROVIDER, INVALID_PARAMETER)
+            if not control & 0x02:
+                continue
+            try:
+                arrived = dimse.read_command(command)
+            except dimse.Malformed:
+                raise Aborted(PROVIDER, INVALID_PARAMETER) from None
+            command.clear()
+            if arrived.field != dimse.C_CANCEL_RQ:
+                raise Aborted(PROVIDER, UNEXPECTED_PDU)
+            if arrived.responding_to == message_id:
+                return True
+        return False
+
+    def _count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
     def _drain(self, context_id: int, request: dimse.Command) -> None:
         if request.has_data_set:
             self._data_set(context_id, None, b"")
@@ -240,19 +340,21 @@ class FastAssociation:
         if error is not None:
             raise error
 
-    def _answer(self, context_id: int, command: bytes) -> None:
-        """The command set in P-DATA-TF PDUs within the peer's maximum length: one `sendall`."""
-        room = self.accepted.peer_max_pdu - 6 if self.accepted.peer_max_pdu else len(command)
-        room = max(room, 1)
+    def _answer(self, context_id: int, command: bytes, data_set: bytes = b"") -> None:
+        """The command set, then the data set if any, in P-DATA-TF PDUs of one fragment each
+        within the peer's maximum length: one `sendall`."""
         out = bytearray()
-        for at in range(0, len(command), room):
-            part = command[at : at + room]
-            last = 0x02 if at + room >= len(command) else 0x00
-            out += (
-                _HEADER.pack(_P_DATA, len(part) + 6)
-                + _ITEM.pack(len(part) + 2, context_id, 0x01 | last)
-                + part
-            )
+        for kind, payload in ((0x01, command), (0x00, data_set)):
+            room = self.accepted.peer_max_pdu - 6 if self.accepted.peer_max_pdu else len(payload)
+            room = max(room, 1)
+            for at in range(0, len(payload), room):
+                part = payload[at : at + room]
+                last = 0x02 if at + room >= len(payload) else 0x00
+                out += (
+                    _HEADER.pack(_P_DATA, len(part) + 6)
+                    + _ITEM.pack(len(part) + 2, context_id, kind | last)
+                    + part
+                )
         with self._send_lock:
             self.sock.sendall(out)
 
@@ -307,6 +409,18 @@ class FastAssociation:
 
 
 _UNLIMITED = 1 << 26  # our max PDU 0 means "no limit": one PDU is still held in memory, so cap it
+
+
+def _status(status: int | Dataset) -> tuple[int, str | None]:
+    """A handler's status (a code, or a Dataset with an Error Comment) as code and comment."""
+    if isinstance(status, int):
+        return status, None
+    return int(status.Status), str(status.get("ErrorComment") or "") or None
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Has the peer sent something not read yet (or closed)? Never waits."""
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def _items(body: memoryview) -> list[tuple[int, int, memoryview]]:

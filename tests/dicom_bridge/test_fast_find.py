@@ -1,0 +1,222 @@
+"""C-FIND on the facade's own association path (`dicom_bridge.fast_association`) against
+pynetdicom's, serving the same archive and worklist in the same test: the same responses, byte
+for byte as findscu writes them, in every transfer syntax and PDU size, the same statuses for
+refusals, the same audit counts; and which associations take it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import Dataset
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+from pynetdicom import AE
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    MRImageStorage,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from dicom_bridge.fast_server import FastServer
+from facade.serve import start_dicom
+from facade.settings import Settings
+from facade.wiring import Services
+from storage.audit.store import AuditStore
+from tests.archive import store
+from tests.orders import procedure, seed
+from tests.tools import require_tool, until
+
+STUDY_ROOT = str(StudyRootQueryRetrieveInformationModelFind)
+PATIENT_ROOT = "1.2.840.10008.5.1.4.1.2.1.1"
+WORKLIST = "1.2.840.10008.5.1.4.31"
+SPS = "ScheduledProcedureStepSequence[0]"
+
+
+@pytest.fixture
+def servers(settings: Settings, services: Services) -> Iterator[dict[bool, ThreadedAssociationServer]]:
+    """Both paths over the same services: {True: ours, False: pynetdicom's}."""
+    running = {
+        fast: start_dicom(settings.model_copy(update={"dicom_port": 0, "dicom_fast_path": fast}), services)
+        for fast in (True, False)
+    }
+    assert isinstance(running[True], FastServer) and not isinstance(running[False], FastServer)
+    yield running
+    for server in running.values():
+        server.shutdown()
+
+
+@pytest.fixture
+def archive(services: Services, tmp_path: Path) -> None:
+    """Two patients, three studies; names in Latin-1 and in Japanese (ISO 2022 IR 87); and two
+    worklist steps."""
+    tiny = {"rows": 4, "columns": 4}
+    study = "1.2.826.0.1.3680043.10.543.7001"
+    for n in (1, 2):
+        store(
+            services, tmp_path, study_uid=study, series_uid=f"{study}.1", instance_number=n,
+            patient_id="PID-A", patient_name="Müller^Jürgen", SpecificCharacterSet="ISO_IR 100", **tiny,
+        )  # fmt: skip
+    store(
+        services, tmp_path, study_uid=f"{study}.2", series_uid=f"{study}.2.1", modality="CT",
+        StudyDate="20231224", AccessionNumber="ACC-2", patient_id="PID-A", patient_name="Müller^Jürgen",
+        SpecificCharacterSet="ISO_IR 100", **tiny,
+    )  # fmt: skip
+    store(
+        services, tmp_path, study_uid=f"{study}.3", series_uid=f"{study}.3.1", modality="CT",
+        patient_id="PID-Y", patient_name="Yamada^Tarou=山田^太郎=やまだ^たろう",
+        SpecificCharacterSet=["", "ISO 2022 IR 87"], **tiny,
+    )  # fmt: skip
+    seed(services, procedure("W1", start_date="20261203", start_time="093000"))
+    seed(services, procedure("W2", station_aets=("CT1", "CT2"), start_date="20261203", start_time="110000"))
+
+
+def findscu(port: int, out: Path, flag: str, *keys: str, extra: tuple[str, ...] = ()) -> list[bytes]:
+    """The response identifiers findscu wrote (-X), as bytes after their file meta information
+    (which names a fresh instance UID per file), in the order they came."""
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [require_tool("findscu"), flag, "-aec", "FACADE", "-X", "-od", str(out), *extra]
+    for key in keys:
+        cmd += ["-k", key]
+    done = subprocess.run(
+        [*cmd, "127.0.0.1", str(port)], check=False, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return [after_meta(p.read_bytes()) for p in sorted(out.glob("rsp*.dcm"))]
+
+
+def after_meta(part10: bytes) -> bytes:
+    """The data set of a Part 10 file: after the preamble, "DICM" and the group 0002 its File Meta
+    Information Group Length (0002,0000) measures."""
+    assert part10[128:132] == b"DICM" and part10[132:140] == b"\x02\x00\x00\x00UL\x04\x00"
+    return part10[144 + int.from_bytes(part10[140:144], "little") :]
+
+
+QUERIES: list[tuple[str, tuple[str, ...]]] = [
+    ("-S", ("QueryRetrieveLevel=STUDY", "PatientID=PID-A", "PatientName", "StudyDate", "ModalitiesInStudy",
+            "NumberOfStudyRelatedInstances", "SpecificCharacterSet")),
+    ("-S", ("QueryRetrieveLevel=STUDY", "PatientID=PID-Y", "PatientName", "SpecificCharacterSet",
+            "StudyInstanceUID")),
+    ("-P", ("QueryRetrieveLevel=PATIENT", "PatientID=PID*", "PatientName", "NumberOfPatientRelatedStudies")),
+    ("-S", ("QueryRetrieveLevel=IMAGE", "StudyInstanceUID=1.2.826.0.1.3680043.10.543.7001",
+            "SeriesInstanceUID=1.2.826.0.1.3680043.10.543.7001.1", "SOPInstanceUID", "InstanceNumber")),
+    ("-W", ("AccessionNumber", "PatientName", f"{SPS}.ScheduledStationAETitle=CT1",
+            f"{SPS}.ScheduledProcedureStepStartDate=20261203", f"{SPS}.ScheduledProcedureStepStartTime")),
+]  # fmt: skip
+
+
+@pytest.mark.usefixtures("archive")
+@pytest.mark.parametrize(("flag", "keys"), QUERIES)
+@pytest.mark.parametrize("option", ["-xi", "-xe", "-xb"])
+def test_findscu_gets_the_same_responses_from_both_paths(
+    servers: dict[bool, ThreadedAssociationServer],
+    tmp_path: Path,
+    flag: str,
+    keys: tuple[str, ...],
+    option: str,
+) -> None:
+    """-xi Implicit VR alone, -xe Explicit, -xb Big Endian first; a 4 KB max PDU on one side."""
+    extra = (option, "-pdu", "4096") if option == "-xb" else (option,)
+    ours = findscu(servers[True].server_address[1], tmp_path / "ours", flag, *keys, extra=extra)
+    theirs = findscu(servers[False].server_address[1], tmp_path / "theirs", flag, *keys, extra=extra)
+    assert ours and ours == theirs
+    assert isinstance(servers[True], FastServer) and servers[True].fast_associations == 1
+
+
+def pynetdicom_find(port: int, model: str, identifier: Dataset, syntax: str) -> list[tuple[int, str, Any]]:
+    """pynetdicom's C-FIND: every (status, error comment, identifier), the final one included."""
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(model, syntax)
+    assoc = ae.associate("127.0.0.1", port, ae_title="FACADE")
+    assert assoc.is_established
+    try:
+        return [
+            (int(status.Status), str(status.get("ErrorComment", "")), ds)
+            for status, ds in assoc.send_c_find(identifier, model)
+        ]
+    finally:
+        assoc.release()
+
+
+def identifier(**keys: Any) -> Dataset:
+    ds = Dataset()
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+@pytest.mark.usefixtures("archive")
+@pytest.mark.parametrize(
+    ("model", "ds"),
+    [
+        (STUDY_ROOT, identifier(QueryRetrieveLevel="STUDY", PatientID="PID-A", StudyInstanceUID="")),
+        (STUDY_ROOT, identifier(QueryRetrieveLevel="PATIENT", PatientID="PID-A")),  # 0xA900, a comment
+        (STUDY_ROOT, identifier(QueryRetrieveLevel="STUDY", StudyDate="2023-2024")),  # 0xA900
+        (PATIENT_ROOT, identifier(PatientID="PID-A")),  # no level: refused
+        (WORKLIST, identifier(AccessionNumber="W*", PatientName="")),
+    ],
+)
+@pytest.mark.parametrize(
+    "syntax", [ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian]
+)
+def test_pynetdicom_gets_the_same_answers_from_both_paths(
+    servers: dict[bool, ThreadedAssociationServer], model: str, ds: Dataset, syntax: str
+) -> None:
+    ours = pynetdicom_find(servers[True].server_address[1], model, ds, syntax)
+    theirs = pynetdicom_find(servers[False].server_address[1], model, ds, syntax)
+    assert ours == theirs
+    assert ours[-1][0] != 0xFF00
+
+
+def test_a_find_with_another_service_goes_to_pynetdicom(
+    servers: dict[bool, ThreadedAssociationServer], services: Services
+) -> None:
+    """C-FIND with C-GET on one association: pynetdicom's (the C-FIND is answered all the same);
+    with storage and Verification: ours."""
+    server = servers[True]
+    assert isinstance(server, FastServer)
+    for contexts, fast in (
+        ((StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelGet), 0),
+        ((StudyRootQueryRetrieveInformationModelFind, MRImageStorage, Verification), 1),
+    ):
+        ae = AE(ae_title="TESTSCU")
+        for context in contexts:
+            ae.add_requested_context(context, ImplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", server.server_address[1], ae_title="FACADE")
+        assert assoc.is_established
+        statuses = [
+            int(s.Status) for s, _ in assoc.send_c_find(identifier(QueryRetrieveLevel="STUDY"), STUDY_ROOT)
+        ]
+        assoc.release()
+        assert statuses == [0x0000]
+        assert server.fast_associations == fast
+
+
+@pytest.mark.usefixtures("archive")
+def test_the_audit_counts_queries_and_matches_alike(
+    servers: dict[bool, ThreadedAssociationServer], services: Services
+) -> None:
+    for server in servers.values():
+        pynetdicom_find(
+            server.server_address[1], STUDY_ROOT, identifier(QueryRetrieveLevel="SERIES", PatientID="PID-A",
+            StudyInstanceUID="1.2.826.0.1.3680043.10.543.7001"), ExplicitVRLittleEndian,
+        )  # fmt: skip
+
+    def events() -> list[dict[str, int]]:
+        services.audit.flush()
+        return [dict(e.counts or {}) for e in AuditStore(services.db).events(source="dimse")]
+
+    until(lambda: len(events()) >= 2)
+    ours, theirs = events()
+    assert ours == theirs and ours["queries"] == 1 and ours["found"] == 1
