@@ -6,7 +6,7 @@ plugin) holding the same data.
 The set (generated once under bench/.work/data): 20,000 small instances (8x8), 1,000 studies of
 two series of ten, 500 patients, five modalities, study dates over two years, and one study of
 100 instances. Both servers receive it by storescu, then answer the same requests, interleaved:
-- C-FIND (pynetdicom SCU, a fresh association per query, as a workstation sends them): STUDY by
+- C-FIND (`bench.find_client`, a fresh association per query, as a workstation sends them): STUDY by
   PatientID, by a 30-day StudyDate range, by ModalitiesInStudy=CT (200 matches), IMAGE level of
   one series;
 - QIDO-RS (httpx, one keep-alive connection; ours with a system token): the same three study
@@ -37,6 +37,7 @@ import httpx
 from pydicom import Dataset
 from pynetdicom import AE, evt
 
+from bench import find_client
 from bench.ingest import NETNS_FLAG, ROOT, WORK, Target, _reexec_in_netns, _send, _server, facade_env
 from dicom_bridge.ae import no_delay
 
@@ -207,24 +208,12 @@ def _range(rng: random.Random) -> str:
 
 def timed_find(target: Target, identifier: Dataset, sop_class: str = STUDY_ROOT) -> tuple[float, int]:
     """Milliseconds from associating to the final response, and the number of matches (a C-FIND
-    of `sop_class` on an association of its own, as a workstation or a modality sends it)."""
-    ae = AE(ae_title="BENCH")
-    ae.add_requested_context(sop_class)
-    started = time.perf_counter()
-    # TCP_NODELAY on our side too, or Nagle holds each request's second PDU (~40 ms)
-    assoc = ae.associate(
-        "127.0.0.1", target.port, ae_title=target.ae_title, evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)]
-    )
-    if not assoc.is_established:
-        raise SystemExit(f"{target.name} refused the association")
-    matches = 0
-    for status, ds in assoc.send_c_find(identifier, sop_class):
-        code = status.get("Status") if status is not None else None
-        if code not in (0xFF00, 0xFF01, 0x0000):
-            raise SystemExit(f"{target.name} answered {code} (no status: the association ended)")
-        matches += ds is not None and code in (0xFF00, 0xFF01)
-    assoc.release()
-    return (time.perf_counter() - started) * 1000, matches
+    of `sop_class` on an association of its own, as a workstation or a modality sends it), asked
+    by `bench.find_client`, which does not poll (pynetdicom's requestor measured itself)."""
+    ms, matches, status = find_client.timed_find(target.port, target.ae_title, sop_class, identifier)
+    if status != 0x0000:
+        raise SystemExit(f"{target.name} answered {status:#06x}")
+    return ms, matches
 
 
 def _dataset(studies: int) -> tuple[list[Path], dict[str, Any]]:

@@ -7,11 +7,11 @@ The set: 10,000 scheduled steps (2,000 patients, 20 days, 10 stations of 5 modal
 a day, ~50 per station and day), written as rows into `facade serve`'s database and as .wl files
 (pydicom, from the same facts) into wlmscpfs's folder. The query is the broad one of IHE RAD-5
 that a modality sends at the start of a day: its station and the day (Scheduled Station AE Title
-+ SPS Start Date), with the usual return keys; pynetdicom SCU, a fresh association per query, the
-two servers asked in turn. Printed: matches, p50 / p95 in ms, and the ratio facade / wlmscpfs
-(below 1: we are faster). wlmscpfs (default: a process forked per association) reads every file
-of its folder for every query. Runs in a private network namespace, as bench.ingest does.
-Not a test.
++ SPS Start Date), with the usual return keys; `bench.find_client` (no polling), a fresh
+association per query, the two servers asked in turn. Printed: matches, p50 / p95 in ms, and
+the ratio facade / wlmscpfs (below 1: we are faster). wlmscpfs (default: a process forked per
+association) reads every file of its folder for every query. Runs in a private network
+namespace, as bench.ingest does. Not a test.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from io import BytesIO
 
 from pydicom import Dataset
 from pydicom.uid import UID
-from pynetdicom.dsutils import decode, encode
+from pynetdicom.dsutils import decode
 
 from dicom_bridge import dimse_command as dimse
 from dicom_bridge.association_audit import outcome_of_store, store_counts
@@ -39,6 +39,7 @@ from dicom_bridge.storage_scp import (
     release_requested,
     store_instance,
 )
+from mapping.dicom.frozen import encoded
 from mapping.dicom.part10 import file_meta_header
 
 log = logging.getLogger(__name__)
@@ -269,7 +270,7 @@ class FastAssociation:
             for status, match in responses:
                 code, comment = _status(status)
                 if code in _PENDING and match is not None:
-                    data = encode(match, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+                    data = _encoded(match, syntax)
                     if data:
                         self._answer(context_id, rsp(code, has_data_set=True), data)
                         self._count("found")
@@ -409,6 +410,14 @@ class FastAssociation:
 
 
 _UNLIMITED = 1 << 26  # our max PDU 0 means "no limit": one PDU is still held in memory, so cap it
+
+
+def _encoded(identifier: Dataset, syntax: UID) -> bytes:
+    """The identifier in the context's transfer syntax; b"" when it cannot be written."""
+    try:
+        return encoded(identifier, syntax)
+    except Exception:
+        return b""
 
 
 def _status(status: int | Dataset) -> tuple[int, str | None]:

@@ -1,0 +1,162 @@
+"""A C-FIND requestor for the benchmarks that does not poll: one association per query over a
+blocking socket, the request written and the responses read by hand (PS3.8 9.3, PS3.7 9.1.2).
+
+pynetdicom's requestor sleeps a millisecond between looks at its socket and hands every response
+from its reader thread to ours: with 50 matches it added ~100 ms to every query, whichever server
+answered, and measured itself. dcmtk's findscu costs a process start per query. This measures the
+server: associate, one C-FIND, every response read to the final one, release.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+from pydicom import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    ImplementationClassUIDNotification,
+    MaximumLengthNotification,
+)
+from pynetdicom.presentation import PresentationContext
+
+_HEADER = struct.Struct(">BxI")
+_ITEM = struct.Struct(">IBB")
+_ELEMENT = struct.Struct("<HHI")
+_RELEASE_RQ = b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00"
+_PENDING = (0xFF00, 0xFF01)
+MAX_PDU = 16384  # what dcmtk's tools offer by default
+
+
+class Refused(RuntimeError):
+    """The server did not accept the association or the context, or broke the protocol."""
+
+
+def timed_find(
+    port: int, called_ae: str, sop_class: str, identifier: Dataset, *, host: str = "127.0.0.1"
+) -> tuple[float, int, int]:
+    """Milliseconds from connecting to the final response, the number of pending responses, and
+    the final status."""
+    started = time.perf_counter()
+    with socket.create_connection((host, port), timeout=60) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(_associate_rq(called_ae, sop_class))
+        kind, body = _read_pdu(sock)
+        if kind != 0x02:
+            raise Refused(f"association answered with PDU type {kind}")
+        syntax = _accepted_syntax(body)
+        command = _command(sop_class)
+        data = _encode(identifier, syntax)
+        sock.sendall(_pdu(command, 0x03) + _pdu(data, 0x02))
+        matches, status = 0, None
+        command_bytes = bytearray()
+        while status is None:
+            kind, body = _read_pdu(sock)
+            if kind != 0x04:
+                raise Refused(f"PDU type {kind} before the final response")
+            at = 0
+            while at < len(body):
+                length, _, control = _ITEM.unpack_from(body, at)
+                value = body[at + 6 : at + 4 + length]
+                at += 4 + length
+                if not control & 0x01:
+                    continue  # a data set fragment: the identifier of a pending response
+                command_bytes += value
+                if control & 0x02:
+                    code = _status(bytes(command_bytes))
+                    command_bytes.clear()
+                    if code in _PENDING:
+                        matches += 1
+                    else:
+                        status = code
+        sock.sendall(_RELEASE_RQ)
+        kind, _ = _read_pdu(sock)
+        if kind != 0x06:
+            raise Refused(f"release answered with PDU type {kind}")
+    return (time.perf_counter() - started) * 1000, matches, status
+
+
+def _associate_rq(called_ae: str, sop_class: str) -> bytes:
+    context = PresentationContext()
+    context.context_id = 1
+    context.abstract_syntax = UID(sop_class)
+    context.transfer_syntax = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    length, impl = MaximumLengthNotification(), ImplementationClassUIDNotification()
+    length.maximum_length_received = MAX_PDU
+    impl.implementation_class_uid = UID("1.2.826.0.1.3680043.10.543.1")
+    primitive = A_ASSOCIATE()
+    primitive.application_context_name = UID("1.2.840.10008.3.1.1.1")
+    primitive.calling_ae_title = "BENCH"
+    primitive.called_ae_title = called_ae
+    primitive.presentation_context_definition_list = [context]
+    primitive.user_information = [length, impl]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(primitive)
+    return bytes(pdu.encode())
+
+
+def _accepted_syntax(body: bytes) -> UID:
+    pdu = A_ASSOCIATE_AC()
+    pdu.decode(_HEADER.pack(0x02, len(body)) + body)
+    for context in pdu.to_primitive().presentation_context_definition_results_list:
+        if context.result == 0x00 and context.transfer_syntax:
+            return UID(context.transfer_syntax[0])
+    raise Refused("the C-FIND context was not accepted")
+
+
+def _command(sop_class: str) -> bytes:
+    uid = sop_class.encode() + b"\0" * (len(sop_class) % 2)
+    body = (
+        _element(0x0002, uid)
+        + _element(0x0100, struct.pack("<H", 0x0020))
+        + _element(0x0110, struct.pack("<H", 1))
+        + _element(0x0700, struct.pack("<H", 0))
+        + _element(0x0800, struct.pack("<H", 0x0001))
+    )
+    return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def _element(element: int, value: bytes) -> bytes:
+    return _ELEMENT.pack(0, element, len(value)) + value
+
+
+def _encode(identifier: Dataset, syntax: UID) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = syntax.is_implicit_VR, syntax.is_little_endian
+    write_dataset(fp, identifier)
+    return bytes(fp.getvalue())
+
+
+def _pdu(value: bytes, control: int) -> bytes:
+    """One P-DATA-TF of one PDV (the whole command or data set: small, below MAX_PDU)."""
+    return _HEADER.pack(0x04, len(value) + 6) + _ITEM.pack(len(value) + 2, 1, control) + value
+
+
+def _status(command: bytes) -> int:
+    at = 0
+    while at + 8 <= len(command):
+        _, element, length = _ELEMENT.unpack_from(command, at)
+        if element == 0x0900:
+            return int.from_bytes(command[at + 8 : at + 10], "little")
+        at += 8 + length
+    raise Refused("a response without a Status")
+
+
+def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
+    kind, length = _HEADER.unpack(_read(sock, 6))
+    return kind, _read(sock, length)
+
+
+def _read(sock: socket.socket, n: int) -> bytes:
+    data = bytearray()
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise Refused("the connection closed")
+        data += chunk
+    return bytes(data)
