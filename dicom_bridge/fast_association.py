@@ -242,11 +242,17 @@ class FastAssociation:
 
         if request.has_data_set:
             self._data_set(context_id, keep, b"")
-        cancelled = False
+        cancelled, broken = False, None
 
         def is_cancelled() -> bool:
-            nonlocal cancelled
-            cancelled = cancelled or self._cancel_arrived(request.message_id)
+            """Also True once the peer broke the protocol or went: the responder stops, and the
+            association ends before another response goes out."""
+            nonlocal cancelled, broken
+            if not cancelled:
+                try:
+                    cancelled = self._cancel_arrived(request.message_id)
+                except (PeerGone, OSError) as exc:
+                    cancelled, broken = True, exc
             return cancelled
 
         def read() -> Dataset:
@@ -268,6 +274,8 @@ class FastAssociation:
         find = FindRequest(abstract_syntax, self.accepted.calling_ae, self.accepted.peer, read, is_cancelled)
         with closing(self.find.respond(find)) as responses:
             for status, match in responses:
+                if broken is not None:
+                    raise broken
                 code, comment = _status(status)
                 if code in _PENDING and match is not None:
                     data = _encoded(match, syntax)

@@ -6,6 +6,7 @@ refusals, the same audit counts; and which associations take it."""
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,13 +14,15 @@ from typing import Any
 
 import pytest
 from pydicom import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-from pynetdicom import AE
+from pynetdicom import AE, build_context
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     MRImageStorage,
     StudyRootQueryRetrieveInformationModelFind,
@@ -34,6 +37,7 @@ from facade.settings import Settings
 from facade.wiring import Services
 from storage.audit.store import AuditStore
 from tests.archive import store
+from tests.dicom_bridge.test_fast_path import abort_received, associate_raw
 from tests.orders import procedure, seed
 from tests.tools import require_tool, until
 
@@ -220,3 +224,50 @@ def test_the_audit_counts_queries_and_matches_alike(
     until(lambda: len(events()) >= 2)
     ours, theirs = events()
     assert ours == theirs and ours["queries"] == 1 and ours["found"] == 1
+
+
+def test_a_request_while_a_find_is_answered_is_aborted(
+    servers: dict[bool, ThreadedAssociationServer], services: Services, tmp_path: Path
+) -> None:
+    """No asynchronous operations window was granted: a C-ECHO-RQ sent behind a C-FIND-RQ, before
+    its responses, breaks the protocol; the association is aborted (service provider, unexpected
+    PDU) and the server goes on."""
+    for n in range(3):
+        store(
+            services,
+            tmp_path,
+            study_uid="1.2.826.0.1.3680043.10.543.7009",
+            series_uid="1.2.826.0.1.3680043.10.543.7009.1",
+            instance_number=n + 1,
+            rows=2,
+            columns=2,
+        )
+    server = servers[True]
+    find_rq = command(0x0020, STUDY_ROOT, data_set=True)
+    echo_rq = command(0x0030, str(Verification), data_set=False)
+    ds = identifier(
+        QueryRetrieveLevel="IMAGE", StudyInstanceUID="1.2.826.0.1.3680043.10.543.7009", SOPInstanceUID=""
+    )
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = True, True
+    write_dataset(fp, ds)
+    context = build_context(STUDY_ROOT, ImplicitVRLittleEndian)
+    with associate_raw(server.server_address[1], context=context) as sock:
+        sock.sendall(pdv(find_rq, 0x03) + pdv(fp.getvalue(), 0x02) + pdv(echo_rq, 0x03))
+        assert abort_received(sock) == (2, 2)
+    assert pynetdicom_find(server.server_address[1], STUDY_ROOT, ds, ExplicitVRLittleEndian)[-1][0] == 0x0000
+
+
+def command(field: int, sop_class: str, *, data_set: bool) -> bytes:
+    uid = sop_class.encode() + b"\0" * (len(sop_class) % 2)
+    body = (
+        struct.pack("<HHI", 0, 0x0002, len(uid)) + uid
+        + struct.pack("<HHIH", 0, 0x0100, 2, field)
+        + struct.pack("<HHIH", 0, 0x0110, 2, 9)
+        + struct.pack("<HHIH", 0, 0x0800, 2, 0x0001 if data_set else 0x0101)
+    )  # fmt: skip
+    return struct.pack("<HHII", 0, 0, 4, len(body)) + body
+
+
+def pdv(value: bytes, control: int) -> bytes:
+    return struct.pack(">BxIIBB", 4, len(value) + 6, len(value) + 2, 1, control) + value

@@ -188,12 +188,15 @@ def test_switched_off_every_association_is_pynetdicoms(services: Services) -> No
         server.shutdown()
 
 
-def associate_raw(port: int, max_pdu: int = 16384) -> socket.socket:
-    """A socket on which a Verification association was accepted, for writing bytes by hand."""
+def associate_raw(
+    port: int, max_pdu: int = 16384, context: PresentationContext | None = None
+) -> socket.socket:
+    """A socket on which an association of one context (id 1; default: Verification) was
+    accepted, for writing bytes by hand."""
     rq = A_ASSOCIATE()
     rq.application_context_name = "1.2.840.10008.3.1.1.1"
     rq.calling_ae_title, rq.called_ae_title = "RAWSCU", "FACADE"
-    context = build_context(Verification)
+    context = context or build_context(Verification)
     context.context_id = 1
     rq.presentation_context_definition_list = [context]
     length, impl = MaximumLengthNotification(), ImplementationClassUIDNotification()
