@@ -19,17 +19,14 @@ import socket
 import struct
 import threading
 from collections.abc import Callable
-from contextlib import closing, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
-from io import BytesIO
-
-from pydicom import Dataset
-from pydicom.uid import UID
-from pynetdicom.dsutils import decode
+from typing import cast
 
 from dicom_bridge import dimse_command as dimse
 from dicom_bridge.association_audit import outcome_of_store, store_counts
-from dicom_bridge.find_responses import PENDING, FindRequest, FindResponder
+from dicom_bridge.fast_find import answer_find
+from dicom_bridge.find_responses import FindResponder
 from dicom_bridge.statuses import CANNOT_UNDERSTAND
 from dicom_bridge.storage_scp import (
     PeerGone,
@@ -39,7 +36,6 @@ from dicom_bridge.storage_scp import (
     release_requested,
     store_instance,
 )
-from mapping.dicom.frozen import encoded
 from mapping.dicom.part10 import file_meta_header
 
 log = logging.getLogger(__name__)
@@ -53,7 +49,6 @@ USER, PROVIDER = 0x00, 0x02
 UNRECOGNIZED_PDU, UNEXPECTED_PDU, INVALID_PARAMETER = 0x01, 0x02, 0x06
 _MAX_COMMAND = 1 << 16  # a command set is a few hundred bytes
 _MAX_IDENTIFIER = 1 << 20  # a C-FIND identifier is a few keys; a bigger one ends the association
-_PENDING = (PENDING, 0xFF01)
 
 
 class Aborted(PeerGone):
@@ -150,10 +145,11 @@ class FastAssociation:
         if request.field == dimse.C_STORE_RQ and self.store is not None:
             self._c_store(context_id, request)
         elif request.field == dimse.C_FIND_RQ and self._finds(context_id):
-            self._c_find(context_id, request)
+            assert self.find is not None
+            answer_find(self, self.find, context_id, request)
         elif request.field == dimse.C_ECHO_RQ:
             self._drain(context_id, request)
-            self._answer(
+            self.send(
                 context_id,
                 dimse.response(
                     dimse.C_ECHO_RSP, request.message_id, 0, sop_class_uid=request.affected_sop_class_uid
@@ -167,7 +163,7 @@ class FastAssociation:
                 dimse.UNRECOGNIZED_OPERATION,
                 sop_class_uid=request.affected_sop_class_uid,
             )
-            self._answer(context_id, rsp)
+            self.send(context_id, rsp)
         else:  # C-CANCEL (nothing of ours is cancellable), a response: ignored
             self._drain(context_id, request)
 
@@ -222,100 +218,54 @@ class FastAssociation:
             sop_instance_uid="" if too_long else uid,  # optional (U); when present, the request's
             error_comment=comment,
         )
-        self._answer(context_id, rsp)
+        self.send(context_id, rsp)
 
     def _finds(self, context_id: int) -> bool:
         return self.find is not None and self.find.answers(self.accepted.contexts[context_id][0])
 
-    def _c_find(self, context_id: int, request: dimse.Command) -> None:
-        """One C-FIND: its identifier read, then `FindScp.respond`'s responses sent as they come
-        (pynetdicom's order and encoding: the identifier in the context's transfer syntax)."""
-        assert self.find is not None
-        abstract_syntax, transfer_syntax = self.accepted.contexts[context_id]
-        syntax = UID(transfer_syntax)
-        identifier = bytearray()
+    def read_data_set(self, context_id: int, request: dimse.Command) -> bytes | None:
+        """The request's data set (an identifier: at most 1 MiB, else the association ends), or
+        None when it has none."""
+        if not request.has_data_set:
+            return None
+        data = bytearray()
 
-        def keep(data: bytes | memoryview) -> None:
-            if len(identifier) + len(data) > _MAX_IDENTIFIER:
+        def keep(part: bytes | memoryview) -> None:
+            if len(data) + len(part) > _MAX_IDENTIFIER:
                 raise Aborted(PROVIDER, INVALID_PARAMETER)
-            identifier.extend(data)
+            data.extend(part)
 
-        if request.has_data_set:
-            self._data_set(context_id, keep, b"")
-        cancelled, broken = False, None
+        self._data_set(context_id, keep, b"")
+        return bytes(data)
 
-        def is_cancelled() -> bool:
-            """Also True once the peer broke the protocol or went: the responder stops, and the
-            association ends before another response goes out."""
-            nonlocal cancelled, broken
-            if not cancelled:
-                try:
-                    cancelled = self._cancel_arrived(request.message_id)
-                except (PeerGone, OSError) as exc:
-                    cancelled, broken = True, exc
-            return cancelled
-
-        def read() -> Dataset:
-            if not request.has_data_set:
-                raise ValueError("the C-FIND request has no identifier")
-            stream = BytesIO(bytes(identifier))
-            return decode(stream, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
-
-        def rsp(status: int, comment: str | None = None, *, has_data_set: bool = False) -> bytes:
-            return dimse.response(
-                dimse.C_FIND_RSP,
-                request.message_id,
-                status,
-                sop_class_uid=request.affected_sop_class_uid,
-                error_comment=comment,
-                has_data_set=has_data_set,
-            )
-
-        find = FindRequest(abstract_syntax, self.accepted.calling_ae, self.accepted.peer, read, is_cancelled)
-        with closing(self.find.respond(find)) as responses:
-            for status, match in responses:
-                if broken is not None:
-                    raise broken
-                code, comment = _status(status)
-                if code in _PENDING and match is not None:
-                    data = _encoded(match, syntax)
-                    if data:
-                        self._answer(context_id, rsp(code, has_data_set=True), data)
-                        self._count("found")
-                        continue
-                    log.error("c_find.unencodable", extra={"peer": self.accepted.peer})
-                    code, comment = 0xC312, "a response identifier could not be encoded"  # as pynetdicom
-                self._answer(context_id, rsp(code, comment))
-                self._count("queries")
-                return
-
-    def _cancel_arrived(self, message_id: int) -> bool:
-        """Has the peer's C-CANCEL-RQ of `message_id` arrived? Reads, without waiting for more,
-        what the peer sent while we answer: a C-CANCEL (of another message: ignored), or an
-        A-ABORT; a new request breaks the one-operation window negotiated (none proposed)."""
+    def next_command(self) -> dimse.Command:
+        """The next command the peer sends while we answer one of its requests (a C-CANCEL, a
+        sub-operation's response): a data set fragment breaks the protocol."""
         command = bytearray()
-        while command or self._pending or _readable(self.sock):
+        while True:
             context_id, control, data = self._next_pdv(idle=False)
             if context_id not in self.accepted.contexts or not control & 0x01:
                 raise Aborted(PROVIDER, UNEXPECTED_PDU)
             command += data
             if len(command) > _MAX_COMMAND:
                 raise Aborted(PROVIDER, INVALID_PARAMETER)
-            if not control & 0x02:
-                continue
-            try:
-                arrived = dimse.read_command(command)
-            except dimse.Malformed:
-                raise Aborted(PROVIDER, INVALID_PARAMETER) from None
-            command.clear()
-            if arrived.field != dimse.C_CANCEL_RQ:
-                raise Aborted(PROVIDER, UNEXPECTED_PDU)
-            if arrived.responding_to == message_id:
-                return True
-        return False
+            if control & 0x02:
+                try:
+                    return dimse.read_command(command)
+                except dimse.Malformed:
+                    raise Aborted(PROVIDER, INVALID_PARAMETER) from None
 
-    def _count(self, what: str) -> None:
-        self.counts[what] = self.counts.get(what, 0) + 1
+    def input_waiting(self) -> bool:
+        """Has the peer sent something not read yet (or closed)? Never waits."""
+        return bool(self._pending) or _readable(self.sock)
+
+    def cancel_watch(self, message_id: int) -> CancelWatch:
+        return CancelWatch(self, message_id)
+
+    def count(self, what: str, n: int = 1) -> None:
+        """Add to the association's audit counts (`association_audit`)."""
+        if n:
+            self.counts[what] = self.counts.get(what, 0) + n
 
     def _drain(self, context_id: int, request: dimse.Command) -> None:
         if request.has_data_set:
@@ -349,7 +299,7 @@ class FastAssociation:
         if error is not None:
             raise error
 
-    def _answer(self, context_id: int, command: bytes, data_set: bytes = b"") -> None:
+    def send(self, context_id: int, command: bytes, data_set: bytes = b"") -> None:
         """The command set, then the data set if any, in P-DATA-TF PDUs of one fragment each
         within the peer's maximum length: one `sendall`."""
         out = bytearray()
@@ -420,21 +370,6 @@ class FastAssociation:
 _UNLIMITED = 1 << 26  # our max PDU 0 means "no limit": one PDU is still held in memory, so cap it
 
 
-def _encoded(identifier: Dataset, syntax: UID) -> bytes:
-    """The identifier in the context's transfer syntax; b"" when it cannot be written."""
-    try:
-        return encoded(identifier, syntax)
-    except Exception:
-        return b""
-
-
-def _status(status: int | Dataset) -> tuple[int, str | None]:
-    """A handler's status (a code, or a Dataset with an Error Comment) as code and comment."""
-    if isinstance(status, int):
-        return status, None
-    return int(status.Status), str(status.get("ErrorComment") or "") or None
-
-
 def _readable(sock: socket.socket) -> bool:
     """Has the peer sent something not read yet (or closed)? Never waits."""
     return bool(select.select([sock], [], [], 0)[0])
@@ -453,3 +388,34 @@ def _items(body: memoryview) -> list[tuple[int, int, memoryview]]:
     if not items:
         raise Aborted(PROVIDER, INVALID_PARAMETER)
     return items
+
+
+class CancelWatch:
+    """Whether the peer's C-CANCEL-RQ of the request being answered (`message_id`) has arrived,
+    reading what it sent meanwhile without waiting. A C-CANCEL of another message is ignored; any
+    other request breaks the one-operation window negotiated (none proposed). A broken protocol
+    or a peer gone reads as cancelled, and `check` raises it before anything more is sent."""
+
+    def __init__(self, association: FastAssociation, message_id: int) -> None:
+        self._association, self._message_id = association, message_id
+        self.cancelled, self._broken = False, cast(Exception | None, None)
+
+    def __call__(self) -> bool:
+        if not self.cancelled:
+            try:
+                while not self.cancelled and self._association.input_waiting():
+                    self.take(self._association.next_command())
+            except (PeerGone, OSError) as exc:
+                self.cancelled, self._broken = True, exc
+        return self.cancelled
+
+    def take(self, command: dimse.Command) -> None:
+        """A command that arrived while answering: a C-CANCEL, or the end of the association."""
+        if command.field != dimse.C_CANCEL_RQ:
+            raise Aborted(PROVIDER, UNEXPECTED_PDU)
+        if command.responding_to == self._message_id:
+            self.cancelled = True
+
+    def check(self) -> None:
+        if self._broken is not None:
+            raise self._broken
