@@ -1,7 +1,7 @@
 """DIMSE command sets, read and written by hand (PS3.7 6.3, E.1): group 0000 in Implicit VR Little
 Endian, a handful of elements, so a C-STORE round trip decodes and encodes no pydicom Dataset.
 Only what the facade's own association path (`dicom_bridge.fast_association`) needs: C-STORE,
-C-ECHO, C-FIND and C-CANCEL."""
+C-ECHO, C-FIND, C-GET (with its C-STORE sub-operations) and C-CANCEL."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
 C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
+C_GET_RQ, C_GET_RSP = 0x0010, 0x8010
 C_CANCEL_RQ = 0x0FFF
 # Command Data Set Type (0000,0800): no data set follows; one does (any other value; we write this)
 NO_DATA_SET, DATA_SET = 0x0101, 0x0001
@@ -20,7 +21,7 @@ UNRECOGNIZED_OPERATION = 0x0211  # PS3.7 C.4.2
 
 # element numbers in group 0000
 _AFFECTED_CLASS, _COMMAND_FIELD, _MESSAGE_ID, _RESPONDING_TO = 0x0002, 0x0100, 0x0110, 0x0120
-_DATA_SET_TYPE, _AFFECTED_INSTANCE = 0x0800, 0x1000
+_DATA_SET_TYPE, _STATUS, _AFFECTED_INSTANCE = 0x0800, 0x0900, 0x1000
 _ELEMENT = struct.Struct("<HHI")
 
 
@@ -36,6 +37,7 @@ class Command:
     affected_sop_class_uid: str
     affected_sop_instance_uid: str
     responding_to: int = 0  # Message ID Being Responded To: a response's, a C-CANCEL's
+    status: int | None = None  # a response's
 
 
 def read_command(data: bytes | bytearray | memoryview) -> Command:
@@ -56,6 +58,7 @@ def read_command(data: bytes | bytearray | memoryview) -> Command:
     except KeyError as exc:
         raise Malformed("no Command Field") from exc
     message_id, responding_to = values.get(_MESSAGE_ID), values.get(_RESPONDING_TO)
+    status = values.get(_STATUS)
     data_set_type = values.get(_DATA_SET_TYPE)
     return Command(
         field=field,
@@ -64,6 +67,7 @@ def read_command(data: bytes | bytearray | memoryview) -> Command:
         affected_sop_class_uid=_text(values.get(_AFFECTED_CLASS, b"")),
         affected_sop_instance_uid=_text(values.get(_AFFECTED_INSTANCE, b"")),
         responding_to=_us(responding_to) if responding_to is not None else 0,
+        status=_us(status) if status is not None else None,
     )
 
 
@@ -76,10 +80,12 @@ def response(
     sop_instance_uid: str = "",
     error_comment: str | None = None,
     has_data_set: bool = False,
+    sub_operations: SubOperations | None = None,
 ) -> bytes:
     """A response command set, elements in tag order, as pynetdicom writes it: Affected SOP Class
     UID, Command Field, Message ID Being Responded To, Command Data Set Type, Status, Error
-    Comment, Affected SOP Instance UID (PS3.7 9.3.1.2, 9.3.2.2, 9.3.5.2)."""
+    Comment, Affected SOP Instance UID, the Number of Remaining / Completed / Failed / Warning
+    Sub-operations (PS3.7 9.3.1.2, 9.3.2.2, 9.3.3.2, 9.3.5.2)."""
     body = b""
     if sop_class_uid:
         body += _element(0x0002, _uid(sop_class_uid))
@@ -92,6 +98,37 @@ def response(
         body += _element(0x0902, comment + b" " * (len(comment) % 2))
     if sop_instance_uid:
         body += _element(0x1000, _uid(sop_instance_uid))
+    if sub_operations is not None:
+        counts = sub_operations
+        if counts.remaining is not None:
+            body += _element(0x1020, struct.pack("<H", counts.remaining))
+        body += _element(0x1021, struct.pack("<H", counts.completed))
+        body += _element(0x1022, struct.pack("<H", counts.failed))
+        body += _element(0x1023, struct.pack("<H", counts.warning))
+    return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+@dataclass(frozen=True)
+class SubOperations:
+    """A C-GET response's counts (PS3.4 C.4.3.1.3); `remaining` None: not sent (a final one)."""
+
+    remaining: int | None
+    completed: int
+    failed: int
+    warning: int
+
+
+def store_request(sop_class_uid: str, sop_instance_uid: str, message_id: int, *, priority: int = 2) -> bytes:
+    """A C-STORE-RQ command set, a data set following (PS3.7 9.3.1.1); priority as pynetdicom's
+    `send_c_store` default (2, low)."""
+    body = (
+        _element(0x0002, _uid(sop_class_uid))
+        + _element(0x0100, struct.pack("<H", C_STORE_RQ))
+        + _element(0x0110, struct.pack("<H", message_id))
+        + _element(0x0700, struct.pack("<H", priority))
+        + _element(0x0800, struct.pack("<H", DATA_SET))
+        + _element(0x1000, _uid(sop_instance_uid))
+    )
     return _element(0x0000, struct.pack("<I", len(body))) + body
 
 

@@ -21,12 +21,14 @@ import threading
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import cast
+from typing import BinaryIO, cast
 
 from dicom_bridge import dimse_command as dimse
 from dicom_bridge.association_audit import outcome_of_store, store_counts
 from dicom_bridge.fast_find import answer_find
+from dicom_bridge.fast_get import answer_get
 from dicom_bridge.find_responses import FindResponder
+from dicom_bridge.get_scp import GetScp
 from dicom_bridge.statuses import CANNOT_UNDERSTAND
 from dicom_bridge.storage_scp import (
     PeerGone,
@@ -74,6 +76,7 @@ class Accepted:
     peer_max_pdu: int  # the longest the peer accepts (0: no limit)
     implementation_uid: str
     implementation_version: str
+    sending: frozenset[int] = frozenset()  # contexts on which we may send C-STOREs (role selection)
 
 
 @dataclass(eq=False)  # hashable by identity: the server keeps those under way in a set
@@ -85,6 +88,7 @@ class FastAssociation:
     store: StorageScp | None
     network_timeout: float | None
     find: FindResponder | None = None
+    get: GetScp | None = None
     counts: dict[str, int] = field(default_factory=store_counts)
     _send_lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: list[tuple[int, int, memoryview]] = field(default_factory=list)
@@ -147,6 +151,12 @@ class FastAssociation:
         elif request.field == dimse.C_FIND_RQ and self._finds(context_id):
             assert self.find is not None
             answer_find(self, self.find, context_id, request)
+        elif (
+            request.field == dimse.C_GET_RQ
+            and self.get
+            and self.get.answers(self.accepted.contexts[context_id][0])
+        ):
+            answer_get(self, self.get, context_id, request)
         elif request.field == dimse.C_ECHO_RQ:
             self._drain(context_id, request)
             self.send(
@@ -255,6 +265,25 @@ class FastAssociation:
                 except dimse.Malformed:
                     raise Aborted(PROVIDER, INVALID_PARAMETER) from None
 
+    def send_stream(self, context_id: int, command: bytes, data_set: BinaryIO) -> None:
+        """The command set, then a data set read from `data_set` to its end, in P-DATA-TF PDUs
+        within the peer's maximum length, written in batches (memory: a batch at a time)."""
+        room = max(self.accepted.peer_max_pdu - 6, 1) if self.accepted.peer_max_pdu else _STREAM_PDV
+        with self._send_lock:
+            self.sock.sendall(_pdus(context_id, 0x01, command, room))
+            out, part = bytearray(), data_set.read(room)
+            while True:
+                following = data_set.read(room)
+                control = 0x00 if following else 0x02
+                out += _HEADER.pack(_P_DATA, len(part) + 6) + _ITEM.pack(len(part) + 2, context_id, control)
+                out += part
+                if not following or len(out) >= _STREAM_BATCH:
+                    self.sock.sendall(out)
+                    out.clear()
+                if not following:
+                    return
+                part = following
+
     def input_waiting(self) -> bool:
         """Has the peer sent something not read yet (or closed)? Never waits."""
         return bool(self._pending) or _readable(self.sock)
@@ -302,18 +331,10 @@ class FastAssociation:
     def send(self, context_id: int, command: bytes, data_set: bytes = b"") -> None:
         """The command set, then the data set if any, in P-DATA-TF PDUs of one fragment each
         within the peer's maximum length: one `sendall`."""
-        out = bytearray()
-        for kind, payload in ((0x01, command), (0x00, data_set)):
-            room = self.accepted.peer_max_pdu - 6 if self.accepted.peer_max_pdu else len(payload)
-            room = max(room, 1)
-            for at in range(0, len(payload), room):
-                part = payload[at : at + room]
-                last = 0x02 if at + room >= len(payload) else 0x00
-                out += (
-                    _HEADER.pack(_P_DATA, len(part) + 6)
-                    + _ITEM.pack(len(part) + 2, context_id, kind | last)
-                    + part
-                )
+        room = self.accepted.peer_max_pdu - 6 if self.accepted.peer_max_pdu else 0
+        out = _pdus(context_id, 0x01, command, room or len(command))
+        if data_set:
+            out += _pdus(context_id, 0x00, data_set, room or len(data_set))
         with self._send_lock:
             self.sock.sendall(out)
 
@@ -367,7 +388,21 @@ class FastAssociation:
         return view
 
 
+_STREAM_PDV = 1 << 20  # a data set's fragment when the peer sets no maximum PDU length
+_STREAM_BATCH = 1 << 18  # bytes of PDUs per sendall when streaming a data set
 _UNLIMITED = 1 << 26  # our max PDU 0 means "no limit": one PDU is still held in memory, so cap it
+
+
+def _pdus(context_id: int, kind: int, payload: bytes, room: int) -> bytearray:
+    """`payload` (a command set: `kind` 0x01; a data set: 0x00) as P-DATA-TF PDUs of one PDV of
+    at most `room` bytes each, the last one flagged."""
+    room, out = max(room, 1), bytearray()
+    for at in range(0, len(payload), room):
+        part = payload[at : at + room]
+        last = 0x02 if at + room >= len(payload) else 0x00
+        out += _HEADER.pack(_P_DATA, len(part) + 6) + _ITEM.pack(len(part) + 2, context_id, kind | last)
+        out += part
+    return out
 
 
 def _readable(sock: socket.socket) -> bool:

@@ -43,6 +43,7 @@ from dicom_bridge.admission import REJECTION, Admission
 from dicom_bridge.association_audit import AssociationAudit, store_counts
 from dicom_bridge.fast_association import Accepted, FastAssociation
 from dicom_bridge.find_responses import FindResponder
+from dicom_bridge.get_scp import GetScp
 from dicom_bridge.listening import ListeningServer
 from dicom_bridge.storage_scp import StorageScp, log_association
 
@@ -72,6 +73,7 @@ class Participants:
     audit: AssociationAudit | None
     admission: Admission | None
     find: FindResponder | None = None
+    get: GetScp | None = None
 
 
 class FastServer(ListeningServer):
@@ -136,6 +138,8 @@ class FastServer(ListeningServer):
                     found[StorageScp] = owner
                 elif event == evt.EVT_C_FIND and isinstance(owner, FindResponder):
                     found[FindResponder] = owner
+                elif event == evt.EVT_C_GET and isinstance(owner, GetScp):
+                    found[GetScp] = owner
                 elif event in _DEFAULTS_ONLY and handler is not evt.get_default_handler(event):
                     return None
                 continue
@@ -150,6 +154,7 @@ class FastServer(ListeningServer):
             audit=cast(AssociationAudit | None, found.get(AssociationAudit)),
             admission=cast(Admission | None, found.get(Admission)),
             find=cast(FindResponder | None, found.get(FindResponder)),
+            get=cast(GetScp | None, found.get(GetScp)),
         )
 
     def _associate(self, sock: socket.socket, peer: str, rq: A_ASSOCIATE, who: Participants) -> None:
@@ -172,7 +177,9 @@ class FastServer(ListeningServer):
                     who.audit.record("aborted", calling, peer, store_counts())
                 return
             log_association("accepted", calling, peer)
-            association = FastAssociation(sock, accepted, who.store, self.ae.network_timeout, who.find)
+            association = FastAssociation(
+                sock, accepted, who.store, self.ae.network_timeout, find=who.find, get=who.get
+            )
             with self._running_lock:
                 self._running.add(association)
                 self.fast_associations += 1
@@ -255,7 +262,10 @@ class FastServer(ListeningServer):
         primitive.called_ae_title = rq.called_ae_title
         primitive.result = 0x00
         primitive.result_source = 0x01
-        primitive.presentation_context_definition_results_list = results
+        # pynetdicom's order (`acse.send_accept`): the accepted by id, then the refused as proposed
+        primitive.presentation_context_definition_results_list = sorted(
+            (cx for cx in results if cx.result == 0x00), key=lambda cx: int(cx.context_id or 0)
+        ) + [cx for cx in results if cx.result != 0x00]
         primitive.user_information = items + list(ac_roles)
         ac = A_ASSOCIATE_AC()
         ac.from_primitive(primitive)
@@ -267,6 +277,9 @@ class FastServer(ListeningServer):
                 for cx in results
                 if cx.result == 0x00 and cx.context_id is not None
             },
+            sending=frozenset(
+                int(cx.context_id) for cx in results if cx.result == 0x00 and cx.context_id and cx.as_scu
+            ),
             our_max_pdu=ae.maximum_pdu_size,
             peer_max_pdu=int(peer_max or 0),
             implementation_uid=str(ae.implementation_class_uid),
@@ -326,14 +339,15 @@ def _fast_request(raw: bytes, server: FastServer, who: Participants | None) -> A
     for context in rq.presentation_context_definition_list:
         syntax = str(context.abstract_syntax)
         if syntax not in supported:
-            return None
-        stores = syntax in _STORAGE and who.store is not None
+            continue  # refused in negotiation, as pynetdicom refuses it (getscu proposes retired classes)
+        stores = syntax in _STORAGE and (who.store is not None or who.get is not None)
         finds = who.find is not None and who.find.answers(syntax)
-        if syntax != VERIFICATION and not stores and not finds:
+        gets = who.get is not None and who.get.answers(syntax)
+        if syntax != VERIFICATION and not stores and not finds and not gets:
             return None
     for item in rq.user_information:
-        if isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.scp_role:
-            return None  # the peer would be the storage SCP (a C-GET's association)
+        if isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.scp_role and who.get is None:
+            return None  # the peer would be the storage SCP of a C-GET we do not answer here
     return rq
 
 

@@ -27,8 +27,14 @@ GET_MODELS: dict[str, Model] = {
 
 
 class GetScp:
+    """pynetdicom's EVT_C_GET handler; the facade's own association path (`fast_get`) asks it for
+    `query` and `retrieve` and sends the sub-operations itself."""
+
     def __init__(self, query: Query, retrieve: Retrieve) -> None:
-        self._query, self._retrieve = query, retrieve
+        self.query, self.retrieve = query, retrieve
+
+    def answers(self, sop_class_uid: str) -> bool:
+        return sop_class_uid in GET_MODELS
 
     def handlers(self) -> list[EventHandlerType]:
         return [(evt.EVT_C_GET, self.on_c_get)]
@@ -38,7 +44,7 @@ class GetScp:
         requestor = event.assoc.requestor
         facts: dict[str, object] = {"calling_ae": requestor.ae_title, "peer": requestor.address}
         model = GET_MODELS.get(str(request.AffectedSOPClassUID), "study")
-        instances, refusal = instances_named(self._query, model, event.identifier)
+        instances, refusal = instances_named(self.query, model, event.identifier)
         if refusal is not None:
             log.warning("c_get.refused", extra=facts | {"status": refusal[0], "reason": refusal[1]})
             yield 1
@@ -46,5 +52,5 @@ class GetScp:
             return
         yield len(instances)
         yield from sub_operations(
-            event, self._retrieve, instances, carrier=lambda: event.assoc, facts=facts, name="c_get"
+            event, self.retrieve, instances, carrier=lambda: event.assoc, facts=facts, name="c_get"
         )

@@ -106,15 +106,18 @@ instance without Patient ID joins the study it names; one naming another patient
 Failures carry an Error Comment (0000,0902). The association carries on after any failure.
 
 An association that proposes only storage SOP classes, the C-FIND SOP classes below (Patient
-Root, Study Root, Modality Worklist) and Verification (and asks for no SCU role of ours) is run
-by the facade's own association path, without polling (`FACADE_DICOM_FAST_PATH`, on by
-default): negotiation, statuses, C-FIND responses and timeouts are the same. On it, a P-DATA-TF
-PDU longer than our maximum PDU length, a malformed PDU or command set, an unexpected PDU, a
-C-FIND identifier over 1 MiB, or a new request while a C-FIND is being answered (no
-asynchronous operations window is granted) is answered with A-ABORT (service provider); a
-message on a presentation context not accepted, with A-ABORT (service user), as on every
-association; a C-CANCEL of the C-FIND being answered ends it with 0xFE00, another is ignored; a
-DIMSE request other than C-STORE, C-FIND and C-ECHO gets 0x0211 (unrecognized operation).
+Root, Study Root, Modality Worklist), the C-GET ones and Verification (and asks for an SCU role
+of ours only with C-GET) is run by the facade's own association path, without polling
+(`FACADE_DICOM_FAST_PATH`, on by default): negotiation, statuses, C-FIND responses, C-GET
+sub-operations and counts, and timeouts are the same, except that a C-GET sub-operation we
+cannot send is named in the Failed SOP Instance UID List (pynetdicom's path lists an empty UID).
+On it, a P-DATA-TF PDU longer than our maximum PDU length, a malformed PDU or command set, an
+unexpected PDU, an identifier over 1 MiB, or a new request while a C-FIND or C-GET is being
+answered (no asynchronous operations window is granted) is answered with A-ABORT (service
+provider); a message on a presentation context not accepted, with A-ABORT (service user), as on
+every association; a C-CANCEL of the request being answered ends it with 0xFE00, another is
+ignored; a DIMSE request other than C-STORE, C-FIND, C-GET and C-ECHO gets 0x0211
+(unrecognized operation).
 """
 
 _QUERY = """

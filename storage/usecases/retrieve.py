@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 from pydicom import Dataset, dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.encaps import generate_frames
+from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
@@ -34,6 +35,7 @@ from mapping.dicom.json_model import (
     pixel_data_tag,
     vr_of,
 )
+from mapping.dicom.part10 import peek_file_meta
 from mapping.dicom.pixels import CannotDecode, number_of_frames, stored_frame, uncompressed_frame
 from mapping.dicom.rendering import RenderOptions, render
 from mapping.dicom.transcode import EXPLICIT_VR_LE, CannotTranscode, can_transcode, transcode
@@ -58,6 +60,7 @@ __all__ = [
 
 _DEFER = 1024  # metadata: values over this stay on disk (bulk data never read)
 _CHUNK = 1 << 20
+_META_HEAD = 1 << 16  # a file meta group is a few hundred bytes
 
 
 class Retrieve:
@@ -93,6 +96,19 @@ class Retrieve:
         with self._blobs.open(instance.blob_key) as f:
             ds = dcmread(f)
             return transcode(ds, target)
+
+    @contextmanager
+    def stored_data_set(self, blob_key: str) -> Iterator[BinaryIO]:
+        """The stored file positioned at its data set (after the file meta group): what a C-STORE
+        in the stored transfer syntax sends, read as it goes; NotFound when its file is gone,
+        CannotTranscode when it is no Part 10 file."""
+        with self._blobs.open(blob_key) as f:
+            try:
+                meta = peek_file_meta(f.read(_META_HEAD))
+            except InvalidDicomError as exc:
+                raise CannotTranscode("the stored file has no readable file meta") from exc
+            f.seek(meta.dataset_offset)
+            yield f
 
     def dataset(self, blob_key: str, *, decompress: bool) -> Dataset:
         """A stored instance read whole (C-GET and C-MOVE send data sets), its pixel data decoded

@@ -11,7 +11,9 @@ import httpx
 import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom.uid import RLELossless
+from pynetdicom.transport import ThreadedAssociationServer
 
+from dicom_bridge.fast_server import FastServer
 from facade.serve import start_dicom
 from facade.settings import Settings
 from facade.wiring import Services
@@ -55,3 +57,16 @@ def port(settings: Settings, services: Services) -> Iterator[int]:
     server = start_dicom(settings.model_copy(update={"dicom_port": 0}), services)  # any free port
     yield server.server_address[1]
     server.shutdown()
+
+
+@pytest.fixture
+def servers(settings: Settings, services: Services) -> Iterator[dict[bool, ThreadedAssociationServer]]:
+    """Both paths over the same services: {True: ours, False: pynetdicom's}."""
+    running = {
+        fast: start_dicom(settings.model_copy(update={"dicom_port": 0, "dicom_fast_path": fast}), services)
+        for fast in (True, False)
+    }
+    assert isinstance(running[True], FastServer) and not isinstance(running[False], FastServer)
+    yield running
+    for server in running.values():
+        server.shutdown()

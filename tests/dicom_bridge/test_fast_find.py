@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,12 @@ from pynetdicom import AE, build_context
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     MRImageStorage,
     StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_bridge.fast_server import FastServer
-from facade.serve import start_dicom
-from facade.settings import Settings
 from facade.wiring import Services
 from storage.audit.store import AuditStore
 from tests.archive import store
@@ -45,19 +42,6 @@ STUDY_ROOT = str(StudyRootQueryRetrieveInformationModelFind)
 PATIENT_ROOT = "1.2.840.10008.5.1.4.1.2.1.1"
 WORKLIST = "1.2.840.10008.5.1.4.31"
 SPS = "ScheduledProcedureStepSequence[0]"
-
-
-@pytest.fixture
-def servers(settings: Settings, services: Services) -> Iterator[dict[bool, ThreadedAssociationServer]]:
-    """Both paths over the same services: {True: ours, False: pynetdicom's}."""
-    running = {
-        fast: start_dicom(settings.model_copy(update={"dicom_port": 0, "dicom_fast_path": fast}), services)
-        for fast in (True, False)
-    }
-    assert isinstance(running[True], FastServer) and not isinstance(running[False], FastServer)
-    yield running
-    for server in running.values():
-        server.shutdown()
 
 
 @pytest.fixture
@@ -186,12 +170,12 @@ def test_pynetdicom_gets_the_same_answers_from_both_paths(
 def test_a_find_with_another_service_goes_to_pynetdicom(
     servers: dict[bool, ThreadedAssociationServer], services: Services
 ) -> None:
-    """C-FIND with C-GET on one association: pynetdicom's (the C-FIND is answered all the same);
+    """C-FIND with C-MOVE on one association: pynetdicom's (the C-FIND is answered all the same);
     with storage and Verification: ours."""
     server = servers[True]
     assert isinstance(server, FastServer)
     for contexts, fast in (
-        ((StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelGet), 0),
+        ((StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelMove), 0),
         ((StudyRootQueryRetrieveInformationModelFind, MRImageStorage, Verification), 1),
     ):
         ae = AE(ae_title="TESTSCU")

@@ -1,0 +1,191 @@
+"""C-GET on the facade's own association path (PS3.4 C.4.3, PS3.7 9.1.3): the identifier's
+unique keys name the instances (`sub_operations.instances_named`, as pynetdicom's handler asks),
+and each goes to the requestor as a C-STORE sub-operation on the same association, its response
+awaited before the next; a pending C-GET-RSP with the counts after each, the final one after the
+last (0x0000; 0xB000 when some failed or warned; 0xA702 when all failed; 0xFE00 on C-CANCEL,
+checked before each sub-operation), as pynetdicom's Query/Retrieve service class answers.
+
+An instance goes in its stored transfer syntax when a context for its SOP class accepted it:
+its file's data set streamed as it is read, no decode. Else, over a context that accepted an
+uncompressed syntax, decoded (pixel data decompressed where stored compressed) and re-encoded.
+Else, or when its file cannot be read, it is a failed sub-operation, its UID in the Failed SOP
+Instance UID List.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from io import BytesIO
+from typing import TYPE_CHECKING
+
+from pydicom import Dataset
+from pydicom.uid import UID
+from pynetdicom.dsutils import decode
+
+from dicom_bridge import dimse_command as dimse
+from dicom_bridge.get_scp import GET_MODELS, GetScp
+from dicom_bridge.sub_operations import UNABLE_TO_PROCESS, instances_named
+from mapping.dicom.frozen import encode
+from mapping.dicom.query_keys import Model
+from storage.errors import DomainError
+from storage.usecases.query import Match
+from storage.usecases.retrieve import CannotTranscode, Retrieve
+
+if TYPE_CHECKING:
+    from dicom_bridge.fast_association import CancelWatch, FastAssociation
+
+log = logging.getLogger(__name__)
+
+PENDING, CANCEL, SUCCESS, WARNING, NONE_SENT = 0xFF00, 0xFE00, 0x0000, 0xB000, 0xA702
+_STORE_WARNINGS = (0xB000, 0xB006, 0xB007)  # PS3.4 B.2.3: stored, with a warning
+
+
+class _Tally:
+    def __init__(self, total: int) -> None:
+        self.remaining, self.completed, self.failed, self.warning = total, 0, 0, 0
+        self.failed_uids: list[str] = []
+        self.reported = False  # a pending response went out
+
+    def counts(self, status: int) -> dimse.SubOperations:
+        """Remaining is in pending and cancel responses, and (pynetdicom reuses its response) in
+        a final one after pending ones."""
+        shown = status in (PENDING, CANCEL) or self.reported
+        return dimse.SubOperations(
+            self.remaining if shown else None, self.completed, self.failed, self.warning
+        )
+
+    def final_status(self) -> int:
+        if not self.failed and not self.warning:
+            return SUCCESS
+        return NONE_SENT if not self.completed and not self.warning else WARNING
+
+
+def answer_get(association: FastAssociation, get: GetScp, context_id: int, request: dimse.Command) -> None:
+    started = time.perf_counter()
+    abstract_syntax, transfer_syntax = association.accepted.contexts[context_id]
+    syntax = UID(transfer_syntax)
+    facts: dict[str, object] = {
+        "calling_ae": association.accepted.calling_ae,
+        "peer": association.accepted.peer,
+    }
+    identifier = association.read_data_set(context_id, request)
+    watch = association.cancel_watch(request.message_id)
+
+    def rsp(status: int, tally: _Tally, comment: str | None = None) -> bytes:
+        return dimse.response(
+            dimse.C_GET_RSP,
+            request.message_id,
+            status,
+            sop_class_uid=request.affected_sop_class_uid,
+            error_comment=comment,
+            has_data_set=status not in (SUCCESS, PENDING),
+            sub_operations=tally.counts(status),
+        )
+
+    def finish(status: int, tally: _Tally, comment: str | None = None) -> None:
+        failed_list = b""
+        if status != SUCCESS:
+            listing = Dataset()
+            listing.FailedSOPInstanceUIDList = tally.failed_uids
+            failed_list = encode(listing, syntax)
+        association.send(context_id, rsp(status, tally, comment), failed_list)
+        association.count("retrieves")
+        association.count("retrieved", tally.completed + tally.warning)
+        association.count("not_retrieved", tally.failed)
+
+    instances, refusal = _instances(get, GET_MODELS.get(abstract_syntax, "study"), identifier, syntax)
+    if refusal is not None:
+        log.warning("c_get.refused", extra=facts | {"status": refusal[0], "reason": refusal[1]})
+        tally = _Tally(0)  # as pynetdicom: one sub-operation announced, counted failed
+        tally.failed = 1
+        finish(refusal[0], tally, refusal[1])
+        return
+    tally = _Tally(len(instances))
+    if not instances:
+        finish(SUCCESS, tally)
+        return
+    message_id = request.message_id
+    for record in instances:
+        if watch():
+            watch.check()
+            log.info("c_get.cancelled", extra=facts | {"sent": tally.completed, "failed": tally.failed})
+            finish(CANCEL, tally)
+            return
+        message_id = message_id % 65535 + 1
+        status = _sub_operation(association, get.retrieve, record, message_id, watch)
+        tally.remaining -= 1
+        if status is None or not (status == SUCCESS or status in _STORE_WARNINGS):
+            tally.failed += 1
+            tally.failed_uids.append(str(record["sop_uid"]))
+        elif status == SUCCESS:
+            tally.completed += 1
+        else:
+            tally.warning += 1
+        association.send(context_id, rsp(PENDING, tally))
+        tally.reported = True
+    ms = round((time.perf_counter() - started) * 1000, 2)
+    log.info(
+        "c_get.done",
+        extra=facts | {"sent": tally.completed + tally.warning, "failed": tally.failed, "ms": ms},
+    )
+    finish(tally.final_status(), tally)
+
+
+def _instances(
+    get: GetScp, model: Model, identifier: bytes | None, syntax: UID
+) -> tuple[list[Match], tuple[int, str] | None]:
+    if identifier is None:
+        return [], (UNABLE_TO_PROCESS, "the C-GET request has no identifier")
+    try:
+        ds = decode(BytesIO(identifier), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+    except Exception:
+        return [], (UNABLE_TO_PROCESS, "the identifier cannot be decoded")
+    return instances_named(get.query, model, ds)
+
+
+def _sub_operation(
+    association: FastAssociation, retrieve: Retrieve, record: Match, message_id: int, watch: CancelWatch
+) -> int | None:
+    """Send one instance and await its C-STORE-RSP: its status, or None when it could not be sent
+    (no context for it, its file gone or undecodable)."""
+    choice = _context_for(association, record)
+    if choice is None:
+        return None
+    context_id, transfer_syntax, as_stored = choice
+    command = dimse.store_request(str(record["sop_class_uid"]), str(record["sop_uid"]), message_id)
+    try:
+        if as_stored:
+            with retrieve.stored_data_set(str(record["blob_key"])) as data_set:
+                association.send_stream(context_id, command, data_set)
+        else:
+            ds = retrieve.dataset(str(record["blob_key"]), decompress=True)
+            association.send(context_id, command, encode(ds, UID(transfer_syntax)))
+    except (DomainError, CannotTranscode) as exc:
+        why = {"sop_instance_uid": record["sop_uid"], "error": type(exc).__name__}
+        log.warning("retrieve.instance_failed", extra=why)
+        return None
+    while True:
+        answer = association.next_command()
+        if answer.field == dimse.C_STORE_RSP and answer.responding_to == message_id:
+            return answer.status
+        watch.take(answer)  # a C-CANCEL (acted on before the next sub-operation), else the end
+
+
+def _context_for(association: FastAssociation, record: Match) -> tuple[int, str, bool] | None:
+    """The context to send `record` on: one that accepted its stored transfer syntax (as stored),
+    else one that accepted an uncompressed one (re-encoded), for its SOP class, with us as SCU."""
+    accepted = association.accepted
+    stored = str(record["transfer_syntax"])
+    usable = [
+        (cid, syntax)
+        for cid, (abstract, syntax) in sorted(accepted.contexts.items())
+        if cid in accepted.sending and abstract == record["sop_class_uid"]
+    ]
+    for cid, syntax in usable:
+        if syntax == stored:
+            return cid, syntax, True
+    for cid, syntax in usable:
+        if not UID(syntax).is_compressed:
+            return cid, syntax, False
+    return None

@@ -1,0 +1,266 @@
+"""C-GET on the facade's own association path (`dicom_bridge.fast_get`) against pynetdicom's,
+serving the same archive in the same test: the same instances in the same bytes (as stored, or
+decoded where the peer did not accept the stored syntax), the same statuses and counts; and a
+C-CANCEL honoured between sub-operations."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
+from pynetdicom import AE, build_role, evt
+from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from dicom_bridge.fast_server import FastServer
+from facade.wiring import Services
+from storage.audit.store import AuditStore
+from tests.archive import store
+from tests.dicom_bridge.test_fast_find import after_meta
+from tests.dicom_factory import new_uid
+from tests.tools import require_tool, until
+
+STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+
+
+def getscu(port: int, out: Path, *keys: str, extra: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """What getscu stored, by file name: the data sets' bytes (after their file meta)."""
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [require_tool("getscu"), "-S", "-aec", "FACADE", "-od", str(out), *extra]
+    for key in keys:
+        cmd += ["-k", key]
+    done = subprocess.run(
+        [*cmd, "127.0.0.1", str(port)], check=False, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return {p.name: after_meta(p.read_bytes()) for p in sorted(out.iterdir())}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        (),  # uncompressed proposed: the RLE instance decoded
+        ("-xe", "-pdu", "4096"),  # Explicit VR only, our fragments of 4 KB
+        ("-xi",),  # Implicit VR only: Explicit stored instances re-encoded
+        ("+xr",),  # RLE first: the RLE instance as stored
+    ],
+)
+def test_getscu_gets_the_same_bytes_from_both_paths(
+    servers: dict[bool, ThreadedAssociationServer],
+    stored_study: dict[str, Any],
+    services: Services,
+    tmp_path: Path,
+    extra: tuple[str, ...],
+) -> None:
+    big = store(
+        services, tmp_path, study_uid=stored_study["uid"], series_uid=stored_study["series"][0],
+        instance_number=3, rows=256, columns=256,
+    )  # fmt: skip
+    keys = ("QueryRetrieveLevel=STUDY", f"StudyInstanceUID={stored_study['uid']}")
+    ours = getscu(servers[True].server_address[1], tmp_path / "ours", *keys, extra=extra)
+    theirs = getscu(servers[False].server_address[1], tmp_path / "theirs", *keys, extra=extra)
+    assert len(ours) == 4 and ours == theirs
+    assert any(big in name for name in ours)
+    server = servers[True]
+    assert isinstance(server, FastServer) and server.fast_associations == 1
+
+
+def get(
+    port: int,
+    identifier: Dataset,
+    storage: tuple[str, ...] = (str(MRImageStorage),),
+    syntax: str = ExplicitVRLittleEndian,
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """pynetdicom's C-GET: the SOP Instance UIDs stored, and every response's status, counts and
+    Failed SOP Instance UID List."""
+    received: list[str] = []
+
+    def on_store(event: Any) -> int:
+        received.append(str(event.dataset.SOPInstanceUID))
+        return 0x0000
+
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(STUDY_ROOT_GET, syntax)
+    for sop_class in storage:
+        ae.add_requested_context(sop_class, [syntax])
+    roles = [build_role(sop_class, scp_role=True) for sop_class in storage]
+    assoc = ae.associate(
+        "127.0.0.1", port, ae_title="FACADE", ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    assert assoc.is_established
+    try:
+        responses = [
+            (
+                int(status.Status),
+                *(
+                    status.get(f"Number{of}Suboperations")
+                    for of in ("OfRemaining", "OfCompleted", "OfFailed", "OfWarning")
+                ),
+                str(status.get("ErrorComment", "")),
+                None if ds is None else list(ds.get("FailedSOPInstanceUIDList", [])),
+            )
+            for status, ds in assoc.send_c_get(identifier, STUDY_ROOT_GET)
+        ]
+    finally:
+        assoc.release()
+    return received, responses
+
+
+def identifier(**keys: Any) -> Dataset:
+    ds = Dataset()
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_statuses_and_counts_are_pynetdicoms(
+    servers: dict[bool, ThreadedAssociationServer], stored_study: dict[str, Any], syntax: str
+) -> None:
+    study = stored_study["uid"]
+    for ds in (
+        identifier(QueryRetrieveLevel="STUDY", StudyInstanceUID=study),
+        identifier(
+            QueryRetrieveLevel="SERIES", StudyInstanceUID=study, SeriesInstanceUID=stored_study["series"][1]
+        ),
+        identifier(QueryRetrieveLevel="STUDY", StudyInstanceUID=new_uid()),  # nothing: success
+        identifier(QueryRetrieveLevel="STUDY", PatientID="PID-0001"),  # 0xA900: no unique key
+        identifier(QueryRetrieveLevel="STUDY", StudyInstanceUID="1.2.*"),  # 0xA900
+    ):
+        ours = get(servers[True].server_address[1], ds, syntax=syntax)
+        theirs = get(servers[False].server_address[1], ds, syntax=syntax)
+        assert ours == theirs, ds
+
+
+def test_what_cannot_be_sent_fails_with_its_uid(
+    servers: dict[bool, ThreadedAssociationServer], stored_study: dict[str, Any]
+) -> None:
+    """A peer that offered to store CT only: every MR instance is a failed sub-operation
+    (0xA702). pynetdicom lists each as an empty UID and still counts it remaining; ours names it
+    (PS3.4 C.4.3.1.3.2) and counts nothing remaining."""
+    ds = identifier(QueryRetrieveLevel="STUDY", StudyInstanceUID=stored_study["uid"])
+    ct = ("1.2.840.10008.5.1.4.1.1.2",)
+    received, ours = get(servers[True].server_address[1], ds, storage=ct)
+    _, theirs = get(servers[False].server_address[1], ds, storage=ct)
+    assert received == [] and ours[-1][0] == theirs[-1][0] == 0xA702
+    assert ours[-1][2:5] == theirs[-1][2:5] == (0, 3, 0)
+    assert ours[-1][1] == 0 and theirs[-1][1] == 3
+    assert sorted(ours[-1][-1]) == sorted(stored_study["sent"]) and theirs[-1][-1] == ["", "", ""]
+
+
+def test_a_cancel_between_sub_operations(
+    servers: dict[bool, ThreadedAssociationServer], services: Services, tmp_path: Path
+) -> None:
+    study, series = new_uid(), new_uid()
+    for n in range(30):
+        store(
+            services, tmp_path, study_uid=study, series_uid=series, instance_number=n + 1, rows=4, columns=4
+        )
+    received: list[str] = []
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(STUDY_ROOT_GET)
+    ae.add_requested_context(MRImageStorage, ExplicitVRLittleEndian)
+    ae.add_requested_context(Verification)
+
+    def on_store(event: Any) -> int:
+        received.append(str(event.dataset.SOPInstanceUID))
+        if len(received) == 2:
+            assoc.send_c_cancel(7, query_model=STUDY_ROOT_GET)
+        return 0x0000
+
+    assoc = ae.associate(
+        "127.0.0.1", servers[True].server_address[1], ae_title="FACADE",
+        ext_neg=[build_role(MRImageStorage, scp_role=True)], evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )  # fmt: skip
+    assert assoc.is_established
+    try:
+        statuses = [
+            s
+            for s, _ in assoc.send_c_get(
+                identifier(QueryRetrieveLevel="STUDY", StudyInstanceUID=study), STUDY_ROOT_GET, msg_id=7
+            )
+        ]
+        assert statuses[-1].Status == 0xFE00
+        assert 2 <= statuses[-1].NumberOfCompletedSuboperations < 30
+        assert statuses[-1].NumberOfRemainingSuboperations == 30 - statuses[-1].NumberOfCompletedSuboperations
+        assert assoc.send_c_echo().Status == 0x0000, "the association carries on"
+    finally:
+        assoc.release()
+
+
+def test_the_audit_counts_retrieves_alike(
+    servers: dict[bool, ThreadedAssociationServer], stored_study: dict[str, Any], services: Services
+) -> None:
+    ds = identifier(QueryRetrieveLevel="STUDY", StudyInstanceUID=stored_study["uid"])
+    for server in servers.values():
+        get(server.server_address[1], ds, storage=(str(MRImageStorage),), syntax=ExplicitVRLittleEndian)
+
+    def events() -> list[dict[str, int]]:
+        services.audit.flush()
+        return [dict(e.counts or {}) for e in AuditStore(services.db).events(source="dimse")]
+
+    until(lambda: len(events()) >= 2)
+    ours, theirs = events()
+    assert ours == theirs and ours["retrieves"] == 1 and ours["retrieved"] == 3
+
+
+def test_a_c_get_association_is_accepted_as_pynetdicom_accepts_it(
+    servers: dict[bool, ThreadedAssociationServer],
+) -> None:
+    """getscu's kind of request: C-GET, storage contexts with us as SCU (role selection), and
+    retired storage classes we refuse, between the others: byte-identical A-ASSOCIATE-ACs."""
+    from pynetdicom import build_context
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+    from pynetdicom.pdu_primitives import (
+        A_ASSOCIATE,
+        ImplementationClassUIDNotification,
+        MaximumLengthNotification,
+        SCP_SCU_RoleSelectionNegotiation,
+    )
+
+    from tests.dicom_bridge.test_fast_path import recv_exactly
+
+    rq = A_ASSOCIATE()
+    rq.application_context_name = "1.2.840.10008.3.1.1.1"
+    rq.calling_ae_title, rq.called_ae_title = "RAWSCU", "FACADE"
+    proposed = [
+        build_context(STUDY_ROOT_GET),
+        build_context("1.2.840.10008.5.1.4.1.1.5"),  # NM Image Storage (retired): refused
+        build_context(MRImageStorage, [RLELossless, ExplicitVRLittleEndian]),
+        build_context("1.2.840.10008.5.1.1.30"),  # Hardcopy Color Image Storage (retired): refused
+        build_context(MRImageStorage, [ImplicitVRLittleEndian]),
+    ]
+    for n, context in enumerate(proposed):
+        context.context_id = 2 * n + 1
+    rq.presentation_context_definition_list = proposed
+    length, impl, role = (
+        MaximumLengthNotification(),
+        ImplementationClassUIDNotification(),
+        SCP_SCU_RoleSelectionNegotiation(),
+    )
+    length.maximum_length_received = 16384
+    impl.implementation_class_uid = "1.2.826.0.1.3680043.9.3811.0"
+    role.sop_class_uid, role.scu_role, role.scp_role = MRImageStorage, False, True
+    rq.user_information = [length, impl, role]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(rq)
+    answers = []
+    for fast in (True, False):
+        with socket.create_connection(("127.0.0.1", servers[fast].server_address[1])) as sock:
+            sock.settimeout(10)
+            sock.sendall(pdu.encode())
+            head = recv_exactly(sock, 6)
+            answers.append(head + recv_exactly(sock, struct.unpack(">BxI", head)[1]))
+            sock.sendall(b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00")
+            assert recv_exactly(sock, 10)[0] == 0x06
+    assert answers[0][0] == 0x02 and answers[0] == answers[1]
+    server = servers[True]
+    assert isinstance(server, FastServer) and server.fast_associations == 1
