@@ -86,6 +86,15 @@ class FastServer(ListeningServer):
         self._running_lock = threading.Lock()
         self._stopping = False
         self.fast_associations = 0  # how many took the fast path (tests, diagnostics)
+        self._known: tuple[Participants | None, frozenset[str]] | None = None  # see `_participants`
+
+    def bind(self, *args: Any, **kwargs: Any) -> None:
+        self._known = None
+        super().bind(*args, **kwargs)
+
+    def unbind(self, *args: Any, **kwargs: Any) -> None:
+        self._known = None
+        super().unbind(*args, **kwargs)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """socketserver's per-connection hook, in the connection's own thread."""
@@ -126,7 +135,23 @@ class FastServer(ListeningServer):
         super().shutdown()
 
     def _participants(self) -> Participants | None:
-        """Our handler objects, or None when a handler is bound that the fast path would skip."""
+        """Our handler objects, or None when a handler is bound that the fast path would skip;
+        worked out once per set of handlers (binding or unbinding one forgets it)."""
+        known = self._known
+        if known is None:
+            known = self._known = (
+                self._find_participants(),
+                frozenset(str(cx.abstract_syntax) for cx in self.contexts),
+            )
+        return known[0]
+
+    def supported(self) -> frozenset[str]:
+        """The abstract syntaxes of the server's contexts."""
+        self._participants()
+        assert self._known is not None
+        return self._known[1]
+
+    def _find_participants(self) -> Participants | None:
         found: dict[type, object] = {}
         known: tuple[Callable[..., Any], ...] = (storage_scp.discard_partial, storage_scp.on_association)
         for event in self.get_events():
@@ -335,7 +360,7 @@ def _fast_request(raw: bytes, server: FastServer, who: Participants | None) -> A
         rq = pdu.to_primitive()
     except Exception:  # malformed: pynetdicom answers it as it always has
         return None
-    supported = {str(cx.abstract_syntax) for cx in server.contexts}
+    supported = server.supported()
     for context in rq.presentation_context_definition_list:
         syntax = str(context.abstract_syntax)
         if syntax not in supported:
