@@ -8,8 +8,9 @@ checked before each sub-operation), as pynetdicom's Query/Retrieve service class
 An instance goes in its stored transfer syntax when a context for its SOP class accepted it:
 its file's data set streamed as it is read, no decode. Else, over a context that accepted an
 uncompressed syntax, decoded (pixel data decompressed where stored compressed) and re-encoded.
-Else, or when its file cannot be read, it is a failed sub-operation, its UID in the Failed SOP
-Instance UID List.
+Else, over a context that accepted a lossless compressed syntax pydicom encodes (RLE, JPEG-LS,
+JPEG 2000 Lossless), decoded and encoded into it. Else, or when its file cannot be read or
+encoded, it is a failed sub-operation, its UID in the Failed SOP Instance UID List.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dicom_bridge.get_scp import GET_MODELS, GetScp
 from dicom_bridge.sub_operations import UNABLE_TO_PROCESS, instances_named
 from mapping.dicom.frozen import encode
 from mapping.dicom.query_keys import Model
+from mapping.dicom.transcode import can_compress, compress
 from storage.errors import DomainError
 from storage.usecases.query import Match
 from storage.usecases.retrieve import CannotTranscode, Retrieve
@@ -160,6 +162,8 @@ def _sub_operation(
                 association.send_stream(context_id, command, data_set)
         else:
             ds = retrieve.dataset(str(record["blob_key"]), decompress=True)
+            if UID(transfer_syntax).is_compressed:
+                compress(ds, transfer_syntax)
             association.send(context_id, command, encode(ds, UID(transfer_syntax)))
     except (DomainError, CannotTranscode) as exc:
         why = {"sop_instance_uid": record["sop_uid"], "error": type(exc).__name__}
@@ -174,7 +178,8 @@ def _sub_operation(
 
 def _context_for(association: FastAssociation, record: Match) -> tuple[int, str, bool] | None:
     """The context to send `record` on: one that accepted its stored transfer syntax (as stored),
-    else one that accepted an uncompressed one (re-encoded), for its SOP class, with us as SCU."""
+    else one that accepted an uncompressed one (re-encoded), else a lossless compressed one we
+    encode, for its SOP class, with us as SCU."""
     accepted = association.accepted
     stored = str(record["transfer_syntax"])
     usable = [
@@ -187,5 +192,8 @@ def _context_for(association: FastAssociation, record: Match) -> tuple[int, str,
             return cid, syntax, True
     for cid, syntax in usable:
         if not UID(syntax).is_compressed:
+            return cid, syntax, False
+    for cid, syntax in usable:
+        if can_compress(syntax):
             return cid, syntax, False
     return None

@@ -154,10 +154,13 @@ ignored): the key of the level itself is required. The instances go as C-STORE s
 the same association, to a requestor that proposed SCP/SCU role selection for their storage SOP
 classes. Each goes in its stored transfer syntax when the requestor accepted it for its SOP
 class; else decoded (pydicom with pylibjpeg) or re-encoded into an uncompressed syntax it
-accepted; never in one it did not accept. When a context offers several transfer syntaxes we
-choose uncompressed first (our receiving preference): a requestor that wants a compressed
-instance as stored proposes that syntax alone. An instance that cannot be given so is a failed
-sub-operation. At most {max_subops} instances per request.
+accepted; else, on the facade's own association path, encoded into a lossless compressed syntax
+it accepted (RLE Lossless, JPEG-LS Lossless, JPEG 2000 Lossless: the SOP Instance UID kept;
+openjpeg refuses images under 32 pixels a side); never in one it did not accept, never lossy.
+When a context offers several transfer syntaxes we choose uncompressed first (our receiving
+preference): a requestor that wants a compressed instance as stored proposes that syntax alone.
+An instance that cannot be given so is a failed sub-operation. At most {max_subops} instances
+per request.
 
 | Status | Meaning here |
 | --- | --- |

@@ -264,3 +264,61 @@ def test_a_c_get_association_is_accepted_as_pynetdicom_accepts_it(
     assert answers[0][0] == 0x02 and answers[0] == answers[1]
     server = servers[True]
     assert isinstance(server, FastServer) and server.fast_associations == 1
+
+
+@pytest.mark.parametrize(
+    "syntax", ["1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90"]
+)
+def test_a_peer_that_accepts_only_a_lossless_compressed_syntax_gets_it_encoded(
+    servers: dict[bool, ThreadedAssociationServer],
+    stored_study: dict[str, Any],
+    services: Services,
+    tmp_path: Path,
+    syntax: str,
+) -> None:
+    """RLE Lossless, JPEG-LS Lossless, JPEG 2000 Lossless: uncompressed instances encoded into it,
+    the RLE one decoded and encoded; the pixels as stored, the SOP Instance UIDs kept. openjpeg
+    refuses images under 32 pixels with its default resolution levels: the 8x8 ones are failed
+    sub-operations there, the 64x64 ones arrive."""
+    import numpy as np
+    from pydicom import dcmread
+
+    study, series = stored_study["uid"], stored_study["series"][0]
+    for n in (1, 2):
+        uid = store(
+            services,
+            tmp_path,
+            study_uid=study,
+            series_uid=series,
+            instance_number=10 + n,
+            rows=64,
+            columns=64,
+        )
+        stored_study["sent"][uid] = dcmread(tmp_path / f"{uid}.dcm")
+    arrived: dict[str, Any] = {}
+
+    def on_store(event: Any) -> int:
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        arrived[str(ds.SOPInstanceUID)] = (str(event.context.transfer_syntax), ds.pixel_array)
+        return 0x0000
+
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(STUDY_ROOT_GET)
+    ae.add_requested_context(MRImageStorage, [syntax])
+    assoc = ae.associate(
+        "127.0.0.1", servers[True].server_address[1], ae_title="FACADE",
+        ext_neg=[build_role(MRImageStorage, scp_role=True)], evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )  # fmt: skip
+    assert assoc.is_established
+    try:
+        ds = identifier(QueryRetrieveLevel="STUDY", StudyInstanceUID=study)
+        final = [s for s, _ in assoc.send_c_get(ds, STUDY_ROOT_GET)][-1]
+    finally:
+        assoc.release()
+    small = syntax == "1.2.840.10008.1.2.4.90"
+    assert final.Status == (0xB000 if small else 0x0000)
+    assert final.NumberOfCompletedSuboperations == len(arrived) == (2 if small else 5)
+    for uid, (received_syntax, pixels) in arrived.items():
+        assert received_syntax == syntax
+        assert np.array_equal(pixels, stored_study["sent"][uid].pixel_array)
