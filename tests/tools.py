@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -42,3 +43,11 @@ def until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
             return condition()
         time.sleep(0.01)
     return True
+
+
+def dcmtk(tool: str, port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """A dcmtk tool run against 127.0.0.1:`port` (TCP_NODELAY set: else Nagle holds its PDUs)."""
+    return subprocess.run(
+        [require_tool(tool), *args, "127.0.0.1", str(port)], capture_output=True, text=True,
+        check=False, timeout=60, env={**os.environ, "TCP_NODELAY": "1"},
+    )  # fmt: skip

@@ -5,9 +5,7 @@ refusals, the same audit counts; and which associations take it."""
 
 from __future__ import annotations
 
-import os
 import struct
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +30,10 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_bridge.fast_server import FastServer
 from facade.wiring import Services
-from storage.audit.store import AuditStore
 from tests.archive import store
-from tests.dicom_bridge.test_fast_path import abort_received, associate_raw
+from tests.dicom_bridge.raw_peer import abort_received, after_meta, associate_raw, audit_counts
 from tests.orders import procedure, seed
-from tests.tools import require_tool, until
+from tests.tools import dcmtk
 
 STUDY_ROOT = str(StudyRootQueryRetrieveInformationModelFind)
 PATIENT_ROOT = "1.2.840.10008.5.1.4.1.2.1.1"
@@ -73,22 +70,20 @@ def findscu(port: int, out: Path, flag: str, *keys: str, extra: tuple[str, ...] 
     """The response identifiers findscu wrote (-X), as bytes after their file meta information
     (which names a fresh instance UID per file), in the order they came."""
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [require_tool("findscu"), flag, "-aec", "FACADE", "-X", "-od", str(out), *extra]
-    for key in keys:
-        cmd += ["-k", key]
-    done = subprocess.run(
-        [*cmd, "127.0.0.1", str(port)], check=False, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "TCP_NODELAY": "1"},
-    )  # fmt: skip
+    done = dcmtk(
+        "findscu",
+        port,
+        flag,
+        "-aec",
+        "FACADE",
+        "-X",
+        "-od",
+        str(out),
+        *extra,
+        *(a for k in keys for a in ("-k", k)),
+    )
     assert done.returncode == 0, done.stderr
     return [after_meta(p.read_bytes()) for p in sorted(out.glob("rsp*.dcm"))]
-
-
-def after_meta(part10: bytes) -> bytes:
-    """The data set of a Part 10 file: after the preamble, "DICM" and the group 0002 its File Meta
-    Information Group Length (0002,0000) measures."""
-    assert part10[128:132] == b"DICM" and part10[132:140] == b"\x02\x00\x00\x00UL\x04\x00"
-    return part10[144 + int.from_bytes(part10[140:144], "little") :]
 
 
 QUERIES: list[tuple[str, tuple[str, ...]]] = [
@@ -201,12 +196,7 @@ def test_the_audit_counts_queries_and_matches_alike(
             StudyInstanceUID="1.2.826.0.1.3680043.10.543.7001"), ExplicitVRLittleEndian,
         )  # fmt: skip
 
-    def events() -> list[dict[str, int]]:
-        services.audit.flush()
-        return [dict(e.counts or {}) for e in AuditStore(services.db).events(source="dimse")]
-
-    until(lambda: len(events()) >= 2)
-    ours, theirs = events()
+    ours, theirs = audit_counts(services, 2)
     assert ours == theirs and ours["queries"] == 1 and ours["found"] == 1
 
 

@@ -5,27 +5,22 @@ C-CANCEL honoured between sub-operations."""
 
 from __future__ import annotations
 
-import os
-import socket
-import struct
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
-from pynetdicom import AE, build_role, evt
+from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_bridge.fast_server import FastServer
 from facade.wiring import Services
-from storage.audit.store import AuditStore
 from tests.archive import store
-from tests.dicom_bridge.test_fast_find import after_meta
+from tests.dicom_bridge.raw_peer import after_meta, answer_to, associate_rq, audit_counts
 from tests.dicom_factory import new_uid
-from tests.tools import require_tool, until
+from tests.tools import dcmtk
 
 STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
 
@@ -33,13 +28,9 @@ STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
 def getscu(port: int, out: Path, *keys: str, extra: tuple[str, ...] = ()) -> dict[str, bytes]:
     """What getscu stored, by file name: the data sets' bytes (after their file meta)."""
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [require_tool("getscu"), "-S", "-aec", "FACADE", "-od", str(out), *extra]
-    for key in keys:
-        cmd += ["-k", key]
-    done = subprocess.run(
-        [*cmd, "127.0.0.1", str(port)], check=False, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "TCP_NODELAY": "1"},
-    )  # fmt: skip
+    done = dcmtk(
+        "getscu", port, "-S", "-aec", "FACADE", "-od", str(out), *extra, *(a for k in keys for a in ("-k", k))
+    )
     assert done.returncode == 0, done.stderr
     return {p.name: after_meta(p.read_bytes()) for p in sorted(out.iterdir())}
 
@@ -203,12 +194,7 @@ def test_the_audit_counts_retrieves_alike(
     for server in servers.values():
         get(server.server_address[1], ds, storage=(str(MRImageStorage),), syntax=ExplicitVRLittleEndian)
 
-    def events() -> list[dict[str, int]]:
-        services.audit.flush()
-        return [dict(e.counts or {}) for e in AuditStore(services.db).events(source="dimse")]
-
-    until(lambda: len(events()) >= 2)
-    ours, theirs = events()
+    ours, theirs = audit_counts(services, 2)
     assert ours == theirs and ours["retrieves"] == 1 and ours["retrieved"] == 3
 
 
@@ -217,51 +203,18 @@ def test_a_c_get_association_is_accepted_as_pynetdicom_accepts_it(
 ) -> None:
     """getscu's kind of request: C-GET, storage contexts with us as SCU (role selection), and
     retired storage classes we refuse, between the others: byte-identical A-ASSOCIATE-ACs."""
-    from pynetdicom import build_context
-    from pynetdicom.pdu import A_ASSOCIATE_RQ
-    from pynetdicom.pdu_primitives import (
-        A_ASSOCIATE,
-        ImplementationClassUIDNotification,
-        MaximumLengthNotification,
-        SCP_SCU_RoleSelectionNegotiation,
+    rq = associate_rq(
+        [
+            build_context(STUDY_ROOT_GET),
+            build_context("1.2.840.10008.5.1.4.1.1.5"),  # NM Image Storage (retired): refused
+            build_context(MRImageStorage, [RLELossless, ExplicitVRLittleEndian]),
+            build_context("1.2.840.10008.5.1.1.30"),  # Hardcopy Color Image Storage (retired): refused
+            build_context(MRImageStorage, [ImplicitVRLittleEndian]),
+        ],
+        roles=((MRImageStorage, False, True),),
     )
-
-    from tests.dicom_bridge.test_fast_path import recv_exactly
-
-    rq = A_ASSOCIATE()
-    rq.application_context_name = "1.2.840.10008.3.1.1.1"
-    rq.calling_ae_title, rq.called_ae_title = "RAWSCU", "FACADE"
-    proposed = [
-        build_context(STUDY_ROOT_GET),
-        build_context("1.2.840.10008.5.1.4.1.1.5"),  # NM Image Storage (retired): refused
-        build_context(MRImageStorage, [RLELossless, ExplicitVRLittleEndian]),
-        build_context("1.2.840.10008.5.1.1.30"),  # Hardcopy Color Image Storage (retired): refused
-        build_context(MRImageStorage, [ImplicitVRLittleEndian]),
-    ]
-    for n, context in enumerate(proposed):
-        context.context_id = 2 * n + 1
-    rq.presentation_context_definition_list = proposed
-    length, impl, role = (
-        MaximumLengthNotification(),
-        ImplementationClassUIDNotification(),
-        SCP_SCU_RoleSelectionNegotiation(),
-    )
-    length.maximum_length_received = 16384
-    impl.implementation_class_uid = "1.2.826.0.1.3680043.9.3811.0"
-    role.sop_class_uid, role.scu_role, role.scp_role = MRImageStorage, False, True
-    rq.user_information = [length, impl, role]
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(rq)
-    answers = []
-    for fast in (True, False):
-        with socket.create_connection(("127.0.0.1", servers[fast].server_address[1])) as sock:
-            sock.settimeout(10)
-            sock.sendall(pdu.encode())
-            head = recv_exactly(sock, 6)
-            answers.append(head + recv_exactly(sock, struct.unpack(">BxI", head)[1]))
-            sock.sendall(b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00")
-            assert recv_exactly(sock, 10)[0] == 0x06
-    assert answers[0][0] == 0x02 and answers[0] == answers[1]
+    ours, theirs = (answer_to(servers[fast].server_address[1], rq) for fast in (True, False))
+    assert ours[0] == 0x02 and ours == theirs
     server = servers[True]
     assert isinstance(server, FastServer) and server.fast_associations == 1
 

@@ -27,7 +27,6 @@ from pynetdicom.pdu_primitives import (
     ImplementationClassUIDNotification,
     MaximumLengthNotification,
 )
-from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation as RoleSelection
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import MRImageStorage, StudyRootQueryRetrieveInformationModelFind, Verification
 from pynetdicom.transport import ThreadedAssociationServer
@@ -42,6 +41,7 @@ from facade.settings import Settings
 from facade.wiring import Services
 from storage.audit.store import AuditStore
 from storage.dicom_index.models import InstanceRow
+from tests.dicom_bridge.raw_peer import abort_received, answer_to, associate_raw, associate_rq, recv_exactly
 from tests.dicom_factory import make_instance, new_uid, write
 from tests.tools import require_tool, until
 
@@ -186,49 +186,6 @@ def test_switched_off_every_association_is_pynetdicoms(services: Services) -> No
         subprocess.run([echoscu, "-aec", "FACADE", "127.0.0.1", str(port_of(server))], check=True, timeout=30)
     finally:
         server.shutdown()
-
-
-def associate_raw(
-    port: int, max_pdu: int = 16384, context: PresentationContext | None = None
-) -> socket.socket:
-    """A socket on which an association of one context (id 1; default: Verification) was
-    accepted, for writing bytes by hand."""
-    rq = A_ASSOCIATE()
-    rq.application_context_name = "1.2.840.10008.3.1.1.1"
-    rq.calling_ae_title, rq.called_ae_title = "RAWSCU", "FACADE"
-    context = context or build_context(Verification)
-    context.context_id = 1
-    rq.presentation_context_definition_list = [context]
-    length, impl = MaximumLengthNotification(), ImplementationClassUIDNotification()
-    length.maximum_length_received = max_pdu
-    impl.implementation_class_uid = "1.2.826.0.1.3680043.9.3811.0"
-    rq.user_information = [length, impl]
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(rq)
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.settimeout(10)
-    sock.sendall(pdu.encode())
-    kind, size = struct.unpack(">BxI", recv_exactly(sock, 6))
-    assert kind == 0x02, "A-ASSOCIATE-AC"
-    recv_exactly(sock, size)
-    return sock
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        assert chunk, "closed"
-        data += chunk
-    return data
-
-
-def abort_received(sock: socket.socket) -> tuple[int, int]:
-    """(source, reason) of the A-ABORT the SCP sent, after which it closed."""
-    pdu = recv_exactly(sock, 10)
-    assert pdu[0] == 0x07, pdu
-    assert sock.recv(1) == b""
-    return pdu[8], pdu[9]
 
 
 @pytest.mark.parametrize(
@@ -448,37 +405,21 @@ def _released_and_back(ae: AE, port: int, syntaxes: list[str]) -> bool:
 def test_the_a_associate_ac_is_what_pynetdicom_sends(services: Services) -> None:
     """The same A-ASSOCIATE-RQ to both paths: byte-identical answers (contexts, transfer syntax of
     our preference, a context refused for its transfer syntax, role selection, max PDU, ids)."""
-    rq = A_ASSOCIATE()
-    rq.application_context_name = "1.2.840.10008.3.1.1.1"
-    rq.calling_ae_title, rq.called_ae_title = "RAWSCU", "FACADE"
-    proposed = [
-        build_context(Verification),
-        build_context(
-            MRImageStorage, ["1.2.840.10008.1.2.4.50", ImplicitVRLittleEndian, ExplicitVRLittleEndian]
-        ),
-        build_context(MRImageStorage, ["1.2.3.4"]),
-    ]
-    for n, context in enumerate(proposed):
-        context.context_id = 2 * n + 1
-    rq.presentation_context_definition_list = proposed
-    length, impl, role = MaximumLengthNotification(), ImplementationClassUIDNotification(), RoleSelection()
-    length.maximum_length_received = 16384
-    impl.implementation_class_uid = "1.2.826.0.1.3680043.9.3811.0"
-    role.sop_class_uid, role.scu_role, role.scp_role = MRImageStorage, True, False
-    rq.user_information = [length, impl, role]
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(rq)
+    rq = associate_rq(
+        [
+            build_context(Verification),
+            build_context(
+                MRImageStorage, ["1.2.840.10008.1.2.4.50", ImplicitVRLittleEndian, ExplicitVRLittleEndian]
+            ),
+            build_context(MRImageStorage, ["1.2.3.4"]),
+        ],
+        roles=((MRImageStorage, True, False),),
+    )
     answers = []
     for fast in (True, False):
         server = start(services, AeConfig(fast_path=fast))
         try:
-            with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
-                sock.settimeout(10)
-                sock.sendall(pdu.encode())
-                head = recv_exactly(sock, 6)
-                answers.append(head + recv_exactly(sock, struct.unpack(">BxI", head)[1]))
-                sock.sendall(b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00")
-                assert recv_exactly(sock, 10)[0] == 0x06
+            answers.append(answer_to(port_of(server), rq))
             assert getattr(server, "fast_associations", 0) == (1 if fast else 0)
         finally:
             server.shutdown()
