@@ -6,9 +6,10 @@ Sets (generated once under bench/.work/data): 2,000 small MR (64x64) and 500 CT 
 each sent by storescu (TCP_NODELAY=1) on one association, then as two halves on two
 associations at once; then one 500 MB multi-frame instance, while the peak memory of the
 receiving process is read from /proc (VmHWM). Orthanc 1.10 (Debian) runs with its defaults
-(fsync on, 16 KiB PDU, SQLite index); the bare pynetdicom SCP writes files and nothing else.
-`facade-pynetdicom` is the facade with `FACADE_DICOM_FAST_PATH=false` (every association
-pynetdicom's, as before the fast receive path).
+(fsync on, 16 KiB PDU, SQLite index); the bare pynetdicom SCP writes files and nothing else;
+`fast-bare` is our own receive path with an ingest that only renames files (`bench.bare_fast`):
+the ceiling of the receive path. `facade-pynetdicom` is the facade with
+`FACADE_DICOM_FAST_PATH=false` (every association pynetdicom's, as before the fast receive path).
 
 Orthanc and storescp bind every address, so the whole run re-executes itself inside a
 private network namespace (`unshare -n`, loopback only): every server listens on
@@ -51,9 +52,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="10%% of the instances, no 500 MB instance")
     parser.add_argument(
         "--only",
-        help="comma-separated targets: orthanc,pynetdicom,pynetdicom-128k,facade-1,facade,facade-pg,"
-        "facade-pynetdicom (facade: one serving process per core; -1: one; -pg: on the local "
-        "PostgreSQL; -pynetdicom: one, every association pynetdicom's)",
+        help="comma-separated targets: orthanc,pynetdicom,pynetdicom-128k,fast-bare,facade-1,facade,"
+        "facade-pg,facade-pynetdicom (fast-bare: our receive path, files renamed, nothing else; "
+        "facade: one serving process per core; -1: one; -pg: on the local PostgreSQL; "
+        "-pynetdicom: one, every association pynetdicom's)",
     )
     args = parser.parse_args()
     if os.environ.get(NETNS_FLAG) != "1":
@@ -68,7 +70,7 @@ def main() -> int:
         "CT 512x512": _dataset("ct", int(500 * scale), "CT", 512),
     }
     big = None if args.quick else _big_instance()
-    targets = (args.only or "orthanc,pynetdicom,pynetdicom-128k,facade-1,facade,facade-pg").split(",")
+    targets = (args.only or "orthanc,pynetdicom,fast-bare,facade-1,facade,facade-pg").split(",")
     results: dict[tuple[str, str, int], float] = {}
     memory: dict[str, float] = {}
     for name in targets:
@@ -145,6 +147,10 @@ def _server(name: str) -> Iterator[tuple[Target, int]]:
         pdu = 131072 if name.endswith("128k") else 16382
         target = Target(name, "BARE", port)
         command = [PYTHON, "-m", "bench.bare_scp", str(run), str(port), str(pdu)]
+        env = dict(os.environ)
+    elif name == "fast-bare":  # our receive path alone: the ceiling
+        target = Target(name, "BARE", port)
+        command = [PYTHON, "-m", "bench.bare_fast", str(run), str(port), "262144"]
         env = dict(os.environ)
     elif name.startswith("facade"):
         target = Target(name, "FACADE", port, _free_port())
