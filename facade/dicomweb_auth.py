@@ -18,19 +18,22 @@ class DicomwebTokens:
     """The same bearer tokens as /fhir: STOW-RS needs `c` on ImagingStudy (`Access.require_store`),
     WADO-RS `r`, QIDO-RS `s` (as a FHIR read or search of ImagingStudy), and each sees the
     studies whose ImagingStudy that read or search would show (`Access.visibility`: the patient
-    compartment of patient/ scopes and of a patient user, granular scopes' criteria)."""
+    compartment of patient/ scopes and of a patient user, granular scopes' criteria).
+
+    The three are coroutines: deciding from an `Access` reads nothing (the visibility of a scope
+    set is built once and cached), so they run on the event loop, not on the threadpool."""
 
     def __init__(self, guard: Guard) -> None:
         token = Depends(guard)  # a default, not an annotation: evaluated here, where `guard` is
 
-        def may_store(access: Access = token) -> None:
+        async def may_store(access: Access = token) -> None:
             access.require_store()
 
-        def may_read(access: Access = token) -> Visibility:
+        async def may_read(access: Access = token) -> Visibility:
             access.require("ImagingStudy", "r")
             return access.visibility("r")
 
-        def may_search(access: Access = token) -> Visibility:
+        async def may_search(access: Access = token) -> Visibility:
             access.require("ImagingStudy", "s")
             return access.visibility("s")
 

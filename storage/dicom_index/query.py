@@ -15,6 +15,7 @@ without instances (all replaced away) are not matches.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, true
@@ -93,7 +94,10 @@ def page(session: Session, plan: FindPlan, *, after: int, size: int) -> list[Rec
     return records
 
 
+@cache
 def _base(level: Level) -> Select[*tuple[Any, ...]]:
+    """The level's columns, joins and has-instances condition (built once per level: a Select
+    is immutable, each query adds to a copy)."""
     depth = LEVELS.index(level)
     columns = [c.label(f) for f, c in _COLUMNS.items() if _owner_depth(c) <= depth]
     stmt = select(_PRIMARY[level].label("pk"), PatientRow.pk.label("patient_pk"), *columns)
