@@ -88,7 +88,7 @@ def page(session: Session, plan: FindPlan, *, after: int, size: int) -> list[Rec
     stmt = _base(level).where(_PRIMARY[level] > after).order_by(_PRIMARY[level]).limit(size)
     for field, (key, cond) in plan.conditions.items():
         stmt = stmt.where(_narrowing(field, key, cond, level))
-    records = [dict(row._mapping) for row in session.execute(stmt)]
+    records = [dict(row._mapping) for row in session.connection().execute(stmt)]  # Core: no ORM work
     if records:
         _add_computed(session, level, plan.fields, records)
     return records
