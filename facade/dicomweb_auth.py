@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from fastapi import Depends
 
+from dicom_bridge.dicomweb.authorization import MayRead
 from smart_auth.resource_server.access import Access
 from smart_auth.resource_server.guard import Guard, www_authenticate
 from storage.errors import InsufficientScope, Unauthenticated
@@ -38,8 +39,8 @@ class DicomwebTokens:
             return access.visibility("s")
 
         self.may_store: Callable[..., object] = may_store
-        self.may_read: Callable[..., Visibility] = may_read
-        self.may_search: Callable[..., Visibility] = may_search
+        self.may_read: MayRead = may_read
+        self.may_search: MayRead = may_search
 
     def challenge(self, exc: Unauthenticated | InsufficientScope, realm: str) -> str:
         return www_authenticate(exc, realm)

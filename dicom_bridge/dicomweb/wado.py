@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
@@ -52,6 +52,7 @@ from dicom_bridge.dicomweb.accept import (
     bulk_transfer_syntaxes,
     dicom_transfer_syntaxes,
 )
+from dicom_bridge.dicomweb.authorization import MayRead
 from dicom_bridge.dicomweb.refusals import Refusal, check_uids, found_instances, refused
 from storage.errors import NotFound
 from storage.usecases.retrieve import (
@@ -72,7 +73,7 @@ _WHOLE = 1 << 20  # a single instance as stored up to this size is read whole an
 _Plan = list[tuple[StoredInstance, str | None]]
 
 
-def wado_router(retrieve: Retrieve, base_url: str, may_read: Callable[..., Visibility]) -> APIRouter:
+def wado_router(retrieve: Retrieve, base_url: str, may_read: MayRead) -> APIRouter:
     """The Retrieve Transaction's DICOM, metadata and bulk data resources; `may_read` (a dependency,
     `DicomwebAuthorization.may_read`) decides first and says which studies the caller sees."""
     router = APIRouter()

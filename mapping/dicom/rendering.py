@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,7 +93,8 @@ def eight_bit_grayscale(ds: Dataset, frame: NDArray[np.generic], window: Window 
                 present = np.zeros(domain.size, dtype=bool)  # the min/max window: values that occur
                 present[offsets] = True
             table = _eight_bits(ds, domain, window, present)
-            return np.take(table, offsets)
+            looked_up: NDArray[np.uint8] = np.take(table, offsets)
+            return looked_up
     return _eight_bits(ds, frame, window, None)
 
 
@@ -164,7 +166,8 @@ def _first_voi_lut(ds: Dataset) -> tuple[int, int, NDArray[np.float64]] | None:
         dtype = "<u2" if ds.is_little_endian or ds.is_little_endian is None else ">u2"
         entries = np.frombuffer(raw, dtype=dtype).astype(np.float64)
     else:
-        entries = np.asarray(raw if isinstance(raw, list | tuple) else [raw], dtype=np.float64)
+        values = list(raw) if isinstance(raw, Sequence) else [raw]  # US: a MultiValue, or one number
+        entries = np.asarray(values, dtype=np.float64)
     if entries.size == 0:
         return None
     return descriptor[1], bits, entries
