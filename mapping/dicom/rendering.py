@@ -83,13 +83,14 @@ def eight_bit_grayscale(ds: Dataset, frame: NDArray[np.generic], window: Window 
     possible values than pixels (a 512 x 512 CT of 12 bits) go through a table: the pipeline is
     computed once for every value between the frame's minimum and maximum and looked up per
     pixel, the same bytes as computing it per pixel, several times faster."""
-    if frame.dtype.kind in "iu" and frame.size > _TABLE_MIN_PIXELS:
+    if frame.dtype.kind in "iu" and frame.dtype.isnative and frame.size > _TABLE_MIN_PIXELS:
         low, high = int(frame.min()), int(frame.max())
         if high - low < min(frame.size, _TABLE_MAX):
-            offsets = np.subtract(frame, low, dtype=np.int32)
+            # value - low in the frame's own width, wrapping; read unsigned, that is the offset
+            offsets = np.subtract(frame, frame.dtype.type(low)).view(f"u{frame.dtype.itemsize}")
             domain = np.arange(low, high + 1, dtype=frame.dtype)
             present = None
-            if window is None and _stored_window(ds) is None and not ds.get("VOILUTSequence"):
+            if window is None and _first_voi_lut(ds) is None and _stored_window(ds) is None:
                 present = np.zeros(domain.size, dtype=bool)  # the min/max window: values that occur
                 present[offsets] = True
             table = _eight_bits(ds, domain, window, present)

@@ -44,6 +44,8 @@ FRAMES = {
     "int16 around zero": RNG.integers(-1024, 3072, (256, 256)).astype(np.int16),
     "uint8": RNG.integers(0, 256, (128, 128)).astype(np.uint8),
     "uint16 narrow": RNG.integers(1000, 1100, (200, 300)).astype(np.uint16),
+    "int16 nearly every value": RNG.integers(-32768, 32767, (300, 300)).astype(np.int16),
+    "uint32 far from zero": (RNG.integers(0, 200, (100, 100)) + 4_000_000_000).astype(np.uint32),
 }
 WINDOWS = [Window(40, 400), Window(40, 400, "LINEAR_EXACT"), Window(40, 400, "SIGMOID"), Window(100, 1)]
 
