@@ -111,7 +111,7 @@ def build_http_app(services: Services) -> Starlette:
         with_counts = bool(request.headers.get("authorization"))
         if with_counts:
             try:
-                if not may_count(auth.guard(request)):
+                if not may_count(auth.guard.check(request)):
                     raise InsufficientScope("counts need system/ or user/ search", needed="system/*.rs")
             except (Unauthenticated, InsufficientScope) as exc:
                 return Response(

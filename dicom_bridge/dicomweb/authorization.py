@@ -9,11 +9,14 @@ no usable token was sent (`Unauthenticated`), 403 when the token lacks the scope
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from storage.errors import InsufficientScope, Unauthenticated
 from storage.usecases.retrieve import Visibility
+
+# a FastAPI dependency (a function or a coroutine function) that decides and gives the Visibility
+MayRead = Callable[..., Visibility | Awaitable[Visibility]]
 
 
 class DicomwebAuthorization(Protocol):
@@ -24,14 +27,14 @@ class DicomwebAuthorization(Protocol):
         ...
 
     @property
-    def may_read(self) -> Callable[..., Visibility]:
+    def may_read(self) -> MayRead:
         """A FastAPI dependency of every WADO-RS route, resolved before anything is read: the
         studies the caller may see (the FHIR read rules of their ImagingStudy: scopes, patient
         compartment), or `Unauthenticated` / `InsufficientScope`."""
         ...
 
     @property
-    def may_search(self) -> Callable[..., Visibility]:
+    def may_search(self) -> MayRead:
         """The same for every QIDO-RS route: `s` on ImagingStudy (a FHIR search of ImagingStudy),
         and the studies such a search would show."""
         ...

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from dicom_bridge.dicomweb.accept import DICOM_JSON, NotAcceptable, accepts_dicom_json
+from dicom_bridge.dicomweb.authorization import MayRead
 from mapping.dicom.qido import BadQidoQuery, json_match, qido_search
 from mapping.dicom.query_keys import BadIdentifier, FindPlan, Level, find_plan
 from mapping.dicom.uid import valid_uid
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 _MORE = '299 {host} "There are additional results that can be requested"'
 
 
-def qido_router(query: Query, base_url: str, may_search: Callable[..., Visibility]) -> APIRouter:
+def qido_router(query: Query, base_url: str, may_search: MayRead) -> APIRouter:
     """The Search Transaction's resources; `may_search` (`DicomwebAuthorization.may_search`)
     decides first and says which studies the caller sees."""
     router = APIRouter()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydicom.uid import UID
@@ -35,6 +34,7 @@ from dicom_bridge.dicomweb.accept import (
     frames_transfer_syntaxes,
     rendered_media_type,
 )
+from dicom_bridge.dicomweb.authorization import MayRead
 from dicom_bridge.dicomweb.refusals import Refusal, check_uids, found_instances, refused
 from mapping.dicom.render_params import frame_list, quality_param, viewport_param, window_param
 from mapping.dicom.rendering import THUMBNAIL
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 _INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
 
 
-def rendered_router(retrieve: Retrieve, may_read: Callable[..., Visibility]) -> APIRouter:
+def rendered_router(retrieve: Retrieve, may_read: MayRead) -> APIRouter:
     """Rendered, thumbnail and frames resources; `may_read` decides first (as for WADO-RS)."""
     router = APIRouter()
     read = Depends(may_read)

@@ -14,8 +14,9 @@ Transaction), of what the archive stores, to callers who may read the study's Im
   in Explicit VR Little Endian).
 - The body streams part by part from the blob files (a worker thread reads each file in 1 MiB
   chunks; a transcoded instance is held whole, one at a time): a study of many large instances
-  never sits in memory. The index is read before the response starts, in one read-only
-  transaction.
+  never sits in memory. One instance that is transcoded, or stored in at most 1 MiB, is read
+  before the response starts and sent as one body. The index is read before the response
+  starts, in one read-only transaction.
 
 Refusals, text/plain, before the response starts: 400 a URL UID that is not a UID; 404 a study,
 series or instance the archive does not hold or the caller may not see (the same answer); 406
@@ -36,7 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
@@ -51,6 +52,7 @@ from dicom_bridge.dicomweb.accept import (
     bulk_transfer_syntaxes,
     dicom_transfer_syntaxes,
 )
+from dicom_bridge.dicomweb.authorization import MayRead
 from dicom_bridge.dicomweb.refusals import Refusal, check_uids, found_instances, refused
 from storage.errors import NotFound
 from storage.usecases.retrieve import (
@@ -66,11 +68,12 @@ from storage.usecases.retrieve import (
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+_WHOLE = 1 << 20  # a single instance as stored up to this size is read whole and sent in one body
 # each instance and the syntax to send it in (None: as stored)
 _Plan = list[tuple[StoredInstance, str | None]]
 
 
-def wado_router(retrieve: Retrieve, base_url: str, may_read: Callable[..., Visibility]) -> APIRouter:
+def wado_router(retrieve: Retrieve, base_url: str, may_read: MayRead) -> APIRouter:
     """The Retrieve Transaction's DICOM, metadata and bulk data resources; `may_read` (a dependency,
     `DicomwebAuthorization.may_read`) decides first and says which studies the caller sees."""
     router = APIRouter()
@@ -139,11 +142,14 @@ def wado_router(retrieve: Retrieve, base_url: str, may_read: Callable[..., Visib
                 "transcoded": sum(s is not None for _, s in plan),
             },
         )
+        media_type = f'multipart/related; type="{DICOM}"; boundary={boundary}'
+        if first is not None:  # one instance, already in memory: one body, written at once
+            ((instance, syntax),) = plan
+            body = _part_head(boundary, syntax or instance.transfer_syntax_uid) + first
+            body += f"\r\n--{boundary}--\r\n".encode()
+            return Response(body, status_code=status, media_type=media_type, headers=headers)
         return StreamingResponse(
-            _multipart(retrieve, plan, boundary, first),
-            status_code=status,
-            media_type=f'multipart/related; type="{DICOM}"; boundary={boundary}',
-            headers=headers,
+            _multipart(retrieve, plan, boundary), status_code=status, media_type=media_type, headers=headers
         )
 
     def _metadata(request: Request, sees: Visibility, *uids: str) -> Response:
@@ -220,27 +226,37 @@ def _unconvertible(count: int, syntaxes: list[str | None]) -> str:
 
 
 def _single(retrieve: Retrieve, plan: _Plan) -> bytes | None:
-    """One instance to transcode: decoded before the response starts, so that a failure is a 406."""
+    """The bytes of one instance, read before the response starts: transcoded (so that a failure
+    to decode is a 406), or as stored when it is at most `_WHOLE` bytes (a file read at once
+    and sent in one body, rather than streamed chunk by chunk from a worker thread); None: a
+    larger instance as stored, streamed."""
     instance, syntax = plan[0]
     if syntax is None:
-        return None
+        if instance.size > _WHOLE:
+            return None
+        try:
+            with retrieve.open(instance) as f:
+                return f.read()
+        except NotFound as exc:
+            raise Refusal(404, str(exc)) from exc
     try:
         return retrieve.transcoded(instance, syntax)
     except CannotTranscode as exc:
         raise Refusal(406, f"the instance cannot be sent in {syntax}: {exc}") from exc
 
 
-def _multipart(retrieve: Retrieve, plan: _Plan, boundary: str, first: bytes | None) -> Iterator[bytes]:
+def _part_head(boundary: str, sent_as: str) -> bytes:
+    return f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={sent_as}\r\n\r\n".encode()
+
+
+def _multipart(retrieve: Retrieve, plan: _Plan, boundary: str) -> Iterator[bytes]:
     """The body, part by part (Starlette iterates a sync generator on a worker thread)."""
     for n, (instance, syntax) in enumerate(plan):
-        sent_as = syntax or instance.transfer_syntax_uid
-        yield f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={sent_as}\r\n\r\n".encode()
+        yield _part_head(boundary, syntax or instance.transfer_syntax_uid)
         if syntax is None:
             with retrieve.open(instance) as f:
                 while chunk := f.read(_CHUNK):
                     yield chunk
-        elif n == 0 and first is not None:
-            yield first
         else:
             try:
                 yield retrieve.transcoded(instance, syntax)

@@ -21,11 +21,12 @@ or frame; 406 a contentType or transferSyntax we cannot give, or pixel data that
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
+from dicom_bridge.dicomweb.authorization import MayRead
 from dicom_bridge.dicomweb.refusals import Refusal, check_uids, found_instances, refused
 from dicom_bridge.dicomweb.rendered import rendered
 from mapping.dicom.render_params import quality_param, size_of, window_of
@@ -46,7 +47,7 @@ DICOM = "application/dicom"
 _UNSUPPORTED = ("anonymize", "annotation", "region", "presentationUID", "presentationSeriesUID")
 
 
-def wado_uri_router(retrieve: Retrieve, may_read: Callable[..., Visibility]) -> APIRouter:
+def wado_uri_router(retrieve: Retrieve, may_read: MayRead) -> APIRouter:
     router = APIRouter()
     read = Depends(may_read)
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
-from mapping.dicom.query_keys import KEYS, LEVELS, FindPlan, Level, response_values
+from mapping.dicom.query_keys import KEYS, LEVELS, FindPlan, Level, response_values, vr_of
 
 MAX_LIMIT = 1000  # the most matches one response carries; `limit` above it is lowered to it
 
@@ -136,10 +137,10 @@ def json_match(plan: FindPlan, record: Mapping[str, object], retrieve_url: str) 
     as the VR alone; and its RetrieveURL (0008,1190)."""
     out: dict[str, Any] = {}
     for keyword, text in response_values(plan, record).items():
-        tag = tag_for_keyword(keyword)
+        tag = _tag_of(keyword)
         if tag is None:
             continue
-        vr = str(dictionary_VR(keyword))
+        vr = vr_of(keyword)
         item: dict[str, Any] = {"vr": vr}
         if text and vr != "SQ":
             values = text.split("\\") if keyword in _MULTI else [text]
@@ -153,3 +154,8 @@ def json_match(plan: FindPlan, record: Mapping[str, object], retrieve_url: str) 
         out[f"{tag:08X}"] = item
     out["00081190"] = {"vr": "UR", "Value": [retrieve_url]}
     return dict(sorted(out.items()))
+
+
+@lru_cache(maxsize=512)
+def _tag_of(keyword: str) -> int | None:
+    return tag_for_keyword(keyword)

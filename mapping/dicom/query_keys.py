@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Literal
 
 from pydicom import Dataset
@@ -48,7 +49,13 @@ class Key:
 
     @property
     def vr(self) -> str:
-        return str(dictionary_VR(self.keyword))
+        return vr_of(self.keyword)
+
+
+@lru_cache(maxsize=512)
+def vr_of(keyword: str) -> str:
+    """The data dictionary's VR of `keyword` (looked up once: every match of every query asks)."""
+    return str(dictionary_VR(keyword))
 
 
 KEYS: tuple[Key, ...] = (

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,13 +77,44 @@ def render(ds: Dataset, frame: int, options: RenderOptions) -> bytes:
 
 
 def eight_bit_grayscale(ds: Dataset, frame: NDArray[np.generic], window: Window | None) -> NDArray[np.uint8]:
-    """A decoded grayscale frame through the Modality LUT, the VOI and MONOCHROME1's inversion."""
+    """A decoded grayscale frame through the Modality LUT, the VOI and MONOCHROME1's inversion.
+
+    Each output pixel depends on its stored value alone, so integer frames with fewer distinct
+    possible values than pixels (a 512 x 512 CT of 12 bits) go through a table: the pipeline is
+    computed once for every value between the frame's minimum and maximum and looked up per
+    pixel, the same bytes as computing it per pixel, several times faster."""
+    if frame.dtype.kind in "iu" and frame.dtype.isnative and frame.size > _TABLE_MIN_PIXELS:
+        low, high = int(frame.min()), int(frame.max())
+        if high - low < min(frame.size, _TABLE_MAX):
+            # value - low in the frame's own width, wrapping; read unsigned, that is the offset
+            offsets = np.subtract(frame, frame.dtype.type(low)).view(f"u{frame.dtype.itemsize}")
+            domain = np.arange(low, high + 1, dtype=frame.dtype)
+            present = None
+            if window is None and _first_voi_lut(ds) is None and _stored_window(ds) is None:
+                present = np.zeros(domain.size, dtype=bool)  # the min/max window: values that occur
+                present[offsets] = True
+            table = _eight_bits(ds, domain, window, present)
+            looked_up: NDArray[np.uint8] = np.take(table, offsets)
+            return looked_up
+    return _eight_bits(ds, frame, window, None)
+
+
+_TABLE_MIN_PIXELS = 4096
+_TABLE_MAX = 1 << 16
+
+
+def _eight_bits(
+    ds: Dataset, frame: NDArray[np.generic], window: Window | None, present: NDArray[np.bool_] | None
+) -> NDArray[np.uint8]:
+    """The pipeline on each element of `frame`; the min/max window (when no other applies) over
+    the elements `present` marks (all when None)."""
     values = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
     voi_lut = _first_voi_lut(ds) if window is None else None
     if voi_lut is not None:
         out = _through_lut(values, *voi_lut)
     else:
-        window = window or _stored_window(ds) or _min_max_window(values)
+        occurring = values if present is None else values[present]
+        window = window or _stored_window(ds) or _min_max_window(occurring)
         out = windowed(values, window)
     if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
         out = 255.0 - out
@@ -135,7 +167,8 @@ def _first_voi_lut(ds: Dataset) -> tuple[int, int, NDArray[np.float64]] | None:
         dtype = "<u2" if ds.is_little_endian or ds.is_little_endian is None else ">u2"
         entries = np.frombuffer(raw, dtype=dtype).astype(np.float64)
     else:
-        entries = np.asarray(raw if isinstance(raw, list | tuple) else [raw], dtype=np.float64)
+        values = list(raw) if isinstance(raw, Sequence) else [raw]  # US: a MultiValue, or one number
+        entries = np.asarray(values, dtype=np.float64)
     if entries.size == 0:
         return None
     return descriptor[1], bits, entries

@@ -107,6 +107,10 @@ class JwtVerifier:
             return None
         return self._claims.access(claims)
 
+    def remembered(self, token: str) -> Access | None:
+        """Nothing is remembered: every token's signature and claims are checked (`verify`)."""
+        return None
+
 
 class IntrospectionVerifier:
     def __init__(
@@ -125,6 +129,12 @@ class IntrospectionVerifier:
         self._claims = _Claims(config, rules, parse)
         self._cache: dict[str, tuple[float, Access | None]] = {}
         self._lock = threading.Lock()
+
+    def remembered(self, token: str) -> Access | None:
+        """An active answer of the introspection endpoint still within its time to live."""
+        with self._lock:
+            hit = self._cache.get(token)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     def verify(self, token: str) -> Access | None:
         now = time.monotonic()

@@ -227,6 +227,15 @@ class Tokens:
         self._cache[key] = (time.monotonic() + CACHE_SECONDS, info)
         return info
 
+    def remembered(self, token: str) -> TokenInfo | None:
+        """`active` without reading the database: the token when a check within `CACHE_SECONDS`
+        found it active and it has not expired since; None when only `active` can tell (unknown
+        here, expired, revoked, or not checked lately). Cheap enough for the event loop."""
+        hit = self._cache.get(digest(token))
+        if hit is None or hit[0] <= time.monotonic():
+            return None
+        return hit[1] if hit[1].expires_at > self._now() else None
+
     def _lookup(self, key: str) -> TokenInfo | None:
         t, g = AccessTokenRow, AuthGrantRow
         stmt = (

@@ -15,6 +15,7 @@ without instances (all replaced away) are not matches.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, true
@@ -87,13 +88,16 @@ def page(session: Session, plan: FindPlan, *, after: int, size: int) -> list[Rec
     stmt = _base(level).where(_PRIMARY[level] > after).order_by(_PRIMARY[level]).limit(size)
     for field, (key, cond) in plan.conditions.items():
         stmt = stmt.where(_narrowing(field, key, cond, level))
-    records = [dict(row._mapping) for row in session.execute(stmt)]
+    records = [dict(row._mapping) for row in session.connection().execute(stmt)]  # Core: no ORM work
     if records:
         _add_computed(session, level, plan.fields, records)
     return records
 
 
+@cache
 def _base(level: Level) -> Select[*tuple[Any, ...]]:
+    """The level's columns, joins and has-instances condition (built once per level: a Select
+    is immutable, each query adds to a copy)."""
     depth = LEVELS.index(level)
     columns = [c.label(f) for f, c in _COLUMNS.items() if _owner_depth(c) <= depth]
     stmt = select(_PRIMARY[level].label("pk"), PatientRow.pk.label("patient_pk"), *columns)

@@ -9,9 +9,10 @@ UID), as `reader.series_views` lists them for the ImagingStudy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Select, bindparam, select
 
 from storage.dicom_index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
 
@@ -29,10 +30,19 @@ class StoredInstance:
 
 
 def stored_instances(
-    session: Session, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    conn: Connection, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
 ) -> list[StoredInstance]:
     """The instances under `study_uid` (and `series_uid`, and `sop_uid` when given); empty when
     the UIDs name nothing."""
+    stmt = _statement(series_uid is not None, sop_uid is not None)
+    params = {"study": study_uid, "series": series_uid, "sop": sop_uid}
+    return [StoredInstance(*row) for row in conn.execute(stmt, params)]
+
+
+@cache
+def _statement(by_series: bool, by_sop: bool) -> Select[*tuple[Any, ...]]:
+    """The lookup for a study, series or instance URL, built once (its UIDs bound at execution):
+    every WADO-RS request runs one."""
     stmt = (
         select(
             StudyRow.study_uid,
@@ -47,13 +57,13 @@ def stored_instances(
         .join(SeriesRow, SeriesRow.study_pk == StudyRow.pk)
         .join(InstanceRow, InstanceRow.series_pk == SeriesRow.pk)
         .join(PatientRow, PatientRow.pk == StudyRow.patient_pk)
-        .where(StudyRow.study_uid == study_uid)
+        .where(StudyRow.study_uid == bindparam("study"))
     )
-    if series_uid is not None:
-        stmt = stmt.where(SeriesRow.series_uid == series_uid)
-    if sop_uid is not None:
-        stmt = stmt.where(InstanceRow.sop_uid == sop_uid)
-    stmt = stmt.order_by(
+    if by_series:
+        stmt = stmt.where(SeriesRow.series_uid == bindparam("series"))
+    if by_sop:
+        stmt = stmt.where(InstanceRow.sop_uid == bindparam("sop"))
+    return stmt.order_by(
         SeriesRow.series_number.is_(None),
         SeriesRow.series_number,
         SeriesRow.series_uid,
@@ -61,4 +71,3 @@ def stored_instances(
         InstanceRow.instance_number,
         InstanceRow.sop_uid,
     )
-    return [StoredInstance(*row) for row in session.execute(stmt)]

@@ -79,7 +79,7 @@ class Retrieve:
         may not see the study."""
         level = "instance" if sop_uid is not None else "series" if series_uid is not None else "study"
         with self._db.read() as session:
-            found = stored_instances(session, study_uid, series_uid, sop_uid)
+            found = stored_instances(session.connection(), study_uid, series_uid, sop_uid)
             if not found or not self._search.sees(session, "ImagingStudy", study_uid, visibility):
                 raise NotFound(f"no such {level}")
         return found

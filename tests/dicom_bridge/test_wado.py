@@ -371,3 +371,36 @@ def test_every_bulk_data_uri_answers(
             assert got == list(generate_frames(value, number_of_frames=int(ds.get("NumberOfFrames") or 1)))
         else:
             assert b"".join(got) == value, tag
+
+
+def test_one_instance_is_one_body_up_to_a_mebibyte_and_streamed_above(http: httpx.Client) -> None:
+    """A small instance is read before the response starts (a Content-Length); a larger one
+    streams (chunked); both are the bytes stored, in one part."""
+    study_uid, series_uid = new_uid(), new_uid()
+    small = part10(make_instance(study_uid=study_uid, series_uid=series_uid, instance_number=1))
+    large = part10(
+        make_instance(study_uid=study_uid, series_uid=series_uid, instance_number=2, rows=1024, columns=1024)
+    )
+    assert len(small) < 1 << 20 < len(large)
+    store(http, small, large)
+    accept = {"Accept": 'multipart/related; type="application/dicom"'}
+    for data, whole in ((small, True), (large, False)):
+        study, series, instance = uids(data)
+        r = http.get(f"/studies/{study}/series/{series}/instances/{instance}", headers=accept)
+        assert r.status_code == 200
+        assert ("content-length" in r.headers) == whole
+        assert (r.headers.get("transfer-encoding") == "chunked") == (not whole)
+        ((headers, body),) = parts(r)
+        assert body == data
+        assert headers["Content-Type"] == f"application/dicom; transfer-syntax={ExplicitVRLittleEndian}"
+
+
+def test_one_instance_whose_file_is_gone_is_404(services: Services, http: httpx.Client) -> None:
+    data = part10(make_instance(study_uid=new_uid(), series_uid=new_uid()))
+    store(http, data)
+    study, series, instance = uids(data)
+    (found,) = services.retrieve.instances(study, series, instance, visibility=ALL)
+    services.blobs.delete(found.blob_key)
+    r = http.get(f"/studies/{study}/series/{series}/instances/{instance}")
+    assert r.status_code == 404
+    assert "missing" in r.text

@@ -5,6 +5,7 @@ granular_scope_search / granular_scope_read.)"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -15,7 +16,9 @@ from starlette.routing import Mount
 
 from facade.http import build_http_app
 from smart_auth.resource_server.guard import Guard
+from smart_auth.server.tokens import CACHE_SECONDS, Tokens
 from storage.audit.models import AuditEventRow
+from storage.clock import utcnow
 from tests.conftest import Clock
 from tests.dicom_bridge.test_stow import VALID, content_type
 from tests.fhir_schema import assert_valid_r4
@@ -221,3 +224,56 @@ def test_every_access_is_audited_without_query_strings(world: World) -> None:
         ("search", "/fhir/Patient", 200, "allowed", "viewer-app", world.alice),
         ("search", "/fhir/ImagingStudy", 401, "refused", None, None),
     ]
+
+
+def _granted(world: World, scope: str) -> tuple[str, str]:
+    """(grant id, access token) straight from the token store."""
+    auth = world.services.auth.builtin
+    assert auth is not None
+    grant = auth.tokens.new_grant(client_id="tests", user_id=None, scope=scope, context={})
+    issued = auth.tokens.issue(
+        grant, scope=scope, lifetime=3600, fhir_user=None, patient=None, refresh_lifetime=None
+    )
+    return grant.id, issued.access_token
+
+
+def test_a_remembered_token_is_refused_as_soon_as_this_server_revokes_it(world: World) -> None:
+    """The guard answers a token checked moments ago on the event loop (`remembered`); a
+    revocation through this process forgets it at once, on /dicomweb, /wado and /fhir alike."""
+    auth = world.services.auth.builtin
+    assert auth is not None
+    grant, token = _granted(world, "system/*.rs")
+    studies = f"{world.base}/dicomweb/studies"
+    assert auth.tokens.remembered(token) is None  # never checked
+    assert httpx.get(studies, headers=bearer(token), timeout=10).status_code == 200
+    assert auth.tokens.remembered(token) is not None
+    assert httpx.get(studies, headers=bearer(token), timeout=10).status_code == 200
+    auth.tokens.revoke_grant(grant)
+    assert auth.tokens.remembered(token) is None
+    for url in (studies, f"{world.base}/dicomweb/studies/{world.study_a}", f"{world.fhir}/ImagingStudy"):
+        r = httpx.get(url, headers=bearer(token), timeout=10)
+        assert r.status_code == 401, url
+        assert 'error="invalid_token"' in r.headers["www-authenticate"]
+
+
+def test_a_revocation_by_another_process_is_seen_within_the_cache_period(world: World) -> None:
+    """Another serving process on the same database revokes (its own token store): this one may
+    answer from what it remembers for at most CACHE_SECONDS, then refuses."""
+    grant, token = _granted(world, "system/*.rs")
+    studies = f"{world.base}/dicomweb/studies"
+    assert httpx.get(studies, headers=bearer(token), timeout=10).status_code == 200
+    Tokens(world.services.db, now=utcnow).revoke_grant(grant)
+    time.sleep(CACHE_SECONDS + 0.2)
+    assert httpx.get(studies, headers=bearer(token), timeout=10).status_code == 401
+
+
+def test_a_remembered_patient_token_still_sees_its_own_patient_only(world: World) -> None:
+    token = issue_token(world.services, "patient/ImagingStudy.rs", patient=world.alice)
+    for _ in range(3):  # the first check reads the database, the next ones are remembered
+        r = httpx.get(f"{world.base}/dicomweb/studies", headers=bearer(token), timeout=10)
+        assert r.status_code == 200
+        assert [s["0020000D"]["Value"][0] for s in r.json()] == [world.study_a]
+        r = httpx.get(
+            f"{world.base}/dicomweb/studies/{world.study_b}/metadata", headers=bearer(token), timeout=10
+        )
+        assert r.status_code == 404
