@@ -8,8 +8,8 @@ The rules (reference §5; DESIGN "acknowledge only what is durable"):
 - `AR` for what we do not take (no readable MSH, unsupported type, event, version or processing
   id, bytes that do not fit the character set, a sender not on the allow-list);
 - a resend (same MSH-3, MSH-4, MSH-10) gets the stored ACK again and is not applied twice, even
-  when the two copies arrive at once (the unique key makes one transaction retry and find the
-  other's ACK);
+  when the two copies arrive at once (the message is kept first, on its unique key: the second
+  copy's insert does nothing, and finds the first one's ACK once that commits);
 - an outage (the database unreachable) answers AE 207 and keeps nothing: the sender resends.
 No message content reaches the log: control ids, types, ACK codes and error codes only.
 """
@@ -108,14 +108,11 @@ class Hl7Inbox:
         key = MessageKey(header.sending_application, header.sending_facility, header.control_id)
         try:
             effect = self._effect(header, message, charset)
+            ack = self._ack(header, "AA", charset, now)
 
             def work(session: Session) -> Answer:
-                stored = inbox.answered(session, key)
-                if stored is not None:  # a resend, or the same message committed meanwhile elsewhere
-                    return Answer(*stored, header, resent=True)
-                effect(session, now)
-                ack = self._ack(header, "AA", charset, now)
-                inbox.keep(
+                # kept first, with the AA it gets if it applies: a refusal rolls this back too
+                stored = inbox.claim(
                     session,
                     key=key,
                     raw=raw,
@@ -125,6 +122,9 @@ class Hl7Inbox:
                     peer=peer,
                     now=now,
                 )
+                if stored is not None:  # a resend, or the same message committed meanwhile elsewhere
+                    return Answer(*stored, header, resent=True)
+                effect(session, now)
                 return Answer(ack, "AA", header)
 
             answer = self._db.transact(work)
