@@ -2,7 +2,8 @@
 
 The rules (reference §5; DESIGN "acknowledge only what is durable"):
 - `AA` only after the message and all its effects are committed, in one transaction with the
-  message and its ACK;
+  message and its ACK (messages arriving together on several connections share that transaction,
+  each in a savepoint: `storage/group_commit.py`);
 - `AE` (with ERR: segment, field, table 0357 code, text) for a message we understand but cannot
   apply; its effects are rolled back, the message and the AE are kept;
 - `AR` for what we do not take (no readable MSH, unsupported type, event, version or processing
@@ -35,6 +36,7 @@ from mapping.hl7.results import result_message
 from storage.clock import utcnow
 from storage.db import Database
 from storage.errors import Unavailable
+from storage.group_commit import GroupCommit
 from storage.hl7_inbox import store as inbox
 from storage.hl7_inbox.store import MessageKey
 from storage.usecases.audit import Audit, AuditEvent
@@ -82,6 +84,7 @@ class Hl7Inbox:
         reports: IncomingReports | None = None,
     ) -> None:
         self._db, self._orders, self._config, self._now, self._audit = db, orders, config, now, audit
+        self._group = GroupCommit(db)  # messages of several connections, one commit
         self._patients = Patients(orders, mpps)
         self._reports = reports
 
@@ -127,7 +130,7 @@ class Hl7Inbox:
                 effect(session, now)
                 return Answer(ack, "AA", header)
 
-            answer = self._db.transact(work)
+            answer = self._group.transact(work)
             event = "hl7.resent" if answer.resent else "hl7.accepted"
             log.info(event, extra={"control_id": header.control_id[:32], "kind": header.kind})
             return answer
