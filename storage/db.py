@@ -17,9 +17,10 @@ read-only replica. On SQLite a read is a deferred `BEGIN` (a WAL snapshot) with
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -33,6 +34,7 @@ T = TypeVar("T")
 
 _READONLY = "facade_readonly"
 _PEEK = "facade_peek"
+_QUERY_ONLY = "facade_query_only"  # a pool record's note: PRAGMA query_only is on (unknown: may be)
 _RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock detected
 
 
@@ -67,11 +69,18 @@ def _configure_sqlite(engine: Engine) -> None:
         # The pool serves readers and writers alike, so every transaction sets query_only itself.
         if conn.get_execution_options().get(_PEEK):
             return  # autocommit: each statement its own
+        # The setting stays with the SQLite connection, and its pool record remembers it, so a
+        # connection's writes after writes skip the statement (one round trip of each write).
+        info = conn.connection.info
         if conn.get_execution_options().get(_READONLY):
             conn.exec_driver_sql("BEGIN")
-            conn.exec_driver_sql("PRAGMA query_only = ON")
+            if not info.get(_QUERY_ONLY):
+                conn.exec_driver_sql("PRAGMA query_only = ON")
+                info[_QUERY_ONLY] = True
         else:
-            conn.exec_driver_sql("PRAGMA query_only = OFF")
+            if info.get(_QUERY_ONLY, True):
+                conn.exec_driver_sql("PRAGMA query_only = OFF")
+                info[_QUERY_ONLY] = False
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -97,6 +106,13 @@ class Database:
         # a PostgreSQL one is put in it for the statement, then reset by the pool.
         autocommit = {"isolation_level": "AUTOCOMMIT"} if engine.dialect.name == "postgresql" else {}
         self._peek_engine = engine.execution_options(**autocommit, **{_PEEK: True})
+        # SQLite has one writer at a time: this process's writers queue here, woken as the one
+        # before them ends, rather than in SQLite's busy handler, which sleeps in growing steps
+        # (up to 100 ms) between looks at the lock. Reentrant: a write inside a write in one
+        # thread meets SQLite's lock as before, not a deadlock here.
+        self._one_writer: AbstractContextManager[Any] = (
+            threading.RLock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     @property
     def dialect(self) -> str:
@@ -125,13 +141,13 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction; committed when the block ends without an exception."""
-        with _unavailable_on_outage(), self._writer.begin() as session:
+        with self._one_writer, _unavailable_on_outage(), self._writer.begin() as session:
             yield session
 
     @contextmanager
     def write_connection(self) -> Iterator[Connection]:
         """A write transaction on a bare Connection (Core only; no ORM session to set up)."""
-        with _unavailable_on_outage(), self.engine.begin() as conn:
+        with self._one_writer, _unavailable_on_outage(), self.engine.begin() as conn:
             yield conn
 
     def transact(self, work: Callable[[Session], T], *, attempts: int = 6) -> T:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from mapping.dicom.facts import Code, InstanceFacts, PatientFacts, SeriesFacts, StudyFacts
@@ -143,13 +143,24 @@ def quiet(session: Session, study_uids: Sequence[str], quiet_since: datetime) ->
 
 def mark_study_published(session: Session, change: Change) -> None:
     """The study's ImagingStudy now shows the index as of `change.change_seq`."""
-    session.execute(update(StudyRow).where(StudyRow.pk == change.pk).values(published_seq=change.change_seq))
+    session.connection().execute(_MARK_STUDY, {"b_pk": change.pk, "b_seq": change.change_seq})
 
 
 def mark_patient_published(session: Session, change: Change) -> None:
-    session.execute(
-        update(PatientRow).where(PatientRow.pk == change.pk).values(published_seq=change.change_seq)
-    )
+    session.connection().execute(_MARK_PATIENT, {"b_pk": change.pk, "b_seq": change.change_seq})
+
+
+# Core, built once (no ORM session synchronisation: the rows' objects are not read after)
+_MARK_STUDY = (
+    update(cast(Table, StudyRow.__table__))
+    .where(StudyRow.__table__.c.pk == bindparam("b_pk"))
+    .values(published_seq=bindparam("b_seq"))
+)
+_MARK_PATIENT = (
+    update(cast(Table, PatientRow.__table__))
+    .where(PatientRow.__table__.c.pk == bindparam("b_pk"))
+    .values(published_seq=bindparam("b_seq"))
+)
 
 
 def series_views(session: Session, study_uid: str) -> list[SeriesView]:

@@ -73,12 +73,12 @@ _FIT = select(  # one row: the series' study, the study and its patient, each NU
     )
 )
 _PATIENT_BY_IDENTITY = (
-    select(PATIENT.c.pk, PATIENT.c.merged_into, *(PATIENT.c[k] for k in _PATIENT_ATTRS))
+    select(PATIENT.c.pk, PATIENT.c.fhir_id, PATIENT.c.merged_into, *(PATIENT.c[k] for k in _PATIENT_ATTRS))
     .where(PATIENT.c.id_system == bindparam("system"), PATIENT.c.patient_id == bindparam("pid"))
     .with_for_update()
 )
 _PATIENT_BY_PK = (
-    select(PATIENT.c.pk, PATIENT.c.merged_into, *(PATIENT.c[k] for k in _PATIENT_ATTRS))
+    select(PATIENT.c.pk, PATIENT.c.fhir_id, PATIENT.c.merged_into, *(PATIENT.c[k] for k in _PATIENT_ATTRS))
     .where(PATIENT.c.pk == bindparam("pk"))
     .with_for_update()
 )
@@ -305,50 +305,76 @@ def _mismatched(
 def _patient(conn: Connection, facts: PatientFacts, study: Row[Any] | None, now: datetime) -> int:
     """Patient ID + issuer picks the patient; a study keeps the patient it was first stored for
     (the caller has checked that the instance fits it)."""
-    incoming = {"name": facts.name[:512], "birth_date": facts.birth_date[:8], "sex": facts.sex[:16]}
-    if study is not None:
-        pk, current = study.patient_pk, study._mapping
-    elif facts.patient_id is not None:
-        found = conn.execute(
-            _PATIENT_BY_IDENTITY, {"system": facts.id_system, "pid": facts.patient_id}
-        ).first()
-        if found is None:
-            return _new_patient(conn, facts, incoming, now)
-        if found.merged_into is not None:  # merged (ADT^A40): its images and orders go to the survivor
-            found = conn.execute(_PATIENT_BY_PK, {"pk": found.merged_into}).first()
-            assert found is not None
-        pk, current = found.pk, found._mapping
-    else:
-        return _new_patient(conn, facts, incoming, now)
-    changes = newest_wins(current, incoming)
+    if study is None:
+        return _patient_by_identity(conn, facts, now)[0]
+    _update_demographics(conn, study.patient_pk, study._mapping, facts, now)
+    return int(study.patient_pk)
+
+
+def _patient_by_identity(conn: Connection, facts: PatientFacts, now: datetime) -> tuple[int, str]:
+    """The patient of `facts`' Patient ID + issuer (the survivor, if it was merged), created when
+    new (no Patient ID: always new), its demographics updated: (pk, FHIR id)."""
+    if facts.patient_id is None:
+        return _new_patient(conn, facts, now)
+    found = conn.execute(_PATIENT_BY_IDENTITY, {"system": facts.id_system, "pid": facts.patient_id}).first()
+    if found is None:
+        return _new_patient(conn, facts, now)
+    if found.merged_into is not None:  # merged (ADT^A40): its images and orders go to the survivor
+        found = conn.execute(_PATIENT_BY_PK, {"pk": found.merged_into}).first()
+        assert found is not None
+    _update_demographics(conn, found.pk, found._mapping, facts, now)
+    return int(found.pk), str(found.fhir_id)
+
+
+def _update_demographics(
+    conn: Connection, pk: int, current: Mapping[Any, Any], facts: PatientFacts, now: datetime
+) -> None:
+    changes = newest_wins(current, _demographics(facts))
     if changes:
         conn.execute(
             update(PATIENT)
             .where(PATIENT.c.pk == pk)
             .values(**changes, change_seq=PATIENT.c.change_seq + 1, changed_at=now)
         )
-    return int(pk)
+
+
+def _demographics(facts: PatientFacts) -> dict[str, Any]:
+    return {"name": facts.name[:512], "birth_date": facts.birth_date[:8], "sex": facts.sex[:16]}
 
 
 def patient_of(conn: Connection, facts: PatientFacts, now: datetime) -> tuple[int, str]:
     """The patient an order (or an ADT message) names, created when new, its demographics
-    updated (newest wins, empty values never blank stored ones): (pk, FHIR id). The caller has
-    checked that `facts` has a Patient ID."""
-    pk = _patient(conn, facts, None, now)
-    fhir_id = conn.execute(select(PATIENT.c.fhir_id).where(PATIENT.c.pk == pk)).scalar_one()
-    return pk, str(fhir_id)
+    updated (newest wins, empty values never blank stored ones): (pk, FHIR id), in one or two
+    statements. The caller has checked that `facts` has a Patient ID."""
+    return _patient_by_identity(conn, facts, now)
 
 
 def touch_studies(conn: Connection, study_uids: set[str], accessions: set[str], now: datetime) -> int:
     """Mark the studies of these UIDs or accession numbers changed, so their ImagingStudy is
     derived and published again (an order about them arrived or changed: `basedOn`)."""
-    match = [STUDY.c.study_uid.in_(sorted(u for u in study_uids if u))]
-    if any(accessions):
-        match.append(STUDY.c.accession.in_(sorted(a for a in accessions if a)))
-    result = conn.execute(
-        update(STUDY).where(or_(*match)).values(change_seq=STUDY.c.change_seq + 1, changed_at=now)
-    )
+    uids, numbers = sorted(u for u in study_uids if u), sorted(a for a in accessions if a)
+    if numbers:
+        result = conn.execute(_TOUCH_BY_UID_OR_ACCESSION, {"uids": uids, "numbers": numbers, "b_now": now})
+    else:
+        result = conn.execute(_TOUCH_BY_UID, {"uids": uids, "b_now": now})
     return int(result.rowcount or 0)
+
+
+def _touch(match: Any) -> Any:
+    return (
+        update(STUDY)
+        .where(match)
+        .values(change_seq=STUDY.c.change_seq + 1, changed_at=bindparam("b_now", type_=Stamp))
+    )
+
+
+_TOUCH_BY_UID = _touch(STUDY.c.study_uid.in_(bindparam("uids", expanding=True)))
+_TOUCH_BY_UID_OR_ACCESSION = _touch(
+    or_(
+        STUDY.c.study_uid.in_(bindparam("uids", expanding=True)),
+        STUDY.c.accession.in_(bindparam("numbers", expanding=True)),
+    )
+)
 
 
 def _merged_into(conn: Connection, facts: PatientFacts, patient_pk: int) -> bool:
@@ -441,22 +467,22 @@ def _cut(value: str | None, length: int) -> str | None:
     return value[:length] if value is not None else None
 
 
-def _new_patient(conn: Connection, facts: PatientFacts, values: dict[str, Any], now: datetime) -> int:
-    return int(
-        conn.execute(
-            _INSERT_PATIENT,
-            values
-            | {
-                "fhir_id": str(uuid.uuid4()),
-                "id_system": facts.id_system,
-                "patient_id": facts.patient_id,
-                "created_at": now,
-                "changed_at": now,
-                "change_seq": 1,
-                "published_seq": 0,
-            },
-        ).scalar_one()
-    )
+def _new_patient(conn: Connection, facts: PatientFacts, now: datetime) -> tuple[int, str]:
+    fhir_id = str(uuid.uuid4())
+    pk = conn.execute(
+        _INSERT_PATIENT,
+        _demographics(facts)
+        | {
+            "fhir_id": fhir_id,
+            "id_system": facts.id_system,
+            "patient_id": facts.patient_id,
+            "created_at": now,
+            "changed_at": now,
+            "change_seq": 1,
+            "published_seq": 0,
+        },
+    ).scalar_one()
+    return int(pk), fhir_id
 
 
 def _study(

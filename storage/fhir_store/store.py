@@ -15,9 +15,9 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from mapping.fhir import json_text
@@ -43,6 +43,17 @@ _TABLE_OF: dict[str, Any] = {
     "reference": SearchReference,
     "quantity": SearchQuantity,
 }
+
+# Core statements, built once: the ORM's bulk-insert path cost more than the statements it ran
+_INSERT_RESOURCE = insert(cast(Table, FhirResourceRow.__table__))
+_INSERT_VERSION = insert(cast(Table, FhirVersionRow.__table__))
+_INSERT_INDEX = {kind: insert(cast(Table, model.__table__)) for kind, model in _TABLE_OF.items()}
+_CLEAR_INDEX = [
+    delete(cast(Table, model.__table__)).where(
+        model.__table__.c.res_type == bindparam("t"), model.__table__.c.res_id == bindparam("i")
+    )
+    for model in _SEARCH_TABLES
+]
 
 
 @dataclass(frozen=True)
@@ -93,11 +104,13 @@ class FhirStore:
         provisional: bool = False,
         version_id: int | None = None,
         new: bool = False,
+        index_rows: IndexRows | None = None,
     ) -> StoredResource:
         """Store `resource` as the new current version unless its content is unchanged; its
         version id is `version_id` when given (it must be higher), else the next one. `new`: the
         caller has just made up its id, so there is nothing to read first (were there, the
-        insert would fail on the primary key and the transaction run again)."""
+        insert would fail on the primary key and the transaction run again). `index_rows`: the
+        body's, when the caller has them already."""
         body = without_version_meta(resource)
         text = _dump(body)
         res_type, res_id = body["resourceType"], body["id"]
@@ -106,18 +119,18 @@ class FhirStore:
             if row.provisional and not provisional:
                 row.provisional = False
             return _stored(row)
-        if row is None:  # the first version: plain inserts, no unit of work
+        if row is None:  # the first version: plain Core inserts, no unit of work
             version = max(1, version_id or 0)
             values = {"res_type": res_type, "res_id": res_id, "version_id": version, "last_updated": now}
-            session.execute(
-                insert(FhirResourceRow),
-                [values | {"deleted": False, "provisional": provisional, "body": text}],
+            conn = session.connection()
+            conn.execute(
+                _INSERT_RESOURCE, values | {"deleted": False, "provisional": provisional, "body": text}
             )
-            session.execute(insert(FhirVersionRow), [values | {"body": text}])
-            self._reindex(session, body, new=True)
+            conn.execute(_INSERT_VERSION, values | {"body": text})
+            self._reindex(session, body, index_rows, new=True)
             return StoredResource(res_type, res_id, version, now, json_text.loads(text), provisional)
         _advance(session, row, text, now=now, provisional=provisional, version_id=version_id)
-        self._reindex(session, body)
+        self._reindex(session, body, index_rows)
         return _stored(row)
 
     def delete(
@@ -252,14 +265,15 @@ class FhirStore:
         high = end[1] if end else datetime.max.replace(tzinfo=UTC)
         return low, high
 
-    def _reindex(self, session: Session, body: Json, *, new: bool = False) -> None:
+    def _reindex(self, session: Session, body: Json, rows: IndexRows | None, *, new: bool = False) -> None:
         """Replace the resource's search rows (a new resource has none to clear): one INSERT of
         many rows per parameter type."""
         if not new:
             _clear_index(session, body["resourceType"], body["id"])
-        for kind, rows in self.index_rows(body).items():
-            if rows:
-                session.execute(insert(_TABLE_OF[kind]), rows)
+        conn = session.connection()
+        for kind, of_kind in (rows if rows is not None else self.index_rows(body)).items():
+            if of_kind:
+                conn.execute(_INSERT_INDEX[kind], of_kind)
 
 
 def _advance(
@@ -298,8 +312,9 @@ def _advance(
 
 
 def _clear_index(session: Session, res_type: str, res_id: str) -> None:
-    for table in _SEARCH_TABLES:
-        session.execute(delete(table).where(table.res_type == res_type, table.res_id == res_id))
+    conn = session.connection()
+    for statement in _CLEAR_INDEX:
+        conn.execute(statement, {"t": res_type, "i": res_id})
 
 
 def without_version_meta(resource: Json) -> Json:

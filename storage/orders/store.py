@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import Select, delete, or_, select
+from sqlalchemy import Row, Select, Table, bindparam, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from mapping.fhir.imaging_study import OrderBasis
@@ -27,6 +28,34 @@ from mapping.order.facts import (
 )
 from storage.orders.models import RequestedProcedureRow, ScheduledStepRow
 
+PROCEDURE, STEP = cast(Table, RequestedProcedureRow.__table__), cast(Table, ScheduledStepRow.__table__)
+_INSERT_PROCEDURE = insert(PROCEDURE).returning(PROCEDURE.c.pk)
+_INSERT_STEP = insert(STEP)
+
+
+def _find_by(columns: tuple[str, ...]) -> Select[Any]:
+    """The rows any of `columns` (placer, filler, accession) names, newest first, locked."""
+    return (
+        select(PROCEDURE)
+        .where(or_(*(PROCEDURE.c[column] == bindparam(column) for column in columns)))
+        .order_by(PROCEDURE.c.pk.desc())
+        .with_for_update()
+    )
+
+
+_FIND: dict[tuple[str, ...], Select[Any]] = {
+    columns: _find_by(columns)
+    for columns in (
+        ("placer", "filler", "accession"),
+        ("placer", "filler"),
+        ("placer", "accession"),
+        ("filler", "accession"),
+        ("placer",),
+        ("filler",),
+        ("accession",),
+    )
+}
+
 
 @dataclass(frozen=True)
 class StoredOrder:
@@ -41,23 +70,16 @@ class StoredOrder:
 def find(session: Session, procedure: RequestedProcedure) -> StoredOrder | None:
     """The stored order `procedure` names (placer, else filler, else accession), locked. One
     statement fetches every candidate row of the three numbers; the precedence is decided here."""
-    keys = (
-        (RequestedProcedureRow.placer, procedure.placer),
-        (RequestedProcedureRow.filler, procedure.filler),
-        (RequestedProcedureRow.accession, procedure.accession),
-    )
+    keys = (("placer", procedure.placer), ("filler", procedure.filler), ("accession", procedure.accession))
     named = [(column, entity) for column, entity in keys if entity.value]
     if not named:
         return None
-    rows = session.scalars(
-        select(RequestedProcedureRow)
-        .where(or_(*(column == entity.value for column, entity in named)))
-        .order_by(RequestedProcedureRow.pk.desc())
-        .with_for_update()
-    ).all()
+    statement = _FIND[tuple(column for column, _ in named)]
+    conn = session.connection()
+    rows = conn.execute(statement, {column: entity.value for column, entity in named}).all()
     for column, entity in named:
         for row in rows:
-            if getattr(row, column.key) != entity.value:
+            if getattr(row, column) != entity.value:
                 continue
             stored = _stored(session, row)
             if _same(column, stored.procedure, entity):
@@ -149,17 +171,15 @@ def add(
     step_status: StepStatus,
     now: datetime,
 ) -> StoredOrder:
-    row = RequestedProcedureRow(
-        fhir_id=fhir_id,
-        patient_pk=patient_pk,
-        created_at=now,
-        **_columns(procedure, status, now),
-    )
-    session.add(row)
-    session.flush()
-    session.add_all([_step_row(row.pk, step, step_status, now) for step in procedure.steps])
-    session.flush()
-    return StoredOrder(row.pk, fhir_id, patient_pk, status, procedure, (step_status,) * len(procedure.steps))
+    """A new order and its steps: two Core statements (the steps in one)."""
+    conn = session.connection()
+    pk = conn.execute(
+        _INSERT_PROCEDURE,
+        {"fhir_id": fhir_id, "patient_pk": patient_pk, "created_at": now} | _columns(procedure, status, now),
+    ).scalar_one()
+    if procedure.steps:
+        conn.execute(_INSERT_STEP, [_step_values(pk, step, step_status, now) for step in procedure.steps])
+    return StoredOrder(pk, fhir_id, patient_pk, status, procedure, (step_status,) * len(procedure.steps))
 
 
 def replace(
@@ -235,10 +255,10 @@ def remove_all(session: Session) -> None:
     session.execute(delete(RequestedProcedureRow))
 
 
-def _same(column: object, stored: RequestedProcedure, entity: EntityId) -> bool:
-    if column is RequestedProcedureRow.placer:
+def _same(column: str, stored: RequestedProcedure, entity: EntityId) -> bool:
+    if column == "placer":
         return stored.placer.same_as(entity)
-    if column is RequestedProcedureRow.filler:
+    if column == "filler":
         return stored.filler.same_as(entity)
     return stored.accession.same_as(entity)
 
@@ -256,17 +276,21 @@ def _columns(procedure: RequestedProcedure, status: RequestStatus, now: datetime
 
 
 def _step_row(procedure_pk: int, step: ScheduledStep, status: StepStatus, now: datetime) -> ScheduledStepRow:
-    return ScheduledStepRow(
-        procedure_pk=procedure_pk,
-        sps_id=step.sps_id[:64],
-        status=status,
-        modality=step.modality[:16],
-        start_date=step.start_date[:8],
-        start_time=step.start_time[:16],
-        station_aets="\\".join(step.station_aets)[:255],
-        facts=step_json(step),
-        changed_at=now,
-    )
+    return ScheduledStepRow(**_step_values(procedure_pk, step, status, now))
+
+
+def _step_values(procedure_pk: int, step: ScheduledStep, status: StepStatus, now: datetime) -> dict[str, Any]:
+    return {
+        "procedure_pk": procedure_pk,
+        "sps_id": step.sps_id[:64],
+        "status": status,
+        "modality": step.modality[:16],
+        "start_date": step.start_date[:8],
+        "start_time": step.start_time[:16],
+        "station_aets": "\\".join(step.station_aets)[:255],
+        "facts": step_json(step),
+        "changed_at": now,
+    }
 
 
 def _steps_of(procedure_pk: int) -> Select[ScheduledStepRow]:
@@ -277,7 +301,7 @@ def _steps_of(procedure_pk: int) -> Select[ScheduledStepRow]:
     )
 
 
-def _stored(session: Session, row: RequestedProcedureRow) -> StoredOrder:
+def _stored(session: Session, row: RequestedProcedureRow | Row[Any]) -> StoredOrder:
     steps: Sequence[ScheduledStepRow] = session.scalars(_steps_of(row.pk)).all()
     procedure = procedure_from_json(row.facts, tuple(step_from_json(s.facts) for s in steps))
     return StoredOrder(

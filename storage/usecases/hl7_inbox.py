@@ -2,14 +2,15 @@
 
 The rules (reference §5; DESIGN "acknowledge only what is durable"):
 - `AA` only after the message and all its effects are committed, in one transaction with the
-  message and its ACK;
+  message and its ACK (messages arriving together on several connections share that transaction,
+  each in a savepoint: `storage/group_commit.py`);
 - `AE` (with ERR: segment, field, table 0357 code, text) for a message we understand but cannot
   apply; its effects are rolled back, the message and the AE are kept;
 - `AR` for what we do not take (no readable MSH, unsupported type, event, version or processing
   id, bytes that do not fit the character set, a sender not on the allow-list);
 - a resend (same MSH-3, MSH-4, MSH-10) gets the stored ACK again and is not applied twice, even
-  when the two copies arrive at once (the unique key makes one transaction retry and find the
-  other's ACK);
+  when the two copies arrive at once (the message is kept first, on its unique key: the second
+  copy's insert does nothing, and finds the first one's ACK once that commits);
 - an outage (the database unreachable) answers AE 207 and keeps nothing: the sender resends.
 No message content reaches the log: control ids, types, ACK codes and error codes only.
 """
@@ -35,6 +36,7 @@ from mapping.hl7.results import result_message
 from storage.clock import utcnow
 from storage.db import Database
 from storage.errors import Unavailable
+from storage.group_commit import GroupCommit
 from storage.hl7_inbox import store as inbox
 from storage.hl7_inbox.store import MessageKey
 from storage.usecases.audit import Audit, AuditEvent
@@ -82,6 +84,7 @@ class Hl7Inbox:
         reports: IncomingReports | None = None,
     ) -> None:
         self._db, self._orders, self._config, self._now, self._audit = db, orders, config, now, audit
+        self._group = GroupCommit(db)  # messages of several connections, one commit
         self._patients = Patients(orders, mpps)
         self._reports = reports
 
@@ -108,14 +111,11 @@ class Hl7Inbox:
         key = MessageKey(header.sending_application, header.sending_facility, header.control_id)
         try:
             effect = self._effect(header, message, charset)
+            ack = self._ack(header, "AA", charset, now)
 
             def work(session: Session) -> Answer:
-                stored = inbox.answered(session, key)
-                if stored is not None:  # a resend, or the same message committed meanwhile elsewhere
-                    return Answer(*stored, header, resent=True)
-                effect(session, now)
-                ack = self._ack(header, "AA", charset, now)
-                inbox.keep(
+                # kept first, with the AA it gets if it applies: a refusal rolls this back too
+                stored = inbox.claim(
                     session,
                     key=key,
                     raw=raw,
@@ -125,9 +125,12 @@ class Hl7Inbox:
                     peer=peer,
                     now=now,
                 )
+                if stored is not None:  # a resend, or the same message committed meanwhile elsewhere
+                    return Answer(*stored, header, resent=True)
+                effect(session, now)
                 return Answer(ack, "AA", header)
 
-            answer = self._db.transact(work)
+            answer = self._group.transact(work)
             event = "hl7.resent" if answer.resent else "hl7.accepted"
             log.info(event, extra={"control_id": header.control_id[:32], "kind": header.kind})
             return answer

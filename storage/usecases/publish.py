@@ -101,6 +101,8 @@ class Publisher:
                 now=shown.last_updated,
                 provisional=provisional,
                 version_id=shown.version_id,
+                new=current.stored is None,  # derived from a read in this transaction, the row locked
+                index_rows=current.index_rows,
             )
         if shown.res_type == "ImagingStudy" and current.unpublished:
             log.info(

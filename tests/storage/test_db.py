@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -40,6 +41,54 @@ def test_a_write_after_a_read_on_the_same_connection_succeeds(services: Services
     with services.db.read() as session:
         found = session.scalars(select(FhirResourceRow.res_id).where(FhirResourceRow.res_type == "Basic"))
         assert sorted(found) == ["probe-0", "probe-1", "probe-2"]
+
+
+def test_reads_stay_read_only_between_writes(services: Services) -> None:
+    """SQLite: a connection's `PRAGMA query_only` is set only when it changes (writes after writes
+    skip it); every connection of the pool, in any order of reads and writes, still refuses a
+    write inside a read."""
+    for n in range(30):
+        with services.db.write() as session:
+            session.execute(insert(FhirResourceRow).values(**(ROW | {"res_id": f"w-{n}"})))
+        with services.db.write_connection() as conn:
+            conn.execute(insert(FhirResourceRow).values(**(ROW | {"res_id": f"c-{n}"})))
+        with pytest.raises(DBAPIError), services.db.read() as session:
+            session.execute(insert(FhirResourceRow).values(**(ROW | {"res_id": f"r-{n}"})))
+    with services.db.read() as session:
+        found = list(
+            session.scalars(select(FhirResourceRow.res_id).where(FhirResourceRow.res_type == "Basic"))
+        )
+    assert len(found) == 60 and not any(res_id.startswith("r-") for res_id in found)
+
+
+def test_writers_of_one_process_take_turns(services: Services) -> None:
+    """Many threads writing at once all commit (on SQLite they queue in the process, not in
+    SQLite's busy handler)."""
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for m in range(10):
+                with services.db.write() as session:
+                    session.execute(insert(FhirResourceRow).values(**(ROW | {"res_id": f"t-{n}-{m}"})))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    with services.db.read() as session:
+        assert (
+            len(
+                list(
+                    session.scalars(select(FhirResourceRow.res_id).where(FhirResourceRow.res_type == "Basic"))
+                )
+            )
+            == 60
+        )
 
 
 def test_a_peek_reads_what_is_committed_while_a_writer_holds_its_transaction(services: Services) -> None:

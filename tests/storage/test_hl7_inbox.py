@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from facade.settings import Settings
 from facade.wiring import Services
@@ -108,6 +108,26 @@ def test_the_same_message_twice_at_once_applies_once(services: Services) -> None
         t.join(30)
     assert len(acks) == 4 and len(set(acks)) == 1 and b"MSA|AA|OMI0001" in acks[0]
     assert len(rows(services, RequestedProcedureRow)) == 1 and len(rows(services, ScheduledStepRow)) == 2
+
+
+def test_a_new_order_is_a_few_statements_in_one_transaction(services: Services) -> None:
+    """What an order costs is mostly its round trips to the database: the message kept first (its
+    insert is the resend check), the patient read and made, the order looked up, the order and
+    its step, the studies it explains, the ServiceRequest with its search rows. No read-backs."""
+    receive(services, orm(msg_id="WARM", placer="P0", filler="F0", accession="A0", patient_id="PID0"))
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    event.listen(services.db.engine, "before_cursor_execute", count)
+    try:
+        assert receive(services, orm(msg_id="M9", placer="P9", filler="F9", accession="A9"))["code"] == "AA"
+    finally:
+        event.remove(services.db.engine, "before_cursor_execute", count)
+    kinds = [s for s in statements if s not in ("BEGIN", "PRAGMA")]  # SQLite's transaction start
+    assert kinds.count("SELECT") == 2, statements  # the patient, the order
+    assert len(kinds) <= 12, statements
 
 
 def test_omi_steps_and_stat_priority(services: Services) -> None:
