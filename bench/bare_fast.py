@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,7 +49,15 @@ def main() -> None:
     folder, port, max_pdu = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     ae = storage_ae(AeConfig(ae_title="BARE", max_pdu=max_pdu))
     handlers = StorageScp(cast(Any, RenamingIngest(folder))).handlers()
-    ae.start_server(("127.0.0.1", port), block=True, evt_handlers=handlers)
+    # block=False: pynetdicom's blocking start_server does not build its server by `make_server`,
+    # so it would not be ours
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
+    print(type(server).__name__, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        server.shutdown()
 
 
 if __name__ == "__main__":
