@@ -5,6 +5,7 @@ C-CANCEL honoured between sub-operations."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 from pynetdicom import AE, build_context, build_role, evt
+from pynetdicom.association import Association
 from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -64,6 +66,29 @@ def test_getscu_gets_the_same_bytes_from_both_paths(
     assert isinstance(server, FastServer) and server.fast_associations == 1
 
 
+def requestor(
+    port: int,
+    on_store: Callable[[Any], int],
+    storage: tuple[str, ...] = (str(MRImageStorage),),
+    syntaxes: tuple[str, ...] = (ExplicitVRLittleEndian,),
+    *,
+    get_syntax: str | None = None,
+) -> Association:
+    """A pynetdicom C-GET requestor on `port`: Study Root GET (in `get_syntax`, default all
+    pynetdicom proposes), Verification, and `storage` in `syntaxes` with itself as storage SCP."""
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(STUDY_ROOT_GET, *([get_syntax] if get_syntax else []))
+    ae.add_requested_context(Verification)
+    for sop_class in storage:
+        ae.add_requested_context(sop_class, list(syntaxes))
+    roles = [build_role(sop_class, scp_role=True) for sop_class in storage]
+    assoc = ae.associate(
+        "127.0.0.1", port, ae_title="FACADE", ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    assert assoc.is_established
+    return assoc
+
+
 def get(
     port: int,
     identifier: Dataset,
@@ -78,15 +103,7 @@ def get(
         received.append(str(event.dataset.SOPInstanceUID))
         return 0x0000
 
-    ae = AE(ae_title="TESTSCU")
-    ae.add_requested_context(STUDY_ROOT_GET, syntax)
-    for sop_class in storage:
-        ae.add_requested_context(sop_class, [syntax])
-    roles = [build_role(sop_class, scp_role=True) for sop_class in storage]
-    assoc = ae.associate(
-        "127.0.0.1", port, ae_title="FACADE", ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]
-    )
-    assert assoc.is_established
+    assoc = requestor(port, on_store, storage, (syntax,), get_syntax=syntax)
     try:
         responses = [
             (
@@ -156,10 +173,6 @@ def test_a_cancel_between_sub_operations(
             services, tmp_path, study_uid=study, series_uid=series, instance_number=n + 1, rows=4, columns=4
         )
     received: list[str] = []
-    ae = AE(ae_title="TESTSCU")
-    ae.add_requested_context(STUDY_ROOT_GET)
-    ae.add_requested_context(MRImageStorage, ExplicitVRLittleEndian)
-    ae.add_requested_context(Verification)
 
     def on_store(event: Any) -> int:
         received.append(str(event.dataset.SOPInstanceUID))
@@ -167,11 +180,7 @@ def test_a_cancel_between_sub_operations(
             assoc.send_c_cancel(7, query_model=STUDY_ROOT_GET)
         return 0x0000
 
-    assoc = ae.associate(
-        "127.0.0.1", servers[True].server_address[1], ae_title="FACADE",
-        ext_neg=[build_role(MRImageStorage, scp_role=True)], evt_handlers=[(evt.EVT_C_STORE, on_store)],
-    )  # fmt: skip
-    assert assoc.is_established
+    assoc = requestor(servers[True].server_address[1], on_store)
     try:
         statuses = [
             s
@@ -256,14 +265,7 @@ def test_a_peer_that_accepts_only_a_lossless_compressed_syntax_gets_it_encoded(
         arrived[str(ds.SOPInstanceUID)] = (str(event.context.transfer_syntax), ds.pixel_array)
         return 0x0000
 
-    ae = AE(ae_title="TESTSCU")
-    ae.add_requested_context(STUDY_ROOT_GET)
-    ae.add_requested_context(MRImageStorage, [syntax])
-    assoc = ae.associate(
-        "127.0.0.1", servers[True].server_address[1], ae_title="FACADE",
-        ext_neg=[build_role(MRImageStorage, scp_role=True)], evt_handlers=[(evt.EVT_C_STORE, on_store)],
-    )  # fmt: skip
-    assert assoc.is_established
+    assoc = requestor(servers[True].server_address[1], on_store, syntaxes=(syntax,))
     try:
         ds = identifier(QueryRetrieveLevel="STUDY", StudyInstanceUID=study)
         final = [s for s, _ in assoc.send_c_get(ds, STUDY_ROOT_GET)][-1]
