@@ -77,7 +77,7 @@ class FindScp:
         if plan is None:
             yield refusal or (failure(UNABLE_TO_PROCESS, "no query"), None)
             return
-        facts |= {"model": model, "level": plan.level}
+        facts |= {"model": model, "query_level": plan.level}
         responses = (
             response_identifier(
                 plan, record, stored_charset=record.get("charset") or "", retrieve_ae=self._ae_title

@@ -23,7 +23,7 @@ FACTS = frozenset(
     {
         "calling_ae",
         "model",
-        "level",
+        "query_level",  # a C-FIND's QueryRetrieveLevel
         "matches",
         "sent",
         "failed",
@@ -99,7 +99,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.name.split(".", 1)[0] in _OURS:
             out["event"] = record.msg if isinstance(record.msg, str) else "unnamed"
-            out.update((k, v) for k, v in record.__dict__.items() if k in FACTS)
+            # a fact never overwrites the line's own fields (time, severity, logger, process, event)
+            out.update((k, v) for k, v in record.__dict__.items() if k in FACTS and k not in out)
         else:
             out["message"] = record.getMessage()[:_LIBRARY_MESSAGE_LIMIT]
         if record.exc_info and record.exc_info[0] is not None:
