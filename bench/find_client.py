@@ -25,9 +25,10 @@ from pynetdicom.pdu_primitives import (
 )
 from pynetdicom.presentation import PresentationContext
 
+from dicom_bridge import dimse_command as dimse
+
 _HEADER = struct.Struct(">BxI")
 _ITEM = struct.Struct(">IBB")
-_ELEMENT = struct.Struct("<HHI")
 _RELEASE_RQ = b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00"
 _PENDING = (0xFF00, 0xFF01)
 MAX_PDU = 16384  # what dcmtk's tools offer by default
@@ -50,7 +51,7 @@ def timed_find(
         if kind != 0x02:
             raise Refused(f"association answered with PDU type {kind}")
         syntax = _accepted_syntax(body)
-        command = _command(sop_class)
+        command = dimse.request(dimse.C_FIND_RQ, sop_class, 1, priority=0)
         data = _encode(identifier, syntax)
         sock.sendall(_pdu(command, 0x03) + _pdu(data, 0x02))
         matches, status = 0, None
@@ -68,8 +69,10 @@ def timed_find(
                     continue  # a data set fragment: the identifier of a pending response
                 command_bytes += value
                 if control & 0x02:
-                    code = _status(bytes(command_bytes))
+                    code = dimse.read_command(command_bytes).status
                     command_bytes.clear()
+                    if code is None:
+                        raise Refused("a response without a Status")
                     if code in _PENDING:
                         matches += 1
                     else:
@@ -109,22 +112,6 @@ def _accepted_syntax(body: bytes) -> UID:
     raise Refused("the C-FIND context was not accepted")
 
 
-def _command(sop_class: str) -> bytes:
-    uid = sop_class.encode() + b"\0" * (len(sop_class) % 2)
-    body = (
-        _element(0x0002, uid)
-        + _element(0x0100, struct.pack("<H", 0x0020))
-        + _element(0x0110, struct.pack("<H", 1))
-        + _element(0x0700, struct.pack("<H", 0))
-        + _element(0x0800, struct.pack("<H", 0x0001))
-    )
-    return _element(0x0000, struct.pack("<I", len(body))) + body
-
-
-def _element(element: int, value: bytes) -> bytes:
-    return _ELEMENT.pack(0, element, len(value)) + value
-
-
 def _encode(identifier: Dataset, syntax: UID) -> bytes:
     fp = DicomBytesIO()
     fp.is_implicit_VR, fp.is_little_endian = syntax.is_implicit_VR, syntax.is_little_endian
@@ -135,16 +122,6 @@ def _encode(identifier: Dataset, syntax: UID) -> bytes:
 def _pdu(value: bytes, control: int) -> bytes:
     """One P-DATA-TF of one PDV (the whole command or data set: small, below MAX_PDU)."""
     return _HEADER.pack(0x04, len(value) + 6) + _ITEM.pack(len(value) + 2, 1, control) + value
-
-
-def _status(command: bytes) -> int:
-    at = 0
-    while at + 8 <= len(command):
-        _, element, length = _ELEMENT.unpack_from(command, at)
-        if element == 0x0900:
-            return int.from_bytes(command[at + 8 : at + 10], "little")
-        at += 8 + length
-    raise Refused("a response without a Status")
 
 
 def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:

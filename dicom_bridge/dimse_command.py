@@ -118,17 +118,21 @@ class SubOperations:
     warning: int
 
 
-def store_request(sop_class_uid: str, sop_instance_uid: str, message_id: int, *, priority: int = 2) -> bytes:
-    """A C-STORE-RQ command set, a data set following (PS3.7 9.3.1.1); priority as pynetdicom's
-    `send_c_store` default (2, low)."""
+def request(
+    field: int, sop_class_uid: str, message_id: int, *, sop_instance_uid: str = "", priority: int = 2
+) -> bytes:
+    """A request command set with a data set following, as pynetdicom writes it: Affected SOP
+    Class UID, Command Field, Message ID, Priority, Command Data Set Type, Affected SOP Instance
+    UID when given (PS3.7 9.3.1.1, 9.3.2.1); priority as pynetdicom's default (2, low)."""
     body = (
         _element(0x0002, _uid(sop_class_uid))
-        + _element(0x0100, struct.pack("<H", C_STORE_RQ))
+        + _element(0x0100, struct.pack("<H", field))
         + _element(0x0110, struct.pack("<H", message_id))
         + _element(0x0700, struct.pack("<H", priority))
         + _element(0x0800, struct.pack("<H", DATA_SET))
-        + _element(0x1000, _uid(sop_instance_uid))
     )
+    if sop_instance_uid:
+        body += _element(0x1000, _uid(sop_instance_uid))
     return _element(0x0000, struct.pack("<I", len(body))) + body
 
 

@@ -155,7 +155,8 @@ def _sub_operation(
     if choice is None:
         return None
     context_id, transfer_syntax, as_stored = choice
-    command = dimse.store_request(str(record["sop_class_uid"]), str(record["sop_uid"]), message_id)
+    sop_class, sop_instance = str(record["sop_class_uid"]), str(record["sop_uid"])
+    command = dimse.request(dimse.C_STORE_RQ, sop_class, message_id, sop_instance_uid=sop_instance)
     try:
         if as_stored:
             with retrieve.stored_data_set(str(record["blob_key"])) as data_set:
