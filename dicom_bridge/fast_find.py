@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import closing
-from io import BytesIO
 from typing import TYPE_CHECKING
 
 from pydicom import Dataset
 from pydicom.uid import UID
-from pynetdicom.dsutils import decode
 
 from dicom_bridge import dimse_command as dimse
 from dicom_bridge.find_responses import PENDING, FindRequest, FindResponder
-from mapping.dicom.frozen import encoded
+from mapping.dicom.frozen import decode, encoded
 
 if TYPE_CHECKING:
     from dicom_bridge.fast_association import FastAssociation
@@ -39,7 +37,7 @@ def answer_find(
     def read() -> Dataset:
         if identifier is None:
             raise ValueError("the C-FIND request has no identifier")
-        return decode(BytesIO(identifier), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+        return decode(identifier, syntax)
 
     def rsp(status: int, comment: str | None = None, *, has_data_set: bool = False) -> bytes:
         return dimse.response(

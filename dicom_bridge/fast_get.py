@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import logging
 import time
-from io import BytesIO
 from typing import TYPE_CHECKING
 
 from pydicom import Dataset
 from pydicom.uid import UID
-from pynetdicom.dsutils import decode
 
 from dicom_bridge import dimse_command as dimse
 from dicom_bridge.get_scp import GET_MODELS, GetScp
 from dicom_bridge.sub_operations import UNABLE_TO_PROCESS, instances_named
-from mapping.dicom.frozen import encode
+from mapping.dicom.frozen import decode, encode
 from mapping.dicom.query_keys import Model
 from mapping.dicom.transcode import can_compress, compress
 from storage.errors import DomainError
@@ -140,7 +138,7 @@ def _instances(
     if identifier is None:
         return [], (UNABLE_TO_PROCESS, "the C-GET request has no identifier")
     try:
-        ds = decode(BytesIO(identifier), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+        ds = decode(identifier, syntax)
     except Exception:
         return [], (UNABLE_TO_PROCESS, "the identifier cannot be decoded")
     return instances_named(get.query, model, ds)

@@ -5,9 +5,11 @@ an item with pydicom costs more than finding it."""
 from __future__ import annotations
 
 import zlib
+from io import BytesIO
 
 from pydicom import Dataset
 from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID
 
@@ -30,6 +32,14 @@ def encode(ds: Dataset, syntax: UID) -> bytes:
         data = compressor.compress(data) + compressor.flush()
         data += b"\0" * (len(data) % 2)
     return data
+
+
+def decode(data: bytes, syntax: UID) -> Dataset:
+    """A DIMSE message's data set (an identifier) in the transfer syntax `syntax`: the inverse
+    of `encode`."""
+    if syntax.is_deflated:
+        data = zlib.decompress(data, -zlib.MAX_WBITS)
+    return read_dataset(BytesIO(data), syntax.is_implicit_VR, syntax.is_little_endian)
 
 
 class FrozenDataset(Dataset):
