@@ -1,12 +1,16 @@
 """A DICOM peer written by hand, for the tests of the facade's own association path: requests
-built from pynetdicom's PDU classes, bytes read as they come, and what both paths recorded."""
+built from pynetdicom's PDU classes, bytes read as they come, and what both paths recorded; and
+the pynetdicom C-GET requestor of the C-GET tests."""
 
 from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
+from typing import Any
 
-from pynetdicom import build_context
+from pynetdicom import AE, build_context, build_role, evt
+from pynetdicom.association import Association
 from pynetdicom.pdu import A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
@@ -21,6 +25,9 @@ from facade.wiring import Services
 from storage.audit.store import AuditStore
 from tests.tools import until
 
+STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 RELEASE_RQ = b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00"
 
 
@@ -111,3 +118,26 @@ def after_meta(part10: bytes) -> bytes:
     Information Group Length (0002,0000) measures."""
     assert part10[128:132] == b"DICM" and part10[132:140] == b"\x02\x00\x00\x00UL\x04\x00"
     return part10[144 + int.from_bytes(part10[140:144], "little") :]
+
+
+def requestor(
+    port: int,
+    on_store: Callable[[Any], int],
+    storage: tuple[str, ...] = (MR_IMAGE_STORAGE,),
+    syntaxes: tuple[str, ...] = (EXPLICIT_VR_LE,),
+    *,
+    get_syntax: str | None = None,
+) -> Association:
+    """A pynetdicom C-GET requestor on `port`: Study Root GET (in `get_syntax`, default all
+    pynetdicom proposes), Verification, and `storage` in `syntaxes` with itself as storage SCP."""
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(STUDY_ROOT_GET, *([get_syntax] if get_syntax else []))
+    ae.add_requested_context(Verification)
+    for sop_class in storage:
+        ae.add_requested_context(sop_class, list(syntaxes))
+    roles = [build_role(sop_class, scp_role=True) for sop_class in storage]
+    assoc = ae.associate(
+        "127.0.0.1", port, ae_title="FACADE", ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    assert assoc.is_established
+    return assoc

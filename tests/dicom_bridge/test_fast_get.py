@@ -5,22 +5,20 @@ C-CANCEL honoured between sub-operations."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
-from pynetdicom import AE, build_context, build_role, evt
-from pynetdicom.association import Association
-from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
+from pynetdicom import build_context
+from pynetdicom.sop_class import MRImageStorage  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_bridge.fast_server import FastServer
 from facade.wiring import Services
 from tests.archive import store
-from tests.dicom_bridge.raw_peer import after_meta, answer_to, associate_rq, audit_counts
+from tests.dicom_bridge.raw_peer import after_meta, answer_to, associate_rq, audit_counts, requestor
 from tests.dicom_factory import new_uid
 from tests.tools import dcmtk
 
@@ -64,29 +62,6 @@ def test_getscu_gets_the_same_bytes_from_both_paths(
     assert any(big in name for name in ours)
     server = servers[True]
     assert isinstance(server, FastServer) and server.fast_associations == 1
-
-
-def requestor(
-    port: int,
-    on_store: Callable[[Any], int],
-    storage: tuple[str, ...] = (str(MRImageStorage),),
-    syntaxes: tuple[str, ...] = (ExplicitVRLittleEndian,),
-    *,
-    get_syntax: str | None = None,
-) -> Association:
-    """A pynetdicom C-GET requestor on `port`: Study Root GET (in `get_syntax`, default all
-    pynetdicom proposes), Verification, and `storage` in `syntaxes` with itself as storage SCP."""
-    ae = AE(ae_title="TESTSCU")
-    ae.add_requested_context(STUDY_ROOT_GET, *([get_syntax] if get_syntax else []))
-    ae.add_requested_context(Verification)
-    for sop_class in storage:
-        ae.add_requested_context(sop_class, list(syntaxes))
-    roles = [build_role(sop_class, scp_role=True) for sop_class in storage]
-    assoc = ae.associate(
-        "127.0.0.1", port, ae_title="FACADE", ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]
-    )
-    assert assoc.is_established
-    return assoc
 
 
 def get(

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 from pydicom import Dataset, dcmread
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
-from pynetdicom import AE, build_role
 from pynetdicom.sop_class import MRImageStorage  # type: ignore[attr-defined]
 
+from tests.dicom_bridge.raw_peer import requestor
 from tests.dicom_factory import new_uid
 from tests.tools import require_tool
 
@@ -121,8 +121,6 @@ def _get(
 ) -> tuple[dict[str, tuple[str, bytes]], list[Dataset]]:
     """pynetdicom's C-GET, keeping what arrives: (SOP Instance UID -> (transfer syntax, pixel
     data), every status)."""
-    from pynetdicom import evt
-
     received: dict[str, tuple[str, bytes]] = {}
 
     def on_store(event: Any) -> int:
@@ -130,15 +128,7 @@ def _get(
         received[str(ds.SOPInstanceUID)] = (event.context.transfer_syntax, ds.PixelData)
         return 0x0000
 
-    ae = AE(ae_title="TESTSCU")
-    ae.add_requested_context(STUDY_ROOT_GET)
-    for sop_class in storage:
-        ae.add_requested_context(sop_class, list(syntaxes))
-    roles = [build_role(sop_class, scp_role=True) for sop_class in storage]
-    assoc = ae.associate(
-        "127.0.0.1", port, ae_title="FACADE", ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]
-    )
-    assert assoc.is_established
+    assoc = requestor(port, on_store, storage, syntaxes)
     try:
         statuses = [status for status, _ in assoc.send_c_get(identifier, STUDY_ROOT_GET)]
     finally:
