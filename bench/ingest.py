@@ -72,17 +72,21 @@ def main() -> int:
     big = None if args.quick else _big_instance()
     targets = (args.only or "orthanc,pynetdicom,fast-bare,facade-1,facade,facade-pg").split(",")
     results: dict[tuple[str, str, int], float] = {}
+    cpu: dict[tuple[str, str, int], float] = {}
     memory: dict[str, float] = {}
     for name in targets:
         for label, files in sets.items():
             for associations in (1, 2):
                 with _server(name) as (target, pid):
+                    before = cpu_seconds(pid)
                     results[(name, label, associations)] = _send(target, files, associations)
+                    cpu[(name, label, associations)] = (cpu_seconds(pid) - before) / len(files) * 1000
         if big is not None:
             with _server(name) as (target, pid):
                 _send(target, [big], 1)
                 memory[name] = _peak_rss_mb(pid)
     _report(results, memory, sets)
+    _report_cpu(cpu, sets)
     return 0
 
 
@@ -293,12 +297,25 @@ def _peak_rss_mb(pid: int) -> float:
     return max(peaks[1:], default=peaks[0])
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) `pid` and its children (`--workers`) have used so
+    far; NaN where /proc is not. Less sensitive than a rate to what else the machine runs."""
+    try:
+        processes = [pid, *_children(pid)]
+        stats = [Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split() for p in processes]
+    except OSError:
+        return float("nan")
+    return sum(int(f[11]) + int(f[12]) for f in stats) / os.sysconf("SC_CLK_TCK")
+
+
 def _children(pid: int) -> list[int]:
-    return [
-        int(c)
-        for task in Path(f"/proc/{pid}/task").iterdir()
-        for c in (task / "children").read_text().split()
-    ]
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return children
 
 
 def _report(
@@ -323,6 +340,16 @@ def _report(
             for a in (1, 2)
         )
         print(f"{f'{name} / orthanc':<18}{ratios}")
+
+
+def _report_cpu(cpu: dict[tuple[str, str, int], float], sets: dict[str, list[Path]]) -> None:
+    """The receiving server's CPU per instance (all its processes): what bounds two associations
+    on a machine whose cores the senders share, and steadier than the rates under other load."""
+    names = sorted({k[0] for k in cpu}, key=lambda n: (not n.startswith("facade"), n))
+    columns = "".join(f"{f'{label} x{a}':>18}" for label in sets for a in (1, 2))
+    print(f"\n{'server CPU ms/inst':<18}{columns}")
+    for name in names:
+        print(f"{name:<18}" + "".join(f"{cpu[(name, label, a)]:>18.2f}" for label in sets for a in (1, 2)))
 
 
 def _free_port() -> int:

@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.ingest import stop
+from bench.ingest import cpu_seconds, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work" / "orders"
@@ -61,9 +61,9 @@ def main() -> int:
         _send(port, "warm-up", 0, 50)  # first statements, caches
         rows = []
         for connections in (1, 4):
-            cpu = _cpu_seconds(proc.pid)
+            cpu = cpu_seconds(proc.pid)
             latencies, elapsed = _run(port, connections, args.orders // connections)
-            cpu_ms = (_cpu_seconds(proc.pid) - cpu) / len(latencies) * 1000
+            cpu_ms = (cpu_seconds(proc.pid) - cpu) / len(latencies) * 1000
             rows.append((connections, len(latencies) / elapsed, _p(latencies, 50), _p(latencies, 95), cpu_ms))
     finally:
         stop(proc)
@@ -146,16 +146,6 @@ def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.2)
     raise SystemExit("bench: facade serve did not listen within 60 s")
-
-
-def _cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, every thread) the server has used so far; NaN where /proc is not.
-    Less sensitive than the rate to what else this machine runs meanwhile."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _p(samples: list[float], q: int) -> float:
