@@ -21,11 +21,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.expression import Select
 
 from storage.errors import Unavailable
 
@@ -138,6 +139,10 @@ class Database:
         with _unavailable_on_outage(), self._peek_engine.connect() as conn:
             yield conn
 
+    def lookup(self, statement: Select[Any]) -> Lookup:
+        """`statement` compiled once, for `Lookup.one` (a hot path's single lookup)."""
+        return Lookup(self.engine, statement)
+
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction; committed when the block ends without an exception."""
@@ -178,6 +183,68 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class Lookup:
+    """A read-only statement compiled once, run in autocommit on a bare driver connection from
+    the pool: what `Database.peek` does, without a `Connection`, its compiled-cache lookup and its
+    result machinery, which are most of such a lookup's cost (0.2 ms of 0.22 on SQLite), for the
+    one statement a C-STORE runs before its answer. Only for statements whose parameters and
+    columns are plain values (text, integers, NULL): nothing is converted either way."""
+
+    def __init__(self, engine: Engine, statement: Select[Any]) -> None:
+        compiled = statement.compile(dialect=engine.dialect)
+        self._engine = engine
+        self._sql = str(compiled)
+        self._positions = compiled.positiontup if compiled.positional else None  # else by name
+        self._values = dict(compiled.params)  # literals in the statement; the rest come with `one`
+        self._postgresql = engine.dialect.name == "postgresql"
+
+    def one(self, **params: Any) -> tuple[Any, ...] | None:
+        """The first row, or None; an outage is `Unavailable`, as everywhere."""
+        values = self._values | params
+        args = values if self._positions is None else tuple(values[name] for name in self._positions)
+        dbapi_error = self._engine.dialect.loaded_dbapi.Error
+        with _unavailable_on_outage():
+            try:
+                pooled = self._engine.raw_connection()
+            except dbapi_error as exc:  # the pool hands a failed connect on unwrapped
+                raise self._wrapped(exc, disconnect=True) from exc
+            driver: Any = pooled.driver_connection
+            cursor = None
+            try:
+                if self._postgresql:
+                    driver.autocommit = True  # no transaction: one round trip
+                cursor = pooled.cursor()
+                cursor.execute(self._sql, args)
+                row = cursor.fetchone()
+            except dbapi_error as exc:
+                disconnect = self._engine.dialect.is_disconnect(exc, driver, cursor)
+                if disconnect:
+                    pooled.invalidate(exc)
+                raise self._wrapped(exc, disconnect=disconnect) from exc
+            finally:
+                if cursor is not None:
+                    cursor.close()
+                if self._postgresql and pooled.is_valid:
+                    driver.autocommit = False  # as the pool's other users expect
+                pooled.close()
+            return None if row is None else tuple(row)
+
+    def _wrapped(self, exc: Exception, *, disconnect: bool) -> BaseException:
+        """SQLAlchemy's own exception for a driver's, as a `Connection` would have raised it."""
+        return cast(
+            BaseException,
+            DBAPIError.instance(
+                self._sql,
+                None,  # no parameters in messages: they may carry PHI
+                exc,
+                self._engine.dialect.loaded_dbapi.Error,
+                hide_parameters=True,
+                connection_invalidated=disconnect,
+                dialect=self._engine.dialect,
+            ),
+        )
 
 
 def _retryable(exc: DBAPIError) -> bool:

@@ -16,14 +16,16 @@ study as well. A race lost on a unique key raises IntegrityError, and
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal, NamedTuple, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, or_, select, update
 
 from mapping.dicom.facts import InstanceHeader, PatientFacts, same_patient
+from storage.db import Database
 from storage.dicom_index.models import (
     InstanceReplacementRow,
     InstanceRow,
@@ -49,6 +51,11 @@ study with a `patient_mismatch` row."""
 _INSTANCE_BY_UID = (
     select(INSTANCE.c.pk, INSTANCE.c.sha256, INSTANCE.c.series_pk, INSTANCE.c.blob_key)
     .where(INSTANCE.c.sop_uid == bindparam("uid"))
+    .with_for_update()
+)
+_INSTANCES_BY_UIDS = (  # a batch's stored instances, read at once (`Batch.prefetch`)
+    select(INSTANCE.c.sop_uid, INSTANCE.c.pk, INSTANCE.c.sha256, INSTANCE.c.series_pk, INSTANCE.c.blob_key)
+    .where(INSTANCE.c.sop_uid.in_(bindparam("uids", expanding=True)))
     .with_for_update()
 )
 _STUDY_BY_UID = (
@@ -86,6 +93,7 @@ _INSERT_PATIENT = insert(PATIENT).returning(PATIENT.c.pk)
 _INSERT_STUDY = insert(STUDY).returning(STUDY.c.pk)
 _INSERT_SERIES = insert(SERIES).returning(SERIES.c.pk)
 _INSERT_INSTANCE = insert(INSTANCE).returning(INSTANCE.c.pk)
+_INSERT_INSTANCES = insert(INSTANCE)  # a batch's new instances, one executemany at `Batch.flush`
 _TOUCH_STUDY = (
     update(STUDY)
     .where(STUDY.c.pk == bindparam("b_pk"))
@@ -116,7 +124,7 @@ OTHER_PATIENT = "the study is already stored for a different Patient ID or issue
 @dataclass(frozen=True)
 class Indexed:
     outcome: Outcome
-    instance_pk: int
+    instance_pk: int | None  # None: inserted by a batch, its key not read back
     superseded_key: str | None  # blob to delete after the commit
     mismatch: bool = False  # kept in its study although it named another patient
 
@@ -138,16 +146,29 @@ class Batch:
     """Several arrivals indexed in one transaction (`index_instance(..., batch=)`): each study and
     series row is read once, and their counters and change marks are written once per batch, at
     `flush` (before the commit), instead of once per instance. Rows read are reused as read: a
-    newest-wins update may then be written again, never lost."""
+    newest-wins update may then be written again, never lost. The batch's instances may be looked
+    up at once beforehand (`prefetch`), and new instance rows are inserted together at `flush`
+    (their keys are then not read back: `Indexed.instance_pk` is None)."""
 
     studies: dict[str, Row[Any]] = field(default_factory=dict)
     series: dict[str, Row[Any]] = field(default_factory=dict)
     study_counts: dict[int, list[int]] = field(default_factory=dict)  # pk -> [series, instances]
     series_counts: dict[int, int] = field(default_factory=dict)  # pk -> instances
     now: datetime | None = None
+    instances: dict[str, Any] = field(default_factory=dict)  # SOP UID -> its stored row or None, prefetched
+    inserts: list[dict[str, Any]] = field(default_factory=list)  # new instance rows, for `flush`
+
+    def prefetch(self, conn: Connection, sop_uids: list[str]) -> None:
+        """Look the instances of `sop_uids` up in one statement (locked, as one by one)."""
+        found = {r.sop_uid: r for r in conn.execute(_INSTANCES_BY_UIDS, {"uids": sorted(set(sop_uids))})}
+        self.instances.update({uid: found.get(uid) for uid in sop_uids})
 
     def flush(self, conn: Connection) -> None:
-        """Write the counters and change marks gathered so far; forget the rows read."""
+        """Insert the new instances and write the counters and change marks gathered so far;
+        forget the study and series rows read."""
+        if self.inserts:
+            conn.execute(_INSERT_INSTANCES, self.inserts)
+            self.inserts.clear()
         for pk, (new_series, instances) in self.study_counts.items():
             conn.execute(
                 _TOUCH_STUDY,
@@ -185,11 +206,11 @@ def index_instance(
     `patient_mismatch` in this same transaction (the patient row is left as it is). With `batch`,
     one of several in this transaction: the caller flushes the batch before committing; without,
     the instance is a batch of its own."""
-    inst = conn.execute(_INSTANCE_BY_UID, {"uid": h.instance.sop_uid}).first()
-    if inst is not None and inst.sha256 == a.sha256:  # a concurrent twin committed first
-        return Indexed("duplicate", inst.pk, None)
     alone = batch is None
     rows = Batch() if batch is None else batch
+    inst = _stored_instance(conn, h.instance.sop_uid, rows)
+    if inst is not None and inst.sha256 == a.sha256:  # a concurrent twin committed first
+        return Indexed("duplicate", inst.pk, None)
     if inst is not None:
         rows.flush(conn)  # a replacement reads (and may delete) series by their counters
     # Series before study: a series committed between the two reads then has its study visible
@@ -197,10 +218,10 @@ def index_instance(
     series = _read(conn, _SERIES_BY_UID, h.series.series_uid, rows.series)
     study = _read(conn, _STUDY_BY_UID, h.study.study_uid, rows.studies)
     mismatched = _mismatched(
-        conn,
         h,
         None if series is None else series.study_pk,
         None if study is None else _Stored(study.pk, study.patient_pk, study.patient_id, study.id_system),
+        partial(_merged_into, conn),
     )
     if mismatched and mismatch != "accept":
         raise Conflict(OTHER_PATIENT)
@@ -213,7 +234,7 @@ def index_instance(
         patient_pk = _patient(conn, h.patient, study, a.now)
     study_pk = _study(conn, h, study, patient_pk, a.now, new_series=series is None, enters=enters, batch=rows)
     series_pk = _series(conn, h, series, study_pk, a.now, enters=enters, batch=rows)
-    indexed = _instance(conn, h, a, inst, series_pk, mismatched=mismatched, moved=moved)
+    indexed = _instance(conn, h, a, inst, series_pk, mismatched=mismatched, moved=moved, batch=batch)
     if alone:
         rows.flush(conn)
     return indexed
@@ -228,12 +249,21 @@ def _instance(
     *,
     mismatched: bool,
     moved: bool,
+    batch: Batch | None,
 ) -> Indexed:
-    """The instance row: inserted, or replaced (recorded; moved out of its old series)."""
+    """The instance row: inserted (in a batch, at its flush), or replaced (recorded; moved out
+    of its old series)."""
     values = _instance_values(h, a) | {"series_pk": series_pk}
+    uid = h.instance.sop_uid
     if inst is None:
-        params = values | {"sop_uid": h.instance.sop_uid, "created_at": a.now}
+        params = values | {"sop_uid": uid, "created_at": a.now}
+        if batch is not None:
+            batch.inserts.append(params)
+            batch.instances[uid] = None  # not inserted yet: `_stored_instance` flushes first
+            return Indexed("stored", None, None, mismatched)
         return Indexed("stored", conn.execute(_INSERT_INSTANCE, params).scalar_one(), None, mismatched)
+    if batch is not None:
+        batch.instances.pop(uid, None)  # replaced: read again if it comes again
     old = conn.execute(
         select(SERIES.c.series_uid, STUDY.c.study_uid)
         .join(STUDY, STUDY.c.pk == SERIES.c.study_pk)
@@ -258,6 +288,18 @@ def _instance(
     return Indexed("replaced", inst.pk, inst.blob_key, mismatched)
 
 
+def _stored_instance(conn: Connection, uid: str, rows: Batch) -> Any:
+    """The stored instance of `uid` (its pk, sha256, series and blob key), locked: prefetched by
+    the batch, or read (after the batch's pending inserts, when one of them is this UID)."""
+    if uid in rows.instances:
+        prefetched = rows.instances[uid]
+        if prefetched is not None or not any(row["sop_uid"] == uid for row in rows.inserts):
+            return prefetched
+        rows.flush(conn)  # the same instance came twice in this batch: the first is inserted now
+        rows.instances.pop(uid)
+    return conn.execute(_INSTANCE_BY_UID, {"uid": uid}).first()
+
+
 def _read(conn: Connection, query: Any, uid: str, cache: dict[str, Row[Any]]) -> Row[Any] | None:
     """A study or series row by UID, from the batch's rows when read before in it."""
     if uid in cache:
@@ -268,15 +310,26 @@ def _read(conn: Connection, query: Any, uid: str, cache: dict[str, Row[Any]]) ->
     return row
 
 
-def check_fits(conn: Connection, h: InstanceHeader, mismatch: MismatchPolicy = "refuse") -> bool:
-    """Conflict when `index_instance` would refuse `h` as the committed index stands (decided
-    before an instance whose indexing is deferred is acknowledged); whether the study is stored.
-    One statement, no lock."""
-    row = conn.execute(_FIT, {"series": h.series.series_uid, "study": h.study.study_uid}).one()
-    study = None if row.pk is None else _Stored(row.pk, row.patient_pk, row.patient_id, row.id_system)
-    if _mismatched(conn, h, row.series_study_pk, study) and mismatch != "accept":
-        raise Conflict(OTHER_PATIENT)
-    return study is not None
+class FitCheck:
+    """Conflict when `index_instance` would refuse an instance as the committed index stands
+    (decided before an instance whose indexing is deferred is acknowledged); whether its study
+    is stored. One statement, compiled once (`Database.lookup`), no lock; a second only for an
+    instance naming another patient than its study's (was that patient merged into it?)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db, self._fit = db, db.lookup(_FIT)
+
+    def __call__(self, h: InstanceHeader, mismatch: MismatchPolicy = "refuse") -> bool:
+        row = self._fit.one(series=h.series.series_uid, study=h.study.study_uid)
+        series_study_pk, pk, patient_pk, patient_id, id_system = cast(tuple[Any, ...], row)
+        study = None if pk is None else _Stored(pk, patient_pk, patient_id, id_system)
+        if _mismatched(h, series_study_pk, study, self._merged_into) and mismatch != "accept":
+            raise Conflict(OTHER_PATIENT)
+        return study is not None
+
+    def _merged_into(self, facts: PatientFacts, patient_pk: int) -> bool:
+        with self._db.peek() as conn:
+            return _merged_into(conn, facts, patient_pk)
 
 
 class _Stored(NamedTuple):
@@ -289,16 +342,19 @@ class _Stored(NamedTuple):
 
 
 def _mismatched(
-    conn: Connection, h: InstanceHeader, series_study_pk: int | None, study: _Stored | None
+    h: InstanceHeader,
+    series_study_pk: int | None,
+    study: _Stored | None,
+    merged_into: Callable[[PatientFacts, int], bool],
 ) -> bool:
-    """Whether the instance names another patient than its stored study's; Conflict when its
-    series is stored in another study."""
+    """Whether the instance names another patient than its stored study's (and not one merged
+    into it); Conflict when its series is stored in another study."""
     if series_study_pk is not None and (study is None or series_study_pk != study.pk):
         raise Conflict(SERIES_ELSEWHERE)
     return (
         study is not None
         and not same_patient(h.patient, study.patient_id, study.id_system)
-        and not _merged_into(conn, h.patient, int(study.patient_pk))
+        and not merged_into(h.patient, int(study.patient_pk))
     )
 
 

@@ -250,6 +250,7 @@ class DeferredIndex:
 
     def _all(self, conn: Connection, batch: list[Held]) -> list[Indexed | None]:
         rows = Batch()  # a new one per attempt: `transact_core` runs this again after a lost race
+        rows.prefetch(conn, [held.header.instance.sop_uid for held in batch])
         results = [self._one(conn, held, rows) for held in batch]
         rows.flush(conn)
         return results

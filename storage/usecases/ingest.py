@@ -49,7 +49,7 @@ from storage.blobs import BlobStore, held_label, instance_key
 from storage.clock import utcnow
 from storage.db import Database
 from storage.dicom_file import Part10, read_part10
-from storage.dicom_index.writer import Arrival, Indexed, MismatchPolicy, Outcome, check_fits, index_instance
+from storage.dicom_index.writer import Arrival, FitCheck, Indexed, MismatchPolicy, Outcome, index_instance
 from storage.errors import Conflict, Invalid, Unavailable, no_room
 from storage.usecases.deferred_index import BATCH, DeferredIndex, Held
 from storage.usecases.structured_reports import StructuredReports
@@ -108,6 +108,7 @@ class Ingest:
     ) -> None:
         """`reports`: map structured reports and PDFs to FHIR in the index transaction."""
         self._db, self._blobs, self._identity, self._now = db, blobs, identity, now
+        self._fits = FitCheck(db)
         self._reports = reports
         self._min_free = min_free_bytes
         self._mismatch: MismatchPolicy = patient_mismatch
@@ -191,8 +192,7 @@ class Ingest:
         return len(batch)
 
     def _check_fits(self, h: InstanceHeader) -> bool:
-        with self._db.peek() as conn:
-            return check_fits(conn, h, self._mismatch)
+        return self._fits(h, self._mismatch)
 
     def _read(self, path: Path, expect: Expect) -> tuple[InstanceHeader, Part10]:
         # Refuse while there is still room: on a disk that is truly full, receiving the next
@@ -242,6 +242,8 @@ class Ingest:
         if indexed.superseded_key is not None and indexed.superseded_key != key:
             self._blobs.delete(indexed.superseded_key)
         self._indexed(h, indexed, source.via)
+        if indexed.instance_pk is None:
+            raise AssertionError("an instance indexed alone has its key read back")
         return Stored(
             indexed.outcome,
             h.instance.sop_class_uid,

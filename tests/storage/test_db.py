@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from facade.wiring import Services
+from storage.db import Database, make_engine
+from storage.errors import Unavailable
 from storage.fhir_store.models import FhirResourceRow
 
 ROW = {
@@ -110,3 +113,48 @@ def test_a_peek_reads_what_is_committed_while_a_writer_holds_its_transaction(ser
             session.execute(insert(FhirResourceRow).values(**(ROW | {"res_id": f"after-{n}"})))
     with services.db.read() as session:
         assert len(session.scalars(probe).all()) == 5
+
+
+def test_a_lookup_reads_what_is_committed_and_leaves_its_connection_as_it_found_it(
+    services: Services,
+) -> None:
+    """`Database.lookup`, the C-STORE admission's statement on a bare driver connection: the same
+    rows as Core, no transaction of its own (a writer under way neither blocks it nor shows it
+    what is not committed), and the connection goes back to writers and readers as before."""
+    probe = select(FhirResourceRow.res_id, FhirResourceRow.version_id).where(
+        FhirResourceRow.res_type == "Basic", FhirResourceRow.res_id == bindparam("id")
+    )
+    lookup = services.db.lookup(probe)
+    assert lookup.one(id="probe") is None
+    with services.db.write() as session:
+        session.execute(insert(FhirResourceRow).values(**ROW))
+    assert lookup.one(id="probe") == ("probe", 1)
+    with services.db.write() as writing:
+        writing.execute(insert(FhirResourceRow).values(**(ROW | {"res_id": "uncommitted"})))
+        writing.flush()
+        assert lookup.one(id="uncommitted") is None
+        assert lookup.one(id="probe") == ("probe", 1)
+    for n in range(25):  # more than the pool keeps: every connection passes through a lookup
+        assert lookup.one(id="probe") == ("probe", 1)
+        with services.db.write() as session:
+            session.execute(insert(FhirResourceRow).values(**(ROW | {"res_id": f"after-{n}"})))
+        with pytest.raises(DBAPIError), services.db.read() as session:
+            session.execute(insert(FhirResourceRow).values(**(ROW | {"res_id": f"refused-{n}"})))
+    with services.db.read() as session:
+        count = select(FhirResourceRow.res_id).where(FhirResourceRow.res_type == "Basic")
+        assert len(session.scalars(count).all()) == 27
+
+
+def test_a_lookup_on_a_database_that_cannot_be_reached_is_unavailable() -> None:
+    """As every other way in: the C-STORE answers 0xA700 (out of resources), not a crash."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = Database(make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/none?connect_timeout=2"))
+    try:
+        with pytest.raises(Unavailable):
+            db.lookup(select(FhirResourceRow.res_id).where(FhirResourceRow.res_id == bindparam("id"))).one(
+                id="x"
+            )
+    finally:
+        db.dispose()

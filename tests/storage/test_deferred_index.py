@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from facade.wiring import Services
 from storage.blobs import FileBlobStore
-from storage.dicom_index.models import InstanceRow, PatientMismatchRow, StudyRow
+from storage.dicom_index.models import InstanceReplacementRow, InstanceRow, PatientMismatchRow, StudyRow
 from storage.errors import Conflict
 from storage.usecases.ingest import Expect, Source
 from tests.dicom_factory import make_instance, new_uid, write
@@ -167,3 +167,28 @@ def test_a_live_process_keeps_its_held_files(services: Services, tmp_path: Path)
     assert held.exists()
     other.close()
     assert services.ingest.recover() == 1
+
+
+def test_one_instance_three_times_in_one_batch(services: Services, tmp_path: Path) -> None:
+    """Held files indexed in one batch (as `recover` indexes them) that name one SOP instance
+    three times, the same bytes twice and then other bytes, beside a new one: a duplicate, then a
+    replacement, each seeing the arrival before it in the same transaction; the counts exact."""
+    study, series, sop = new_uid(), new_uid(), new_uid()
+    first = write(make_instance(study_uid=study, series_uid=series, sop_uid=sop), tmp_path / "a.dcm")
+    twin = tmp_path / "b.dcm"
+    shutil.copyfile(first, twin)
+    other = make_instance(study_uid=study, series_uid=series, sop_uid=sop, instance_number=7)
+    new = make_instance(study_uid=study, series_uid=series, instance_number=2)
+    held_by_a_process_gone(
+        services, first, twin, write(other, tmp_path / "c.dcm"), write(new, tmp_path / "d.dcm")
+    )
+    assert services.ingest.recover() == 4
+    with services.db.read() as s:
+        rows = {r.sop_uid: r for r in s.scalars(select(InstanceRow))}
+        replacements = s.scalar(select(func.count()).select_from(InstanceReplacementRow))
+        study_row = s.scalars(select(StudyRow)).one()
+    assert set(rows) == {sop, new.SOPInstanceUID}
+    assert rows[sop].instance_number == 7 and replacements == 1
+    assert (study_row.num_instances, study_row.num_series) == (2, 1)
+    assert services.blobs.held() == []
+    assert {services.blobs.size(r.blob_key) > 0 for r in rows.values()} == {True}
