@@ -110,6 +110,7 @@ class FileBlobStore:
         self._holding.mkdir(exist_ok=True)
         self._own: Path | None = None  # created with its lock on the first `hold`
         self._own_lock: int | None = None
+        self._own_sync = _GroupSync(self._holding)  # replaced with the own directory's
         self._own_guard = threading.Lock()
 
     def staging_dir(self) -> Path:
@@ -196,7 +197,7 @@ class FileBlobStore:
             dest = own / f"{time.time_ns():020d}.{uuid.uuid4().hex}.{label}.dcm"
             _fsync_file(src)
             os.rename(src, dest)  # staging and .held share the store's file system
-            _fsync_dir(own)
+            self._own_sync.changed()
         except OSError as exc:
             if no_room(exc):
                 raise Unavailable("no room left in the blob store") from exc
@@ -242,7 +243,7 @@ class FileBlobStore:
                 lock = _try_lock(own / ".lock")
                 assert lock is not None  # a new directory: nobody else has it
                 _fsync_dir(self._holding)
-                self._own, self._own_lock = own, lock
+                self._own, self._own_lock, self._own_sync = own, lock, _GroupSync(own)
             return self._own
 
     def store_held(self, items: list[tuple[str, Path]]) -> list[bool]:
@@ -298,6 +299,39 @@ def _make_dirs(directory: Path, *, stop: Path) -> list[Path]:
         except FileExistsError:
             pass
     return created
+
+
+class _GroupSync:
+    """fsync of one directory, shared by the threads that need it at once (group commit): a
+    thread whose change (a rename into it) was made before a running fsync began waits for that
+    one and issues none of its own. Several associations of one process hold their instances in
+    the same directory; each then waits for at most one fsync after its own."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._cond = threading.Condition()
+        self._changes = 0  # changes made in the directory, as counted by `changed`
+        self._synced = 0  # of those, how many are durable
+        self._syncing = False
+
+    def changed(self) -> None:
+        """Return once the change the caller just made in the directory is durable."""
+        with self._cond:
+            self._changes += 1
+            mine = self._changes
+            while self._synced < mine:
+                if self._syncing:
+                    self._cond.wait()
+                    continue
+                self._syncing, covered = True, self._changes  # made before the fsync begins
+                self._cond.release()
+                try:
+                    _fsync_dir(self._path)
+                finally:
+                    self._cond.acquire()
+                    self._syncing = False
+                    self._cond.notify_all()
+                self._synced = max(self._synced, covered)
 
 
 def _fsync_file(path: Path) -> None:
