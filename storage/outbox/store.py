@@ -7,7 +7,7 @@ destination and ordering key (the patient) is still pending, and leases them: on
 row (each skips the rows the other is leasing), and a leased row stays out of every other claim
 until its lease runs out or its outcome is recorded. On SQLite a write transaction holds the
 database's write lock (`BEGIN IMMEDIATE`): the claims of one process follow each other. A claim
-looks in a read-only transaction first and takes no writer's lock while nothing is due (the
+looks first (one prebuilt statement, autocommit) and takes no writer's lock while nothing is due (the
 delivery worker looks several times a second, mostly at an empty outbox).
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, delete, exists, or_, select, update
+from sqlalchemy import CursorResult, bindparam, delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -28,6 +28,17 @@ from storage.outbox.models import Hl7DestinationRow, Hl7OutboxRow
 
 PENDING, SENT, DEAD = "pending", "sent", "dead"
 STATES = (PENDING, SENT, DEAD)
+
+
+_ANY_DUE = (  # built once: the delivery worker asks several times a second
+    select(Hl7OutboxRow.pk)
+    .where(
+        Hl7OutboxRow.state == PENDING,
+        Hl7OutboxRow.next_attempt_at <= bindparam("now"),
+        or_(Hl7OutboxRow.lease_until.is_(None), Hl7OutboxRow.lease_until < bindparam("now")),
+    )
+    .limit(1)
+)
 
 
 @dataclass(frozen=True)
@@ -184,6 +195,9 @@ class OutboxStore:
 
     def claim(self, now: datetime, lease_until: datetime, limit: int) -> list[Claimed]:
         """Lease up to `limit` due messages (see the module docstring), oldest first."""
+        with self._db.peek() as conn:  # idle most of the time: look before taking the writer
+            if conn.execute(_ANY_DUE, {"now": now}).first() is None:
+                return []
         message, older = Hl7OutboxRow, aliased(Hl7OutboxRow)
         blocked = exists().where(
             older.destination == message.destination,
@@ -192,21 +206,19 @@ class OutboxStore:
             older.pk < message.pk,
         )
         enabled = select(Hl7DestinationRow.name).where(Hl7DestinationRow.enabled.is_(True))
-        due = and_(
-            message.state == PENDING,
-            message.next_attempt_at <= now,
-            or_(message.lease_until.is_(None), message.lease_until < now),
-        )
         query = (
             select(message.pk, message.destination, message.control_id, message.payload, message.attempts)
-            .where(due, message.destination.in_(enabled), ~blocked)
+            .where(
+                message.state == PENDING,
+                message.next_attempt_at <= now,
+                or_(message.lease_until.is_(None), message.lease_until < now),
+                message.destination.in_(enabled),
+                ~blocked,
+            )
             .order_by(message.pk)
             .limit(limit)
             .with_for_update(skip_locked=True, of=message)
         )
-        with self._db.read() as session:  # idle most of the time: look before taking the writer
-            if session.execute(select(message.pk).where(due).limit(1)).first() is None:
-                return []
         with self._db.write() as session:
             rows = session.execute(query).all()
             if rows:
