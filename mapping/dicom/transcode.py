@@ -176,6 +176,8 @@ def converted(ds: Dataset, target: str) -> None:
         raise CannotTranscode("the instance cannot be given in the transfer syntax asked")
     if how is Way.AS_STORED:
         return
+    if how is Way.ENCODE:
+        _check_encodable(ds, target)
     source = UID(stored)
     try:
         if source.is_compressed:
@@ -207,8 +209,7 @@ def encoded_frames(ds: Dataset, frames: list[int], target: str) -> list[bytes]:
     CannotTranscode when they cannot be."""
     if way(str(ds.file_meta.TransferSyntaxUID), target) is not Way.ENCODE:
         raise CannotTranscode("the frames cannot be encoded into the transfer syntax asked")
-    if "PixelData" not in ds:
-        raise CannotTranscode("the instance has no pixel data to compress")
+    _check_encodable(ds, target)
     converted(ds, EXPLICIT_VR_LE)
     single = int(ds.get("NumberOfFrames") or 1) == 1
     encoder = get_encoder(UID(target))
@@ -216,6 +217,13 @@ def encoded_frames(ds: Dataset, frames: list[int], target: str) -> list[bytes]:
         return [encoder.encode(ds, index=None if single else n - 1) for n in frames]
     except Exception as exc:  # an encoder's refusal of this pixel data, whatever its type
         raise CannotTranscode(f"the pixel data cannot be encoded ({type(exc).__name__})") from exc
+
+
+def _check_encodable(ds: Dataset, target: str) -> None:
+    header = PixelHeader.of(ds, has_pixel_data="PixelData" in ds)
+    reason = unencodable(header, str(ds.file_meta.TransferSyntaxUID), target)
+    if reason is not None:
+        raise CannotTranscode(reason)
 
 
 _WIDTHS = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}  # bytes per value of the binary VRs
