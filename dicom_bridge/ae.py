@@ -199,18 +199,24 @@ def no_delay(event: Event) -> None:
 
 
 def sending_contexts(
-    syntaxes_by_class: Mapping[str, Sequence[str]], native: Sequence[str], *, room: int = MAX_CONTEXTS
+    syntaxes_by_class: Mapping[str, Sequence[str]],
+    native: Sequence[str],
+    *,
+    then: Sequence[str] = (),
+    room: int = MAX_CONTEXTS,
 ) -> list[PresentationContext]:
     """Contexts for storage where we send (C-MOVE's association, or our C-GET where the peer
     sends to us): per SOP class one context of the `native` syntaxes, then one context for each
-    other syntax of the class, every class's before the next syntax, while `room` lasts. An
-    acceptor takes one syntax per context, so an instance goes in a compressed syntax as stored
-    only through a context of its own."""
+    other syntax of the class, every class's before the next syntax, then one for each syntax of
+    `then` (ones we can convert into: C-MOVE's lossless encodings), while `room` lasts. An
+    acceptor takes one syntax per context, so an instance goes in a compressed syntax only
+    through a context of its own."""
     classes = list(syntaxes_by_class)[:room]
     contexts = [build_context(sop_class, list(native)) for sop_class in classes]
     others = dict.fromkeys(ts for c in classes for ts in syntaxes_by_class[c] if ts not in native)
-    for syntax in others:
+    for syntax in [*others, *(ts for ts in then if ts not in native and ts not in others)]:
         for sop_class in classes:
-            if syntax in syntaxes_by_class[sop_class] and len(contexts) < room:
+            wanted = syntax in syntaxes_by_class[sop_class] or syntax in then
+            if wanted and len(contexts) < room:
                 contexts.append(build_context(sop_class, [syntax]))
     return contexts

@@ -5,12 +5,11 @@ awaited before the next; a pending C-GET-RSP with the counts after each, the fin
 last (0x0000; 0xB000 when some failed or warned; 0xA702 when all failed; 0xFE00 on C-CANCEL,
 checked before each sub-operation), as pynetdicom's Query/Retrieve service class answers.
 
-An instance goes in its stored transfer syntax when a context for its SOP class accepted it:
-its file's data set streamed as it is read, no decode. Else, over a context that accepted an
-uncompressed syntax, decoded (pixel data decompressed where stored compressed) and re-encoded.
-Else, over a context that accepted a lossless compressed syntax pydicom encodes (RLE, JPEG-LS,
-JPEG 2000 Lossless), decoded and encoded into it. Else, or when its file cannot be read or
-encoded, it is a failed sub-operation, its UID in the Failed SOP Instance UID List.
+Which context and transfer syntax an instance goes in is `sub_operations.sending`, as on
+pynetdicom's path: as stored, its file's data set streamed as it is read, no decode; else decoded
+or re-encoded into an uncompressed syntax; else encoded into a lossless compressed one. When there
+is no way, or its file cannot be read, decoded or encoded, it is a failed sub-operation, its UID
+in the Failed SOP Instance UID List.
 """
 
 from __future__ import annotations
@@ -24,13 +23,12 @@ from pydicom.uid import UID
 
 from dicom_bridge import dimse_command as dimse
 from dicom_bridge.get_scp import GET_MODELS, GetScp
-from dicom_bridge.sub_operations import UNABLE_TO_PROCESS, instances_named
+from dicom_bridge.sub_operations import UNABLE_TO_PROCESS, Sending, instances_named, sending
 from mapping.dicom.frozen import decode, encode
 from mapping.dicom.query_keys import Model
-from mapping.dicom.transcode import can_compress, compress
 from storage.errors import DomainError
 from storage.usecases.query import Match
-from storage.usecases.retrieve import CannotTranscode, Retrieve
+from storage.usecases.retrieve import CannotTranscode, Retrieve, Way
 
 if TYPE_CHECKING:
     from dicom_bridge.fast_association import CancelWatch, FastAssociation
@@ -152,18 +150,15 @@ def _sub_operation(
     choice = _context_for(association, record)
     if choice is None:
         return None
-    context_id, transfer_syntax, as_stored = choice
+    context_id, syntax = choice.context_id, choice.syntax
     sop_class, sop_instance = str(record["sop_class_uid"]), str(record["sop_uid"])
     command = dimse.request(dimse.C_STORE_RQ, sop_class, message_id, sop_instance_uid=sop_instance)
     try:
-        if as_stored:
+        if choice.way is Way.AS_STORED:
             with retrieve.stored_data_set(str(record["blob_key"])) as data_set:
                 association.send_stream(context_id, command, data_set)
         else:
-            ds = retrieve.dataset(str(record["blob_key"]), decompress=True)
-            if UID(transfer_syntax).is_compressed:
-                compress(ds, transfer_syntax)
-            association.send(context_id, command, encode(ds, UID(transfer_syntax)))
+            association.send(context_id, command, retrieve.data_set_bytes(str(record["blob_key"]), syntax))
     except (DomainError, CannotTranscode) as exc:
         why = {"sop_instance_uid": record["sop_uid"], "error": type(exc).__name__}
         log.warning("retrieve.instance_failed", extra=why)
@@ -175,24 +170,12 @@ def _sub_operation(
         watch.take(answer)  # a C-CANCEL (acted on before the next sub-operation), else the end
 
 
-def _context_for(association: FastAssociation, record: Match) -> tuple[int, str, bool] | None:
-    """The context to send `record` on: one that accepted its stored transfer syntax (as stored),
-    else one that accepted an uncompressed one (re-encoded), else a lossless compressed one we
-    encode, for its SOP class, with us as SCU."""
+def _context_for(association: FastAssociation, record: Match) -> Sending | None:
+    """`sub_operations.sending` over the contexts this association accepted with us as SCU."""
     accepted = association.accepted
-    stored = str(record["transfer_syntax"])
-    usable = [
-        (cid, syntax)
-        for cid, (abstract, syntax) in sorted(accepted.contexts.items())
-        if cid in accepted.sending and abstract == record["sop_class_uid"]
+    contexts = [
+        (cid, abstract, syntax)
+        for cid, (abstract, syntax) in accepted.contexts.items()
+        if cid in accepted.sending
     ]
-    for cid, syntax in usable:
-        if syntax == stored:
-            return cid, syntax, True
-    for cid, syntax in usable:
-        if not UID(syntax).is_compressed:
-            return cid, syntax, False
-    for cid, syntax in usable:
-        if can_compress(syntax):
-            return cid, syntax, False
-    return None
+    return sending(record, contexts)

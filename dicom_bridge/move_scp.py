@@ -2,10 +2,12 @@
 keys -> the instances (the query use case) -> C-STORE sub-operations on a new association to the
 Move Destination, which must be registered (`facade ae add`): an unknown one is 0xA801.
 
-For each SOP class to send we propose one context per stored transfer syntax (so a destination
-can take a compressed instance as stored) and one of the uncompressed syntaxes; each instance
-goes as stored when the destination accepted that, else decoded or re-encoded into an
-uncompressed syntax it accepted, never in one it did not accept; one that cannot be is a failed
+For each SOP class to send we propose one context of the uncompressed syntaxes, one per stored
+transfer syntax (so a destination can take a compressed instance as stored), then one per
+lossless syntax we encode into (RLE Lossless, JPEG-LS Lossless, JPEG 2000 Lossless: for a
+destination that takes only those); each instance goes as `sub_operations.sending` chooses, as
+for C-GET: as stored, else decoded or re-encoded into an uncompressed syntax, else encoded
+losslessly, never in one the destination did not accept; one that cannot be is a failed
 sub-operation. pynetdicom associates, counts the sub-operations and sends the final status
 (0x0000, 0xB000 some failed, 0xA702 none sent, 0xA801 the destination cannot be reached); a
 C-CANCEL answers 0xFE00 with the counts so far.
@@ -27,6 +29,7 @@ from dicom_bridge.ae import UNCOMPRESSED_LE, no_delay, sending_contexts
 from dicom_bridge.statuses import failure
 from dicom_bridge.sub_operations import instances_named, sub_operations
 from mapping.dicom.query_keys import Model
+from mapping.dicom.transcode import LOSSLESS, can_compress
 from storage.usecases.peers import Peers
 from storage.usecases.query import Match, Query
 from storage.usecases.retrieve import Retrieve
@@ -87,10 +90,12 @@ _VERIFICATION = "1.2.840.10008.1.1"
 
 
 def proposed_contexts(instances: list[Match]) -> list[PresentationContext]:
-    """For each SOP class to send: the uncompressed syntaxes, and each syntax the instances are
-    stored in in a context of its own (`sending_contexts`); Verification when there is nothing."""
+    """For each SOP class to send: the uncompressed syntaxes, each syntax the instances are
+    stored in in a context of its own, then each lossless syntax we encode into
+    (`sending_contexts`); Verification when there is nothing."""
     by_class: dict[str, set[str]] = {}
     for record in instances:
         by_class.setdefault(record["sop_class_uid"], set()).add(record["transfer_syntax"])
     syntaxes = {sop_class: sorted(by_class[sop_class]) for sop_class in sorted(by_class)}
-    return sending_contexts(syntaxes, UNCOMPRESSED_LE) or [build_context(_VERIFICATION)]
+    encoded = [ts for ts in LOSSLESS if can_compress(ts)]
+    return sending_contexts(syntaxes, UNCOMPRESSED_LE, then=encoded) or [build_context(_VERIFICATION)]

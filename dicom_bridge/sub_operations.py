@@ -1,30 +1,35 @@
 """What C-GET and C-MOVE share (PS3.4 C.4.2, C.4.3): the instances a retrieve identifier names,
-and the C-STORE sub-operations that send them.
+and the C-STORE sub-operations that send them, on pynetdicom's association path and on ours
+(`fast_get`) alike.
 
-Each instance goes in its stored transfer syntax when the association carrying it accepted that
-for its SOP class; else, when it accepted an uncompressed one, decompressed (pydicom with
-pylibjpeg) or re-encoded; never in a syntax the association did not accept. An instance that
-cannot be given so is a failed sub-operation. pynetdicom counts the sub-operations and sends the
-final status (0x0000 all sent, 0xB000 some failed, 0xA702 none sent); a C-CANCEL, checked before
-each sub-operation, answers 0xFE00 with the counts so far.
+Which accepted presentation context an instance goes on, and in what transfer syntax, is
+`sending`, for every sender (C-GET on both paths, C-MOVE's association to its destination): its
+stored syntax when a context for its SOP class accepted it; else an uncompressed little endian
+one, decoded (pydicom with pylibjpeg) or re-encoded; else a lossless compressed one we encode
+(RLE Lossless, JPEG-LS Lossless, JPEG 2000 Lossless: `mapping.dicom.transcode`); never in a syntax
+the association did not accept, never lossy. An instance that cannot be given so (no such
+context, its file gone, pixel data the decoder or encoder refuses) is a failed sub-operation.
+pynetdicom counts the sub-operations and sends the final status (0x0000 all sent, 0xB000 some
+failed, 0xA702 none sent); a C-CANCEL, checked before each sub-operation, answers 0xFE00 with the
+counts so far.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from pydicom import Dataset
-from pydicom.uid import UID
 from pynetdicom.association import Association
 from pynetdicom.events import Event
 
 from mapping.dicom.query_keys import BadIdentifier, Model, retrieve_plan
 from storage.errors import DomainError
 from storage.usecases.query import Match, Query
-from storage.usecases.retrieve import CannotTranscode, Retrieve
+from storage.usecases.retrieve import CannotTranscode, Retrieve, Way, way
 
 log = logging.getLogger(__name__)
 
@@ -79,22 +84,56 @@ def sub_operations(
 
 
 def sendable(retrieve: Retrieve, assoc: Association | None, record: Match) -> Dataset | None:
-    """The instance as `assoc` can carry it, or None (no association, no accepted context for its
-    SOP class, no way from its transfer syntax to one accepted, its file gone or undecodable)."""
+    """The instance as `assoc` can carry it (its file meta naming the syntax `sending` chose, so
+    that pynetdicom takes that context), or None (no association, no way to a context it
+    accepted, its file gone or undecodable)."""
     if assoc is None:
         return None
-    stored = UID(record["transfer_syntax"])
-    accepted = [
-        cx.transfer_syntax[0]
+    contexts = [
+        (cx.context_id, str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
         for cx in assoc.accepted_contexts
-        if cx.abstract_syntax == record["sop_class_uid"] and cx.as_scu
+        if cx.as_scu
     ]
-    uncompressed = any(not UID(t).is_compressed for t in accepted)
-    as_stored = stored in accepted or (not stored.is_compressed and uncompressed)
-    if not as_stored and not uncompressed:
-        return None
+    choice = sending(record, contexts)
+    return None if choice is None else prepared(retrieve, record, choice.syntax)
+
+
+@dataclass(frozen=True)
+class Sending:
+    """The accepted presentation context an instance goes on, its syntax, and how it gets there."""
+
+    context_id: int
+    syntax: str
+    way: Way
+
+
+_PREFERENCE = (Way.AS_STORED, Way.DECODE, Way.ENCODE)
+
+
+def sending(record: Match, contexts: Iterable[tuple[int | None, str, str]]) -> Sending | None:
+    """The context to send `record` on, of `contexts` (id, abstract syntax, transfer syntax)
+    accepted with us as the sender: one that accepted its stored syntax, else one of an
+    uncompressed little endian syntax (decoded or re-encoded), else one of a lossless compressed
+    syntax we encode; the lowest context id (the requestor's order) among equals. None: there is
+    no way to any."""
+    usable = sorted(
+        (cid, syntax)
+        for cid, abstract, syntax in contexts
+        if cid is not None and abstract == record["sop_class_uid"]
+    )
+    ways = [(cid, syntax, way(str(record["transfer_syntax"]), syntax)) for cid, syntax in usable]
+    for wanted in _PREFERENCE:
+        for cid, syntax, how in ways:
+            if how is wanted:
+                return Sending(cid, syntax, how)
+    return None
+
+
+def prepared(retrieve: Retrieve, record: Match, syntax: str) -> Dataset | None:
+    """The instance read whole and converted into `syntax`; None (logged) when its file is gone
+    or it cannot be given so."""
     try:
-        return retrieve.dataset(record["blob_key"], decompress=not as_stored)
+        return retrieve.dataset(str(record["blob_key"]), syntax)
     except (DomainError, CannotTranscode) as exc:
         why = {"sop_instance_uid": record["sop_uid"], "error": type(exc).__name__}
         log.warning("retrieve.instance_failed", extra=why)

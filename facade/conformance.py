@@ -31,6 +31,7 @@ from dicom_bridge.ae import (
 from facade.settings import Settings
 from mapping.dicom.matching import RANGE_VRS, WILDCARD_VRS
 from mapping.dicom.query_keys import KEYS, MODEL_LEVELS, UNIQUE
+from mapping.dicom.transcode import LOSSLESS, can_compress
 from mapping.dicom.worklist import NOT_MATCHED, keyword_rows
 from mapping.order.facts import OPEN_STEP_STATES
 
@@ -153,14 +154,16 @@ unique keys of its level and above (single values or lists, no wildcards; other 
 ignored): the key of the level itself is required. The instances go as C-STORE sub-operations on
 the same association, to a requestor that proposed SCP/SCU role selection for their storage SOP
 classes. Each goes in its stored transfer syntax when the requestor accepted it for its SOP
-class; else decoded (pydicom with pylibjpeg) or re-encoded into an uncompressed syntax it
-accepted; else, on the facade's own association path, encoded into a lossless compressed syntax
-it accepted (RLE Lossless, JPEG-LS Lossless, JPEG 2000 Lossless: the SOP Instance UID kept;
-openjpeg refuses images under 32 pixels a side); never in one it did not accept, never lossy.
-When a context offers several transfer syntaxes we choose uncompressed first (our receiving
-preference): a requestor that wants a compressed instance as stored proposes that syntax alone.
-An instance that cannot be given so is a failed sub-operation. At most {max_subops} instances
-per request.
+class; else decoded (pydicom with pylibjpeg) or re-encoded into an uncompressed little endian
+syntax it accepted; else encoded into a lossless compressed syntax it accepted, one of
+{lossless}
+(the SOP Instance UID kept; openjpeg refuses images under 32 pixels a side, and no encoder takes
+pixel data without a lossless profile in PS3.5 8.2, such as 32-bit samples); never in one it did
+not accept, never lossy; among contexts of equal rank the lowest context ID. The same choice on
+both association paths (`FACADE_DICOM_FAST_PATH` true or false) and for C-MOVE. When a context
+offers several transfer syntaxes we choose uncompressed first (our receiving preference): a
+requestor that wants a compressed instance as stored proposes that syntax alone. An instance that
+cannot be given so is a failed sub-operation. At most {max_subops} instances per request.
 
 | Status | Meaning here |
 | --- | --- |
@@ -174,10 +177,13 @@ Information models: Patient Root and Study Root - MOVE; the identifier as for C-
 Destination must be registered (`facade ae add NAME HOST PORT`): an unknown one is 0xA801,
 and so is one that cannot be reached or accepts none of our contexts. We open one association
 per request, as AE title `FACADE_DICOM_AE_TITLE`, proposing for each SOP class to send one
-context of Explicit and Implicit VR Little Endian and one context for each compressed transfer
-syntax the instances are stored in (at most {max_contexts} contexts). Each instance goes as
-stored when the destination accepted that, else decoded or re-encoded into an uncompressed
-syntax it accepted; one that cannot be given so is a failed sub-operation. The C-STORE requests
+context of Explicit and Implicit VR Little Endian, one context for each compressed transfer
+syntax the instances are stored in, then one context for each lossless syntax we encode into
+(at most {max_contexts} contexts in all):
+{lossless}.
+Each instance goes as for C-GET: as stored when the destination accepted that, else decoded or
+re-encoded into an uncompressed syntax it accepted, else encoded into a lossless syntax it
+accepted; one that cannot be given so is a failed sub-operation. The C-STORE requests
 carry the Move Originator AE title and Message ID. Statuses as for C-GET, and 0xA801.
 """
 
@@ -362,8 +368,11 @@ def statement() -> str:
         range_vrs=", ".join(sorted(RANGE_VRS)),
         find_statuses=_statuses(_FIND_STATUSES),
     )
-    text += _GET.format(max_subops=subops.MAX_SUBOPERATIONS, get_statuses=_statuses(_GET_STATUSES))
-    text += _MOVE.format(max_contexts=MAX_CONTEXTS)
+    lossless = _syntaxes(ts for ts in LOSSLESS if can_compress(ts))
+    text += _GET.format(
+        max_subops=subops.MAX_SUBOPERATIONS, get_statuses=_statuses(_GET_STATUSES), lossless=lossless
+    )
+    text += _MOVE.format(max_contexts=MAX_CONTEXTS, lossless=lossless)
     text += _CHARSETS.format(charsets=", ".join(f"`{c}`" for c in python_encoding if c))
     scu = remote.ScuConfig("FACADE")
     text += _REMOTE.format(

@@ -66,6 +66,7 @@ FACTS = frozenset(
         "kid",
         "warning",
         "transcoded",
+        "transfer_syntax",  # a UID of PS3.6 A
         "control_id",  # HL7 MSH-10: an id the sender chose, not patient data
         "kind",
         "ack",

@@ -120,8 +120,55 @@ def rendered_media_type(accept: str | None, *, multipart: bool = False) -> str:
     return min(ranked, key=lambda r: (-r[0], r[1]))[2]
 
 
-def frames_transfer_syntaxes(accept: str | None) -> list[str | None]:
-    """The transfer syntaxes an Accept allows for frames (`multipart/related;
-    type="application/octet-stream"`), best first; None (no transfer-syntax, or `*`) takes the
-    default of application/octet-stream, uncompressed little endian (PS3.18 8.7.3.5.2)."""
-    return _transfer_syntaxes(accept, OCTETS)
+# PS3.18 Table 8.7.3-5: the media types of pixel data (frames) and their transfer syntaxes, the
+# default first; application/octet-stream is uncompressed (Explicit VR Little Endian)
+FRAME_MEDIA_TYPES: dict[str, tuple[str, ...]] = {
+    OCTETS: ("1.2.840.10008.1.2.1",),
+    "image/jpeg": (
+        "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1, the default
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.51",
+        "1.2.840.10008.1.2.4.57",
+    ),
+    "image/dicom-rle": ("1.2.840.10008.1.2.5",),
+    "image/jls": ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"),
+    "image/jp2": ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"),
+    "image/jpx": ("1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.93"),
+    "image/jphc": ("1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"),
+}
+_FRAME_ALIASES = {"image/x-dicom-rle": "image/dicom-rle", "image/x-jls": "image/jls"}  # earlier editions
+IMAGE_ANY = "image/*"  # any image type: the frames as stored, when stored in a syntax of one
+
+
+def frames_media_types(accept: str | None) -> list[tuple[str, str | None]]:
+    """What an Accept allows for frames (`multipart/related; type="image/jls"`, ...; PS3.18
+    8.7.3.5.3), best first: (media type, transfer syntax), None for no `transfer-syntax` or `*`
+    (for an image type: the stored syntax when it is one of the type's, else the type's default;
+    for application/octet-stream, what a wildcard range or a multipart/related without `type` or
+    with `type="*/*"` gets too: uncompressed; `IMAGE_ANY` for `type="image/*"`). NotAcceptable
+    when it allows none."""
+    if not accept or not accept.strip():
+        return [(OCTETS, None)]
+    ranked: list[tuple[float, int, tuple[str, str | None]]] = []
+    for position, item in enumerate(accept.split(",")):
+        kind = media_type(item)
+        q = _quality(kind.params.get("q", "1"))
+        if q <= 0:
+            continue
+        if kind.mime in _ANY:
+            ranked.append((q, position, (OCTETS, None)))
+            continue
+        if kind.mime != MULTIPART:
+            continue
+        part = media_type(kind.params.get("type", OCTETS)).mime
+        part = _FRAME_ALIASES.get(part, OCTETS if part in ("*/*", "application/*") else part)
+        if part not in FRAME_MEDIA_TYPES and part != IMAGE_ANY:
+            continue
+        syntax = kind.params.get("transfer-syntax", "*").strip()
+        ranked.append((q, position, (part, None if syntax == "*" else syntax)))
+    if not ranked:
+        raise NotAcceptable(
+            f"frames are sent as {MULTIPART}; type= one of {', '.join(FRAME_MEDIA_TYPES)} (PS3.18 8.7.3.5.3)"
+        )
+    ranked.sort(key=lambda r: (-r[0], r[1]))
+    return list(dict.fromkeys(choice for _, _, choice in ranked))

@@ -9,15 +9,21 @@
 - `.../thumbnail` of an instance, a frame, a series and a study: the same picture fitted inside
   128 x 128 (or the viewport asked for); a series shows its middle instance, a study the middle
   instance of its first series.
-- `.../instances/{i}/frames/{list}`: `multipart/related; type="application/octet-stream"`, one
-  part per frame in the order listed, uncompressed little endian (decoded when stored
-  compressed); with `transfer-syntax=` the stored compressed syntax, each frame's bit stream as
-  stored.
+- `.../instances/{i}/frames/{list}`: one part per frame in the order listed, of the media type
+  the Accept prefers (PS3.18 8.7.3.5.3, Table 8.7.3-5): `multipart/related;
+  type="application/octet-stream"` (the default) uncompressed little endian, decoded when
+  stored compressed (with `transfer-syntax=` the stored compressed syntax: each frame's bit
+  stream as stored); an image type (`image/jls`, `image/jp2`, `image/dicom-rle`, `image/jpeg`,
+  `image/jpx`, `image/jphc`) each frame's bit stream as stored when the instance is stored in
+  a syntax of that type (the one asked for, or any of the type's for none or `*`), else
+  encoded on its own into the type's lossless syntax asked for (or its default: JPEG-LS
+  Lossless, JPEG 2000 Lossless, RLE Lossless); never lossily.
 
 Each answer is made whole before it starts (one instance in memory). Refusals, text/plain: 400 a
 malformed UID, frame list or parameter; 404 an unknown or invisible study, series or instance, or
-a frame out of range; 406 an Accept we cannot satisfy, or pixel data that cannot be decoded (no
-pixel data, no decoder, a bit stream the decoder refuses); 503 the index is unavailable.
+a frame out of range; 406 an Accept we cannot satisfy, or pixel data that cannot be decoded or
+encoded (no pixel data, no decoder, a bit stream the decoder refuses, a layout the encoder
+refuses: the Accept's next range is tried first); 503 the index is unavailable.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydicom.uid import UID
 
 from dicom_bridge.dicomweb.accept import (
+    FRAME_MEDIA_TYPES,
+    IMAGE_ANY,
     OCTETS,
     NotAcceptable,
-    frames_transfer_syntaxes,
+    frames_media_types,
     rendered_media_type,
 )
 from dicom_bridge.dicomweb.authorization import MayRead
@@ -41,11 +49,15 @@ from mapping.dicom.rendering import THUMBNAIL
 from storage.errors import NotFound
 from storage.usecases.retrieve import (
     EXPLICIT_VR_LE,
+    LOSSLESS,
     CannotDecode,
+    CannotTranscode,
     RenderOptions,
     Retrieve,
     StoredInstance,
     Visibility,
+    Way,
+    way,
 )
 
 log = logging.getLogger(__name__)
@@ -138,25 +150,68 @@ def frames_of(
         check_uids(uids)
         numbers = _frame_list(frames)
         try:
-            syntaxes = frames_transfer_syntaxes(request.headers.get("accept"))
+            choices = frames_media_types(request.headers.get("accept"))
         except NotAcceptable as exc:
             raise Refusal(406, str(exc)) from exc
         (found,) = found_instances(retrieve, uids, sees)
-        sent_as = _frames_syntax(found, syntaxes)
-        stored = sent_as != EXPLICIT_VR_LE
-        try:
-            parts = retrieve.frames(found, numbers, as_stored=stored)
-        except NotFound as exc:
-            raise Refusal(404, str(exc)) from exc
-        except CannotDecode as exc:
-            raise Refusal(406, f"the frames cannot be sent uncompressed: {exc}") from exc
+        kind, sent_as, parts = _frames(retrieve, found, numbers, choices)
     except Refusal as refusal:
         return refused(refusal, "frames")
     boundary = uuid.uuid4().hex
-    head = f"--{boundary}\r\nContent-Type: {OCTETS}; transfer-syntax={sent_as}\r\n\r\n".encode()
+    head = f"--{boundary}\r\nContent-Type: {kind}; transfer-syntax={sent_as}\r\n\r\n".encode()
     body = b"".join(head + part + b"\r\n" for part in parts) + f"--{boundary}--\r\n".encode()
-    log.info("wado.frames", extra={"route": "frames", "http_status": 200, "instances": 1})
-    return Response(body, media_type=f'multipart/related; type="{OCTETS}"; boundary={boundary}')
+    facts = {"route": "frames", "http_status": 200, "instances": 1, "transfer_syntax": sent_as}
+    log.info("wado.frames", extra=facts)
+    return Response(body, media_type=f'multipart/related; type="{kind}"; boundary={boundary}')
+
+
+def _frames(
+    retrieve: Retrieve, instance: StoredInstance, numbers: list[int], choices: list[tuple[str, str | None]]
+) -> tuple[str, str, list[bytes]]:
+    """The frames in the first acceptable (media type, transfer syntax) that works: (media type,
+    syntax, one bit stream per frame); 404 a frame out of range, 406 when none works."""
+    failures: list[str] = []
+    for asked, syntax in choices:
+        for candidate in _frame_syntaxes(asked, syntax, instance.transfer_syntax_uid):
+            kind = _image_type(candidate) if asked == IMAGE_ANY else asked
+            try:
+                return kind, candidate, retrieve.frames(instance, numbers, candidate)
+            except NotFound as exc:
+                raise Refusal(404, str(exc)) from exc
+            except (CannotDecode, CannotTranscode) as exc:
+                failures.append(f"not as {kind} in {candidate}: {exc}")
+    stored = instance.transfer_syntax_uid
+    raise Refusal(
+        406,
+        f"frames are sent uncompressed (application/octet-stream, {EXPLICIT_VR_LE}), in the syntax "
+        f"they are stored in ({stored}), or encoded losslessly ({', '.join(LOSSLESS)}) where the "
+        "pixel data allows: " + ("; ".join(failures) or "none of these was asked for"),
+    )
+
+
+def _image_type(syntax: str) -> str:
+    """The image media type of a compressed transfer syntax; "" when it has none."""
+    return next((kind for kind, of in FRAME_MEDIA_TYPES.items() if syntax in of and kind != OCTETS), "")
+
+
+def _frame_syntaxes(kind: str, syntax: str | None, stored: str) -> list[str]:
+    """The transfer syntaxes to try for a media type the Accept names (PS3.18 Table 8.7.3-5):
+    application/octet-stream is uncompressed, or the stored compressed syntax when named; an
+    image type is its syntax asked for, or, for none or `*`, the stored one when it is of that
+    type, else the type's default; each only when it can be given (as stored, decoded, or encoded
+    losslessly: never lossily)."""
+    if kind == OCTETS:
+        if syntax is None or syntax == EXPLICIT_VR_LE:
+            return [EXPLICIT_VR_LE]  # decoding says why it cannot be, if it cannot
+        return [syntax] if syntax == stored and UID(syntax).is_compressed else []
+    if kind == IMAGE_ANY:
+        return [stored] if syntax in (None, stored) and _image_type(stored) else []
+    allowed = FRAME_MEDIA_TYPES[kind]
+    if syntax is not None:
+        wanted = [syntax] if syntax in allowed else []
+    else:
+        wanted = [stored] if stored in allowed else [allowed[0]]
+    return [ts for ts in wanted if ts == stored or way(stored, ts) is Way.ENCODE]
 
 
 def rendered_all(retrieve: Retrieve, request: Request, sees: Visibility, uids: tuple[str, ...]) -> Response:
@@ -222,18 +277,3 @@ def _frame_list(frames: str) -> list[int]:
         return frame_list(frames)
     except ValueError as exc:
         raise Refusal(400, str(exc)) from exc
-
-
-def _frames_syntax(instance: StoredInstance, syntaxes: list[str | None]) -> str:
-    """Explicit VR Little Endian for no transfer-syntax, `*` or that syntax; the stored one when
-    asked for by name; else 406."""
-    for syntax in syntaxes:
-        if syntax is None or syntax == EXPLICIT_VR_LE:
-            return EXPLICIT_VR_LE
-        if syntax == instance.transfer_syntax_uid and UID(syntax).is_compressed:
-            return syntax
-    raise Refusal(
-        406,
-        "frames are sent uncompressed (transfer-syntax=1.2.840.10008.1.2.1) or in the syntax they "
-        f"are stored in ({instance.transfer_syntax_uid})",
-    )

@@ -3,8 +3,11 @@ Transaction), of what the archive stores, to callers who may read the study's Im
 
 - `/studies/{study}`, `.../series/{series}`, `.../instances/{instance}`: `multipart/related;
   type="application/dicom"`, one stored Part 10 file per part, each part's Content-Type naming
-  its transfer syntax. As stored unless the Accept asks for Explicit VR Little Endian, which is
-  then decoded (`accept.py` says what an Accept allows).
+  its transfer syntax. As stored unless the Accept asks for another syntax: Explicit VR Little
+  Endian (decoded), or RLE Lossless, JPEG-LS Lossless, JPEG 2000 Lossless (encoded losslessly,
+  decoded first when stored compressed); a lossy syntax only as stored, never by compressing
+  (`mapping.dicom.transcode` says what can become what, `accept.py` what an Accept allows). The
+  Accept's ranges are tried per instance in order of quality, so each part may go in another.
 - `.../metadata` at each level: `application/dicom+json`, a JSON array of the instances' data
   sets (PS3.18 F.2), bulk values as BulkDataURIs under `.../instances/{instance}/bulkdata/{tag}`.
 - `.../instances/{instance}/bulkdata/{tag}` (tag: 8 hex digits, a top-level bulk value):
@@ -25,11 +28,15 @@ is unavailable; 401 / 403 come from the authorization dependency, as for STOW-RS
 
 Instances that cannot be given in an acceptable transfer syntax (PS3.18 10.4.3, 8.7.3.5): when
 some can and some cannot, those that can are sent with 206 Partial Content and a Warning header
-naming how many were left out; when none can, 406. Whether an instance can is decided from its
-stored transfer syntax before the response starts (`can_transcode`). A bit stream that then fails
-to decode cannot change a status already sent: for a single instance we decode before answering
-(406), for several the response is cut off before its close delimiter, so that no client takes
-the incomplete body for the whole.
+naming how many were left out; when none can, 406. Whether an instance can is decided before the
+response starts: from its stored transfer syntax (`can_transcode`: a decoder, an encoder) and,
+for a lossless encoding in a study or series, from its header (`Retrieve.unencodable`: pixel
+data present, a layout the syntax encodes, openjpeg's 32 pixels a side). A single instance is
+transcoded before answering, trying the acceptable syntaxes in turn: 406 when none works. In a
+study or series, whose status is already sent, an instance whose transcoding still fails (a bit
+stream the decoder refuses, an encoder's refusal the header did not foretell) goes in the next
+acceptable syntax; when there is none, the response is cut off before its close delimiter, so
+that no client takes the incomplete body for the whole.
 """
 
 from __future__ import annotations
@@ -57,20 +64,23 @@ from dicom_bridge.dicomweb.refusals import Refusal, check_uids, found_instances,
 from storage.errors import NotFound
 from storage.usecases.retrieve import (
     EXPLICIT_VR_LE,
+    LOSSLESS,
     BulkValue,
     CannotTranscode,
     Retrieve,
     StoredInstance,
     Visibility,
+    Way,
     can_transcode,
+    way,
 )
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 _WHOLE = 1 << 20  # a single instance as stored up to this size is read whole and sent in one body
-# each instance and the syntax to send it in (None: as stored)
-_Plan = list[tuple[StoredInstance, str | None]]
+# each instance and the syntaxes to send it in, best first (None: as stored)
+_Plan = list[tuple[StoredInstance, list[str | None]]]
 
 
 def wado_router(retrieve: Retrieve, base_url: str, may_read: MayRead) -> APIRouter:
@@ -122,11 +132,12 @@ def wado_router(retrieve: Retrieve, base_url: str, may_read: MayRead) -> APIRout
             except NotAcceptable as exc:
                 raise Refusal(406, str(exc)) from exc
             found = found_instances(retrieve, uids, sees)
-            plan = _plan(found, syntaxes)
+            single = len(uids) == 3
+            plan = _plan(retrieve, found, syntaxes, check=not single)
             left_out = len(found) - len(plan)
             if not plan:
                 raise Refusal(406, _unconvertible(len(found), syntaxes))
-            first = _single(retrieve, plan) if len(uids) == 3 else None
+            first = _single(retrieve, plan) if single else None
         except Refusal as refusal:
             return refused(refusal, level)
         boundary = uuid.uuid4().hex
@@ -139,13 +150,14 @@ def wado_router(retrieve: Retrieve, base_url: str, may_read: MayRead) -> APIRout
                 "http_status": status,
                 "instances": len(plan),
                 "rejected": left_out,
-                "transcoded": sum(s is not None for _, s in plan),
+                "transcoded": sum(ways[0] is not None for _, ways in plan),
             },
         )
         media_type = f'multipart/related; type="{DICOM}"; boundary={boundary}'
         if first is not None:  # one instance, already in memory: one body, written at once
-            ((instance, syntax),) = plan
-            body = _part_head(boundary, syntax or instance.transfer_syntax_uid) + first
+            ((instance, _),) = plan
+            syntax, data = first
+            body = _part_head(boundary, syntax or instance.transfer_syntax_uid) + data
             body += f"\r\n--{boundary}--\r\n".encode()
             return Response(body, status_code=status, media_type=media_type, headers=headers)
         return StreamingResponse(
@@ -202,47 +214,72 @@ def _bulk_data(
     )
 
 
-def _plan(found: list[StoredInstance], syntaxes: list[str | None]) -> _Plan:
-    """Each instance with the first acceptable syntax it can be sent in (None: as stored); an
-    instance that can be sent in none is left out."""
+def _plan(
+    retrieve: Retrieve, found: list[StoredInstance], syntaxes: list[str | None], *, check: bool
+) -> _Plan:
+    """Each instance with the acceptable syntaxes it can be sent in, best first (None: as
+    stored); an instance that can be sent in none is left out. By the transfer syntaxes alone
+    (`can_transcode`), and, with `check`, a lossless encoding only where the instance's header
+    shows pixel data the encoder takes (`Retrieve.unencodable`), so that the status and Warning
+    sent before the body count what the body will hold."""
     plan: _Plan = []
     for instance in found:
+        stored = instance.transfer_syntax_uid
+        ways: list[str | None] = []
         for syntax in syntaxes:
-            if syntax is None or syntax == instance.transfer_syntax_uid:
-                plan.append((instance, None))
-                break
-            if can_transcode(instance.transfer_syntax_uid, syntax):
-                plan.append((instance, syntax))
-                break
+            if syntax is None or syntax == stored:
+                ways.append(None)
+                break  # as stored never fails: nothing after it is tried
+            if not can_transcode(stored, syntax):
+                continue
+            encoded = way(stored, syntax) is Way.ENCODE
+            if check and not ways and encoded and _unencodable(retrieve, instance, syntax):
+                continue
+            ways.append(syntax)
+        if ways:
+            plan.append((instance, list(dict.fromkeys(ways))))
     return plan
+
+
+def _unencodable(retrieve: Retrieve, instance: StoredInstance, syntax: str) -> bool:
+    try:
+        return retrieve.unencodable(instance, syntax) is not None
+    except NotFound:
+        return False  # its file is gone: the body says so, as for an instance sent as stored
 
 
 def _unconvertible(count: int, syntaxes: list[str | None]) -> str:
     asked = ", ".join(s for s in syntaxes if s is not None)
     return (
         f"{count} instance(s) cannot be sent in the transfer syntax asked for ({asked}): this server "
-        f"sends instances as stored (transfer-syntax=*) or in Explicit VR Little Endian (1.2.840.10008.1.2.1)"
+        f"sends instances as stored (transfer-syntax=*), in Explicit VR Little Endian ({EXPLICIT_VR_LE}), "
+        f"or encoded losslessly in {', '.join(LOSSLESS)} where the pixel data allows; never lossily"
     )
 
 
-def _single(retrieve: Retrieve, plan: _Plan) -> bytes | None:
-    """The bytes of one instance, read before the response starts: transcoded (so that a failure
-    to decode is a 406), or as stored when it is at most `_WHOLE` bytes (a file read at once
-    and sent in one body, rather than streamed chunk by chunk from a worker thread); None: a
-    larger instance as stored, streamed."""
-    instance, syntax = plan[0]
-    if syntax is None:
-        if instance.size > _WHOLE:
-            return None
+def _single(retrieve: Retrieve, plan: _Plan) -> tuple[str | None, bytes] | None:
+    """The syntax and bytes of one instance, read before the response starts: transcoded into
+    the first of its syntaxes that works (so that a failure to decode or encode is a 406 when
+    none does), or as stored when it is at most `_WHOLE` bytes (a file read at once and sent in
+    one body, rather than streamed chunk by chunk from a worker thread); None: a larger instance
+    as stored, streamed."""
+    ((instance, syntaxes),) = plan
+    failures: list[str] = []
+    for syntax in syntaxes:
+        if syntax is None:
+            if instance.size > _WHOLE:
+                return None
+            try:
+                with retrieve.open(instance) as f:
+                    return None, f.read()
+            except NotFound as exc:
+                raise Refusal(404, str(exc)) from exc
         try:
-            with retrieve.open(instance) as f:
-                return f.read()
-        except NotFound as exc:
-            raise Refusal(404, str(exc)) from exc
-    try:
-        return retrieve.transcoded(instance, syntax)
-    except CannotTranscode as exc:
-        raise Refusal(406, f"the instance cannot be sent in {syntax}: {exc}") from exc
+            return syntax, retrieve.transcoded(instance, syntax)
+        except CannotTranscode as exc:
+            failures.append(f"not in {syntax}: {exc}")
+    reasons = "; ".join(failures)
+    raise Refusal(406, f"the instance cannot be sent in the transfer syntax asked for ({reasons})")
 
 
 def _part_head(boundary: str, sent_as: str) -> bytes:
@@ -250,24 +287,38 @@ def _part_head(boundary: str, sent_as: str) -> bytes:
 
 
 def _multipart(retrieve: Retrieve, plan: _Plan, boundary: str) -> Iterator[bytes]:
-    """The body, part by part (Starlette iterates a sync generator on a worker thread)."""
-    for n, (instance, syntax) in enumerate(plan):
-        yield _part_head(boundary, syntax or instance.transfer_syntax_uid)
-        if syntax is None:
+    """The body, part by part (Starlette iterates a sync generator on a worker thread). An
+    instance goes in the first of its syntaxes that works; when none does, the body is cut off."""
+    for n, (instance, syntaxes) in enumerate(plan):
+        sent = _transcoded(retrieve, instance, syntaxes, n)
+        if sent is None:
+            yield _part_head(boundary, instance.transfer_syntax_uid)
             with retrieve.open(instance) as f:
                 while chunk := f.read(_CHUNK):
                     yield chunk
         else:
-            try:
-                yield retrieve.transcoded(instance, syntax)
-            except CannotTranscode as exc:
-                log.warning(
-                    "wado.cut_off",
-                    extra={"sop_instance_uid": instance.sop_uid, "reason": str(exc), "instances": n},
-                )
-                raise  # no close delimiter: the client sees an incomplete body, not a shorter study
+            yield _part_head(boundary, sent[0]) + sent[1]
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()
+
+
+def _transcoded(
+    retrieve: Retrieve, instance: StoredInstance, syntaxes: list[str | None], n: int
+) -> tuple[str, bytes] | None:
+    """The first of `syntaxes` the instance can be given in, and its bytes; None: as stored."""
+    for syntax in syntaxes:
+        if syntax is None:
+            return None
+        try:
+            return syntax, retrieve.transcoded(instance, syntax)
+        except CannotTranscode as exc:
+            log.warning(
+                "wado.not_transcoded",
+                extra={"sop_instance_uid": instance.sop_uid, "transfer_syntax": syntax, "reason": str(exc)},
+            )
+    log.warning("wado.cut_off", extra={"sop_instance_uid": instance.sop_uid, "instances": n})
+    # no close delimiter: the client sees an incomplete body, not a shorter study
+    raise CannotTranscode("no transfer syntax asked for works for this instance")
 
 
 def _bulk_syntax(bulk: BulkValue) -> str:

@@ -3,9 +3,10 @@ an instance as a Part 10 file or a rendered frame, under the same tokens and rea
 WADO-RS (a study the caller may not see is 404, like an unknown one).
 
 - `contentType` (PS3.18 9.1.2.1.5): the first of a comma-separated list we can give.
-  `application/dicom`: the Part 10 file as stored, or with `transferSyntax=1.2.840.10008.1.2.1`
-  decoded to Explicit VR Little Endian as WADO-RS does (another `transferSyntax` is served only
-  when it is the stored one). `image/jpeg` (the default) or `image/png`: a rendered frame
+  `application/dicom`: the Part 10 file as stored, or with `transferSyntax=` in another syntax as
+  WADO-RS gives it (`can_transcode`): Explicit VR Little Endian (1.2.840.10008.1.2.1) decoded,
+  RLE Lossless, JPEG-LS Lossless or JPEG 2000 Lossless encoded losslessly; a lossy syntax only
+  when it is the stored one. `image/jpeg` (the default) or `image/png`: a rendered frame
   (`mapping.dicom.rendering`); an instance without pixel data falls back to application/dicom
   when no contentType was given.
 - `frameNumber` (1-based), `windowCenter` and `windowWidth` (both or neither), `rows` and
@@ -32,6 +33,7 @@ from dicom_bridge.dicomweb.rendered import rendered
 from mapping.dicom.render_params import quality_param, size_of, window_of
 from mapping.dicom.rendering import JPEG, PNG
 from storage.usecases.retrieve import (
+    LOSSLESS,
     CannotDecode,
     CannotTranscode,
     RenderOptions,
@@ -122,8 +124,8 @@ def _part10(retrieve: Retrieve, instance: StoredInstance, syntax: str | None) ->
     else:
         raise Refusal(
             406,
-            f"the instance is sent as stored ({stored}) or in Explicit VR Little Endian "
-            "(1.2.840.10008.1.2.1)",
+            f"the instance is sent as stored ({stored}), in Explicit VR Little Endian "
+            f"(1.2.840.10008.1.2.1) or encoded losslessly ({', '.join(LOSSLESS)})",
         )
     log.info("wado_uri.retrieved", extra={"route": "wado-uri", "http_status": 200, "instances": 1})
     return Response(body, media_type=DICOM)

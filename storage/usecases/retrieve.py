@@ -13,6 +13,7 @@ instance at a time, while the response streams.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +39,18 @@ from mapping.dicom.json_model import (
 from mapping.dicom.part10 import peek_file_meta
 from mapping.dicom.pixels import CannotDecode, number_of_frames, stored_frame, uncompressed_frame
 from mapping.dicom.rendering import RenderOptions, render
-from mapping.dicom.transcode import EXPLICIT_VR_LE, CannotTranscode, can_transcode, transcode
+from mapping.dicom.transcode import (
+    EXPLICIT_VR_LE,
+    LOSSLESS,
+    CannotTranscode,
+    PixelHeader,
+    Way,
+    can_transcode,
+    encoded_frames,
+    transcode,
+    unencodable,
+    way,
+)
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.dicom_index.retrieval import StoredInstance, stored_instances
@@ -48,6 +60,7 @@ from storage.usecases.search import Search
 
 __all__ = [
     "EXPLICIT_VR_LE",
+    "LOSSLESS",
     "BulkValue",
     "CannotDecode",
     "CannotTranscode",
@@ -55,7 +68,9 @@ __all__ = [
     "Retrieve",
     "StoredInstance",
     "Visibility",
+    "Way",
     "can_transcode",
+    "way",
 ]
 
 _DEFER = 1024  # metadata: values over this stay on disk (bulk data never read)
@@ -110,20 +125,41 @@ class Retrieve:
             f.seek(meta.dataset_offset)
             yield f
 
-    def dataset(self, blob_key: str, *, decompress: bool) -> Dataset:
-        """A stored instance read whole (C-GET and C-MOVE send data sets), its pixel data decoded
-        when `decompress`; NotFound when its file is gone, CannotTranscode when it cannot be
-        decoded."""
+    def dataset(self, blob_key: str, syntax: str) -> Dataset:
+        """A stored instance read whole, as if stored in `syntax` (pynetdicom's C-GET and C-MOVE
+        send data sets, and take their encoding from the file meta): as stored, or read back
+        from its bytes in `syntax` (`transcode`). NotFound when its file is gone, CannotTranscode
+        when it cannot be given in `syntax`."""
         with self._blobs.open(blob_key) as f:
             ds = dcmread(f)
-        if decompress and ds.file_meta.TransferSyntaxUID.is_compressed:
-            if not can_transcode(ds.file_meta.TransferSyntaxUID, EXPLICIT_VR_LE):
-                raise CannotTranscode("no decoder for the stored transfer syntax")
-            try:
-                ds.decompress(generate_instance_uid=False)
-            except Exception as exc:  # a decoder's failure on this bit stream, whatever its type
-                raise CannotTranscode(f"the pixel data cannot be decoded: {type(exc).__name__}") from exc
-        return ds
+        if str(ds.file_meta.TransferSyntaxUID) == syntax:
+            return ds
+        return dcmread(io.BytesIO(transcode(ds, syntax)))
+
+    def data_set_bytes(self, blob_key: str, syntax: str) -> bytes:
+        """A stored instance's data set (no file meta) encoded in `syntax` (`transcode`), as a
+        DIMSE message carries it (PS3.7 6.3.1; deflated: padded to an even length, PS3.5 A.5):
+        what our C-GET sends when it cannot send the stored bytes. NotFound when its file is gone,
+        CannotTranscode when it cannot be given in `syntax`."""
+        with self._blobs.open(blob_key) as f:
+            ds = dcmread(f)
+        data = transcode(ds, syntax)
+        out = data[peek_file_meta(data[:_META_HEAD]).dataset_offset :]
+        return out + b"\0" * (len(out) % 2)
+
+    def unencodable(self, instance: StoredInstance, target: str) -> str | None:
+        """Why `instance`'s pixel data cannot be encoded into the lossless `target`, as far as its
+        header tells (`mapping.dicom.transcode.unencodable`); the pixel data is not read. None:
+        the encoder is expected to take it."""
+        ts = UID(instance.transfer_syntax_uid)
+        with self._blobs.open(instance.blob_key) as f:
+            if ts.is_deflated:  # its offsets are not the file's: read through
+                ds = dcmread(f, defer_size=_DEFER)
+                has_pixels = "PixelData" in ds
+            else:
+                ds = dcmread(f, defer_size=_DEFER, stop_before_pixels=True)
+                has_pixels = pixel_data_tag(f.read(4), little_endian=ts.is_little_endian) == _PIXEL_DATA
+        return unencodable(PixelHeader.of(ds, has_pixel_data=has_pixels), str(ts), target)
 
     def rendered(self, instance: StoredInstance, frame: int, options: RenderOptions) -> bytes:
         """Frame `frame` (1-based) rendered (`mapping.dicom.rendering`); NotFound when the instance
@@ -144,10 +180,12 @@ class Retrieve:
             ds = dcmread(f)
         return [render(ds, n, options) for n in range(1, number_of_frames(ds) + 1)]
 
-    def frames(self, instance: StoredInstance, numbers: list[int], *, as_stored: bool) -> list[bytes]:
-        """The frames listed, in that order: uncompressed little endian, or (`as_stored`, for
-        encapsulated pixel data) each frame's bit stream as stored; NotFound when one is out of
-        range, CannotDecode when the pixel data cannot be decoded."""
+    def frames(self, instance: StoredInstance, numbers: list[int], syntax: str) -> list[bytes]:
+        """The frames listed, in that order, in `syntax`: Explicit VR Little Endian gives them
+        uncompressed little endian; the stored syntax, for encapsulated pixel data, each frame's
+        bit stream as stored; a lossless syntax of `LOSSLESS`, each frame encoded on its own.
+        NotFound when one is out of range, CannotDecode when the pixel data cannot be decoded,
+        CannotTranscode when the frames cannot be given in `syntax`."""
         with self._blobs.open(instance.blob_key) as f:
             ds = dcmread(f)
         count = number_of_frames(ds)
@@ -155,9 +193,11 @@ class Retrieve:
             raise NotFound("the instance has no frames")
         if any(n > count for n in numbers):
             raise NotFound("no such frame")
-        if as_stored:
+        if syntax == EXPLICIT_VR_LE:
+            return [uncompressed_frame(ds, n) for n in numbers]
+        if syntax == instance.transfer_syntax_uid and UID(syntax).is_compressed:
             return [stored_frame(ds, n) for n in numbers]
-        return [uncompressed_frame(ds, n) for n in numbers]
+        return encoded_frames(ds, numbers, syntax)
 
     def bulk_value(self, instance: StoredInstance, tag: int) -> BulkValue:
         """Where the instance's top-level bulk value `tag` lies; NotFound when it has none (not
@@ -220,6 +260,7 @@ class Retrieve:
 
 
 _BE = "1.2.840.10008.1.2.2"  # Explicit VR Big Endian (retired): the only big endian syntax
+_PIXEL_DATA = 0x7FE00010
 
 
 @dataclass(frozen=True)

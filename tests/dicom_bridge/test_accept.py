@@ -9,6 +9,7 @@ from dicom_bridge.dicomweb.accept import (
     accepts_dicom_json,
     bulk_transfer_syntaxes,
     dicom_transfer_syntaxes,
+    frames_media_types,
 )
 
 EXPLICIT = "1.2.840.10008.1.2.1"
@@ -53,3 +54,36 @@ def test_bulk_data_and_metadata() -> None:
         accepts_dicom_json("application/dicom+xml")
     with pytest.raises(NotAcceptable):
         accepts_dicom_json("application/dicom+json; q=0")
+
+
+OCTETS = "application/octet-stream"
+
+
+@pytest.mark.parametrize(
+    ("accept", "choices"),
+    [
+        (None, [(OCTETS, None)]),
+        ("*/*", [(OCTETS, None)]),
+        ('multipart/related; type="*/*"', [(OCTETS, None)]),  # dicomweb-client's default
+        (f'multipart/related; type="{OCTETS}"; transfer-syntax={EXPLICIT}', [(OCTETS, EXPLICIT)]),
+        ('multipart/related; type="image/jls"', [("image/jls", None)]),
+        ('multipart/related; type="image/x-jls"; transfer-syntax=*', [("image/jls", None)]),
+        (
+            'multipart/related; type="image/jp2"; transfer-syntax=1.2.840.10008.1.2.4.90; q=0.5, '
+            'multipart/related; type="image/dicom-rle"',
+            [("image/dicom-rle", None), ("image/jp2", "1.2.840.10008.1.2.4.90")],
+        ),
+        ('multipart/related; type="image/*"', [("image/*", None)]),
+    ],
+)
+def test_frames(accept: str | None, choices: list[tuple[str, str | None]]) -> None:
+    assert frames_media_types(accept) == choices
+
+
+@pytest.mark.parametrize(
+    "accept",
+    ["image/jls", 'multipart/related; type="image/png"', 'multipart/related; type="image/jls"; q=0'],
+)
+def test_frames_refused(accept: str) -> None:
+    with pytest.raises(NotAcceptable, match="image/jls"):
+        frames_media_types(accept)

@@ -8,17 +8,21 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 from pynetdicom import AE, evt
 
+from dicom_bridge.move_scp import proposed_contexts
 from facade.wiring import Services
 from tests.dicom_factory import new_uid
 from tests.tools import require_tool
 
 STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 MR = "1.2.840.10008.5.1.4.1.1.4"
+CT = "1.2.840.10008.5.1.4.1.1.2"
+JLS = "1.2.840.10008.1.2.4.80"
 
 
 class Destination:
@@ -26,6 +30,7 @@ class Destination:
 
     def __init__(self, syntaxes: list[str]) -> None:
         self.received: dict[str, tuple[str, bytes]] = {}
+        self.datasets: dict[str, Dataset] = {}
         ae = AE(ae_title="DEST")
         ae.add_supported_context(MR, syntaxes)
         ae.add_supported_context("1.2.840.10008.1.1")  # Verification: what a refusal associates for
@@ -36,7 +41,9 @@ class Destination:
 
     def _on_store(self, event: Any) -> int:
         ds = event.dataset
+        ds.file_meta = event.file_meta
         self.received[str(ds.SOPInstanceUID)] = (str(event.context.transfer_syntax), ds.PixelData)
+        self.datasets[str(ds.SOPInstanceUID)] = ds
         return 0x0000
 
 
@@ -80,6 +87,49 @@ def test_a_destination_without_the_stored_syntax_gets_it_decoded(
         assert {syntax for syntax, _ in plain.received.values()} == {str(ImplicitVRLittleEndian)}
     finally:
         plain.server.shutdown()
+
+
+def test_a_destination_that_takes_only_jpeg_ls_gets_it_encoded(
+    port: int, services: Services, stored_study: dict[str, Any]
+) -> None:
+    """We propose the lossless syntaxes we encode into, each in a context of its own; a
+    destination that accepts only JPEG-LS Lossless for MR gets every instance encoded into it
+    (the RLE one decoded first), the pixels as stored (`sub_operations.sending`, as for C-GET)."""
+    jls = Destination([JLS])
+    services.peers.add("JLSONLY", "127.0.0.1", jls.port)
+    try:
+        final = _move(port, "JLSONLY", _study_identifier(stored_study["uid"]))[-1]
+        assert final.Status == 0x0000 and final.NumberOfCompletedSuboperations == 3
+        assert {syntax for syntax, _ in jls.received.values()} == {JLS}
+        for uid, ds in jls.datasets.items():
+            assert np.array_equal(ds.pixel_array, stored_study["sent"][uid].pixel_array)
+    finally:
+        jls.server.shutdown()
+
+
+def test_the_contexts_proposed_to_a_destination() -> None:
+    """Per SOP class: uncompressed, each stored syntax, then each lossless syntax we encode
+    into that is not already there."""
+    records: list[Any] = [
+        {"sop_class_uid": MR, "transfer_syntax": str(RLELossless)},
+        {"sop_class_uid": MR, "transfer_syntax": str(ExplicitVRLittleEndian)},
+        {"sop_class_uid": CT, "transfer_syntax": "1.2.840.10008.1.2.4.50"},
+    ]
+    proposed = [
+        (str(cx.abstract_syntax), [str(t) for t in cx.transfer_syntax]) for cx in proposed_contexts(records)
+    ]
+    native = [str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)]
+    assert proposed == [
+        (CT, native),
+        (MR, native),
+        (CT, ["1.2.840.10008.1.2.4.50"]),
+        (CT, [str(RLELossless)]),  # RLE: MR's as stored, CT's to encode into
+        (MR, [str(RLELossless)]),
+        (CT, [JLS]),
+        (MR, [JLS]),
+        (CT, ["1.2.840.10008.1.2.4.90"]),
+        (MR, ["1.2.840.10008.1.2.4.90"]),
+    ]
 
 
 def test_refusals(port: int, destination: Destination, stored_study: dict[str, Any]) -> None:
