@@ -119,3 +119,23 @@ def test_order_worklist_images_fhir(
     assert b"MSA|AA" in send_hl7(mllp_port, adt("A08", msg_id="ADT-2", name="Doe-Smith^Jane"), tmp_path)
     (renamed,) = worklist(port, tmp_path / "mwl-2")
     assert str(renamed.PatientName) == "Doe-Smith^Jane"
+
+
+def test_a_name_sent_with_character_set_switches_reaches_fhir_and_the_worklist(
+    mllp_port: int, port: int, live_http: str, token: str, tmp_path: Path
+) -> None:
+    """PID-5 in JIS X 0208 between `\\M2442\\` and `\\C2842\\` (ISO 2022 in HL7 escapes) is the
+    kanji in the Patient and in the worklist entry, which says its character set (UTF-8)."""
+    family, given = ("山田".encode("iso2022_jp")[3:-3].decode(), "太郎".encode("iso2022_jp")[3:-3].decode())
+    name = f"\\M2442\\{family}\\C2842\\^\\M2442\\{given}\\C2842\\"
+    assert b"MSA|AA|MSG0001" in send_hl7(mllp_port, orm(name=name), tmp_path)
+    (entry,) = worklist(port, tmp_path / "mwl")
+    assert str(entry.PatientName) == "山田^太郎" and entry.SpecificCharacterSet == "ISO_IR 192"
+    fhir = httpx.Client(base_url=f"{live_http}/fhir", headers=bearer(token), timeout=30)
+    (patient,) = [e["resource"] for e in fhir.get("/Patient", params={"identifier": "PAT-1"}).json()["entry"]]
+    assert patient["name"][0]["family"] == "山田" and patient["name"][0]["given"] == ["太郎"]
+
+    # a switch to a set we cannot decode (ESC $ A, GB 2312 in G0) is refused, naming PID-5
+    unknown = send_hl7(mllp_port, orm(msg_id="MSG0002", patient_id="PAT-9", name="\\M2441\\0A^X"), tmp_path)
+    assert b"MSA|AE|MSG0002" in unknown and b"\rERR|PID^1^5^103&" in unknown, unknown
+    assert "entry" not in fhir.get("/Patient", params={"identifier": "PAT-9"}).json()
