@@ -41,7 +41,7 @@ def send_hl7(port: int, text: str, tmp_path: Path) -> bytes:
     return done.stdout
 
 
-def worklist(port: int, out: Path) -> list[Dataset]:
+def worklist(port: int, out: Path, *, extra: list[str] | None = None) -> list[Dataset]:
     out.mkdir(parents=True, exist_ok=True)
     keys = [
         "PatientName",
@@ -57,6 +57,7 @@ def worklist(port: int, out: Path) -> list[Dataset]:
         f"{SPS}.ScheduledProcedureStepStartDate=20261203",
         f"{SPS}.Modality",
         f"{SPS}.ScheduledProcedureStepID",
+        *(extra or []),
     ]
     cmd = [require_tool("findscu"), "-W", "-aet", "CT1", "-aec", "FACADE", "-X", "-od", str(out)]
     for key in keys:
@@ -139,3 +140,46 @@ def test_a_name_sent_with_character_set_switches_reaches_fhir_and_the_worklist(
     unknown = send_hl7(mllp_port, orm(msg_id="MSG0002", patient_id="PAT-9", name="\\M2441\\0A^X"), tmp_path)
     assert b"MSA|AE|MSG0002" in unknown and b"\rERR|PID^1^5^103&" in unknown, unknown
     assert "entry" not in fhir.get("/Patient", params={"identifier": "PAT-9"}).json()
+
+
+def _with_details(message: str) -> str:
+    """The ORM with allergies (AL1, after PV1) and body weight / height (OBX, after the OBR)."""
+    segments = message.rstrip("\r").split("\r")
+    pv1 = next(i for i, s in enumerate(segments) if s.startswith("PV1"))
+    segments[pv1 + 1 : pv1 + 1] = ["AL1|1|DA|C0009^Iodinated contrast^L|SV", "AL1|2|DA|^Latex"]
+    obr = next(i for i, s in enumerate(segments) if s.startswith("OBR"))
+    segments[obr + 1 : obr + 1] = [
+        "OBX|1|NM|29463-7^Body weight^LN||154|[lb_av]^pound^UCUM|||||F",
+        "OBX|2|NM|8302-2^Body height^LN||172.5|cm|||||F",
+    ]
+    return "\r".join(segments) + "\r"
+
+
+DETAILS = ["Allergies", "PatientWeight", "PatientSize", "CurrentPatientLocation", "RouteOfAdmissions"]
+
+
+def test_allergies_weight_height_and_visit_reach_the_worklist_and_an_a08_updates_them(
+    mllp_port: int, port: int, tmp_path: Path
+) -> None:
+    assert b"MSA|AA|MSG0001" in send_hl7(mllp_port, _with_details(orm()), tmp_path)
+    (entry,) = worklist(port, tmp_path / "mwl", extra=[*DETAILS, "AdmissionID"])
+    assert list(entry.Allergies) == ["Iodinated contrast", "Latex"]
+    assert (entry.PatientWeight, entry.PatientSize) == (69.853, 1.725)  # 154 lb, 172.5 cm
+    assert (entry.CurrentPatientLocation, entry.RouteOfAdmissions, entry.AdmissionID) == ("RAD", "O", "V123")
+
+    # the ward admits the patient: a new weight, a bed, inpatient; no AL1, so the allergies stay
+    update = (
+        adt("A08", msg_id="ADT-3") + "PV1||I|WARD2^12^B\rOBX|1|NM|29463-7^Body weight^LN||72.4|kg|||||F\r"
+    )
+    assert b"MSA|AA|ADT-3" in send_hl7(mllp_port, update, tmp_path)
+    (updated,) = worklist(port, tmp_path / "mwl-2", extra=DETAILS)
+    assert (updated.PatientWeight, updated.PatientSize) == (72.4, 1.725)
+    assert (updated.CurrentPatientLocation, updated.RouteOfAdmissions) == ("WARD2^12^B", "I")
+    assert list(updated.Allergies) == ["Iodinated contrast", "Latex"]
+
+    # a weight in a unit we cannot convert is refused, naming OBX-6; nothing changes
+    stones = adt("A08", msg_id="ADT-4") + "OBX|1|NM|29463-7^Body weight^LN||11|st|||||F\r"
+    refused = send_hl7(mllp_port, stones, tmp_path)
+    assert b"MSA|AE|ADT-4" in refused and b"OBX^1^6" in refused, refused
+    (same,) = worklist(port, tmp_path / "mwl-3", extra=DETAILS)
+    assert same.PatientWeight == 72.4
