@@ -18,13 +18,13 @@ from datetime import datetime
 
 from mapping.hl7.charsets import Charset, decode
 from mapping.hl7.er7 import escape, split_message
-from mapping.hl7.errors import AckCode, Hl7Error
+from mapping.hl7.errors import AcceptCode, AckCode, Hl7Error
 from mapping.hl7.header import DEFAULT_VERSION, Header
 
 
 def build_ack(
     header: Header | None,
-    code: AckCode,
+    code: AckCode | AcceptCode,
     *,
     control_id: str,
     now: datetime,
@@ -32,7 +32,8 @@ def build_ack(
     error: Hl7Error | None = None,
     application: str = "FACADE",
 ) -> bytes:
-    """The ACK for a message (`header` None: its MSH could not be read)."""
+    """The ACK for a message (`header` None: its MSH could not be read): original mode's
+    AA / AE / AR, or enhanced mode's accept ACK CA / CE / CR."""
     version = header.answered_version if header is not None else DEFAULT_VERSION
     ours = (
         header.receiving_application if header is not None and header.receiving_application else application
