@@ -51,6 +51,7 @@ from storage.usecases.audit import Audit, AuditEvent
 from storage.usecases.incoming_reports import IncomingReports
 from storage.usecases.mpps import Mpps
 from storage.usecases.orders import OrderRefused, Orders
+from storage.usecases.outbox import ReportOutbox, new_control_id
 from storage.usecases.patients import MergeRefused, Patients
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,15 @@ class Hl7Inbox:
         *,
         mpps: Mpps | None = None,
         reports: IncomingReports | None = None,
+        replies: ReportOutbox | None = None,
     ) -> None:
+        """`replies`: where enhanced mode's application ACKs go (the HL7 destination named as
+        the sending application, MSH-3); None: they are not sent."""
         self._db, self._orders, self._config, self._now, self._audit = db, orders, config, now, audit
         self._group = GroupCommit(db)  # messages of several connections, one commit
         self._patients = Patients(orders, mpps)
         self._reports = reports
+        self._replies = replies
 
     def receive(self, raw: bytes, peer: str) -> bytes:
         """The encoded ACK for one message (the bytes between the MLLP start and end blocks),
@@ -141,6 +146,7 @@ class Hl7Inbox:
                 if stored is not None:  # a resend, or the same message committed meanwhile elsewhere
                     return Answer(*stored, header, resent=True)
                 effect(session, now)
+                self._application_ack(session, header, "AA", charset, now)
                 return Answer(ack, "AA", header)
 
             answer = self._group.transact(work)
@@ -237,6 +243,8 @@ class Hl7Inbox:
                 peer=peer,
                 now=now,
             )
+            if header is not None:
+                self._application_ack(session, header, refusal.ack, charset, now, refusal)
             return Answer(ack, refusal.ack, header)
 
         try:
@@ -255,6 +263,41 @@ class Hl7Inbox:
             },
         )
         return answer
+
+    def _application_ack(  # noqa: PLR0917
+        self,
+        session: Session,
+        header: Header,
+        code: AckCode,
+        charset: Charset,
+        now: datetime,
+        error: Hl7Error | None = None,
+    ) -> None:
+        """Enhanced mode: the application ACK (AA / AE) of a message we accepted (CA), as MSH-16
+        asks (an empty MSH-16 reads as NE), queued in the message's transaction for the HL7
+        destination named as its sending application; no such destination, none is sent."""
+        if not header.enhanced or _accept_code(code) != "CA":
+            return
+        if not wanted(header.application_ack or "NE", success=code == "AA"):
+            return
+        control_id = new_control_id()
+        payload = build_ack(
+            header,
+            code,
+            control_id=control_id,
+            now=now,
+            charset=charset,
+            error=error,
+            application=self._config.application,
+            conditions=("AL", "NE"),  # the sender answers our ACK with its accept ACK
+        )
+        queued = self._replies is not None and self._replies.enqueue_reply(
+            session, header.sending_application, control_id=control_id, payload=payload, now=now
+        )
+        log.info(
+            "hl7.application_ack" if queued else "hl7.application_ack_unroutable",
+            extra={"control_id": header.control_id[:32], "kind": header.kind, "ack": code},
+        )
 
     def _ack(
         self,

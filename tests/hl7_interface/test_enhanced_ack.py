@@ -12,8 +12,11 @@ from sqlalchemy import select
 
 from facade.wiring import Services
 from hl7_interface.mllp import frame
+from hl7_interface.mllp_client import MllpClient
+from mapping.hl7.oru import OruProfile
 from storage.hl7_inbox.models import Hl7MessageRow
 from tests.hl7_interface.test_orders_over_mllp import acks, read_until
+from tests.hl7_peer import Receiver, ack
 from tests.hl7_samples import adt, orm
 from tests.smart import bearer
 
@@ -72,3 +75,40 @@ def test_accept_ack_conditions_on_one_connection(mllp_port: int, services: Servi
 
         # original mode as before
         assert b"\rMSA|AA|E9" in exchange(sock, adt("A08", msg_id="E9"))
+
+
+def test_application_acks_go_to_the_senders_registered_destination(
+    mllp_port: int, services: Services
+) -> None:
+    """MSH-16: the application ACK is a message of its own, queued in the message's transaction
+    for the HL7 destination named as the sending application (MSH-3 `RIS`) and delivered by the
+    outbox, to the RIS's own MLLP listener (`tests/hl7_peer.Receiver`, answering CA)."""
+    receiver = Receiver(answer=lambda m: ack(m.control_id, "CA")).start()
+    client = MllpClient(connect_timeout=2, ack_timeout=5)
+    try:
+        services.outbox.add_destination("RIS", "127.0.0.1", receiver.port, OruProfile())
+        with socket.create_connection(("127.0.0.1", mllp_port), timeout=10) as sock:
+            assert b"\rMSA|CA|A1" in exchange(sock, enhanced(orm(msg_id="A1"), "AL", "AL"))
+            cancel = orm("CA", msg_id="A2", placer="NOPE", filler="NOPE", accession="NOPE")
+            assert b"\rMSA|CA|A2" in exchange(sock, enhanced(cancel, "AL", "ER"))
+            assert b"\rMSA|CA|A3" in exchange(sock, enhanced(adt("A08", msg_id="A3"), "AL", "ER"))  # none
+            assert b"\rMSA|CR|A4" in exchange(sock, enhanced(adt("A03", msg_id="A4"), "AL", "AL"))  # none
+            resent = exchange(sock, enhanced(orm(msg_id="A1"), "AL", "AL"))  # a resend: no second one
+            assert b"\rMSA|CA|A1" in resent
+        assert services.outbox.deliver_due(client).sent == 2
+        first, second = receiver.wait_for(2)
+    finally:
+        client.close()
+        receiver.stop()
+    assert "\rMSA|AA|A1" in first.raw and first.raw.startswith("MSH|^~\\&|FACADE|HOSP|RIS|HOSP|")
+    assert "|ACK^O01|" in first.raw and "|P|2.3.1|||AL|NE" in first.raw  # it wants our accept ACK back
+    assert "\rMSA|AE|A2|" in second.raw and "ERR|ORC^1^2^204" in second.raw  # unknown order
+    assert [e.state for e in services.outbox.list()] == ["sent", "sent"]
+
+
+def test_without_a_destination_for_the_sender_no_application_ack_is_queued(
+    mllp_port: int, services: Services
+) -> None:
+    with socket.create_connection(("127.0.0.1", mllp_port), timeout=10) as sock:
+        assert b"\rMSA|CA|B1" in exchange(sock, enhanced(orm(msg_id="B1"), "AL", "AL"))
+    assert services.outbox.list() == []
