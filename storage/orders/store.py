@@ -264,7 +264,11 @@ def update_details(session: Session, patient_pk: int, details: dict[str, Any], n
     plain = procedure_json(_with(procedure_from_json(rows[0].facts), details)) if rows else {}
     changed = 0
     for row in rows:
-        facts = {**row.facts, **{k: plain[k] for k in details}}
+        # as the JSON column gives them back (lists, not tuples): an unchanged value changes nothing
+        facts = {
+            **row.facts,
+            **{k: list(plain[k]) if isinstance(plain[k], tuple) else plain[k] for k in details},
+        }
         if facts != row.facts:
             row.facts, row.changed_at = facts, now
             changed += 1

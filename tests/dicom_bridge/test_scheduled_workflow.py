@@ -13,8 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 from pydicom import Dataset, dcmread
+from sqlalchemy import select
 
 from facade.settings import Settings
+from facade.wiring import Services
+from storage.orders.models import RequestedProcedureRow
 from tests.dicom_factory import make_instance, new_uid, write
 from tests.hl7_samples import adt, orm
 from tests.smart import bearer
@@ -183,3 +186,17 @@ def test_allergies_weight_height_and_visit_reach_the_worklist_and_an_a08_updates
     assert b"MSA|AE|ADT-4" in refused and b"OBX^1^6" in refused, refused
     (same,) = worklist(port, tmp_path / "mwl-3", extra=DETAILS)
     assert same.PatientWeight == 72.4
+
+
+def test_an_a08_repeating_what_the_order_said_changes_no_order(
+    mllp_port: int, services: Services, tmp_path: Path
+) -> None:
+    assert b"MSA|AA|MSG0001" in send_hl7(mllp_port, _with_details(orm()), tmp_path)
+    with services.db.read() as session:
+        before = session.scalar(select(RequestedProcedureRow.changed_at))
+    same = (
+        adt("A08", msg_id="ADT-5") + "PV1||O|RAD\rAL1|1|DA|C0009^Iodinated contrast^L|SV\rAL1|2|DA|^Latex\r"
+    )
+    assert b"MSA|AA|ADT-5" in send_hl7(mllp_port, same, tmp_path)
+    with services.db.read() as session:
+        assert session.scalar(select(RequestedProcedureRow.changed_at)) == before
