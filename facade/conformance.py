@@ -264,13 +264,13 @@ Responses are sent as matches are read, a page at a time; a C-CANCEL is checked 
 """
 
 _MPPS = """
-## 11. Modality Performed Procedure Step SCP (N-CREATE, N-SET)
+## 11. Modality Performed Procedure Step SCP (N-CREATE, N-SET, N-GET)
 
 Modality Performed Procedure Step SOP Class (`{uid}`), on the same AE title
-and port, in the uncompressed transfer syntaxes. N-GET and the MPPS Notification and Retrieve
-SOP classes are not offered. Each SOP Instance is kept whole as the last N-SET left it, and
-answered only after it, the scheduled procedure step it carries out and that order's FHIR
-ServiceRequest and Procedure are committed.
+and port, in the uncompressed transfer syntaxes. The MPPS Notification and the retired MPPS
+Retrieve SOP classes are not offered (N-GET is answered on the MPPS SOP class). Each SOP
+Instance is kept whole as the last N-SET left it, and answered only after it, the scheduled
+procedure step it carries out and that order's FHIR ServiceRequest and Procedure are committed.
 
 - N-CREATE (PS3.4 F.7.2.1): PPS Status must be IN PROGRESS; PPS Status, Scheduled Step
   Attributes Sequence (each item with a Study Instance UID) and PPS Start Date and Time must be
@@ -287,6 +287,10 @@ ServiceRequest and Procedure are committed.
   COMPLETED -> COMPLETED, DISCONTINUED -> DISCONTINUED (a COMPLETED or CANCELED entry keeps its
   status; a new PPS restarts a DISCONTINUED one). An instance whose items name no known entry is
   kept as unscheduled; an N-SET links it once the entry has arrived.
+- N-GET (PS3.7 10.1.2), from any calling AE title: the attributes the Attribute Identifier List
+  names, as the last N-SET left them (an attribute the instance does not hold comes back
+  empty), every attribute when the list is empty or absent; sequences whole. Specific Character
+  Set as the N-CREATE sent it when it holds every value, else ISO_IR 192.
 
 | Status | Meaning here |
 | --- | --- |
@@ -435,7 +439,11 @@ _WORKLIST_STATUSES = {
 }
 
 _MPPS_STATUSES = {
-    mpps_scp.SUCCESS: "Success: recorded (N-CREATE), changed (N-SET)",
+    mpps_scp.SUCCESS: "Success: recorded (N-CREATE), changed (N-SET), returned (N-GET)",
+    mpps_scp.ATTRIBUTE_LIST_ERROR: "Attribute list error (warning, N-GET): a tag in the Attribute "
+    "Identifier List that is no attribute we know (private, group length, unknown), named in the "
+    "response's Attribute Identifier List; the others are returned",
+    mpps_scp.NO_SUCH_CLASS: "No such SOP Class: an N-GET naming another SOP class than MPPS",
     mpps_scp.INVALID_VALUE: "Invalid attribute value: an N-CREATE whose PPS Status is not IN PROGRESS; "
     "an N-SET to a status other than IN PROGRESS, COMPLETED, DISCONTINUED; a PPS Start or End Date "
     "or Time that is not a DA or TM",
@@ -444,7 +452,7 @@ _MPPS_STATUSES = {
     'may no longer be updated" (PS3.4 F.7.2.2.2); a data set that cannot be decoded; the database '
     "unavailable; our own failures",
     mpps_scp.DUPLICATE: "Duplicate SOP Instance: an N-CREATE of a SOP Instance UID created before",
-    mpps_scp.NO_SUCH_INSTANCE: "No such SOP Instance: an N-SET of a SOP Instance UID never created",
+    mpps_scp.NO_SUCH_INSTANCE: "No such SOP Instance: an N-SET or N-GET of a SOP Instance UID never created",
     mpps_scp.INVALID_INSTANCE: "Invalid object instance: a SOP Instance UID that is not a UID",
     mpps_scp.MISSING: "Missing attribute: an N-CREATE without PPS Status, Scheduled Step Attributes "
     "Sequence, PPS Start Date or Time",

@@ -164,6 +164,7 @@ def build_services(
             audit=audit,
             mpps=mpps,
             reports=IncomingReports(store, zone),
+            replies=outbox,
         ),
         Worklist(db),
         mpps,

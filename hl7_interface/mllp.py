@@ -55,8 +55,8 @@ class Peer:
 class MessageHandler(Protocol):
     def __call__(self, message: bytes, peer: Peer) -> bytes | None:
         """Handle one message (the bytes between the start and the end block, undecoded); return
-        the reply payload (an encoded ACK, unframed) to send back, or None to close the
-        connection. An exception closes the connection too."""
+        the reply payload (an encoded ACK, unframed) to send back, b'' to send nothing and read
+        on, or None to close the connection. An exception closes the connection too."""
         ...
 
 
@@ -361,9 +361,10 @@ class _Connection:
                 return "handler failed"
             if reply is None:
                 return "handler closed"
-            self._enter("replying")
-            self._sock.sendall(frame(reply))
-            self.answered += 1
+            if reply:  # b'': nothing to answer (HL7 enhanced mode, an accept ACK not asked for)
+                self._enter("replying")
+                self._sock.sendall(frame(reply))
+                self.answered += 1
             if self._server.stopping:
                 return "stopping"
 

@@ -9,14 +9,18 @@ must have ("no value", 0x0121), a value outside the defined terms ("invalid", 0x
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Literal
 
 from pydicom import Dataset
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 
 from mapping.dicom.dates import parse_da, valid_tm
 from mapping.dicom.facts import Code, coding_system
+from mapping.dicom.query_keys import response_charset
 
 PpsStatus = Literal["IN PROGRESS", "COMPLETED", "DISCONTINUED"]
 PPS_STATES: tuple[PpsStatus, ...] = ("IN PROGRESS", "COMPLETED", "DISCONTINUED")
@@ -236,3 +240,30 @@ def _text(ds: Dataset, keyword: str) -> str:
     if value is None:
         return ""
     return str(value).strip()
+
+
+def n_get_reply(stored: Dataset, tags: list[BaseTag]) -> tuple[Dataset, list[BaseTag]]:
+    """N-GET (PS3.7 10.1.2): the attributes `tags` name (all of `stored` when none), empty
+    where the step holds none, with the Specific Character Set their text needs; and the tags
+    that name no attribute we know (private, group length, unknown)."""
+    if not tags:
+        reply = copy.copy(stored)
+    else:
+        reply, unknown = Dataset(), []
+        for tag in tags:
+            if tag in stored:
+                reply.add(stored[tag])
+            elif tag.is_private or tag.element == 0 or not dictionary_has_tag(tag):
+                unknown.append(tag)
+            else:
+                reply.add_new(tag, dictionary_VR(tag), None)
+    texts = [str(e.value) for e in reply.iterall() if e.VR in _TEXT_VRS and e.value]
+    charset = response_charset(str(stored.get("SpecificCharacterSet", "") or ""), texts)
+    if charset:
+        reply.SpecificCharacterSet = charset
+    elif "SpecificCharacterSet" in reply:
+        del reply.SpecificCharacterSet
+    return reply, [] if not tags else unknown
+
+
+_TEXT_VRS = frozenset({"PN", "LO", "LT", "SH", "ST", "UC", "UT"})

@@ -64,10 +64,15 @@ KEYS: Mapping[str, tuple[str, ...]] = {
         "IssuerOfPatientID",
         "PatientBirthDate",
         "PatientSex",
+        "PatientWeight",
+        "PatientSize",
         "PregnancyStatus",
         "MedicalAlerts",
+        "Allergies",
         "PatientState",
         "AdmissionID",
+        "CurrentPatientLocation",
+        "RouteOfAdmissions",
         "StudyInstanceUID",
         "AccessionNumber",
         "IssuerOfAccessionNumberSequence",
@@ -103,7 +108,9 @@ KEYS: Mapping[str, tuple[str, ...]] = {
     "ReasonForRequestedProcedureCodeSequence": _CODE,
     "ScheduledProtocolCodeSequence": _CODE,
 }
-NOT_MATCHED: frozenset[str] = frozenset()  # keys returned but never matched
+# keys returned but never matched (K.2.2.1.1.2): weight and size (DS) are numbers, which text
+# matching would compare wrongly ("70" is not "70.0")
+NOT_MATCHED: frozenset[str] = frozenset({"PatientWeight", "PatientSize"})
 _NOT_KEYS = frozenset({"SpecificCharacterSet"})
 
 
@@ -145,9 +152,15 @@ def worklist_item(
     _put(item, "PatientSex", patient.sex)
     if procedure.pregnancy_status is not None:
         item.PregnancyStatus = procedure.pregnancy_status
+    _put(item, "PatientWeight", procedure.weight)
+    _put(item, "PatientSize", procedure.size)
     _put(item, "MedicalAlerts", procedure.medical_alerts)
+    allergies = [a[:64] for a in procedure.allergies]
+    _put(item, "Allergies", allergies if len(allergies) > 1 else "".join(allergies))
     _put(item, "PatientState", procedure.patient_state)
     _put(item, "AdmissionID", procedure.admission_id)
+    _put(item, "CurrentPatientLocation", procedure.current_location)
+    _put(item, "RouteOfAdmissions", procedure.route_of_admissions)
     _put(item, "StudyInstanceUID", procedure.study_uid)
     _put(item, "AccessionNumber", procedure.accession.value)
     issuer = _issuer(procedure.accession)

@@ -18,21 +18,24 @@ from datetime import datetime
 
 from mapping.hl7.charsets import Charset, decode
 from mapping.hl7.er7 import escape, split_message
-from mapping.hl7.errors import AckCode, Hl7Error
+from mapping.hl7.errors import AcceptCode, AckCode, Hl7Error
 from mapping.hl7.header import DEFAULT_VERSION, Header
 
 
 def build_ack(
     header: Header | None,
-    code: AckCode,
+    code: AckCode | AcceptCode,
     *,
     control_id: str,
     now: datetime,
     charset: Charset,
     error: Hl7Error | None = None,
     application: str = "FACADE",
+    conditions: tuple[str, str] = ("", ""),
 ) -> bytes:
-    """The ACK for a message (`header` None: its MSH could not be read)."""
+    """The ACK for a message (`header` None: its MSH could not be read): original mode's
+    AA / AE / AR, or enhanced mode's accept ACK CA / CE / CR. `conditions`: our MSH-15 / MSH-16,
+    for an application ACK, which is a message of its own that the sender accepts."""
     version = header.answered_version if header is not None else DEFAULT_VERSION
     ours = (
         header.receiving_application if header is not None and header.receiving_application else application
@@ -56,8 +59,10 @@ def build_ack(
         processing,
         version,
     ]
-    if charset.hl7 not in ("", "ASCII"):
-        msh += [""] * 5 + [charset.hl7]
+    tail = ["", "", *conditions, "", charset.hl7 if charset.hl7 not in ("", "ASCII") else ""]
+    while tail and not tail[-1]:
+        tail.pop()
+    msh += tail
     msa = ["MSA", code, escape(header.control_id[:199] if header is not None else "")]
     segments = ["|".join(msh)]
     if error is not None:

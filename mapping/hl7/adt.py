@@ -7,9 +7,10 @@ nothing (reference §5), so a sparse A08 never erases what it does not mention.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mapping.dicom.facts import PatientFacts
+from mapping.hl7.details import Details, patient_details
 from mapping.hl7.er7 import Er7Message, Segment
 from mapping.hl7.errors import DUPLICATE_KEY, REQUIRED_FIELD, Hl7Error
 from mapping.hl7.orders import OrderRules, patient_from_pid
@@ -22,6 +23,9 @@ MERGES = ("A40",)
 class PatientUpdate:
     patient: PatientFacts
     cleared: frozenset[str]  # "name", "birth_date", "sex": sent as `""`
+    # allergies, weight, size, location, route of admissions, admission id as sent (AL1, OBX,
+    # PV1): the patient's open orders, and so their worklist entries, take them
+    details: Details = field(default_factory=Details)
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ def patient_update(message: Er7Message, rules: OrderRules) -> PatientUpdate:
         raise Hl7Error.error(REQUIRED_FIELD, "the message has no PID segment", segment="PID")
     facts, _, _ = patient_from_pid(pid, rules)
     cleared = {name for name, n in (("name", 5), ("birth_date", 7), ("sex", 8)) if pid.is_null(n)}
-    return PatientUpdate(facts, frozenset(cleared))
+    return PatientUpdate(facts, frozenset(cleared), patient_details(message))
 
 
 def merges(message: Er7Message, rules: OrderRules) -> list[Merge]:

@@ -38,7 +38,13 @@ _SETS = {
     "ISO IR87": Charset("ISO IR87", "iso2022_jp", "ISO 2022 IR 87"),
     "GB 18030-2000": Charset("GB 18030-2000", "gb18030", "GB18030"),
 }
-_ALIASES = {"UTF-8": "UNICODE UTF-8", "UNICODE": "UNICODE UTF-8", "ISO-8859-1": "8859/1", "LATIN1": "8859/1"}
+_ALIASES = {
+    "ISO IR6": "ASCII",
+    "UTF-8": "UNICODE UTF-8",
+    "UNICODE": "UNICODE UTF-8",
+    "ISO-8859-1": "8859/1",
+    "LATIN1": "8859/1",
+}
 
 
 def charset_named(name: str) -> Charset | None:

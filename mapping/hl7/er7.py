@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from mapping.hl7.errors import Hl7Error
+from mapping.hl7.errors import DATA_TYPE, TABLE_VALUE, Hl7Error
+from mapping.hl7.switches import Registers, SwitchError, is_switch
 
 _SEGMENT_NAME = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 _LINE_BREAKS = re.compile(r"\r\n|\n\r|\r|\n")
@@ -35,6 +36,7 @@ class Segment:
     name: str
     fields: tuple[str, ...]  # fields[n] is the raw (escaped) text of field n; fields[0] the name
     delimiters: Delimiters = field(default_factory=Delimiters)
+    sequence: int = 1  # the segment's position among those of its name (1-based), for ERR-2
 
     def raw(self, n: int) -> str:
         """Field n as sent (escaped, all repetitions)."""
@@ -53,7 +55,32 @@ class Segment:
         reps = self.repetitions(n)
         if repetition >= len(reps):
             return ""
-        return part(reps[repetition], component, subcomponent, self.delimiters)
+        try:
+            return part(reps[repetition], component, subcomponent, self.delimiters)
+        except SwitchError as exc:
+            raise self.switch_error(exc, n, component) from exc
+
+    def text(self, n: int, repetition: int = 0) -> str:
+        """Repetition r of field n unescaped whole, its separators kept as text (a TX / FT line)."""
+        reps = self.repetitions(n)
+        if repetition >= len(reps):
+            return ""
+        try:
+            return unescape(reps[repetition], self.delimiters)
+        except SwitchError as exc:
+            raise self.switch_error(exc, n) from exc
+
+    def switch_error(self, exc: SwitchError, n: int, component: int | None = None) -> Hl7Error:
+        """AE naming the field whose character set switch we cannot honour (table 0357: 103 for
+        a set we do not know, 102 for text that does not fit the set)."""
+        return Hl7Error.error(
+            TABLE_VALUE if exc.unknown else DATA_TYPE,
+            f"{self.name}-{n}: {exc.text}",
+            segment=self.name,
+            sequence=self.sequence,
+            field=n,
+            component=component if component and component > 1 else None,
+        )
 
     def is_null(self, n: int) -> bool:
         """Whether field n is HL7's explicit null `""` (delete the stored value), not just empty."""
@@ -100,6 +127,7 @@ def split_message(text: str) -> Er7Message:
         raise Hl7Error.reject("102", "MSH-1/MSH-2 do not declare five distinct delimiters", segment="MSH")
     delimiters = Delimiters(sep, encoding[0], encoding[1], encoding[2], encoding[3])
     segments = []
+    counts: dict[str, int] = {}
     for line in lines:
         name, *rest = line.split(sep)
         name = name.strip()
@@ -107,7 +135,8 @@ def split_message(text: str) -> Er7Message:
         fields = ("MSH", sep, *rest) if name == "MSH" else (name, *rest)
         if not _SEGMENT_NAME.match(name):
             raise Hl7Error.reject("100", "a segment has no valid three-character name", segment=name[:3])
-        segments.append(Segment(name, tuple(fields), delimiters))
+        counts[name] = counts.get(name, 0) + 1
+        segments.append(Segment(name, tuple(fields), delimiters, counts[name]))
     return Er7Message(tuple(segments), delimiters)
 
 
@@ -125,24 +154,42 @@ def escape(text: str) -> str:
 
 def unescape(text: str, d: Delimiters) -> str:
     """HL7 escape sequences (v2.5.1 2.7): delimiters \\F\\ \\S\\ \\T\\ \\R\\ \\E\\, \\Xhh..\\ hex
-    (as Latin-1 code points; the message text is already decoded), \\.br\\ as a line break, and
-    highlighting \\H\\ \\N\\ dropped. Other formatting commands (\\.sp\\, \\.in\\ ...) and
-    character set switches (\\Cxxyy\\, \\Mxxyyzz\\) are dropped: their text carries on."""
+    (as Latin-1 code points; the message text is already decoded), \\.br\\ as a line break,
+    highlighting \\H\\ \\N\\ dropped, character set switches \\Cxxyy\\ \\Mxxyyzz\\ honoured
+    (`mapping/hl7/switches.py`; they hold to the end of the text given, one subcomponent). Other
+    formatting commands (\\.sp\\, \\.in\\ ...) are dropped: their text carries on. Raises
+    SwitchError for a switch to a set we cannot decode."""
     esc = d.escape
     if esc not in text:
         return text
     out: list[str] = []
+    registers = Registers()
+    pending: list[str] = []  # text read since the last switch, in the sets it designated
+
+    def flush() -> None:
+        if pending:
+            out.append(registers.decode("".join(pending)))
+            pending.clear()
+
     i = 0
     while i < len(text):
         char = text[i]
         end = text.find(esc, i + 1) if char == esc else -1
         if end < 0:
-            out.append(char)
+            (pending if registers.switched else out).append(char)
             i += 1
             continue
         code = text[i + 1 : end]
-        out.append(_escaped(code, d))
         i = end + 1
+        if is_switch(code):
+            flush()
+            registers.designate(code)
+        elif code in _FORMATTING:
+            flush()
+            out.append(_FORMATTING[code])
+        else:  # delimiters and hex stand for the bytes they escape: the switched set reads them too
+            (pending if registers.switched else out).append(_escaped(code, d))
+    flush()
     return "".join(out)
 
 
@@ -150,8 +197,6 @@ def _escaped(code: str, d: Delimiters) -> str:
     simple = {"F": d.field, "S": d.component, "T": d.subcomponent, "R": d.repetition, "E": d.escape}
     if code in simple:
         return simple[code]
-    if code in _FORMATTING:
-        return _FORMATTING[code]
     if code[:1] == "X" and len(code) > 1 and len(code) % 2 == 1:
         try:
             return bytes.fromhex(code[1:]).decode("latin-1")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 AckCode = Literal["AA", "AE", "AR"]
+AcceptCode = Literal["CA", "CE", "CR"]  # enhanced mode's accept ACK (HL7 table 0008)
 
 # HL7 table 0357, message error condition codes
 SEGMENT_SEQUENCE = "100"  # segment sequence error (also: an unreadable segment)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from mapping.hl7.er7 import Er7Message
 from mapping.hl7.errors import (
     REQUIRED_FIELD,
+    TABLE_VALUE,
     UNSUPPORTED_EVENT,
     UNSUPPORTED_PROCESSING_ID,
     UNSUPPORTED_TYPE,
@@ -24,6 +25,7 @@ from mapping.hl7.errors import (
 VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8", "2.8.1", "2.8.2")
 DEFAULT_VERSION = "2.5.1"
 PROCESSING_IDS = ("P", "D", "T")
+ACK_CONDITIONS = ("AL", "NE", "ER", "SU")  # HL7 table 0155, MSH-15 / MSH-16
 
 # message type -> the events we apply (`storage/usecases/hl7_inbox.py` dispatches on the type)
 SUPPORTED: dict[str, tuple[str, ...]] = {
@@ -52,6 +54,11 @@ class Header:
     def answered_version(self) -> str:
         """The version our ACK is written in: the sender's, or the default when it sent none."""
         return self.version if self.version in VERSIONS else DEFAULT_VERSION
+
+    @property
+    def enhanced(self) -> bool:
+        """Enhanced acknowledgement mode (v2.5.1 2.9.3): MSH-15 or MSH-16 valued."""
+        return bool(self.accept_ack or self.application_ack)
 
     @property
     def kind(self) -> str:
@@ -85,6 +92,9 @@ def check_header(header: Header) -> None:
         )
     if header.processing_id not in PROCESSING_IDS:
         raise Hl7Error.reject(UNSUPPORTED_PROCESSING_ID, "MSH-11 must be P, D or T", field=11, component=1)
+    for n, condition in ((15, header.accept_ack), (16, header.application_ack)):
+        if condition and condition not in ACK_CONDITIONS:
+            raise Hl7Error.reject(TABLE_VALUE, f"MSH-{n} must be AL, NE, ER or SU (HL7 table 0155)", field=n)
     if header.message_type not in SUPPORTED:
         raise Hl7Error.reject(
             UNSUPPORTED_TYPE, f"message type {header.message_type[:8] or '(empty)'} is not supported", field=9
@@ -96,3 +106,16 @@ def check_header(header: Header) -> None:
             field=9,
             component=2,
         )
+
+
+def wanted(condition: str, *, success: bool) -> bool:
+    """Whether an acknowledgement is sent under MSH-15 / MSH-16 `condition` (table 0155): AL
+    always, NE never, ER on an error or reject, SU on success; an empty one, in enhanced mode,
+    as AL (a sender that named no condition is not left waiting)."""
+    if condition == "NE":
+        return False
+    if condition == "ER":
+        return not success
+    if condition == "SU":
+        return success
+    return True

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from mapping.dicom.facts import IssuerResolver, PatientFacts, issuer_uri, universal_entity_uri
 from mapping.dicom.uid import valid_uid
+from mapping.hl7.details import patient_details
 from mapping.hl7.er7 import Er7Message, Segment
 from mapping.hl7.errors import DATA_TYPE, REQUIRED_FIELD, SEGMENT_SEQUENCE, TABLE_VALUE, Hl7Error
 from mapping.order.facts import Coded, EntityId, OrderMessage, Person, RequestedProcedure, ScheduledStep
@@ -124,9 +125,11 @@ def order_message(message: Er7Message, *, charset: str, rules: OrderRules) -> Or
     patient, issuer, others = patient_from_pid(pid, rules)
     pv1 = message.first("PV1")
     msh_time = timestamp(message.msh, 7, "MSH", required=False)
+    details = patient_details(message).sent  # AL1, OBX weight / height, PV1: the patient's, every order's
     procedures: list[RequestedProcedure] = []
     for index, group in enumerate(_order_groups(message), start=1):
-        procedures.append(replace(_procedure(group, index, pv1, msh_time, rules), patient_issuer=issuer))
+        procedure = _procedure(group, index, pv1, msh_time, rules)
+        procedures.append(replace(procedure, patient_issuer=issuer, **details))
     if not procedures:
         raise Hl7Error.error(REQUIRED_FIELD, "the message has no ORC segment", segment="ORC")
     return OrderMessage(patient, issuer, others, tuple(procedures), charset)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from mapping.dicom.facts import PatientFacts
 from mapping.dicom.uid import valid_uid
-from mapping.hl7.er7 import Er7Message, Segment, unescape
+from mapping.hl7.er7 import Er7Message, Segment
 from mapping.hl7.errors import DATA_TYPE, REQUIRED_FIELD, SEGMENT_SEQUENCE, TABLE_VALUE, Hl7Error
 from mapping.hl7.orders import OrderRules, coded, entity_id, patient_from_pid, timestamp
 from mapping.order.facts import Coded, EntityId
@@ -180,8 +180,7 @@ def _lines(obx: Segment, kind: str) -> list[str]:
 def _whole(obx: Segment, repetition: int) -> str:
     """A TX / ST value as one text: its component and subcomponent separators are not structure
     (a report line may hold a ^ or an &)."""
-    reps = obx.repetitions(5)
-    return unescape(reps[repetition], obx.delimiters) if repetition < len(reps) else ""
+    return obx.text(5, repetition)
 
 
 def _is_impression(obx: Segment) -> bool:

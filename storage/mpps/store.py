@@ -34,6 +34,12 @@ def by_sop_uid(session: Session, sop_uid: str) -> StoredPps | None:
     return _stored(row) if row is not None else None
 
 
+def find(session: Session, sop_uid: str) -> StoredPps | None:
+    """The step, for reading (no lock: an N-GET in a read-only transaction)."""
+    row = session.scalar(select(PerformedStepRow).where(PerformedStepRow.sop_uid == sop_uid))
+    return _stored(row) if row is not None else None
+
+
 def add(
     session: Session,
     *,

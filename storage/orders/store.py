@@ -6,6 +6,7 @@ accession number; the row is locked so two messages about one order apply one af
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -247,6 +248,36 @@ def move_patient(session: Session, prior_pk: int, survivor_pk: int, now: datetim
         row.patient_pk, row.changed_at = survivor_pk, now
     session.flush()
     return [_stored(session, row) for row in rows]
+
+
+def update_details(session: Session, patient_pk: int, details: dict[str, Any], now: datetime) -> int:
+    """New values for some facts of the patient's open orders (`active`, `on-hold`, `draft`):
+    the steps' worklist entries show them. Returns how many orders changed."""
+    rows = session.scalars(
+        select(RequestedProcedureRow)
+        .where(
+            RequestedProcedureRow.patient_pk == patient_pk,
+            RequestedProcedureRow.status.in_(("active", "on-hold", "draft")),
+        )
+        .with_for_update()
+    ).all()
+    plain = procedure_json(_with(procedure_from_json(rows[0].facts), details)) if rows else {}
+    changed = 0
+    for row in rows:
+        # as the JSON column gives them back (lists, not tuples): an unchanged value changes nothing
+        facts = {
+            **row.facts,
+            **{k: list(plain[k]) if isinstance(plain[k], tuple) else plain[k] for k in details},
+        }
+        if facts != row.facts:
+            row.facts, row.changed_at = facts, now
+            changed += 1
+    session.flush()
+    return changed
+
+
+def _with(procedure: RequestedProcedure, details: dict[str, Any]) -> RequestedProcedure:
+    return dataclasses.replace(procedure, **details)
 
 
 def remove_all(session: Session) -> None:

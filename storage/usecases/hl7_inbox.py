@@ -1,4 +1,4 @@
-"""Receive one HL7 v2 message: decode, read, apply, acknowledge (original mode), keep both.
+"""Receive one HL7 v2 message: decode, read, apply, acknowledge, keep both.
 
 The rules (reference §5; DESIGN "acknowledge only what is durable"):
 - `AA` only after the message and all its effects are committed, in one transaction with the
@@ -29,8 +29,16 @@ from mapping.hl7.ack import build_ack
 from mapping.hl7.adt import MERGES, merges, patient_update
 from mapping.hl7.charsets import Charset, decode
 from mapping.hl7.er7 import Er7Message, split_message
-from mapping.hl7.errors import INTERNAL, NOT_ALLOWED, UNKNOWN_KEY, UNSUPPORTED_TYPE, AckCode, Hl7Error
-from mapping.hl7.header import Header, check_header, read_header
+from mapping.hl7.errors import (
+    INTERNAL,
+    NOT_ALLOWED,
+    UNKNOWN_KEY,
+    UNSUPPORTED_TYPE,
+    AcceptCode,
+    AckCode,
+    Hl7Error,
+)
+from mapping.hl7.header import Header, check_header, read_header, wanted
 from mapping.hl7.orders import OrderRules, order_message
 from mapping.hl7.results import result_message
 from storage.clock import utcnow
@@ -43,6 +51,7 @@ from storage.usecases.audit import Audit, AuditEvent
 from storage.usecases.incoming_reports import IncomingReports
 from storage.usecases.mpps import Mpps
 from storage.usecases.orders import OrderRefused, Orders
+from storage.usecases.outbox import ReportOutbox, new_control_id
 from storage.usecases.patients import MergeRefused, Patients
 
 log = logging.getLogger(__name__)
@@ -82,18 +91,27 @@ class Hl7Inbox:
         *,
         mpps: Mpps | None = None,
         reports: IncomingReports | None = None,
+        replies: ReportOutbox | None = None,
     ) -> None:
+        """`replies`: where enhanced mode's application ACKs go (the HL7 destination named as
+        the sending application, MSH-3); None: they are not sent."""
         self._db, self._orders, self._config, self._now, self._audit = db, orders, config, now, audit
         self._group = GroupCommit(db)  # messages of several connections, one commit
         self._patients = Patients(orders, mpps)
         self._reports = reports
+        self._replies = replies
 
     def receive(self, raw: bytes, peer: str) -> bytes:
         """The encoded ACK for one message (the bytes between the MLLP start and end blocks),
-        audited: who sent what kind of message and what we answered (no content)."""
+        audited: who sent what kind of message and what we answered (no content). In enhanced
+        mode the accept ACK, or b'' when MSH-15 does not want it."""
         answer = self._receive(raw, peer)
         if self._audit is not None:
             self._audit.record(_audit_event(answer, peer))
+        header = answer.header
+        accepted = _accept_code(answer.code) == "CA"
+        if header is not None and header.enhanced and not wanted(header.accept_ack, success=accepted):
+            return b""
         return answer.ack
 
     def _receive(self, raw: bytes, peer: str) -> Answer:
@@ -128,6 +146,7 @@ class Hl7Inbox:
                 if stored is not None:  # a resend, or the same message committed meanwhile elsewhere
                     return Answer(*stored, header, resent=True)
                 effect(session, now)
+                self._application_ack(session, header, "AA", charset, now)
                 return Answer(ack, "AA", header)
 
             answer = self._group.transact(work)
@@ -146,6 +165,17 @@ class Hl7Inbox:
         except Unavailable:
             log.warning("hl7.unavailable", extra={"control_id": header.control_id[:32], "kind": header.kind})
             unavailable = Hl7Error.error(INTERNAL, "storage unavailable; resend later", segment="MSH")
+            if header.enhanced:  # not committed: CE, whatever MSH-15 says (`receive`)
+                ce = build_ack(
+                    header,
+                    "CE",
+                    control_id=uuid.uuid4().hex[:20],
+                    now=now,
+                    charset=charset,
+                    error=unavailable,
+                    application=self._config.application,
+                )
+                return Answer(ce, "CE", header)
             return Answer(self._ack(header, "AE", charset, now, unavailable), "AE", header)
         except Exception:
             log.exception("hl7.failed", extra={"control_id": header.control_id[:32], "kind": header.kind})
@@ -213,6 +243,8 @@ class Hl7Inbox:
                 peer=peer,
                 now=now,
             )
+            if header is not None:
+                self._application_ack(session, header, refusal.ack, charset, now, refusal)
             return Answer(ack, refusal.ack, header)
 
         try:
@@ -232,6 +264,41 @@ class Hl7Inbox:
         )
         return answer
 
+    def _application_ack(  # noqa: PLR0917
+        self,
+        session: Session,
+        header: Header,
+        code: AckCode,
+        charset: Charset,
+        now: datetime,
+        error: Hl7Error | None = None,
+    ) -> None:
+        """Enhanced mode: the application ACK (AA / AE) of a message we accepted (CA), as MSH-16
+        asks (an empty MSH-16 reads as NE), queued in the message's transaction for the HL7
+        destination named as its sending application; no such destination, none is sent."""
+        if not header.enhanced or _accept_code(code) != "CA":
+            return
+        if not wanted(header.application_ack or "NE", success=code == "AA"):
+            return
+        control_id = new_control_id()
+        payload = build_ack(
+            header,
+            code,
+            control_id=control_id,
+            now=now,
+            charset=charset,
+            error=error,
+            application=self._config.application,
+            conditions=("AL", "NE"),  # the sender answers our ACK with its accept ACK
+        )
+        queued = self._replies is not None and self._replies.enqueue_reply(
+            session, header.sending_application, control_id=control_id, payload=payload, now=now
+        )
+        log.info(
+            "hl7.application_ack" if queued else "hl7.application_ack_unroutable",
+            extra={"control_id": header.control_id[:32], "kind": header.kind, "ack": code},
+        )
+
     def _ack(
         self,
         header: Header | None,
@@ -240,6 +307,20 @@ class Hl7Inbox:
         now: datetime,
         error: Hl7Error | None = None,
     ) -> bytes:
+        """The ACK we answer and keep: original mode's; in enhanced mode the accept ACK, CA once
+        the message is kept (applied, or refused with AE: that is the application ACK's to say),
+        CR for what we do not take (an AR), with its ERR."""
+        if header is not None and header.enhanced:
+            accept = _accept_code(code)
+            return build_ack(
+                header,
+                accept,
+                control_id=uuid.uuid4().hex[:20],
+                now=now,
+                charset=charset,
+                error=error if accept == "CR" else None,
+                application=self._config.application,
+            )
         return build_ack(
             header,
             code,
@@ -251,7 +332,13 @@ class Hl7Inbox:
         )
 
 
-_OUTCOMES = {"AA": "accepted", "AE": "error", "AR": "rejected"}
+_OUTCOMES = {"AA": "accepted", "AE": "error", "AR": "rejected", "CE": "failed"}
+
+
+def _accept_code(code: str) -> AcceptCode:
+    """Enhanced mode's accept ACK for an outcome: AR -> CR (not taken), CE (not committed) as
+    it is, AA / AE -> CA (kept in safe storage)."""
+    return "CR" if code == "AR" else "CE" if code == "CE" else "CA"
 
 
 def _audit_event(answer: Answer, peer: str) -> AuditEvent:

@@ -170,6 +170,14 @@ class Mpps:
 
         return self._db.transact(work)
 
+    def get(self, sop_uid: str) -> Dataset:
+        """N-GET: the step as the last N-SET left it (PS3.4 F.7.2; PS3.7 10.1.2). Raises NoSuchPps."""
+        with self._db.read() as session:
+            stored = performed.find(session, sop_uid)
+        if stored is None:
+            raise NoSuchPps("no such Performed Procedure Step SOP Instance")
+        return Dataset.from_json(stored.dataset)
+
     def move_patient(
         self, session: Session, prior_pk: int, survivor_pk: int, survivor_fhir_id: str, now: datetime
     ) -> int:

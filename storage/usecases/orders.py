@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, tzinfo
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -86,6 +87,16 @@ class Orders:
             site_zone=self._zone,
         )
         self._fhir.put(session, body, now=now, new=new)
+
+    def update_details(
+        self, session: Session, patient_pk: int, details: dict[str, Any], now: datetime
+    ) -> int:
+        """An ADT update's allergies, weight, size, location, admission (`mapping.hl7.details`)
+        into the patient's orders still open, so their worklist entries answer them. Returns how
+        many orders changed."""
+        changed = orders.update_details(session, patient_pk, details, now)
+        log.info("order.details_updated", extra={"count": changed})
+        return changed
 
     def move_patient(
         self, session: Session, prior_pk: int, survivor_pk: int, survivor_fhir_id: str, now: datetime

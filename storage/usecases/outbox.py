@@ -153,6 +153,25 @@ class ReportOutbox:
         log.info("outbox.enqueued", extra={"count": len(destinations), "resource_id": after.get("id")})
         return len(destinations)
 
+    def enqueue_reply(
+        self, session: Session, destination: str, *, control_id: str, payload: bytes, now: datetime
+    ) -> bool:
+        """An HL7 message that answers a sender (enhanced mode's application ACK), queued for the
+        enabled destination of that name in the caller's transaction, in order with what else
+        goes there; False when there is none."""
+        if destination not in {d.name for d in self._destinations.enabled(session)}:
+            return False
+        self._outbox.enqueue(
+            session,
+            destination=destination,
+            ordering_key=f"reply:{destination}",
+            control_id=control_id,
+            payload=payload,
+            now=now,
+        )
+        event.listen(session, "after_commit", lambda _session: self.wake(), once=True)
+        return True
+
     def _referenced(self, session: Session, reference: Any, res_type: str) -> Json | None:
         ref = str(reference.get("reference", "")) if isinstance(reference, dict) else ""
         kind, _, res_id = ref.partition("/")

@@ -42,6 +42,8 @@ class Patients:
         conn = session.connection()
         pk, _ = patient_of(conn, update.patient, now)
         clear_patient(conn, pk, set(update.cleared), now)
+        if update.details.sent:
+            self._orders.update_details(session, pk, update.details.sent, now)
 
     def merge(self, session: Session, merge: Merge, now: datetime) -> None:
         conn = session.connection()

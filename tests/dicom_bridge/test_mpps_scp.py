@@ -459,3 +459,46 @@ def test_the_imaging_study_names_the_procedure_that_made_it(
     _, late = create(scu, in_progress(sps_id="", accession="", rp_id="", study_uid=other, patient_id="PAT-7"))
     late_study = resource(services, "ImagingStudy", other)
     assert late_study["procedureReference"] == {"reference": f"Procedure/{procedure(services, late)['id']}"}
+
+
+def test_n_get_returns_the_step_as_the_last_n_set_left_it_to_any_scu(
+    services: Services, scu: Association, port: int
+) -> None:
+    order(services, orm())
+    created = in_progress()
+    created.PatientName = "Müller^Jürgen"
+    status, uid = create(scu, created)
+    assert status.Status == 0x0000
+    assert n_set(scu, final(), uid).Status == 0x0000
+
+    # another SCU (a RIS, a reporting station) reads it on an association of its own
+    ae = AE(ae_title="RIS")
+    ae.add_requested_context(MPPS, ExplicitVRLittleEndian)
+    other = ae.associate("127.0.0.1", port, ae_title="FACADE")
+    assert other.is_established
+    try:
+        asked = [0x00400252, 0x00100010, 0x00400250, 0x00400340, 0x00400244, 0x00081030]
+        status, got = other.send_n_get(asked, MPPS, uid)
+        assert status.Status == 0x0000 and got is not None
+        assert (got.PerformedProcedureStepStatus, str(got.PatientName)) == ("COMPLETED", "Müller^Jürgen")
+        assert got.SpecificCharacterSet == "ISO_IR 100" and got.PerformedProcedureStepEndDate == "20261203"
+        assert got.PerformedSeriesSequence[0].OperatorsName == "Tech^Tim"
+        assert "StudyDescription" in got and got.StudyDescription in ("", None)  # not held: empty
+        assert "ScheduledStepAttributesSequence" not in got  # not asked
+
+        status, everything = other.send_n_get([], MPPS, uid)  # no list: every attribute
+        assert status.Status == 0x0000 and everything is not None
+        assert everything.ScheduledStepAttributesSequence[0].ScheduledProcedureStepID == "SPS-1"
+        assert everything.PerformedProcedureStepID == "PPS-1" and everything.Modality == "CT"
+
+        # a private tag is no attribute we know: a warning naming it, the others returned
+        status, partial = other.send_n_get([0x00090010, 0x00400252], MPPS, uid)
+        assert status.Status == 0x0107 and status.AttributeIdentifierList == 0x00090010
+        assert partial is not None and partial.PerformedProcedureStepStatus == "COMPLETED"
+
+        status, none = other.send_n_get([0x00400252], MPPS, new_uid())
+        assert status.Status == 0x0112 and none is None
+        status, _ = other.send_n_get([0x00400252], MPPS, "not-a-uid")
+        assert status.Status == 0x0117
+    finally:
+        other.release()

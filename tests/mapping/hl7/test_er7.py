@@ -6,7 +6,7 @@ import pytest
 
 from mapping.hl7.charsets import charset_named, decode
 from mapping.hl7.er7 import Delimiters, escape, split_message, unescape
-from mapping.hl7.errors import Hl7Error
+from mapping.hl7.errors import Hl7Error, Location
 from mapping.hl7.header import check_header, read_header
 from tests.hl7_samples import orm
 
@@ -104,3 +104,63 @@ def test_escape_is_undone_by_unescape_but_for_line_breaks() -> None:
     escaped = escape(text)
     assert not any(c in escaped for c in "|^~&") and unescape(escaped, Delimiters()) == text
     assert escape("one\r\ntwo\nthree\rfour") == "one two three four"
+
+
+def _jis(text: str) -> str:
+    """Kanji as the 7-bit bytes of JIS X 0208 (ISO-IR 87), without their ISO 2022 escapes."""
+    return text.encode("iso2022_jp")[3:-3].decode("ascii")
+
+
+def _bytes(text: str, codec: str) -> str:
+    """Text as the bytes a sender writes in `codec`, each byte one character (a Latin-1 message)."""
+    return text.encode(codec).decode("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("escaped", "expected"),
+    [
+        (f"\\M2442\\{_jis('山田')}\\C2842\\ Taro", "山田 Taro"),  # ESC $ B ... ESC ( B
+        (f"\\M242844\\{'丂'.encode('iso2022_jp_1')[4:-3].decode()}", "丂"),  # ESC $ ( D JIS X 0212
+        (f"M\\C2D41\\{_bytes('ü', 'latin-1')}ller", "Müller"),  # ESC - A: ISO 8859-1 in G1
+        (f"\\C2D42\\{_bytes('Łódź', 'iso8859_2')}", "Łódź"),  # ESC - B: ISO 8859-2
+        (f"\\C2D4C\\{_bytes('Иван', 'iso8859_5')}", "Иван"),  # ESC - L: Cyrillic
+        (f"\\M242943\\{_bytes('김', 'euc_kr')}", "김"),  # ESC $ ) C: KS X 1001 in G1
+        (f"\\C2949\\{_bytes('ﾔﾏﾀﾞ', 'shift_jis')}", "ﾔﾏﾀﾞ"),  # ESC ) I: JIS X 0201 katakana
+        ("a\\M2442\\\\C2842\\b\\.br\\c", "ab\nc"),  # an empty switch; formatting between
+    ],
+)
+def test_character_set_switches_are_decoded(escaped: str, expected: str) -> None:
+    assert unescape(escaped, Delimiters()) == expected
+
+
+def test_a_delimiter_byte_inside_a_multibyte_run_is_escaped_and_read_in_that_set() -> None:
+    kanji = next(chr(c) for c in range(0x4E00, 0x9FFF) if "^" in _jis_or_empty(chr(c)))
+    raw = _jis(kanji).replace("^", "\\S\\")
+    pid = split_message(f"MSH|^~\\&|R\rPID|||A1||\\M2442\\{raw}\\C2842\\^Taro\r").first("PID")
+    assert pid is not None and (pid.value(5), pid.value(5, 2)) == (kanji, "Taro")
+
+
+def _jis_or_empty(char: str) -> str:
+    try:
+        return _jis(char)
+    except UnicodeError:
+        return ""
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [("\\M2441\\abcd", "103"), ("\\C2D5A\\x", "103"), ("\\M2442\\;3E", "102")],
+)
+def test_a_switch_we_cannot_honour_is_an_error_naming_the_field(name: str, code: str) -> None:
+    message = split_message(f"MSH|^~\\&|R\rPID|1\rPID|||A1||Doe^{name}\r")
+    pid = message.all("PID")[1]
+    with pytest.raises(Hl7Error) as refused:
+        pid.value(5, 2)
+    error = refused.value
+    assert (error.ack, error.code, error.location) == ("AE", code, Location("PID", 2, 5, 2))
+    assert pid.value(5) == "Doe"  # the other components still read
+
+
+def test_msh18_iso_ir6_is_ascii_for_messages_that_switch_sets_by_escapes() -> None:
+    charset = charset_named("ISO IR6")
+    assert charset is not None and charset.codec == "ascii"
