@@ -19,13 +19,17 @@ same.
 
 from __future__ import annotations
 
-from dicom_bridge.dicomweb.multipart import media_type
+from collections.abc import Callable
+from typing import TypeVar
+
+from dicom_bridge.dicomweb.multipart import MediaType, media_type
 
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
 MULTIPART = "multipart/related"
 OCTETS = "application/octet-stream"
 AS_STORED: None = None
+T = TypeVar("T")
 
 _ANY = {"*/*", "multipart/*"}
 _JSON = {DICOM_JSON, "application/json", "application/*", "*/*"}
@@ -51,26 +55,44 @@ def bulk_transfer_syntaxes(accept: str | None) -> list[str | None]:
 def _transfer_syntaxes(accept: str | None, sent: str) -> list[str | None]:
     if not accept or not accept.strip():
         return [AS_STORED]
-    ranked: list[tuple[float, int, str | None]] = []
+
+    def syntax(kind: MediaType) -> str | _Skip | None:
+        if kind.mime in _ANY:
+            return AS_STORED
+        if kind.mime != MULTIPART:
+            return _SKIP
+        if media_type(kind.params.get("type", sent)).mime not in (sent, "application/*", "*/*"):
+            return _SKIP
+        wanted = kind.params.get("transfer-syntax", "*").strip()
+        return AS_STORED if wanted == "*" else wanted
+
+    ranked = _ranked(accept, syntax)
+    if not ranked:
+        raise NotAcceptable(f'this resource is sent as {MULTIPART}; type="{sent}"')
+    return ranked
+
+
+class _Skip:
+    """A media range that allows nothing of what is asked for."""
+
+
+_SKIP = _Skip()
+
+
+def _ranked(accept: str, choose: Callable[[MediaType], T | _Skip]) -> list[T]:
+    """What each range of `accept` allows (`choose`; _SKIP: nothing), best first: by q, then in
+    the order given; ranges with q=0 left out, each choice once."""
+    ranked: list[tuple[float, int, T]] = []
     for position, item in enumerate(accept.split(",")):
         kind = media_type(item)
         q = _quality(kind.params.get("q", "1"))
         if q <= 0:
             continue
-        if kind.mime in _ANY:
-            ranked.append((q, position, AS_STORED))
-            continue
-        if kind.mime != MULTIPART:
-            continue
-        part = media_type(kind.params.get("type", sent)).mime
-        if part not in (sent, "application/*", "*/*"):
-            continue
-        syntax = kind.params.get("transfer-syntax", "*").strip()
-        ranked.append((q, position, AS_STORED if syntax == "*" else syntax))
-    if not ranked:
-        raise NotAcceptable(f'this resource is sent as {MULTIPART}; type="{sent}"')
+        choice = choose(kind)
+        if not isinstance(choice, _Skip):
+            ranked.append((q, position, choice))
     ranked.sort(key=lambda r: (-r[0], r[1]))
-    return list(dict.fromkeys(syntax for _, _, syntax in ranked))
+    return list(dict.fromkeys(choice for _, _, choice in ranked))
 
 
 def accepts_dicom_json(accept: str | None) -> None:
@@ -149,26 +171,22 @@ def frames_media_types(accept: str | None) -> list[tuple[str, str | None]]:
     when it allows none."""
     if not accept or not accept.strip():
         return [(OCTETS, None)]
-    ranked: list[tuple[float, int, tuple[str, str | None]]] = []
-    for position, item in enumerate(accept.split(",")):
-        kind = media_type(item)
-        q = _quality(kind.params.get("q", "1"))
-        if q <= 0:
-            continue
+
+    def frames(kind: MediaType) -> tuple[str, str | None] | _Skip:
         if kind.mime in _ANY:
-            ranked.append((q, position, (OCTETS, None)))
-            continue
+            return (OCTETS, None)
         if kind.mime != MULTIPART:
-            continue
+            return _SKIP
         part = media_type(kind.params.get("type", OCTETS)).mime
         part = _FRAME_ALIASES.get(part, OCTETS if part in ("*/*", "application/*") else part)
         if part not in FRAME_MEDIA_TYPES and part != IMAGE_ANY:
-            continue
+            return _SKIP
         syntax = kind.params.get("transfer-syntax", "*").strip()
-        ranked.append((q, position, (part, None if syntax == "*" else syntax)))
+        return (part, None if syntax == "*" else syntax)
+
+    ranked = _ranked(accept, frames)
     if not ranked:
         raise NotAcceptable(
             f"frames are sent as {MULTIPART}; type= one of {', '.join(FRAME_MEDIA_TYPES)} (PS3.18 8.7.3.5.3)"
         )
-    ranked.sort(key=lambda r: (-r[0], r[1]))
-    return list(dict.fromkeys(choice for _, _, choice in ranked))
+    return ranked

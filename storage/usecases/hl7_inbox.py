@@ -310,20 +310,13 @@ class Hl7Inbox:
         """The ACK we answer and keep: original mode's; in enhanced mode the accept ACK, CA once
         the message is kept (applied, or refused with AE: that is the application ACK's to say),
         CR for what we do not take (an AR), with its ERR."""
+        sent: AckCode | AcceptCode = code
         if header is not None and header.enhanced:
-            accept = _accept_code(code)
-            return build_ack(
-                header,
-                accept,
-                control_id=uuid.uuid4().hex[:20],
-                now=now,
-                charset=charset,
-                error=error if accept == "CR" else None,
-                application=self._config.application,
-            )
+            sent = _accept_code(code)
+            error = error if sent == "CR" else None
         return build_ack(
             header,
-            code,
+            sent,
             control_id=uuid.uuid4().hex[:20],
             now=now,
             charset=charset,
