@@ -155,7 +155,7 @@ class Batch:
     study_counts: dict[int, list[int]] = field(default_factory=dict)  # pk -> [series, instances]
     series_counts: dict[int, int] = field(default_factory=dict)  # pk -> instances
     now: datetime | None = None
-    instances: dict[str, Any] = field(default_factory=dict)  # SOP UID -> its stored row or None, prefetched
+    instances: dict[str, Any] = field(default_factory=dict)  # SOP UID -> its stored row, None or _INSERTING
     inserts: list[dict[str, Any]] = field(default_factory=list)  # new instance rows, for `flush`
 
     def prefetch(self, conn: Connection, sop_uids: list[str]) -> None:
@@ -259,7 +259,7 @@ def _instance(
         params = values | {"sop_uid": uid, "created_at": a.now}
         if batch is not None:
             batch.inserts.append(params)
-            batch.instances[uid] = None  # not inserted yet: `_stored_instance` flushes first
+            batch.instances[uid] = _INSERTING  # `_stored_instance` flushes before reading it
             return Indexed("stored", None, None, mismatched)
         return Indexed("stored", conn.execute(_INSERT_INSTANCE, params).scalar_one(), None, mismatched)
     if batch is not None:
@@ -288,15 +288,18 @@ def _instance(
     return Indexed("replaced", inst.pk, inst.blob_key, mismatched)
 
 
+_UNREAD, _INSERTING = object(), object()  # `Batch.instances`: not prefetched; inserted at flush
+
+
 def _stored_instance(conn: Connection, uid: str, rows: Batch) -> Any:
     """The stored instance of `uid` (its pk, sha256, series and blob key), locked: prefetched by
     the batch, or read (after the batch's pending inserts, when one of them is this UID)."""
-    if uid in rows.instances:
-        prefetched = rows.instances[uid]
-        if prefetched is not None or not any(row["sop_uid"] == uid for row in rows.inserts):
-            return prefetched
+    prefetched = rows.instances.get(uid, _UNREAD)
+    if prefetched is _INSERTING:
         rows.flush(conn)  # the same instance came twice in this batch: the first is inserted now
-        rows.instances.pop(uid)
+    elif prefetched is not _UNREAD:
+        return prefetched
+    rows.instances.pop(uid, None)
     return conn.execute(_INSTANCE_BY_UID, {"uid": uid}).first()
 
 
