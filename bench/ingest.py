@@ -5,11 +5,13 @@
 Sets (generated once under bench/.work/data): 2,000 small MR (64x64) and 500 CT (512x512),
 each sent by storescu (TCP_NODELAY=1) on one association, then as two halves on two
 associations at once; then one 500 MB multi-frame instance, while the peak memory of the
-receiving process is read from /proc (VmHWM). Orthanc 1.10 (Debian) runs with its defaults
-(fsync on, 16 KiB PDU, SQLite index); the bare pynetdicom SCP writes files and nothing else;
-`fast-bare` is our own receive path with an ingest that only renames files (`bench.bare_fast`):
-the ceiling of the receive path. `facade-pynetdicom` is the facade with
-`FACADE_DICOM_FAST_PATH=false` (every association pynetdicom's, as before the fast receive path).
+receiving process is read from /proc (VmHWM). Each server starts in an empty folder; the files of
+earlier runs are moved aside and deleted only when the benchmark ends (see `_set_aside`). Orthanc
+1.10 (Debian) runs with its defaults (fsync on, 16 KiB PDU, SQLite index); the bare pynetdicom
+SCP writes files and nothing else; `fast-bare` is our own receive path with an ingest that only
+renames files (`bench.bare_fast`): the ceiling of the receive path. `facade-pynetdicom` is the
+facade with `FACADE_DICOM_FAST_PATH=false` (every association pynetdicom's, as before the fast
+receive path).
 
 Orthanc and storescp bind every address, so the whole run re-executes itself inside a
 private network namespace (`unshare -n`, loopback only): every server listens on
@@ -19,6 +21,7 @@ private network namespace (`unshare -n`, loopback only): every server listens on
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -30,6 +33,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,7 +146,7 @@ def _big_instance() -> Path:
 @contextmanager
 def _server(name: str) -> Iterator[tuple[Target, int]]:
     run = WORK / "run" / name
-    shutil.rmtree(run, ignore_errors=True)
+    _set_aside(run)
     run.mkdir(parents=True)
     port = _free_port()
     if name == "orthanc":
@@ -174,10 +178,34 @@ def _server(name: str) -> Iterator[tuple[Target, int]]:
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_for_echo(target, proc)
+        _wait_settled(proc.pid)
         yield target, proc.pid
     finally:
         stop(proc)
         log.close()
+
+
+def _set_aside(folder: Path) -> None:
+    """Move an earlier run's files out of the way, to be deleted when this process ends. Deleting
+    them now would slow whoever creates files next: ext4 without a journal (as on this class of
+    machine) skips inodes freed in the last 5 s (300 s while their inode table block is dirty)
+    when it allocates one, so a server that starts right after a deletion of thousands of files
+    pays a scan per file it creates, and the rates would measure the order of the targets."""
+    if folder.exists():
+        folder.rename(_trash() / f"{folder.name}-{time.time_ns()}")
+
+
+@cache
+def _trash() -> Path:
+    trash = WORK / "trash"
+    trash.mkdir(parents=True, exist_ok=True)
+    atexit.register(_empty_trash, trash)
+    return trash
+
+
+def _empty_trash(trash: Path) -> None:
+    shutil.rmtree(trash, ignore_errors=True)
+    os.sync()  # the freed inodes' table blocks written: a benchmark started next skips them for 5 s only
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -246,6 +274,20 @@ def _wait_for_echo(target: Target, proc: subprocess.Popen[bytes]) -> None:
             return
         time.sleep(0.2)
     raise SystemExit(f"{target.name} did not answer C-ECHO within 60 s")
+
+
+def _wait_settled(pid: int) -> None:
+    """Until the server and its children use under 5% of a core (up to 30 s): one child of
+    `facade serve --workers` answers C-ECHO while another may still be starting, whose start
+    would otherwise count in the CPU per instance and take a core from the rate."""
+    deadline = time.monotonic() + 30
+    before = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = cpu_seconds(pid)
+        if now - before < 0.0125:
+            return
+        before = now
 
 
 def _send(target: Target, files: list[Path], associations: int) -> float:
