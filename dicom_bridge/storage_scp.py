@@ -153,7 +153,7 @@ def store_instance(
         if request.uid_too_long:
             skip()
             raise Invalid("the Affected SOP Instance UID is longer than 64 characters")
-        with ingest.staging() as staging:
+        with ingest.staging(in_place=True) as staging:
             receive(staging)
             ingest.accept(
                 staging,

@@ -26,6 +26,10 @@ from mapping.dicom.uid import valid_uid
 from storage.errors import Invalid, NotFound, Unavailable, no_room
 
 _LABEL = re.compile(r"^[0-9a-f]{0,64}$")
+SLOTS = 32  # slots made at once (one directory fsync)
+_SLOT = ".slot"
+_HELD_MARK = "user.facade.held"  # on a slot held in place: `<time ns>.<label>`
+_PROBE = "user.facade.probe"
 _KEY = re.compile(r"^[0-9.]{1,64}/[0-9.]{1,64}/[0-9.]{1,64}\.[0-9a-f]{16}\.dcm$")
 
 
@@ -76,6 +80,17 @@ class BlobStore(Protocol):
         kept in its name."""
         ...
 
+    def slot(self) -> Path | None:
+        """An empty file whose name is already durable among this store's held files, for one
+        arriving instance to be written into in place: `hold_slot` then costs one fsync (no rename,
+        no directory fsync). None where this store has none (then stage elsewhere and `hold`)."""
+        ...
+
+    def hold_slot(self, slot: Path, label: str) -> Path:
+        """`hold` for a file from `slot`, written in place and complete: marks it held (with
+        `label`) and makes it durable; on return it is among the held files like any other."""
+        ...
+
     def held(self) -> list[Path]:
         """The held files no live store holds any more (their process stopped or crashed): what
         is left for recovery, oldest first. A store's own held files are never among them; the
@@ -100,7 +115,15 @@ class FileBlobStore:
     """Files under `root`, written with temp file, fsync, rename and directory fsync. Held files
     live in `.held/<owner>/`, a directory per store (per process), locked (flock) while the store
     lives, so that recovery takes only what no live process holds; `store_held` links each under
-    its key."""
+    its key.
+
+    Slots: empty files made `SLOTS` at a time in the store's held directory, which is then fsynced
+    once, so their names are durable before anything is written into them. `hold_slot` marks a
+    slot held with an extended attribute (its label and the time) and fsyncs the file: data, size
+    and mark reach the disk in one fsync, and the name needed none. After a crash, a slot with the
+    mark is a held file (`held`); one without (empty, partly received, or complete but never
+    acknowledged) is deleted. Where the file system keeps no extended attributes there are no slots.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -112,6 +135,9 @@ class FileBlobStore:
         self._own_lock: int | None = None
         self._own_sync = _GroupSync(self._holding)  # replaced with the own directory's
         self._own_guard = threading.Lock()
+        self._slots: list[Path] = []
+        self._slots_kept: bool | None = None  # whether the file system keeps the held mark
+        self._slots_guard = threading.Lock()
 
     def staging_dir(self) -> Path:
         return self._staging
@@ -204,6 +230,51 @@ class FileBlobStore:
             raise
         return dest
 
+    def slot(self) -> Path | None:
+        with self._slots_guard:
+            if not self._slots and self._slots_kept is not False:
+                self._slots = self._make_slots()
+            return self._slots.pop() if self._slots else None
+
+    def _make_slots(self) -> list[Path]:
+        own = self._own_dir()
+        slots = []
+        try:
+            for _ in range(SLOTS):
+                slot = own / f"{uuid.uuid4().hex}{_SLOT}"
+                os.close(os.open(slot, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                slots.append(slot)
+            if self._slots_kept is None:
+                self._slots_kept = _keeps_marks(slots[0])
+                if not self._slots_kept:
+                    for slot in slots:
+                        slot.unlink()
+                    return []
+            self._own_sync.changed()
+        except OSError as exc:
+            for slot in slots:
+                slot.unlink(missing_ok=True)
+            if no_room(exc):
+                raise Unavailable("no room left in the blob store") from exc
+            raise
+        return slots
+
+    def hold_slot(self, slot: Path, label: str) -> Path:
+        if not _LABEL.match(label):
+            raise ValueError("a held file's label is hex digits")
+        try:
+            fd = os.open(slot, os.O_WRONLY)
+            try:
+                os.setxattr(fd, _HELD_MARK, f"{time.time_ns():020d}.{label}".encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if no_room(exc):
+                raise Unavailable("no room left in the blob store") from exc
+            raise
+        return slot
+
     def held(self) -> list[Path]:
         found = []
         for owner in sorted(self._holding.iterdir()):
@@ -213,7 +284,7 @@ class FileBlobStore:
             if lock is None:
                 continue  # a live process's
             try:
-                files = [p for p in owner.iterdir() if p.suffix == ".dcm"]
+                files = [p for p in owner.iterdir() if p.suffix == ".dcm" or (p.suffix == _SLOT and _kept(p))]
                 if not files:  # recovered meanwhile, or never held anything: gone with its owner
                     with suppress(OSError):
                         (owner / ".lock").unlink()
@@ -221,11 +292,15 @@ class FileBlobStore:
                 found += files
             finally:
                 os.close(lock)
-        return sorted(found, key=lambda p: p.name)
+        return sorted(found, key=_held_name)
 
     def close(self) -> None:
         """Let go of this store's held directory (removed when empty): a later store recovers
         whatever is left in it."""
+        with self._slots_guard:
+            slots, self._slots = self._slots, []
+        for slot in slots:
+            slot.unlink(missing_ok=True)
         with self._own_guard:
             own, lock, self._own, self._own_lock = self._own, self._own_lock, None, None
         if lock is not None:
@@ -267,9 +342,42 @@ class FileBlobStore:
 
 
 def held_label(held: Path) -> str:
-    """The label `hold` kept in a held file's name (`<time>.<random>.<label>.dcm`)."""
-    parts = held.name.split(".")
+    """The label `hold` kept in a held file's name (`<time>.<random>.<label>.dcm`), or `hold_slot`
+    in a slot's mark (`<time>.<label>`)."""
+    parts = _held_name(held).split(".")
     return parts[2] if len(parts) == 4 else ""
+
+
+def _held_name(held: Path) -> str:
+    """`<time>.<random>.<label>.dcm`: a slot's as if `hold` had named it (held files sort by it)."""
+    if held.suffix != _SLOT:
+        return held.name
+    time_ns, _, label = os.getxattr(held, _HELD_MARK).decode("ascii").partition(".")
+    return f"{time_ns}.{held.stem}.{label}.dcm"
+
+
+def _kept(slot: Path) -> bool:
+    """Whether a slot of a store gone was held; one that was not is deleted (never acknowledged)."""
+    try:
+        os.getxattr(slot, _HELD_MARK)
+        return True
+    except OSError as exc:
+        if exc.errno != errno.ENODATA:
+            raise
+    slot.unlink(missing_ok=True)
+    return False
+
+
+def _keeps_marks(path: Path) -> bool:
+    """Whether the file system keeps extended attributes (`hold_slot`'s mark), tried on `path`."""
+    try:
+        os.setxattr(path, _PROBE, b"1")
+        os.removexattr(path, _PROBE)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+            return False
+        raise
+    return True
 
 
 def _try_lock(path: Path) -> int | None:

@@ -29,6 +29,7 @@ from storage.errors import Invalid
 
 _DEFER = 64 * 1024
 _HEAD = 1 << 20
+_READ_BUFFER = 1 << 13
 _WANTED = frozenset(int(tag) for tag in (tag_for_keyword(k) for k in HEADER_KEYWORDS) if tag is not None)
 
 
@@ -45,7 +46,7 @@ def read_part10(path: Path, *, walk: bool = True) -> Part10:
     `walk=False`: with pydicom whatever the file (what the walk must agree with, for tests)."""
     size = path.stat().st_size
     try:
-        with path.open("rb") as f:
+        with path.open("rb", buffering=_READ_BUFFER) as f:  # given: Python would ask for a tty
             head = f.read(min(size, _HEAD))
             meta = peek_file_meta(head)
             header = _walked(head, meta, size) if walk else None

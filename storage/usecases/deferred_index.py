@@ -3,8 +3,9 @@ indexes what is held, many instances per transaction (group commit across associ
 
 Used by C-STORE (`Ingest.accept`); STOW-RS and import index before they answer (`Ingest.store`).
 The crash argument, in full in docs/architecture.md:
-- the acknowledgement follows `BlobStore.hold`: file fsynced, renamed into `.held/`, directory
-  fsynced. What a crash can take is a file never acknowledged;
+- the acknowledgement follows `BlobStore.hold_slot` (written in place into a slot whose name was
+  durable beforehand; the held mark and the data in one fsync) or `BlobStore.hold` (file fsynced,
+  renamed into `.held/`, directory fsynced). What a crash can take is a file never acknowledged;
 - the indexer links each held file under its blob key (directories fsynced), commits the index
   rows, and only then releases (unlinks) the held file; a crash anywhere in between leaves it held;
 - on start, before the DICOM listener opens, every held file is indexed again (`recover`): the key

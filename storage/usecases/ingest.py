@@ -56,6 +56,8 @@ from storage.usecases.structured_reports import StructuredReports
 
 log = logging.getLogger(__name__)
 
+_BUFFER = 1 << 13  # a staged file's write buffer (given: Python would ask the file whether it is a tty)
+
 Via = Literal["c-store", "stow-rs", "import", "c-get"]  # c-get: our C-GET SCU (`facade remote`)
 
 
@@ -119,11 +121,17 @@ class Ingest:
         return self._blobs.staging_dir()
 
     @contextmanager
-    def staging(self) -> Iterator[Staging]:
+    def staging(self, *, in_place: bool = False) -> Iterator[Staging]:
         """A new file in the staging area (on the blob store's file system, so that storing it is
         a rename) for one arriving instance: fill it, then `store` it inside the block. On
-        leaving, whatever was not stored is removed; no room (ENOSPC, EDQUOT) is `Unavailable`."""
-        staging = Staging(self._blobs.staging_dir())
+        leaving, whatever was not stored is removed; no room (ENOSPC, EDQUOT) is `Unavailable`.
+        `in_place`: for `accept`, a slot among the held files where the blob store has them
+        (`BlobStore.slot`), so that holding it costs one fsync."""
+        try:
+            slot = self._blobs.slot() if in_place else None
+        except OSError as exc:
+            raise _unwritable(exc) from exc
+        staging = Staging(self._blobs.staging_dir(), slot=slot)
         try:
             yield staging
         except OSError as exc:
@@ -156,8 +164,13 @@ class Ingest:
             self._staged(path, source, expect, (h, part10))
             return
         self._deferred.admit(h, self._check_fits)
+        label = (source.calling_ae or "").encode().hex()
         try:
-            held = self._blobs.hold(path, (source.calling_ae or "").encode().hex())
+            if staging.in_slot:
+                held = self._blobs.hold_slot(path, label)
+                staging.keep()
+            else:
+                held = self._blobs.hold(path, label)
         except BaseException:
             self._deferred.withdraw(h)
             raise
@@ -281,17 +294,21 @@ class Staging:
     path, which may carry a name.
     """
 
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / f"{uuid.uuid4().hex}.dcm"  # 122 random bits: no name is taken twice
+    def __init__(self, directory: Path, *, slot: Path | None = None) -> None:
+        """`slot`: written in place into this empty file among the held files (`BlobStore.slot`)."""
+        # 122 random bits: no name is taken twice
+        self.path = slot if slot is not None else directory / f"{uuid.uuid4().hex}.dcm"
+        self.in_slot = slot is not None  # the slot's own file, filled in place (not replaced)
         self._file: BinaryIO | None = None
         self._done = False  # closed or adopted: nothing more is written
+        self._kept = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._done:
             raise ValueError("the staged file is closed")
         try:
             if self._file is None:
-                self._file = _create(self.path)
+                self._file = self._open()
             self._file.write(data)
         except OSError as exc:
             raise _unwritable(exc) from exc
@@ -307,11 +324,12 @@ class Staging:
         try:
             try:
                 os.rename(src, self.path)
+                self.in_slot = False  # another file under the slot's name, which is not durable
                 return
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
-            with src.open("rb") as inp, _create(self.path) as out:
+            with src.open("rb") as inp, self._open() as out:
                 shutil.copyfileobj(inp, out, 1 << 20)
         except OSError as exc:
             raise _unwritable(exc) from exc
@@ -327,18 +345,28 @@ class Staging:
         try:
             file, self._file = self._file, None
             if file is None:
-                file = _create(self.path)
+                file = self._open()
             file.close()  # closes the descriptor even when the flush fails
         except OSError as exc:
             raise _unwritable(exc) from exc
 
+    def keep(self) -> None:
+        """The file stays where it is (held in place): `discard` leaves it."""
+        self._kept = True
+
     def discard(self) -> None:
-        """Remove the file unless it was stored (renamed into the blob store) meanwhile."""
+        """Remove the file unless it was stored (renamed into the blob store) or kept meanwhile."""
         file, self._file, self._done = self._file, None, True
         if file is not None:
             with suppress(OSError):
                 file.close()
-        self.path.unlink(missing_ok=True)
+        if not self._kept:
+            self.path.unlink(missing_ok=True)
+
+    def _open(self) -> BinaryIO:
+        if self.in_slot:  # the slot exists (empty): its name is already durable
+            return os.fdopen(os.open(self.path, os.O_WRONLY | os.O_TRUNC), "wb", _BUFFER)
+        return _create(self.path)
 
 
 def _label_ae(held: Path) -> str | None:
@@ -351,7 +379,7 @@ def _label_ae(held: Path) -> str | None:
 
 def _create(path: Path) -> BinaryIO:
     """A new file, readable by its owner only (the blob store keeps it as it is)."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb", _BUFFER)
 
 
 def _unwritable(exc: OSError) -> Unavailable:
