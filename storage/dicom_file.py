@@ -13,6 +13,7 @@ import hashlib
 import struct
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from pydicom import Dataset, dcmread
@@ -71,14 +72,27 @@ def read_part10(path: Path, *, walk: bool = True) -> Part10:
 def _walked(head: bytes, meta: FileMeta, size: int) -> RawHeader | None:
     """The header found by `element_scan`, or None for pydicom to read: a transfer syntax that is
     not little endian, or deflated, or unknown; a data set the walk declines."""
+    syntax = meta.transfer_syntax_uid or ""
+    implicit = _walkable(syntax)
+    if implicit is None:
+        return None
     try:
-        syntax = UID(meta.transfer_syntax_uid or "")
+        found = scan(head, meta.dataset_offset, size, implicit=implicit, wanted=_WANTED)
+        return RawHeader(HEADER_KEYWORDS, found, implicit=implicit, transfer_syntax=syntax)
+    except (Unsupported, ValueError):
+        return None
+
+
+@lru_cache(maxsize=64)
+def _walkable(transfer_syntax_uid: str) -> bool | None:
+    """Whether a data set in this syntax is in implicit VR, for a syntax the walk reads (little
+    endian, not deflated); None for any other, or an unknown one (pydicom says what it makes of it)."""
+    try:
+        syntax = UID(transfer_syntax_uid)
         if not syntax.is_little_endian or syntax.is_deflated:
             return None
-        implicit = syntax.is_implicit_VR
-        found = scan(head, meta.dataset_offset, size, implicit=implicit, wanted=_WANTED)
-        return RawHeader(HEADER_KEYWORDS, found, implicit=implicit, transfer_syntax=str(syntax))
-    except (Unsupported, ValueError):  # an unknown syntax (pydicom then says what it makes of it)
+        return syntax.is_implicit_VR
+    except ValueError:
         return None
 
 

@@ -331,6 +331,8 @@ def _text(ds: Header | None, keyword: str) -> str:
     value = ds.get(keyword)
     if value is None:
         return ""
+    if type(value) is str:  # the common case, without the abstract base class check below
+        return value.strip()
     if isinstance(value, MultiValue):
         value = value[0] if len(value) else ""
     return str(value).strip()

@@ -20,10 +20,14 @@ from pydicom.dataelem import RawDataElement
 from pydicom.filereader import read_sequence
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
+from pydicom.valuerep import PersonName
 from pydicom.values import convert_value
 
 _CHARSET = 0x00080005
 _ASCII = frozenset({"AS", "CS", "DA", "DT", "TM", "UI"})  # decoded as pydicom does, by `_strings`
+_TEXT = frozenset({"LO", "SH", "UC"})  # text split on backslashes: `_strings` too, when plain ASCII
+# Character sets whose decoding of bytes below 0x80 (no ESC: no ISO 2022 switch) is plain ASCII
+_ASCII_COMPATIBLE = frozenset({"iso8859", "latin_1", "utf_8", "iso_ir_6", "ascii"})
 _UNDEFINED = 0xFFFFFFFF
 
 
@@ -53,6 +57,8 @@ class RawHeader:
         self._encodings: list[str] = ["iso8859"]  # pydicom's default: no Specific Character Set
         if _CHARSET in elements:  # CS: read without an encoding
             self._encodings = convert_encodings(self._value(_CHARSET) or None)
+        # plain ASCII text then decodes as pydicom would decode it, without its validation
+        self._plain = len(self._encodings) == 1 and self._encodings[0] in _ASCII_COMPATIBLE
 
     def get(self, keyword: str, default: Any = None) -> Any:
         tag = self._tags[keyword]  # KeyError: a keyword not read (facts.HEADER_KEYWORDS drifted)
@@ -71,11 +77,28 @@ class RawHeader:
             value = _strings(raw.value)
         elif vr == "US" and len(raw.value) == 2:
             value = int.from_bytes(raw.value, "little")
+        elif vr == "IS" and (number := _integer(raw.value)) is not None:
+            value = number
+        elif vr in _TEXT and self._plain and raw.value.isascii() and b"\x1b" not in raw.value:
+            value = _strings(raw.value)
+        elif vr == "PN" and self._plain and raw.value.isascii() and b"\x1b" not in raw.value:
+            names = raw.value.rstrip(b"\x00 ").decode("ascii").split("\\")
+            value = PersonName(names[0]) if len(names) == 1 else MultiValue(PersonName, names)
         else:
             element = RawDataElement(BaseTag(tag), vr, len(raw.value), raw.value, 0, self._implicit, True)
             value = convert_value(vr, element, self._encodings)
         self._values[tag] = value
         return value
+
+
+def _integer(value: bytes) -> int | None:
+    """A single IS value of digits (and a sign) as pydicom reads it (an `IS`, equal to this int);
+    None for anything else (several values, a decimal point, empty): `convert_value` decides."""
+    text = value.strip(b" \x00")
+    digits = text[1:] if text[:1] in (b"+", b"-") else text
+    if not digits.isdigit() or not digits.isascii() or len(text) > 12:
+        return None
+    return int(text)
 
 
 def _strings(value: bytes) -> str | MultiValue[str]:
