@@ -46,7 +46,7 @@ from storage.errors import Conflict
 log = logging.getLogger(__name__)
 
 BATCH = 128  # instances per index transaction at most
-LINGER = 0.01  # seconds a batch may wait for more instances before it is indexed
+LINGER = 0.05  # seconds a batch may wait for more instances before it is indexed
 _GONE_KEPT = 1024  # UIDs indexed lately, remembered for `admit`s in progress (then pruned)
 _RETRY_AFTER = 1.0  # seconds: the database or the store failed a batch; it stays held meanwhile
 
