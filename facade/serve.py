@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -46,12 +47,18 @@ log = logging.getLogger(__name__)
 AUDIT_FLUSH_INTERVAL = 0.5  # seconds: a crash loses at most the audit events of the last half second
 PARENT_WATCH_INTERVAL = 0.5  # seconds: how soon a serving child notices its parent is gone
 OUTBOX_INTERVAL = 0.2  # seconds between looks at the outbox (also woken by each enqueue's commit)
+SWITCH_INTERVAL = 0.001  # seconds a thread runs Python before one waiting for the interpreter gets it
 
 
 def serve(settings: Settings) -> None:
     """One serving process, or with `workers` above one a parent and its serving children
     (`facade.processes`); a child is a serving process handed its parent's sockets."""
     configure_logging(settings.log_level)
+    # An association thread whose fsync or socket read returns waits for the interpreter while
+    # the indexer (or another association) runs Python; by default that can be 5 ms, longer
+    # than a whole C-STORE round trip. 1 ms: one association 279-305 -> 340-425 instances/s
+    # (same minute, 2,000 MR), two unchanged; shorter switches cost more than they save.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     problem = settings.insecure_auth()
     if problem is not None:
         log.error("auth.misconfigured", extra={"reason": problem})
