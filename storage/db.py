@@ -114,6 +114,7 @@ class Database:
         self._one_writer: AbstractContextManager[Any] = (
             threading.RLock() if engine.dialect.name == "sqlite" else nullcontext()
         )
+        self._lookups: list[Lookup] = []
 
     @property
     def dialect(self) -> str:
@@ -141,7 +142,9 @@ class Database:
 
     def lookup(self, statement: Select[Any]) -> Lookup:
         """`statement` compiled once, for `Lookup.one` (a hot path's single lookup)."""
-        return Lookup(self.engine, statement)
+        lookup = Lookup(self.engine, statement)
+        self._lookups.append(lookup)
+        return lookup
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -182,15 +185,23 @@ class Database:
         raise AssertionError("unreachable")
 
     def dispose(self) -> None:
+        for lookup in self._lookups:
+            lookup.close()
         self.engine.dispose()
 
 
 class Lookup:
-    """A read-only statement compiled once, run in autocommit on a bare driver connection from
-    the pool: what `Database.peek` does, without a `Connection`, its compiled-cache lookup and its
+    """A read-only statement compiled once, run in autocommit on a bare driver connection of its
+    own: what `Database.peek` does, without a `Connection`, its compiled-cache lookup and its
     result machinery, which are most of such a lookup's cost (0.2 ms of 0.22 on SQLite), for the
     one statement a C-STORE runs before its answer. Only for statements whose parameters and
-    columns are plain values (text, integers, NULL): nothing is converted either way."""
+    columns are plain values (text, integers, NULL): nothing is converted either way.
+
+    Its connections are taken from the pool once and kept (detached, in autocommit), up to
+    `_KEPT` idle ones: no checkout, pre-ping (a round trip of its own on PostgreSQL) or reset per
+    lookup. One that fails with a disconnect is closed, and the next lookup opens another."""
+
+    _KEPT = 8
 
     def __init__(self, engine: Engine, statement: Select[Any]) -> None:
         compiled = statement.compile(dialect=engine.dialect)
@@ -199,6 +210,9 @@ class Lookup:
         self._positions = compiled.positiontup if compiled.positional else None  # else by name
         self._values = dict(compiled.params)  # literals in the statement; the rest come with `one`
         self._postgresql = engine.dialect.name == "postgresql"
+        self._idle: list[Any] = []  # detached pool connections, in autocommit
+        self._guard = threading.Lock()
+        self._closed = False
 
     def one(self, **params: Any) -> tuple[Any, ...] | None:
         """The first row, or None; an outage is `Unavailable`, as everywhere."""
@@ -206,30 +220,53 @@ class Lookup:
         args = values if self._positions is None else tuple(values[name] for name in self._positions)
         dbapi_error = self._engine.dialect.loaded_dbapi.Error
         with _unavailable_on_outage():
-            try:
-                pooled = self._engine.raw_connection()
-            except dbapi_error as exc:  # the pool hands a failed connect on unwrapped
-                raise self._wrapped(exc, disconnect=True) from exc
-            driver: Any = pooled.driver_connection
+            connection = self._take(dbapi_error)
             cursor = None
             try:
-                if self._postgresql:
-                    driver.autocommit = True  # no transaction: one round trip
-                cursor = pooled.cursor()
+                cursor = connection.cursor()
                 cursor.execute(self._sql, args)
                 row = cursor.fetchone()
+                cursor.close()
             except dbapi_error as exc:
-                disconnect = self._engine.dialect.is_disconnect(exc, driver, cursor)
+                disconnect = self._engine.dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
                 if disconnect:
-                    pooled.invalidate(exc)
+                    connection.close()
+                else:
+                    self._give(connection)
                 raise self._wrapped(exc, disconnect=disconnect) from exc
-            finally:
-                if cursor is not None:
-                    cursor.close()
-                if self._postgresql and pooled.is_valid:
-                    driver.autocommit = False  # as the pool's other users expect
-                pooled.close()
+            except BaseException:
+                connection.close()
+                raise
+            self._give(connection)
             return None if row is None else tuple(row)
+
+    def close(self) -> None:
+        """Close the kept connections (the engine's `dispose` does not know them)."""
+        with self._guard:
+            idle, self._idle, self._closed = self._idle, [], True
+        for connection in idle:
+            connection.close()
+
+    def _take(self, dbapi_error: type[Exception]) -> Any:
+        with self._guard:
+            if self._idle:
+                return self._idle.pop()
+        try:
+            connection = self._engine.raw_connection()
+        except dbapi_error as exc:  # the pool hands a failed connect on unwrapped
+            raise self._wrapped(exc, disconnect=True) from exc
+        connection.detach()  # ours now: closed by `close`, never returned to the pool
+        if self._postgresql:
+            driver: Any = connection.dbapi_connection
+            driver.autocommit = True  # no transaction: one round trip
+        return connection
+
+    def _give(self, connection: Any) -> None:
+        with self._guard:
+            if not self._closed and len(self._idle) < self._KEPT:
+                self._idle.append(connection)
+                return
+        connection.close()
 
     def _wrapped(self, exc: Exception, *, disconnect: bool) -> BaseException:
         """SQLAlchemy's own exception for a driver's, as a `Connection` would have raised it."""
