@@ -133,6 +133,7 @@ class DeferredIndex:
         self._reading: Counter[int] = Counter()  # `admit`s reading the index, by the commit they follow
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._lingering = False  # the indexer lets a batch grow: only a full one need wake it
 
     def admit(self, h: InstanceHeader, check_index: Callable[[InstanceHeader], bool]) -> None:
         """Refuse (Conflict) what the index would refuse, counting what is held here; else reserve
@@ -171,7 +172,8 @@ class DeferredIndex:
                 self._thread.start()
             self._queue.append(held)
             self._submitted += 1
-            self._cond.notify_all()
+            if not self._lingering or len(self._queue) >= BATCH:
+                self._cond.notify_all()
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted before this call is indexed; False on timeout."""
@@ -230,11 +232,15 @@ class DeferredIndex:
         more instances), unless it is full, someone waits for the index (`drain`) or we stop. No
         answer waits for this: C-STORE answers once an instance is held."""
         deadline = time.monotonic() + LINGER
-        while len(self._queue) < BATCH and not self._stopping and not self._draining:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self._cond.wait(left)
+        self._lingering = True
+        try:
+            while len(self._queue) < BATCH and not self._stopping and not self._draining:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
+        finally:
+            self._lingering = False
 
     def _index(self, batch: list[Held]) -> None:
         created = self._blobs.store_held([(held.arrival.blob_key, held.path) for held in batch])

@@ -121,7 +121,7 @@ def test_a_lookup_reads_what_is_committed_and_leaves_its_connection_as_it_found_
     """`Database.lookup`, the C-STORE admission's statement on a bare driver connection: the same
     rows as Core, no transaction of its own (a writer under way neither blocks it nor shows it
     what is not committed), and the pool's connections left to writers and readers as they were
-    (the lookup keeps its own).""
+    (the lookup keeps its own)."""
     probe = select(FhirResourceRow.res_id, FhirResourceRow.version_id).where(
         FhirResourceRow.res_type == "Basic", FhirResourceRow.res_id == bindparam("id")
     )
