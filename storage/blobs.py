@@ -149,7 +149,7 @@ class FileBlobStore:
 
     def put_file(self, key: str, src: Path) -> bool:
         dest = self.path(key)
-        try:
+        with _room():
             existed = dest.exists()
             created = _make_dirs(dest.parent, stop=self.root)
             _fsync_file(src)
@@ -163,10 +163,6 @@ class FileBlobStore:
             for directory in created:
                 _fsync_dir(directory.parent)
             return not existed
-        except OSError as exc:
-            if no_room(exc):
-                raise Unavailable("no room left in the blob store") from exc
-            raise
 
     def _copy_in(self, src: Path, dest: Path) -> None:
         """Across file systems: copy into staging, fsync, rename, then drop the source."""
@@ -218,27 +214,24 @@ class FileBlobStore:
     def hold(self, src: Path, label: str) -> Path:
         if not _LABEL.match(label):
             raise ValueError("a held file's label is hex digits")
-        try:
+        with _room():
             own = self._own_dir()
             dest = own / f"{time.time_ns():020d}.{uuid.uuid4().hex}.{label}.dcm"
             _fsync_file(src)
             os.rename(src, dest)  # staging and .held share the store's file system
             self._own_sync.changed()
-        except OSError as exc:
-            if no_room(exc):
-                raise Unavailable("no room left in the blob store") from exc
-            raise
         return dest
 
     def slot(self) -> Path | None:
         with self._slots_guard:
             if not self._slots and self._slots_kept is not False:
-                self._slots = self._make_slots()
+                with _room():
+                    self._slots = self._make_slots()
             return self._slots.pop() if self._slots else None
 
     def _make_slots(self) -> list[Path]:
         own = self._own_dir()
-        slots = []
+        slots: list[Path] = []
         try:
             for _ in range(SLOTS):
                 slot = own / f"{uuid.uuid4().hex}{_SLOT}"
@@ -251,28 +244,22 @@ class FileBlobStore:
                         slot.unlink()
                     return []
             self._own_sync.changed()
-        except OSError as exc:
+        except OSError:
             for slot in slots:
                 slot.unlink(missing_ok=True)
-            if no_room(exc):
-                raise Unavailable("no room left in the blob store") from exc
             raise
         return slots
 
     def hold_slot(self, slot: Path, label: str) -> Path:
         if not _LABEL.match(label):
             raise ValueError("a held file's label is hex digits")
-        try:
+        with _room():
             fd = os.open(slot, os.O_WRONLY)
             try:
                 os.setxattr(fd, _HELD_MARK, f"{time.time_ns():020d}.{label}".encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        except OSError as exc:
-            if no_room(exc):
-                raise Unavailable("no room left in the blob store") from exc
-            raise
         return slot
 
     def held(self) -> list[Path]:
@@ -339,6 +326,17 @@ class FileBlobStore:
 
     def release(self, held: Path) -> None:
         held.unlink(missing_ok=True)
+
+
+@contextmanager
+def _room() -> Iterator[None]:
+    """No room left in the store (ENOSPC, EDQUOT) is `Unavailable`; other errors pass."""
+    try:
+        yield
+    except OSError as exc:
+        if no_room(exc):
+            raise Unavailable("no room left in the blob store") from exc
+        raise
 
 
 def held_label(held: Path) -> str:
