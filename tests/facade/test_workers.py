@@ -204,7 +204,8 @@ def test_children_stop_when_their_parent_is_killed(settings: Settings, tmp_path:
         again = _start(env, log)
         healthz = f"http://127.0.0.1:{http_port}/healthz"
         try:
-            wait_until(lambda: httpx.get(healthz, timeout=2).status_code == 200)
+            # a second cold start (interpreter, migrations check, two children) on a loaded machine
+            wait_until(lambda: httpx.get(healthz, timeout=2).status_code == 200, timeout=90)
         finally:
             _stop(again)
         assert again.returncode == 0
