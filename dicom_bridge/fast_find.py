@@ -15,6 +15,7 @@ from pydicom.uid import UID
 
 from dicom_bridge import dimse_command as dimse
 from dicom_bridge.find_responses import PENDING, FindRequest, FindResponder
+from mapping.dicom.find_identifier import Identifier
 from mapping.dicom.frozen import decode, encoded
 
 if TYPE_CHECKING:
@@ -68,10 +69,10 @@ def answer_find(
             return
 
 
-def encoded_or_empty(ds: Dataset, syntax: UID) -> bytes:
-    """`ds` in the context's transfer syntax; b"" when it cannot be written."""
+def encoded_or_empty(match: Dataset | Identifier, syntax: UID) -> bytes:
+    """`match` in the context's transfer syntax; b"" when it cannot be written."""
     try:
-        return encoded(ds, syntax)
+        return match.encoded(syntax) if isinstance(match, Identifier) else encoded(match, syntax)
     except Exception:
         return b""
 
