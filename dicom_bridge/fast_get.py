@@ -3,7 +3,9 @@ unique keys name the instances (`sub_operations.instances_named`, as pynetdicom'
 and each goes to the requestor as a C-STORE sub-operation on the same association, its response
 awaited before the next; a pending C-GET-RSP with the counts after each, the final one after the
 last (0x0000; 0xB000 when some failed or warned; 0xA702 when all failed; 0xFE00 on C-CANCEL,
-checked before each sub-operation), as pynetdicom's Query/Retrieve service class answers.
+checked before each sub-operation), as pynetdicom's Query/Retrieve service class answers. Each
+pending response goes out in one write with the next C-STORE request (or the final response):
+the requestor reads both at once, and a sub-operation costs one round trip.
 
 Which context and transfer syntax an instance goes in is `sub_operations.sending`, as on
 pynetdicom's path: as stored, its file's data set streamed as it is read, no decode; else decoded
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pydicom import Dataset
@@ -87,7 +90,7 @@ def answer_get(association: FastAssociation, get: GetScp, context_id: int, reque
             listing = Dataset()
             listing.FailedSOPInstanceUIDList = tally.failed_uids
             failed_list = encode(listing, syntax)
-        association.send(context_id, rsp(status, tally, comment), failed_list)
+        association.send(context_id, rsp(status, tally, comment), failed_list)  # the deferred first
         association.count("retrieves")
         association.count("retrieved", tally.completed + tally.warning)
         association.count("not_retrieved", tally.failed)
@@ -104,6 +107,7 @@ def answer_get(association: FastAssociation, get: GetScp, context_id: int, reque
         finish(SUCCESS, tally)
         return
     message_id = request.message_id
+    choose = _chooser(association)
     for record in instances:
         if watch():
             watch.check()
@@ -111,7 +115,9 @@ def answer_get(association: FastAssociation, get: GetScp, context_id: int, reque
             finish(CANCEL, tally)
             return
         message_id = message_id % 65535 + 1
-        status = _sub_operation(association, get.retrieve, record, message_id, watch)
+        status = _sub_operation(
+            association, get.retrieve, record, choose(record), message_id=message_id, watch=watch
+        )
         tally.remaining -= 1
         if status is None or not (status == SUCCESS or status in _STORE_WARNINGS):
             tally.failed += 1
@@ -120,7 +126,8 @@ def answer_get(association: FastAssociation, get: GetScp, context_id: int, reque
             tally.completed += 1
         else:
             tally.warning += 1
-        association.send(context_id, rsp(PENDING, tally))
+        # sent with the next sub-operation's C-STORE (or the final response): one write for both
+        association.defer(association.message(context_id, rsp(PENDING, tally)))
         tally.reported = True
     ms = round((time.perf_counter() - started) * 1000, 2)
     log.info(
@@ -143,11 +150,16 @@ def _instances(
 
 
 def _sub_operation(
-    association: FastAssociation, retrieve: Retrieve, record: Match, message_id: int, watch: CancelWatch
+    association: FastAssociation,
+    retrieve: Retrieve,
+    record: Match,
+    choice: Sending | None,
+    *,
+    message_id: int,
+    watch: CancelWatch,
 ) -> int | None:
-    """Send one instance and await its C-STORE-RSP: its status, or None when it could not be sent
-    (no context for it, its file gone or undecodable)."""
-    choice = _context_for(association, record)
+    """Send one instance as `choice` says and await its C-STORE-RSP: its status, or None when it
+    could not be sent (no context for it, its file gone or undecodable)."""
     if choice is None:
         return None
     context_id, syntax = choice.context_id, choice.syntax
@@ -168,6 +180,19 @@ def _sub_operation(
         if answer.field == dimse.C_STORE_RSP and answer.responding_to == message_id:
             return answer.status
         watch.take(answer)  # a C-CANCEL (acted on before the next sub-operation), else the end
+
+
+def _chooser(association: FastAssociation) -> Callable[[Match], Sending | None]:
+    """`_context_for`, worked out once per SOP class and stored transfer syntax of a retrieve."""
+    known: dict[tuple[str, str], Sending | None] = {}
+
+    def choose(record: Match) -> Sending | None:
+        kind = (str(record["sop_class_uid"]), str(record["transfer_syntax"]))
+        if kind not in known:
+            known[kind] = _context_for(association, record)
+        return known[kind]
+
+    return choose
 
 
 def _context_for(association: FastAssociation, record: Match) -> Sending | None:
