@@ -4,7 +4,8 @@ The SQL only narrows: every condition becomes a predicate that keeps all rows th
 (exact equality, a date range, `IN` for value lists, `LIKE` on a literal run for names and
 wildcards), and the caller checks each record with `mapping.dicom.matching`, the one definition
 of a match. Pages follow the level's primary key, so a long answer is read a page at a time and
-a cancelled one stops reading.
+a cancelled one stops reading. A page's statement is built once per shape of query and run again
+with each query's values (`_prepared`).
 
 A record is a dict of the `field`s of `mapping.dicom.query_keys.KEYS`, plus `pk`, and `charset`
 (the Specific Character Set of the entity's instances, as stored) when the plan wants it: C-FIND
