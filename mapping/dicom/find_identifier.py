@@ -32,6 +32,7 @@ _LONG = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
 _TAG = struct.Struct("<HH")
 _SHORT, _LENGTH = struct.Struct("<H"), struct.Struct("<I")
 _IS_MAX = 2**31 - 1  # IS is a signed 32-bit integer (PS3.5 6.2)
+_LAID_OUT: dict[str, bool | None] = {}  # transfer syntax -> Implicit VR, or None: not written here
 
 
 class _Other(Exception):
@@ -76,7 +77,19 @@ class FindIdentifiers:
             and e.constant.isascii()
             for e in elements
         )
-        self._heads = {implicit: [(e, e.head(implicit)) for e in elements] for implicit in (True, False)}
+        self._steps = {implicit: self._layout(implicit) if self._plain else [] for implicit in (True, False)}
+
+    def _layout(self, implicit: bool) -> list[tuple[_Element | None, bytes]]:
+        """Each element in tag order: those with a field of the record, with their header (and
+        the element as written empty); the others written whole once."""
+        steps: list[tuple[_Element | None, bytes]] = []
+        for element in self._elements:
+            head = element.head(implicit)
+            if element.field is None:
+                steps.append((None, _value(element, head, element.constant, implicit)))
+            else:
+                steps.append((element, head))
+        return steps
 
     def dataset(self, record: Mapping[str, object], stored_charset: str) -> Dataset:
         """The identifier as a data set (`query_keys.response_identifier`)."""
@@ -86,8 +99,13 @@ class FindIdentifiers:
 
     def encoded(self, record: Mapping[str, object], stored_charset: str, syntax: UID) -> bytes:
         """The identifier in the transfer syntax `syntax`, as `frozen.encode` writes `dataset`."""
-        if syntax.is_little_endian and not syntax.is_deflated:
-            data = self.written(record, implicit=syntax.is_implicit_VR)
+        implicit = _LAID_OUT.get(syntax)
+        if implicit is None and syntax not in _LAID_OUT:
+            implicit = _LAID_OUT[syntax] = (
+                syntax.is_implicit_VR if syntax.is_little_endian and not syntax.is_deflated else None
+            )
+        if implicit is not None:
+            data = self.written(record, implicit=implicit)
             if data is not None:
                 return data
         return encode(self.dataset(record, stored_charset), syntax)
@@ -97,43 +115,42 @@ class FindIdentifiers:
         None when it is to be written from its data set (see the module's doc)."""
         if not self._plain:
             return None
+        out = bytearray()
         try:
-            return self._written(record, implicit)
+            for element, written in self._steps[implicit]:
+                if element is None:
+                    out += written
+                    continue
+                value = record.get(element.field or "")
+                text = value if type(value) is str else "" if value is None else str(value)
+                out += _value(element, written, text, implicit)
         except _Other:
             return None
-
-    def _written(self, record: Mapping[str, object], implicit: bool) -> bytes:
-        out = bytearray()
-        for element, head in self._heads[implicit]:
-            vr = element.vr
-            if element.field is None:
-                text = element.constant
-            else:
-                value = record.get(element.field)
-                text = "" if value is None else str(value)
-            if not text or vr == "SQ":
-                value_bytes = b""
-            elif not text.isascii():
-                raise _Other  # a character set to choose: the data set's way
-            elif vr in _TEXT:
-                if vr == "PN":
-                    text = trimmed_name(text)
-                value_bytes = text.encode()
-                if len(value_bytes) % 2:
-                    value_bytes += b"\0" if vr == "UI" else b" "
-            elif vr == "IS":
-                value_bytes = _integer_string(text)
-            else:
-                value_bytes = _binary(vr, text)
-            length = len(value_bytes)
-            if implicit or vr in _LONG:
-                out += head + _LENGTH.pack(length)
-            elif length <= 0xFFFF:
-                out += head + _SHORT.pack(length)
-            else:
-                raise _Other
-            out += value_bytes
         return bytes(out)
+
+
+def _value(element: _Element, head: bytes, text: str, implicit: bool) -> bytes:
+    """One element: its header, then `text` as its VR's value (raises `_Other` for what the data
+    set's way writes)."""
+    vr = element.vr
+    if not text or vr == "SQ":
+        value = b""
+    elif not text.isascii():
+        raise _Other  # a character set to choose: the data set's way
+    elif vr in _TEXT:
+        value = (trimmed_name(text) if vr == "PN" else text).encode()
+        if len(value) % 2:
+            value += b"\0" if vr == "UI" else b" "
+    elif vr == "IS":
+        value = _integer_string(text)
+    else:
+        value = _binary(vr, text)
+    length = len(value)
+    if implicit or vr in _LONG:
+        return head + _LENGTH.pack(length) + value
+    if length > 0xFFFF:
+        raise _Other
+    return head + _SHORT.pack(length) + value
 
 
 def _integer_string(text: str) -> bytes:
