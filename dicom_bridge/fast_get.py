@@ -118,7 +118,7 @@ def answer_get(association: FastAssociation, get: GetScp, context_id: int, reque
             finish(CANCEL, tally)
             return
         message_id = message_id % 65535 + 1
-        sent = _sent(following, record)
+        sent, following = _sent(following, record), None  # let its bytes go before the next's come
         # the next C-STORE is read and written while the peer stores this one
         following = prepare(instances[at + 1], message_id % 65535 + 1) if at + 1 < len(instances) else None
         status = _store_response(association, message_id, watch) if sent else None
@@ -174,7 +174,7 @@ def _preparer(association: FastAssociation, retrieve: Retrieve) -> Callable[[Mat
             if choice.way is Way.AS_STORED:
                 with retrieve.stored_data_set(blob) as data_set:
                     data = data_set.read(_PREFETCH + 1)
-                if len(data) > _PREFETCH:
+                if len(data) > _PREFETCH or not data:  # big (or empty): from its file, as it is read
                     return lambda: _stream(association, retrieve, blob, context_id, command)
             else:
                 data = retrieve.data_set_bytes(blob, choice.syntax)
