@@ -2,6 +2,8 @@
 plugin) holding the same data.
 
     make bench-query                 # or: .venv/bin/python -m bench.query [--quick]
+    .venv/bin/python -m bench.query --only C-FIND --only C-GET --profile prof.txt
+                                     # those rows only; py-spy --gil of the facade meanwhile
 
 The set (generated once under bench/.work/data): 20,000 small instances (8x8), 1,000 studies of
 two series of ten, 500 patients, five modalities, study dates over two years, and one study of
@@ -24,6 +26,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -48,6 +51,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2,000 instances, fewer repetitions")
     parser.add_argument("--repeat", type=int, default=40, help="requests of each kind per server")
+    parser.add_argument(
+        "--only", action="append", help="rows whose label contains this (repeatable; 'C-GET' for C-GET)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy --gil samples of the facade's processes during the rows, as collapsed stacks",
+    )
     args = parser.parse_args()
     if os.environ.get(NETNS_FLAG) != "1":
         return _reexec_in_netns("bench.query")
@@ -61,7 +72,7 @@ def main() -> int:
     repeat = 10 if args.quick else args.repeat
     files, facts = _dataset(studies)
     rng = random.Random(1)  # noqa: S311 - which queries to ask, not secrets
-    with _server("orthanc") as (orthanc, _), _server("facade") as (facade, _):
+    with _server("orthanc") as (orthanc, _), _server("facade") as (facade, facade_pid):
         for target in (orthanc, facade):
             rate = _send(target, files, 2)
             print(f"loaded {len(files)} instances into {target.name}: {rate:.0f} instances/s", flush=True)
@@ -82,8 +93,12 @@ def main() -> int:
             "WADO-RS one instance": lambda: _retrieving(web, rng.choice(facts["instances"])),
             "WADO-RS rendered 512x512 CT (JPEG)": lambda: _retrieving(web, facts["ct512"], rendered=True),
         }
+        wanted = [r for r in [*requests, "C-GET"] if not args.only or any(o in r for o in args.only)]
+        spy = _profiling(args.profile, facade_pid) if args.profile else None
         rows = []
         for label, make in requests.items():
+            if label not in wanted:
+                continue
             samples: dict[str, list[float]] = {"facade": [], "orthanc": []}
             counts: dict[str, set[int]] = {"facade": set(), "orthanc": set()}
             for _ in range(repeat):
@@ -93,11 +108,28 @@ def main() -> int:
                     samples[target.name].append(ms)
                     counts[target.name].add(n)
             rows.append((label, samples, counts))
-        rates = {t.name: [_get_rate(t, facts["big_study"]) for _ in range(3)] for t in (facade, orthanc)}
+        rates: dict[str, list[float]] = {"facade": [], "orthanc": []}
+        for _ in range(3 if "C-GET" in wanted else 0):
+            for target in (facade, orthanc):
+                rates[target.name].append(_get_rate(target, facts["big_study"]))
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=120)
     _report(rows, len(files))
-    f, o = statistics.median(rates["facade"]), statistics.median(rates["orthanc"])
-    print(f"\nC-GET of a 100-instance study: facade {f:.0f} instances/s, Orthanc {o:.0f}, ratio {f / o:.2f}")
+    if rates["facade"]:
+        f, o = statistics.median(rates["facade"]), statistics.median(rates["orthanc"])
+        print(
+            f"\nC-GET of a 100-instance study: facade {f:.0f} instances/s, Orthanc {o:.0f}, ratio {f / o:.2f}"
+        )
     return 0
+
+
+def _profiling(output: Path, pid: int) -> subprocess.Popen[bytes]:
+    """py-spy recording the facade's serving processes (with --gil: where they hold the GIL)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    command = [spy, "record", "--gil", "--subprocesses", "-r", "500", "-f", "raw", "-o", str(output)]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    return subprocess.Popen([*command, "--pid", str(pid)], **quiet)
 
 
 def _dicomweb(target: Target) -> httpx.Client:

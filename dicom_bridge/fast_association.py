@@ -92,6 +92,8 @@ class FastAssociation:
     counts: dict[str, int] = field(default_factory=store_counts)
     _send_lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: list[tuple[int, int, memoryview]] = field(default_factory=list)
+    sends: int = 0  # sends so far: a `CancelWatch` looks at the socket once after each
+    _deferred: bytes = b""  # to go out with the next send (`defer`)
 
     def run(self) -> str:
         """Serve requests until the association ends; how it ended: released or aborted."""
@@ -270,8 +272,11 @@ class FastAssociation:
         within the peer's maximum length, written in batches (memory: a batch at a time)."""
         room = max(self.accepted.peer_max_pdu - 6, 1) if self.accepted.peer_max_pdu else _STREAM_PDV
         with self._send_lock:
-            self.sock.sendall(_pdus(context_id, 0x01, command, room))
-            out, part = bytearray(), data_set.read(room)
+            out = bytearray(self._deferred)  # with the command, and the data set's start
+            out += _pdus(context_id, 0x01, command, room)
+            self._deferred = b""
+            self.sends += 1
+            part = data_set.read(room)
             while True:
                 following = data_set.read(room)
                 control = 0x00 if following else 0x02
@@ -331,12 +336,40 @@ class FastAssociation:
     def send(self, context_id: int, command: bytes, data_set: bytes = b"") -> None:
         """The command set, then the data set if any, in P-DATA-TF PDUs of one fragment each
         within the peer's maximum length: one `sendall`."""
-        room = self.accepted.peer_max_pdu - 6 if self.accepted.peer_max_pdu else 0
+        self.send_bytes(self.message(context_id, command, data_set))
+
+    def message(self, context_id: int, command: bytes, data_set: bytes = b"") -> bytes | bytearray:
+        """The P-DATA-TF PDUs `send` sends: the command set and the data set as two PDV items of
+        one PDU when it fits within the peer's maximum length (PS3.8 9.3.5), else each in PDUs of
+        one fragment each."""
+        peer_max = self.accepted.peer_max_pdu
+        both = len(command) + len(data_set) + 12
+        if data_set and (not peer_max or both <= peer_max):
+            return (
+                _HEADER.pack(_P_DATA, both)
+                + _ITEM.pack(len(command) + 2, context_id, 0x03)
+                + command
+                + _ITEM.pack(len(data_set) + 2, context_id, 0x02)
+                + data_set
+            )
+        room = peer_max - 6 if peer_max else 0
         out = _pdus(context_id, 0x01, command, room or len(command))
         if data_set:
             out += _pdus(context_id, 0x00, data_set, room or len(data_set))
+        return out
+
+    def send_bytes(self, data: bytes | bytearray) -> None:
+        """PDUs `message` made (several messages' together: one `sendall`), behind those deferred."""
         with self._send_lock:
-            self.sock.sendall(out)
+            if self._deferred:
+                data, self._deferred = self._deferred + data, b""
+            self.sock.sendall(data)
+        self.sends += 1
+
+    def defer(self, data: bytes | bytearray) -> None:
+        """PDUs `message` made, to go out with the next send (a C-GET's pending response with
+        the next sub-operation's C-STORE: one system call and one segment for both)."""
+        self._deferred += data
 
     def _next_pdv(self, *, idle: bool) -> tuple[int, int, memoryview]:
         """The next PDV item (context id, message control header, value), reading PDUs as
@@ -434,8 +467,15 @@ class CancelWatch:
     def __init__(self, association: FastAssociation, message_id: int) -> None:
         self._association, self._message_id = association, message_id
         self.cancelled, self._broken = False, cast(Exception | None, None)
+        self._looked_after = -1  # the association's `sends` when the socket was last looked at
 
     def __call__(self) -> bool:
+        """Has the C-CANCEL arrived? The socket is looked at (a system call) once after each send,
+        not before every response: one that arrives meanwhile is seen before the next batch of
+        responses goes out."""
+        if self._association.sends == self._looked_after:
+            return self.cancelled
+        self._looked_after = self._association.sends
         if not self.cancelled:
             try:
                 while not self.cancelled and self._association.input_waiting():

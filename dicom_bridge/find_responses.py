@@ -24,6 +24,7 @@ from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.events import Event
 
 from dicom_bridge.statuses import failure
+from mapping.dicom.find_identifier import Identifier
 from storage.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 PENDING, SUCCESS, CANCEL = 0xFF00, 0x0000, 0xFE00
 OUT_OF_RESOURCES, IDENTIFIER_MISMATCH, UNABLE_TO_PROCESS = 0xA700, 0xA900, 0xC000
 
-Response = tuple[int | Dataset, Dataset | None]
+Response = tuple[int | Dataset, Dataset | Identifier | None]  # a match: a data set, or written when sent
 Q = TypeVar("Q")
 
 
@@ -97,7 +98,7 @@ def read_query(
 
 
 def answer(
-    responses: Iterator[Dataset],
+    responses: Iterator[Dataset] | Iterator[Identifier],
     request: FindRequest,
     name: str,
     facts: dict[str, object],

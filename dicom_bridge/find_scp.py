@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator, Mapping
 from functools import partial
 
+from pydicom import Dataset
 from pynetdicom import evt
 from pynetdicom.events import Event, EventHandlerType
 
@@ -25,7 +26,6 @@ from dicom_bridge.find_responses import (
     UNABLE_TO_PROCESS,
     FindHandler,
     FindRequest,
-    Response,
     Responses,
     answer,
     facts_of,
@@ -33,7 +33,8 @@ from dicom_bridge.find_responses import (
     read_query,
 )
 from dicom_bridge.statuses import failure
-from mapping.dicom.query_keys import BadIdentifier, Model, plan_from_identifier, response_identifier
+from mapping.dicom.find_identifier import FindIdentifiers, Identifier
+from mapping.dicom.query_keys import BadIdentifier, Model, plan_from_identifier
 from storage.usecases.query import Query
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,10 @@ class FindScp:
         """Is there a C-FIND of this SOP class that `respond` answers?"""
         return sop_class_uid in MODELS or sop_class_uid in self._others
 
-    def on_c_find(self, event: Event) -> Iterator[Response]:
-        """pynetdicom's EVT_C_FIND handler."""
-        yield from self.respond(from_event(event))
+    def on_c_find(self, event: Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+        """pynetdicom's EVT_C_FIND handler (it is given data sets)."""
+        for status, match in self.respond(from_event(event)):
+            yield status, match.dataset() if isinstance(match, Identifier) else match
 
     def respond(self, request: FindRequest) -> Responses:
         """The responses to one C-FIND, of whatever SOP class `answers`."""
@@ -78,10 +80,6 @@ class FindScp:
             yield refusal or (failure(UNABLE_TO_PROCESS, "no query"), None)
             return
         facts |= {"model": model, "query_level": plan.level}
-        responses = (
-            response_identifier(
-                plan, record, stored_charset=record.get("charset") or "", retrieve_ae=self._ae_title
-            )
-            for record in self._query.find(plan)
-        )
+        identifiers = FindIdentifiers(plan, retrieve_ae=self._ae_title)
+        responses = (Identifier(identifiers, record) for record in self._query.find(plan))
         yield from answer(responses, request, "c_find", facts, started)

@@ -96,8 +96,14 @@ KEYS: tuple[Key, ...] = (
     Key("NumberOfFrames", "IMAGE", "number_of_frames"),
 )
 _BY_KEYWORD = {k.keyword: k for k in KEYS}
+_BINARY_INTEGERS = frozenset({"US", "UL", "SS", "SL"})
 MULTI_VALUED = frozenset({"modalities", "sop_classes"})  # '\\'-joined in match records
 _NOT_KEYS = frozenset({"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle"})
+
+
+def key_of(keyword: str) -> Key | None:
+    """The key of that keyword, when we hold one."""
+    return _BY_KEYWORD.get(keyword)
 
 
 class BadIdentifier(ValueError):
@@ -196,6 +202,8 @@ def response_identifier(
             ds.add_new(tag, vr, None)
         elif keyword in ("ModalitiesInStudy", "SOPClassesInStudy"):
             ds.add_new(tag, vr, text.split("\\"))
+        elif vr in _BINARY_INTEGERS:  # Rows, Columns: a number, not its text
+            ds.add_new(tag, vr, int(text) if text.isdigit() else None)
         else:
             ds.add_new(tag, vr, text)
     return ds

@@ -32,14 +32,19 @@ class Query:
         sees its patient's studies only, counts and `limit` included)."""
         after = 0
         while True:
-            with self._db.read() as session:
-                records = index_query.page(session, plan, after=after, size=self._page_size)
+            if visibility.everything:  # a bare connection: no ORM session to set up
+                with self._db.read_connection() as conn:
+                    records = index_query.page(conn, plan, after=after, size=self._page_size)
                 matching = [r for r in records if _satisfies(plan, r)]
-                if matching and not visibility.everything:
-                    seen = self._search.visible_among(
-                        session, "ImagingStudy", sorted({r["study_uid"] for r in matching}), visibility
-                    )
-                    matching = [r for r in matching if r["study_uid"] in seen]
+            else:
+                with self._db.read() as session:
+                    records = index_query.page(session.connection(), plan, after=after, size=self._page_size)
+                    matching = [r for r in records if _satisfies(plan, r)]
+                    if matching:
+                        seen = self._search.visible_among(
+                            session, "ImagingStudy", sorted({r["study_uid"] for r in matching}), visibility
+                        )
+                        matching = [r for r in matching if r["study_uid"] in seen]
             yield from matching
             if len(records) < self._page_size:
                 return

@@ -150,3 +150,27 @@ def test_pages_cover_the_whole_answer(services: Services) -> None:
     small = [r["pk"] for r in Query(services.db, services.search, page_size=3).find(plan)]
     assert small == [r["pk"] for r in services.query.find(plan)]
     assert len(small) == len(set(small)) > 10
+
+
+def test_queries_of_one_shape_each_get_their_own_answer(services: Services) -> None:
+    """A page statement is built once per shape of query and run again with each query's values:
+    lists of other lengths, other bounds, other patterns find what they ask, not the first's."""
+    _populate(services)
+    asked = [
+        {"PatientID": "PID-1"}, {"PatientID": "PID-2"},
+        {"ModalitiesInStudy": ["CT", "MR"]}, {"ModalitiesInStudy": ["SR", "US", "PR"]},
+        {"StudyDate": "20230101-20231231"}, {"StudyDate": "20240101-20241231"},
+        {"PatientName": "doe*"}, {"PatientName": "müller*"},
+    ]  # fmt: skip
+    answers = []
+    for keys in asked:
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel = "STUDY"
+        for keyword, value in keys.items():
+            setattr(identifier, keyword, value)
+        plan = plan_from_identifier("study", identifier)
+        answer = [r["pk"] for r in services.query.find(plan)]
+        assert answer == _brute_force(services, plan), keys
+        answers.append(answer)
+    for first, second in zip(answers[::2], answers[1::2], strict=True):
+        assert first and second and first != second
