@@ -50,8 +50,26 @@ def scan(data: bytes, start: int, size: int, *, implicit: bool, wanted: Collecti
     found: Elements = {}
     pos = start
     end = len(data)
+    header = _HEADER.unpack_from
     while pos < end:
-        tag, vr, length, value = _element(data, pos, implicit)
+        # `_element`, inlined: this loop runs for every top-level element of every instance
+        if pos + 8 > end:
+            raise Unsupported("an element header runs past the bytes read")
+        group, element, length = header(data, pos)
+        tag = group << 16 | element
+        vr: bytes | None = None
+        if implicit or group == 0xFFFE:
+            value = pos + 8
+        else:
+            vr = data[pos + 4 : pos + 6]
+            if vr in _SHORT_VRS:
+                length >>= 16  # the 4 bytes read as the length: the VR, then the 2-byte length
+                value = pos + 8
+            elif vr in _LONG_VRS and pos + 12 <= end:
+                length = _LONG_LENGTH.unpack_from(data, pos + 8)[0]
+                value = pos + 12
+            else:
+                raise Unsupported("not a value representation")
         if tag >> 16 == 0xFFFE:
             raise Unsupported("an item or delimiter among the data set's elements")
         if length == _UNDEFINED:
