@@ -35,7 +35,7 @@ from facade.listeners import DicomListener, HttpListener, mllp_listener
 from facade.logs import configure_logging
 from facade.processes import ChildProcesses, inherited_socket, listening_socket
 from facade.settings import Settings
-from facade.settle import settle
+from facade.settle import Traffic, settle
 from facade.wiring import Services, build_services
 from facade.workers import Periodic
 from hl7_interface.mllp_client import MllpClient
@@ -72,9 +72,12 @@ def serve(settings: Settings) -> None:
         services = build_services(settings)
         services.publisher.endpoint()
         workers = settings.resolved_workers()
+        traffic = Traffic()  # HL7 messages arriving: settling waits for a pause
         lifecycle = Lifecycle(
-            parent_listeners(settings, services, workers) if workers > 1 else listeners(settings, services),
-            background_workers(settings, services),
+            parent_listeners(settings, services, workers, traffic)
+            if workers > 1
+            else listeners(settings, services, traffic),
+            background_workers(settings, services, traffic),
         )
     try:
         _run(lifecycle)
@@ -106,17 +109,19 @@ def _run(lifecycle: Lifecycle) -> None:
     lifecycle.run()
 
 
-def listeners(settings: Settings, services: Services) -> list[Listener]:
+def listeners(settings: Settings, services: Services, traffic: Traffic | None = None) -> list[Listener]:
     """Every listener of a serving process, in one list, in the order they start (DICOM, MLLP,
-    then HTTP); they stop in the reverse order."""
+    then HTTP); they stop in the reverse order. `traffic` notes each HL7 message."""
     return [
         DicomListener(lambda: start_dicom(settings, services)),
-        mllp_listener(settings, Hl7Receiver(services.hl7_inbox)),
+        mllp_listener(settings, _receiver(services, traffic)),
         HttpListener(http_config(settings, services), url=settings.resolved_base_url()),
     ]
 
 
-def parent_listeners(settings: Settings, services: Services, workers: int) -> list[Listener]:
+def parent_listeners(
+    settings: Settings, services: Services, workers: int, traffic: Traffic | None = None
+) -> list[Listener]:
     """The parent of `workers` serving children: it binds the DICOM and HTTP ports for them (after
     indexing what earlier runs held) and listens to MLLP itself."""
     prepare_ingest(services)
@@ -138,7 +143,7 @@ def parent_listeners(settings: Settings, services: Services, workers: int) -> li
     )
     return [
         ChildProcesses(workers, dict(os.environ), sockets, on_child_gone=services.ingest.recover),
-        mllp_listener(settings, Hl7Receiver(services.hl7_inbox)),
+        mllp_listener(settings, _receiver(services, traffic)),
     ]
 
 
@@ -149,6 +154,10 @@ def child_listeners(settings: Settings, services: Services, inherited: dict[str,
         DicomListener(lambda: start_dicom(settings, services, listening=dicom)),
         HttpListener(http_config(settings, services), url=settings.resolved_base_url(), listening=http),
     ]
+
+
+def _receiver(services: Services, traffic: Traffic | None) -> Hl7Receiver:
+    return Hl7Receiver(services.hl7_inbox, on_message=traffic.note if traffic is not None else None)
 
 
 def http_config(settings: Settings, services: Services) -> uvicorn.Config:
@@ -163,8 +172,11 @@ def http_config(settings: Settings, services: Services) -> uvicorn.Config:
     )
 
 
-def background_workers(settings: Settings, services: Services) -> list[Periodic]:
-    """Every periodic worker of a serving process, in one list."""
+def background_workers(
+    settings: Settings, services: Services, traffic: Traffic | None = None
+) -> list[Periodic]:
+    """Every periodic worker of a serving process, in one list; settling waits for a pause in
+    the HL7 `traffic` (`facade.settle`)."""
     builtin = services.auth.builtin
     housekeeper = Housekeeper(
         [builtin.tokens.purge_expired, builtin.sessions.purge_expired] if builtin is not None else []
@@ -172,7 +184,7 @@ def background_workers(settings: Settings, services: Services) -> list[Periodic]
     settle_every = max(0.5, min(5.0, settings.stable_age_seconds / 4))
     return [
         outbox_worker(settings, services),
-        Periodic("settle", settle_every, lambda: settle(services.publisher)),
+        Periodic("settle", settle_every, lambda: settle(services.publisher, traffic)),
         Periodic("housekeeping", HOUSEKEEPING_INTERVAL, housekeeper.run_once),
         # after the listeners stopped, a last flush writes what they recorded up to the end
         Periodic("audit-flush", AUDIT_FLUSH_INTERVAL, services.audit.flush, run_at_stop=True),
