@@ -17,7 +17,8 @@ its text; `before_cursor_execute` listeners (tests counting statements) see it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -49,8 +50,8 @@ class PreparedInsert:
     def one(self, conn: Connection, row: Params) -> Any:
         """Insert one row; the RETURNING value (None when the statement returns nothing or the
         insert did nothing)."""
-        compiled = self._for(conn.dialect)
-        args = self._args(compiled, row)
+        compiled = self.compiled(conn.dialect)
+        args = self.args(compiled, row)
         cursor = self._cursor(conn, compiled, args, many=False)
         try:
             if cursor.description is None:
@@ -62,10 +63,11 @@ class PreparedInsert:
 
     def many(self, conn: Connection, rows: Sequence[Params]) -> None:
         """Insert several rows in one executemany (no RETURNING)."""
-        if not rows:
-            return
-        compiled = self._for(conn.dialect)
-        self._cursor(conn, compiled, [self._args(compiled, row) for row in rows], many=True).close()
+        if len(rows) == 1:
+            self.one(conn, rows[0])  # psycopg's executemany is a pipeline of its own: a sync more
+        elif rows:
+            compiled = self.compiled(conn.dialect)
+            self._cursor(conn, compiled, [self.args(compiled, row) for row in rows], many=True).close()
 
     def _cursor(self, conn: Connection, compiled: _Compiled, args: Any, *, many: bool) -> Any:
         dbapi = conn.connection.dbapi_connection
@@ -73,38 +75,22 @@ class PreparedInsert:
         cursor = dbapi.cursor()
         if conn.dispatch.before_cursor_execute:
             conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, args, None, many)
-        error = conn.dialect.loaded_dbapi.Error
-        try:
+        with _wrapped(conn, compiled.sql, cursor):
             if many:
                 cursor.executemany(compiled.sql, args)
             else:
                 cursor.execute(compiled.sql, args)
-        except error as exc:
-            cursor.close()
-            disconnect = conn.dialect.is_disconnect(exc, dbapi, cursor)
-            raise cast(
-                BaseException,
-                DBAPIError.instance(
-                    compiled.sql,
-                    None,  # no parameters in messages: they may carry PHI
-                    exc,
-                    error,
-                    hide_parameters=True,
-                    connection_invalidated=disconnect,
-                    dialect=conn.dialect,
-                ),
-            ) from exc
         return cursor
 
     @staticmethod
-    def _args(compiled: _Compiled, row: Params) -> Any:
+    def args(compiled: _Compiled, row: Params) -> Any:
         values = [
             row[name] if process is None else process(row[name])
             for name, process in zip(compiled.names, compiled.processors, strict=True)
         ]
         return tuple(values) if compiled.positional else dict(zip(compiled.names, values, strict=True))
 
-    def _for(self, dialect: Dialect) -> _Compiled:
+    def compiled(self, dialect: Dialect) -> _Compiled:
         known = self._compiled.get(dialect.name)
         if known is not None:
             return known
@@ -125,3 +111,53 @@ class PreparedInsert:
             made = _Compiled(str(compiled), names, processors, bool(compiled.positional))
             self._compiled[dialect.name] = made
             return made
+
+
+def insert_all(conn: Connection, inserts: Sequence[tuple[PreparedInsert, Sequence[Params]]]) -> None:
+    """Several inserts whose results nobody reads (no RETURNING), in order. On PostgreSQL they go
+    in one round trip (a psycopg pipeline: sent together, one sync), not one each."""
+    dbapi: Any = conn.connection.dbapi_connection
+    if conn.dialect.name != "postgresql" or not hasattr(dbapi, "pipeline"):
+        for prepared, rows in inserts:
+            prepared.many(conn, rows)
+        return
+    cursor = dbapi.cursor()
+    sql = "; ".join(prepared.compiled(conn.dialect).sql for prepared, _ in inserts)  # for errors only
+    with _wrapped(conn, sql, cursor), dbapi.pipeline():
+        for prepared, rows in inserts:
+            if not rows:
+                continue
+            compiled = prepared.compiled(conn.dialect)
+            args = [prepared.args(compiled, row) for row in rows]
+            many = len(args) > 1
+            if conn.dispatch.before_cursor_execute:
+                conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, args, None, many)
+            if many:  # within the pipeline: queued with the rest
+                cursor.executemany(compiled.sql, args)
+            else:
+                cursor.execute(compiled.sql, args[0])
+    cursor.close()
+
+
+@contextmanager
+def _wrapped(conn: Connection, sql: str, cursor: Any) -> Iterator[None]:
+    """A driver error as SQLAlchemy's exception, as `Connection.execute` would raise it."""
+    error = conn.dialect.loaded_dbapi.Error
+    try:
+        yield
+    except error as exc:
+        dbapi = conn.connection.dbapi_connection
+        disconnect = conn.dialect.is_disconnect(exc, dbapi, cursor)
+        cursor.close()
+        raise cast(
+            BaseException,
+            DBAPIError.instance(
+                sql,
+                None,  # no parameters in messages: they may carry PHI
+                exc,
+                error,
+                hide_parameters=True,
+                connection_invalidated=disconnect,
+                dialect=conn.dialect,
+            ),
+        ) from exc

@@ -32,7 +32,7 @@ from storage.fhir_store.models import (
     SearchString,
     SearchToken,
 )
-from storage.prepared import PreparedInsert
+from storage.prepared import PreparedInsert, insert_all
 
 Json = dict[str, Any]
 IndexRows = dict[str, list[dict[str, Any]]]  # parameter type -> column values of its index rows
@@ -139,10 +139,16 @@ class FhirStore:
         if row is None:  # the first version: plain Core inserts, no unit of work
             version = max(1, version_id or 0)
             values = {"res_type": res_type, "res_id": res_id, "version_id": version, "last_updated": now}
-            conn = session.connection()
-            _INSERT_RESOURCE.one(conn, values | {"deleted": False, "provisional": provisional, "body": text})
-            _INSERT_VERSION.one(conn, values | {"body": text})
-            self._reindex(session, body, index_rows, new=True)
+            resource_row = values | {"deleted": False, "provisional": provisional, "body": text}
+            rows = index_rows if index_rows is not None else self.index_rows(body)
+            insert_all(
+                session.connection(),
+                [
+                    (_INSERT_RESOURCE, [resource_row]),
+                    (_INSERT_VERSION, [values | {"body": text}]),
+                    *((_INSERT_INDEX[kind], of_kind) for kind, of_kind in rows.items() if of_kind),
+                ],
+            )
             return StoredResource(res_type, res_id, version, now, json_text.loads(text), provisional)
         _advance(session, row, text, now=now, provisional=provisional, version_id=version_id)
         self._reindex(session, body, index_rows)
