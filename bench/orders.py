@@ -58,7 +58,7 @@ def main() -> int:
     proc = subprocess.Popen([PYTHON, "-m", "facade.cli", "serve"], cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
         _wait(port, proc)
-        _settle_down(proc.pid)  # the serving children start meanwhile: not in the first run's figures
+        wait_idle(proc.pid)  # the serving children start meanwhile: not in the first run's figures
         _send(port, "warm-up", 0, 50)  # first statements, caches
         rows = []
         for connections in (1, 4):
@@ -149,7 +149,7 @@ def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit("bench: facade serve did not listen within 60 s")
 
 
-def _settle_down(pid: int, *, idle: float = 0.05, within: float = 60.0) -> None:
+def wait_idle(pid: int, *, idle: float = 0.05, within: float = 60.0) -> None:
     """Wait until the server (with its children) uses less than `idle` of a CPU for half a
     second: `facade serve` listens to MLLP in its parent before its serving children (one per
     core) have started, and their start-up would otherwise be counted in the first run."""

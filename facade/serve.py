@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 AUDIT_FLUSH_INTERVAL = 0.5  # seconds: a crash loses at most the audit events of the last half second
 PARENT_WATCH_INTERVAL = 0.5  # seconds: how soon a serving child notices its parent is gone
+WORKLIST_WARM_INTERVAL = 1.0  # seconds between looks for new scheduled steps to build items of
 OUTBOX_INTERVAL = 0.2  # seconds between looks at the outbox (also woken by each enqueue's commit)
 
 
@@ -62,7 +63,10 @@ def serve(settings: Settings) -> None:
         parent = os.getppid()
         lifecycle = Lifecycle(
             child_listeners(settings, services, inherited),
-            [Periodic("audit-flush", AUDIT_FLUSH_INTERVAL, services.audit.flush, run_at_stop=True)],
+            [
+                Periodic("audit-flush", AUDIT_FLUSH_INTERVAL, services.audit.flush, run_at_stop=True),
+                worklist_warmer(services),
+            ],
         )
         # a parent gone (killed) leaves its children to stop by themselves, not to serve on
         lifecycle.workers.append(
@@ -77,7 +81,8 @@ def serve(settings: Settings) -> None:
             parent_listeners(settings, services, workers, traffic)
             if workers > 1
             else listeners(settings, services, traffic),
-            background_workers(settings, services, traffic),
+            background_workers(settings, services, traffic)
+            + ([] if workers > 1 else [worklist_warmer(services)]),
         )
     try:
         _run(lifecycle)
@@ -189,6 +194,12 @@ def background_workers(
         # after the listeners stopped, a last flush writes what they recorded up to the end
         Periodic("audit-flush", AUDIT_FLUSH_INTERVAL, services.audit.flush, run_at_stop=True),
     ]
+
+
+def worklist_warmer(services: Services) -> Periodic:
+    """Builds the worklist items of new steps ahead of queries, in each process that answers
+    them (`Worklist.warm`)."""
+    return Periodic("worklist-warm", WORKLIST_WARM_INTERVAL, services.worklist.warm)
 
 
 def outbox_worker(settings: Settings, services: Services) -> Periodic:
