@@ -18,6 +18,7 @@ changes afterwards (its order, status, patient) gets a new item when next asked,
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from functools import partial
@@ -32,7 +33,6 @@ from storage.db import Database
 from storage.orders import worklist as orders_worklist
 
 ASKED = 2  # sets of return keys whose responses are built ahead (the latest asked)
-WARM_PER_RUN = 2000  # steps a warm run builds at most: a run stays short, the next one goes on
 
 
 class Worklist:
@@ -46,34 +46,35 @@ class Worklist:
         self._warm_lock, self._asked_lock = threading.Lock(), threading.Lock()
         self._warmed_to, self._warmed = 0, 0
         self._asked: OrderedDict[tuple[Requested, ...], int] = OrderedDict()
+        self._answering = 0  # queries being answered (warming waits for them)
 
     def warm(self) -> int:
         """Build the items of the open steps added since the last run, and their responses for
-        the return keys asked lately, up to WARM_PER_RUN steps, and no more items in all than
-        half of what is remembered (a bigger worklist is built as it is asked); how many were
-        built."""
+        the return keys asked lately, no more items in all than half of what is remembered (a
+        bigger worklist is built as it is asked); how many were built. Yields to queries: while
+        one is being answered, building waits (a query would otherwise share the interpreter
+        with it)."""
         with self._warm_lock:
             built = 0
             if self._warmed < self._capacity // 2:
-                built += self._warm(self._warmed_to, WARM_PER_RUN, asked=None)
+                built += self._warm(self._warmed_to, asked=None)
             with self._asked_lock:
                 asked = [(keys, to) for keys, to in self._asked.items() if to < self._warmed_to]
             for keys, to in asked:
-                if built >= WARM_PER_RUN:
-                    break
-                built += self._warm(to, WARM_PER_RUN - built, asked=keys)
+                built += self._warm(to, asked=keys)
             return built
 
-    def _warm(self, after: int, most: int, *, asked: tuple[Requested, ...] | None) -> int:
-        """Items (or, for `asked`, responses) of the open steps above `after`, up to `most`."""
+    def _warm(self, after: int, *, asked: tuple[Requested, ...] | None) -> int:
+        """Items (or, for `asked`, responses) of the open steps above `after`."""
         built = 0
-        while built < most:
-            size = min(self._page_size, most - built)
+        while True:
             with self._db.read() as session:
-                candidates = orders_worklist.open_steps(session, after=after, size=size)
+                candidates = orders_worklist.open_steps(session, after=after, size=self._page_size)
+            more = len(candidates) == self._page_size
             if asked is not None:
                 candidates = [c for c in candidates if c.pk <= self._warmed_to]
             for candidate in candidates:
+                self._wait_for_queries()
                 item = self._items.get(candidate.key, partial(_item, candidate))
                 if asked is not None:
                     self._responses.get((candidate.key, asked), partial(_frozen, asked, item))
@@ -82,15 +83,19 @@ class Worklist:
                 after = candidates[-1].pk
             with self._asked_lock:
                 if asked is None:
-                    self._warmed_to, self._warmed = (
-                        max(self._warmed_to, after),
-                        self._warmed + len(candidates),
-                    )
+                    self._warmed_to = max(self._warmed_to, after)
+                    self._warmed += len(candidates)
                 elif asked in self._asked:
                     self._asked[asked] = max(self._asked[asked], after if candidates else self._warmed_to)
-            if len(candidates) < size:
-                break
-        return built
+            if not more or not candidates or (asked is None and self._warmed >= self._capacity // 2):
+                return built
+
+    def _wait_for_queries(self) -> None:
+        """Wait (a little at a time, 1 s at most) while a query is being answered."""
+        for _ in range(200):
+            if not self._answering:
+                return
+            time.sleep(0.005)
 
     def find(self, query: WorklistQuery, *, calling_ae: str | None = None) -> Iterator[Dataset]:
         """The response identifiers of the steps matching `query`, in the order they were stored.
@@ -100,6 +105,15 @@ class Worklist:
         FilterIssuerAet)."""
         station = calling_ae if calling_ae and query.names_no_station else None
         self._note_asked(query.requested)
+        with self._asked_lock:
+            self._answering += 1
+        try:
+            yield from self._find(query, station)
+        finally:
+            with self._asked_lock:
+                self._answering -= 1
+
+    def _find(self, query: WorklistQuery, station: str | None) -> Iterator[Dataset]:
         after = 0
         while True:
             with self._db.read() as session:
