@@ -37,7 +37,7 @@ from facade.listeners import DicomListener, HttpListener, mllp_listener
 from facade.logs import configure_logging
 from facade.processes import ChildProcesses, inherited_socket, listening_socket
 from facade.settings import Settings
-from facade.settle import settle
+from facade.settle import Traffic, settle
 from facade.wiring import Services, build_services
 from facade.workers import Periodic
 from hl7_interface.mllp_client import MllpClient
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 AUDIT_FLUSH_INTERVAL = 0.5  # seconds: a crash loses at most the audit events of the last half second
 PARENT_WATCH_INTERVAL = 0.5  # seconds: how soon a serving child notices its parent is gone
+WORKLIST_WARM_INTERVAL = 1.0  # seconds between looks for new scheduled steps to build items of
 OUTBOX_INTERVAL = 0.2  # seconds between looks at the outbox (also woken by each enqueue's commit)
 SWITCH_INTERVAL = 0.001  # seconds a thread runs Python before one waiting for the interpreter gets it
 
@@ -70,7 +71,10 @@ def serve(settings: Settings) -> None:
         parent = os.getppid()
         lifecycle = Lifecycle(
             child_listeners(settings, services, inherited),
-            [Periodic("audit-flush", AUDIT_FLUSH_INTERVAL, services.audit.flush, run_at_stop=True)],
+            [
+                Periodic("audit-flush", AUDIT_FLUSH_INTERVAL, services.audit.flush, run_at_stop=True),
+                worklist_warmer(services),
+            ],
         )
         # a parent gone (killed) leaves its children to stop by themselves, not to serve on
         lifecycle.workers.append(
@@ -80,9 +84,13 @@ def serve(settings: Settings) -> None:
         services = build_services(settings)
         services.publisher.endpoint()
         workers = settings.resolved_workers()
+        traffic = Traffic()  # HL7 messages arriving: settling waits for a pause
         lifecycle = Lifecycle(
-            parent_listeners(settings, services, workers) if workers > 1 else listeners(settings, services),
-            background_workers(settings, services),
+            parent_listeners(settings, services, workers, traffic)
+            if workers > 1
+            else listeners(settings, services, traffic),
+            background_workers(settings, services, traffic)
+            + ([] if workers > 1 else [worklist_warmer(services)]),
         )
     # What was built so far lives as long as the process: out of the collector's sight, so that
     # its full collections walk what requests create, not the ~200,000 objects of the modules
@@ -118,17 +126,19 @@ def _run(lifecycle: Lifecycle) -> None:
     lifecycle.run()
 
 
-def listeners(settings: Settings, services: Services) -> list[Listener]:
+def listeners(settings: Settings, services: Services, traffic: Traffic | None = None) -> list[Listener]:
     """Every listener of a serving process, in one list, in the order they start (DICOM, MLLP,
-    then HTTP); they stop in the reverse order."""
+    then HTTP); they stop in the reverse order. `traffic` notes each HL7 message."""
     return [
         DicomListener(lambda: start_dicom(settings, services)),
-        mllp_listener(settings, Hl7Receiver(services.hl7_inbox)),
+        mllp_listener(settings, _receiver(services, traffic)),
         HttpListener(http_config(settings, services), url=settings.resolved_base_url()),
     ]
 
 
-def parent_listeners(settings: Settings, services: Services, workers: int) -> list[Listener]:
+def parent_listeners(
+    settings: Settings, services: Services, workers: int, traffic: Traffic | None = None
+) -> list[Listener]:
     """The parent of `workers` serving children: it binds the DICOM and HTTP ports for them (after
     indexing what earlier runs held) and listens to MLLP itself."""
     prepare_ingest(services)
@@ -150,7 +160,7 @@ def parent_listeners(settings: Settings, services: Services, workers: int) -> li
     )
     return [
         ChildProcesses(workers, dict(os.environ), sockets, on_child_gone=services.ingest.recover),
-        mllp_listener(settings, Hl7Receiver(services.hl7_inbox)),
+        mllp_listener(settings, _receiver(services, traffic)),
     ]
 
 
@@ -161,6 +171,10 @@ def child_listeners(settings: Settings, services: Services, inherited: dict[str,
         DicomListener(lambda: start_dicom(settings, services, listening=dicom)),
         HttpListener(http_config(settings, services), url=settings.resolved_base_url(), listening=http),
     ]
+
+
+def _receiver(services: Services, traffic: Traffic | None) -> Hl7Receiver:
+    return Hl7Receiver(services.hl7_inbox, on_message=traffic.note if traffic is not None else None)
 
 
 def http_config(settings: Settings, services: Services) -> uvicorn.Config:
@@ -175,8 +189,11 @@ def http_config(settings: Settings, services: Services) -> uvicorn.Config:
     )
 
 
-def background_workers(settings: Settings, services: Services) -> list[Periodic]:
-    """Every periodic worker of a serving process, in one list."""
+def background_workers(
+    settings: Settings, services: Services, traffic: Traffic | None = None
+) -> list[Periodic]:
+    """Every periodic worker of a serving process, in one list; settling waits for a pause in
+    the HL7 `traffic` (`facade.settle`)."""
     builtin = services.auth.builtin
     housekeeper = Housekeeper(
         [builtin.tokens.purge_expired, builtin.sessions.purge_expired] if builtin is not None else []
@@ -184,11 +201,17 @@ def background_workers(settings: Settings, services: Services) -> list[Periodic]
     settle_every = max(0.5, min(5.0, settings.stable_age_seconds / 4))
     return [
         outbox_worker(settings, services),
-        Periodic("settle", settle_every, lambda: settle(services.publisher)),
+        Periodic("settle", settle_every, lambda: settle(services.publisher, traffic)),
         Periodic("housekeeping", HOUSEKEEPING_INTERVAL, housekeeper.run_once),
         # after the listeners stopped, a last flush writes what they recorded up to the end
         Periodic("audit-flush", AUDIT_FLUSH_INTERVAL, services.audit.flush, run_at_stop=True),
     ]
+
+
+def worklist_warmer(services: Services) -> Periodic:
+    """Builds the worklist items of new steps ahead of queries, in each process that answers
+    them (`Worklist.warm`)."""
+    return Periodic("worklist-warm", WORKLIST_WARM_INTERVAL, services.worklist.warm)
 
 
 def outbox_worker(settings: Settings, services: Services) -> Periodic:

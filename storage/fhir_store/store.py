@@ -32,6 +32,7 @@ from storage.fhir_store.models import (
     SearchString,
     SearchToken,
 )
+from storage.prepared import PreparedInsert, insert_all
 
 Json = dict[str, Any]
 IndexRows = dict[str, list[dict[str, Any]]]  # parameter type -> column values of its index rows
@@ -44,10 +45,26 @@ _TABLE_OF: dict[str, Any] = {
     "quantity": SearchQuantity,
 }
 
-# Core statements, built once: the ORM's bulk-insert path cost more than the statements it ran
-_INSERT_RESOURCE = insert(cast(Table, FhirResourceRow.__table__))
-_INSERT_VERSION = insert(cast(Table, FhirVersionRow.__table__))
-_INSERT_INDEX = {kind: insert(cast(Table, model.__table__)) for kind, model in _TABLE_OF.items()}
+# Prepared once: the ORM's bulk-insert path cost more than the statements it ran, and
+# `Connection.execute` more than the driver (`storage.prepared`)
+_VERSION_COLUMNS = ("res_type", "res_id", "version_id", "last_updated", "body")
+_INSERT_RESOURCE = PreparedInsert(
+    insert(cast(Table, FhirResourceRow.__table__)), (*_VERSION_COLUMNS, "deleted", "provisional")
+)
+_INSERT_VERSION = PreparedInsert(insert(cast(Table, FhirVersionRow.__table__)), _VERSION_COLUMNS)
+_INDEX_COLUMNS = {
+    "token": ("system", "code"),
+    "string": ("value", "exact"),
+    "date": ("low", "high"),
+    "reference": ("target_type", "target_id"),
+    "quantity": ("value", "system", "code", "unit"),
+}
+_INSERT_INDEX = {
+    kind: PreparedInsert(
+        insert(cast(Table, model.__table__)), ("res_type", "res_id", "param", *_INDEX_COLUMNS[kind])
+    )
+    for kind, model in _TABLE_OF.items()
+}
 _CLEAR_INDEX = [
     delete(cast(Table, model.__table__)).where(
         model.__table__.c.res_type == bindparam("t"), model.__table__.c.res_id == bindparam("i")
@@ -122,12 +139,16 @@ class FhirStore:
         if row is None:  # the first version: plain Core inserts, no unit of work
             version = max(1, version_id or 0)
             values = {"res_type": res_type, "res_id": res_id, "version_id": version, "last_updated": now}
-            conn = session.connection()
-            conn.execute(
-                _INSERT_RESOURCE, values | {"deleted": False, "provisional": provisional, "body": text}
+            resource_row = values | {"deleted": False, "provisional": provisional, "body": text}
+            rows = index_rows if index_rows is not None else self.index_rows(body)
+            insert_all(
+                session.connection(),
+                [
+                    (_INSERT_RESOURCE, [resource_row]),
+                    (_INSERT_VERSION, [values | {"body": text}]),
+                    *((_INSERT_INDEX[kind], of_kind) for kind, of_kind in rows.items() if of_kind),
+                ],
             )
-            conn.execute(_INSERT_VERSION, values | {"body": text})
-            self._reindex(session, body, index_rows, new=True)
             return StoredResource(res_type, res_id, version, now, json_text.loads(text), provisional)
         _advance(session, row, text, now=now, provisional=provisional, version_id=version_id)
         self._reindex(session, body, index_rows)
@@ -272,8 +293,10 @@ class FhirStore:
             _clear_index(session, body["resourceType"], body["id"])
         conn = session.connection()
         for kind, of_kind in (rows if rows is not None else self.index_rows(body)).items():
-            if of_kind:
-                conn.execute(_INSERT_INDEX[kind], of_kind)
+            if len(of_kind) == 1:
+                _INSERT_INDEX[kind].one(conn, of_kind[0])
+            else:
+                _INSERT_INDEX[kind].many(conn, of_kind)
 
 
 def _advance(

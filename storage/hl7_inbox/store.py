@@ -12,12 +12,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.hl7_inbox.models import Hl7MessageRow
+from storage.prepared import PreparedInsert
 
 MESSAGE = cast(Table, Hl7MessageRow.__table__)
-_INSERT = insert(MESSAGE)
+_COLUMNS = ("received_at", "peer", "sending_application", "sending_facility", "control_id", "message_type")
+_INSERT = PreparedInsert(insert(MESSAGE), (*_COLUMNS, "ack_code", "raw", "ack"))
 _CLAIM = {
-    "sqlite": sqlite.insert(MESSAGE).on_conflict_do_nothing().returning(MESSAGE.c.pk),
-    "postgresql": postgresql.insert(MESSAGE).on_conflict_do_nothing().returning(MESSAGE.c.pk),
+    "sqlite": PreparedInsert(
+        sqlite.insert(MESSAGE).on_conflict_do_nothing().returning(MESSAGE.c.pk),
+        (*_COLUMNS, "ack_code", "raw", "ack"),
+    ),
+    "postgresql": PreparedInsert(
+        postgresql.insert(MESSAGE).on_conflict_do_nothing().returning(MESSAGE.c.pk),
+        (*_COLUMNS, "ack_code", "raw", "ack"),
+    ),
 }
 
 
@@ -59,7 +67,7 @@ def claim(
     being applied by another transaction holds this one until it ends; committed, it is found."""
     values = _values(key, raw, ack, ack_code, message_type, peer, now)
     conn = session.connection()
-    if conn.execute(_CLAIM[conn.dialect.name], values).first() is not None:
+    if _CLAIM[conn.dialect.name].one(conn, values) is not None:
         return None
     stored = answered(session, key)
     if stored is None:  # the unique key held, but by a row gone since (its transaction rolled back)
@@ -79,7 +87,7 @@ def keep(
     now: datetime,
 ) -> None:
     """Keep a message and its ACK; a message whose MSH could not be read has no key."""
-    session.connection().execute(_INSERT, _values(key, raw, ack, ack_code, message_type, peer, now))
+    _INSERT.one(session.connection(), _values(key, raw, ack, ack_code, message_type, peer, now))
 
 
 def _values(  # noqa: PLR0917

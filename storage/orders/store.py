@@ -28,10 +28,15 @@ from mapping.order.facts import (
     step_json,
 )
 from storage.orders.models import RequestedProcedureRow, ScheduledStepRow
+from storage.prepared import PreparedInsert
 
 PROCEDURE, STEP = cast(Table, RequestedProcedureRow.__table__), cast(Table, ScheduledStepRow.__table__)
-_INSERT_PROCEDURE = insert(PROCEDURE).returning(PROCEDURE.c.pk)
-_INSERT_STEP = insert(STEP)
+_PROCEDURE_COLUMNS = ("fhir_id", "patient_pk", "created_at", "placer", "filler", "accession", "study_uid")
+_INSERT_PROCEDURE = PreparedInsert(
+    insert(PROCEDURE).returning(PROCEDURE.c.pk), (*_PROCEDURE_COLUMNS, "status", "facts", "changed_at")
+)
+_STEP_COLUMNS = ("procedure_pk", "sps_id", "status", "modality", "start_date", "start_time", "station_aets")
+_INSERT_STEP = PreparedInsert(insert(STEP), (*_STEP_COLUMNS, "facts", "changed_at"))
 
 
 def _find_by(columns: tuple[str, ...]) -> Select[Any]:
@@ -172,14 +177,13 @@ def add(
     step_status: StepStatus,
     now: datetime,
 ) -> StoredOrder:
-    """A new order and its steps: two Core statements (the steps in one)."""
+    """A new order and its steps: two prepared statements (the steps in one)."""
     conn = session.connection()
-    pk = conn.execute(
-        _INSERT_PROCEDURE,
+    pk = _INSERT_PROCEDURE.one(
+        conn,
         {"fhir_id": fhir_id, "patient_pk": patient_pk, "created_at": now} | _columns(procedure, status, now),
-    ).scalar_one()
-    if procedure.steps:
-        conn.execute(_INSERT_STEP, [_step_values(pk, step, step_status, now) for step in procedure.steps])
+    )
+    _INSERT_STEP.many(conn, [_step_values(pk, step, step_status, now) for step in procedure.steps])
     return StoredOrder(pk, fhir_id, patient_pk, status, procedure, (step_status,) * len(procedure.steps))
 
 

@@ -72,6 +72,19 @@ def page(
 ) -> list[Candidate]:
     """Up to `size` candidate steps whose primary key is above `after`, in key order; only those
     scheduled for `station` too when given."""
+    where = [*_narrowing(query), _station(Single(station)) if station else true()]
+    return _candidates(session, where, after=after, size=size)
+
+
+def open_steps(session: Session, *, after: int, size: int) -> list[Candidate]:
+    """Up to `size` steps not yet completed or discontinued whose primary key is above `after`,
+    in key order: what the worklist builds ahead of queries."""
+    return _candidates(session, [ScheduledStepRow.status.in_(OPEN_STEP_STATES)], after=after, size=size)
+
+
+def _candidates(
+    session: Session, where: list[ColumnElement[bool]], *, after: int, size: int
+) -> list[Candidate]:
     step, procedure = ScheduledStepRow, RequestedProcedureRow
     stmt = (
         select(
@@ -89,7 +102,7 @@ def page(
         .select_from(step)
         .join(procedure, procedure.pk == step.procedure_pk)
         .join(patient, patient.c.pk == procedure.patient_pk)
-        .where(step.pk > after, *_narrowing(query), _station(Single(station)) if station else true())
+        .where(step.pk > after, *where)
         .order_by(step.pk)
         .limit(size)
     )
