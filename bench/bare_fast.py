@@ -30,7 +30,7 @@ class RenamingIngest:
         (folder / ".staging").mkdir(parents=True, exist_ok=True)
 
     @contextmanager
-    def staging(self, *, in_place: bool = False) -> Iterator[Staging]:  # noqa: ARG002 - no slots here
+    def staging(self, *, in_place: bool = False) -> Iterator[Staging]:  # in_place: no slots here
         staging = Staging(self._folder / ".staging")
         try:
             yield staging
