@@ -269,19 +269,24 @@ class Lookup:
         connection.close()
 
     def _wrapped(self, exc: Exception, *, disconnect: bool) -> BaseException:
-        """SQLAlchemy's own exception for a driver's, as a `Connection` would have raised it."""
-        return cast(
-            BaseException,
-            DBAPIError.instance(
-                self._sql,
-                None,  # no parameters in messages: they may carry PHI
-                exc,
-                self._engine.dialect.loaded_dbapi.Error,
-                hide_parameters=True,
-                connection_invalidated=disconnect,
-                dialect=self._engine.dialect,
-            ),
-        )
+        return driver_error(self._engine.dialect, self._sql, exc, disconnect=disconnect)
+
+
+def driver_error(dialect: Any, sql: str, exc: Exception, *, disconnect: bool) -> BaseException:
+    """SQLAlchemy's own exception for a driver's, as a `Connection` would have raised it, for
+    statements run on the driver's cursor (`Lookup`, `storage.prepared`)."""
+    return cast(
+        BaseException,
+        DBAPIError.instance(
+            sql,
+            None,  # no parameters in messages: they may carry PHI
+            exc,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=disconnect,
+            dialect=dialect,
+        ),
+    )
 
 
 def _retryable(exc: DBAPIError) -> bool:

@@ -20,12 +20,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
+
+from storage.db import driver_error
 
 Params = dict[str, Any]
 
@@ -149,15 +150,4 @@ def _wrapped(conn: Connection, sql: str, cursor: Any) -> Iterator[None]:
         dbapi = conn.connection.dbapi_connection
         disconnect = conn.dialect.is_disconnect(exc, dbapi, cursor)
         cursor.close()
-        raise cast(
-            BaseException,
-            DBAPIError.instance(
-                sql,
-                None,  # no parameters in messages: they may carry PHI
-                exc,
-                error,
-                hide_parameters=True,
-                connection_invalidated=disconnect,
-                dialect=conn.dialect,
-            ),
-        ) from exc
+        raise driver_error(conn.dialect, sql, exc, disconnect=disconnect) from exc
