@@ -1,5 +1,5 @@
-"""`facade destination add|list|remove` (where ORU^R01 results go) and `facade outbox list|retry`
-(what waits, what was sent, the dead letters)."""
+"""`facade destination add|list|remove` (where ORU^R01 results and application ACKs go) and
+`facade outbox list|retry` (what waits, what was sent, the dead letters)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from typing import Any, TextIO
 from facade.settings import Settings
 from facade.wiring import build_services
 from mapping.hl7.charsets import charset_named
-from mapping.hl7.oru import OruProfile
+from mapping.hl7.oru import MESSAGE_KINDS, OruProfile
 from storage.errors import Conflict, Invalid
 
 
 def add_arguments(sub: Any) -> None:
-    destination = sub.add_parser("destination", help="HL7 destinations of ORU^R01 results (MLLP)")
+    destination = sub.add_parser(
+        "destination", help="HL7 destinations (MLLP) of ORU^R01 results and application ACKs"
+    )
     d_sub = destination.add_subparsers(dest="destination_command", required=True)
     add = d_sub.add_parser("add", help="register a destination")
     add.add_argument("name")
@@ -28,6 +30,12 @@ def add_arguments(sub: Any) -> None:
     add.add_argument("--charset", default="ASCII", help="MSH-18: ASCII (default), 8859/1, UNICODE UTF-8 ...")
     add.add_argument("--receiving-application", default="", help="MSH-5")
     add.add_argument("--receiving-facility", default="", help="MSH-6")
+    add.add_argument(
+        "--receives",
+        default=",".join(MESSAGE_KINDS),
+        help="what it is sent: oru (ORU^R01 results), ack (application ACKs of its orders), "
+        "or both (oru,ack: the default)",
+    )
     d_sub.add_parser("list", help="the registered destinations")
     remove = d_sub.add_parser(
         "remove", help="forget a destination (its pending messages become dead letters)"
@@ -95,6 +103,7 @@ def _destination(args: argparse.Namespace, outbox: Any, out: TextIO, settings: S
             charset=charset.hl7 if charset else args.charset,
             receiving_application=args.receiving_application,
             receiving_facility=args.receiving_facility,
+            receives=tuple(k.strip().lower() for k in args.receives.split(",") if k.strip()),
         )
         try:
             added = outbox.add_destination(args.name, args.host, args.port, profile)
@@ -112,6 +121,7 @@ def _destination(args: argparse.Namespace, outbox: Any, out: TextIO, settings: S
                 str(d.profile.get("version", "")),
                 str(d.profile.get("text", "")),
                 str(d.profile.get("charset", "")),
+                ",".join(OruProfile.from_json(d.profile).receives),
                 "yes" if d.enabled else "no",
             )
             for d in outbox.destinations()
@@ -119,7 +129,7 @@ def _destination(args: argparse.Namespace, outbox: Any, out: TextIO, settings: S
         if not rows:
             print("no destinations: add one with `facade destination add NAME HOST PORT`", file=out)
             return 0
-        _table(out, ("name", "host", "port", "version", "text", "charset", "enabled"), rows)
+        _table(out, ("name", "host", "port", "version", "text", "charset", "receives", "enabled"), rows)
         return 0
     if args.destination_command in ("enable", "disable"):
         if outbox.set_enabled(args.name, args.destination_command == "enable"):

@@ -34,6 +34,8 @@ from mapping.hl7.er7 import escape
 Json = dict[str, Any]
 VERSIONS = ("2.5.1", "2.3.1")
 TEXT_STYLES = ("tx", "ft")
+# what a destination takes: ORU^R01 results, application ACKs to the orders it sent (enhanced mode)
+MESSAGE_KINDS = ("oru", "ack")
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 DICOM_UID = "urn:dicom:uid"
 FINAL_STATUSES = ("final", "amended", "corrected", "appended")
@@ -57,13 +59,15 @@ _SEX = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
 @dataclass(frozen=True)
 class OruProfile:
     """What one destination takes: HL7 version, report text as TX lines or one FT, character set
-    (an MSH-18 name), and the receiving application / facility for MSH-5 / MSH-6."""
+    (an MSH-18 name), the receiving application / facility for MSH-5 / MSH-6, and which messages
+    it receives (`MESSAGE_KINDS`: ORU^R01 results, application ACKs; both unless narrowed)."""
 
     version: str = "2.5.1"
     text: Literal["tx", "ft"] = "tx"
     charset: str = "ASCII"
     receiving_application: str = ""
     receiving_facility: str = ""
+    receives: tuple[str, ...] = MESSAGE_KINDS
 
     def problem(self) -> str | None:
         """Why this profile cannot be used, or None."""
@@ -73,6 +77,8 @@ class OruProfile:
             return f"text {self.text!r}: tx or ft"
         if charset_named(self.charset) is None:
             return f"charset {self.charset!r}: ASCII, 8859/1 ... 8859/9, UNICODE UTF-8"
+        if not self.receives or any(kind not in MESSAGE_KINDS for kind in self.receives):
+            return f"receives {','.join(self.receives)!r}: oru, ack or both"
         return None
 
     def to_json(self) -> Json:
@@ -82,6 +88,7 @@ class OruProfile:
             "charset": self.charset,
             "receiving_application": self.receiving_application,
             "receiving_facility": self.receiving_facility,
+            "receives": list(self.receives),
         }
 
     @classmethod
@@ -93,6 +100,8 @@ class OruProfile:
             charset=str(data.get("charset", "ASCII")),
             receiving_application=str(data.get("receiving_application", "")),
             receiving_facility=str(data.get("receiving_facility", "")),
+            # a profile written before destinations chose got both
+            receives=tuple(str(k) for k in data.get("receives", MESSAGE_KINDS)),
         )
 
 

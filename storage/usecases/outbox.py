@@ -105,11 +105,12 @@ class ReportOutbox:
     def report_changed(self, session: Session, before: Json | None, after: Json, now: datetime) -> int:
         """Called in the transaction that stores `after` (the DiagnosticReport as now stored;
         `before` the previous version, None for a new one). Enqueues one ORU^R01 per enabled
-        destination when the report becomes final, amended, corrected or appended, or when such
-        a report's content changes; how many. The worker is woken once the transaction commits."""
+        destination that receives results when the report becomes final, amended, corrected or
+        appended, or when such a report's content changes; how many. The worker is woken once the
+        transaction commits."""
         if not _sendable(before, after):
             return 0
-        destinations = self._destinations.enabled(session)
+        destinations = self._receiving(session, "oru")
         if not destinations:
             return 0
         patient = self._referenced(session, after.get("subject"), "Patient")
@@ -157,9 +158,9 @@ class ReportOutbox:
         self, session: Session, destination: str, *, control_id: str, payload: bytes, now: datetime
     ) -> bool:
         """An HL7 message that answers a sender (enhanced mode's application ACK), queued for the
-        enabled destination of that name in the caller's transaction, in order with what else
-        goes there; False when there is none."""
-        if destination not in {d.name for d in self._destinations.enabled(session)}:
+        enabled destination of that name that receives application ACKs, in the caller's
+        transaction, in order with what else goes there; False when there is none."""
+        if destination not in {d.name for d in self._receiving(session, "ack")}:
             return False
         self._outbox.enqueue(
             session,
@@ -171,6 +172,12 @@ class ReportOutbox:
         )
         event.listen(session, "after_commit", lambda _session: self.wake(), once=True)
         return True
+
+    def _receiving(self, session: Session, kind: str) -> builtins.list[Destination]:
+        """The enabled destinations that take messages of `kind` (`MESSAGE_KINDS`)."""
+        return [
+            d for d in self._destinations.enabled(session) if kind in OruProfile.from_json(d.profile).receives
+        ]
 
     def _referenced(self, session: Session, reference: Any, res_type: str) -> Json | None:
         ref = str(reference.get("reference", "")) if isinstance(reference, dict) else ""

@@ -33,16 +33,18 @@ def test_destination_add_list_remove(env: Settings, capsys: pytest.CaptureFixtur
     assert "no destinations" in capsys.readouterr().out
     assert main(["destination", "add", "RIS", "ris.example.org", "2575"]) == 0
     assert main(["destination", "add", "EHR", "10.0.0.9", "6661", "--version", "2.3.1", "--text", "ft"]) == 0
-    assert main(["destination", "add", "LAB", "h", "1", "--charset", "utf-8"]) == 0
+    assert main(["destination", "add", "LAB", "h", "1", "--charset", "utf-8", "--receives", "oru"]) == 0
     capsys.readouterr()
     assert main(["destination", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["name", "host", "port", "version", "text", "charset", "enabled"]
+    assert lines[0].split() == ["name", "host", "port", "version", "text", "charset", "receives", "enabled"]
     assert [line.split() for line in lines[1:]] == [
-        ["EHR", "10.0.0.9", "6661", "2.3.1", "ft", "ASCII", "yes"],
-        ["LAB", "h", "1", "2.5.1", "tx", "UNICODE", "UTF-8", "yes"],
-        ["RIS", "ris.example.org", "2575", "2.5.1", "tx", "ASCII", "yes"],
+        ["EHR", "10.0.0.9", "6661", "2.3.1", "ft", "ASCII", "oru,ack", "yes"],
+        ["LAB", "h", "1", "2.5.1", "tx", "UNICODE", "UTF-8", "oru", "yes"],
+        ["RIS", "ris.example.org", "2575", "2.5.1", "tx", "ASCII", "oru,ack", "yes"],
     ]
+    assert main(["destination", "add", "Y", "h", "2575", "--receives", "adt"]) == 1
+    assert "receives" in capsys.readouterr().err
     assert main(["destination", "add", "RIS", "other", "2575"]) == 1
     assert "registered already" in capsys.readouterr().err
     assert main(["destination", "add", "X", "h", "2575", "--charset", "KOI8-R"]) == 1

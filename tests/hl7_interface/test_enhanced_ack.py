@@ -112,3 +112,10 @@ def test_without_a_destination_for_the_sender_no_application_ack_is_queued(
     with socket.create_connection(("127.0.0.1", mllp_port), timeout=10) as sock:
         assert b"\rMSA|CA|B1" in exchange(sock, enhanced(orm(msg_id="B1"), "AL", "AL"))
     assert services.outbox.list() == []
+
+
+def test_a_destination_for_results_only_gets_no_application_ack(mllp_port: int, services: Services) -> None:
+    services.outbox.add_destination("RIS", "127.0.0.1", 2575, OruProfile(receives=("oru",)))
+    with socket.create_connection(("127.0.0.1", mllp_port), timeout=10) as sock:
+        assert b"\rMSA|CA|C1" in exchange(sock, enhanced(orm(msg_id="C1"), "AL", "AL"))
+    assert services.outbox.list() == []

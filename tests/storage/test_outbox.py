@@ -229,6 +229,19 @@ def test_what_enqueues_and_what_does_not(services: Services) -> None:
     assert len(dead) == 2 and {e.last_error for e in dead} == {"destination removed"}
 
 
+def test_only_destinations_that_receive_results_get_them(services: Services) -> None:
+    """A destination registered for application ACKs only (a RIS that sends orders in enhanced
+    mode and takes its results elsewhere) gets no ORU^R01; a profile stored before destinations
+    chose receives both."""
+    services.outbox.add_destination("RIS", "127.0.0.1", 2575, OruProfile(receives=("ack",)))
+    services.outbox.add_destination("EHR", "127.0.0.1", 2576, OruProfile(receives=("oru",)))
+    assert write(services, None, report(1, "final"), 1) == 1
+    assert {e.destination for e in services.outbox.list("pending")} == {"EHR"}
+    assert OruProfile.from_json({"version": "2.5.1"}).receives == ("oru", "ack")
+    assert "receives" in (OruProfile(receives=()).problem() or "")
+    assert "receives" in (OruProfile(receives=("oru", "adt")).problem() or "")
+
+
 def test_configured_destinations_are_synced_at_start(services: Services) -> None:
     settings = services.settings.model_copy(
         update={"oru_destinations": "ris.example.org:2575, EHR=10.0.0.9:6661"}
