@@ -24,6 +24,7 @@ test: setup
 	.ci/system-deps
 	.ci/fetch-fhir-schema || echo "make test: FHIR R4 schema not fetched; the tests that need it will skip" >&2
 	.ci/fetch-fhir-examples || echo "make test: FHIR R4 examples not fetched; the tests that need them will skip" >&2
+	.ci/fetch-ohif || echo "make test: the OHIF Viewer not fetched; its end-to-end tests will skip" >&2
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: setup
