@@ -28,6 +28,7 @@ from tests.archive import store
 from tests.dicom_factory import new_uid
 from tests.fhir_schema import assert_valid_r4
 from tests.hl7_samples import adt, omi, orm
+from tests.reactor import reactor_resumed
 
 MPPS = "1.2.840.10008.3.1.2.3.3"
 STUDY_UID = "1.2.826.0.1.3680043.10.1.1"  # the one orm() schedules
@@ -127,11 +128,13 @@ def final(status: str = "COMPLETED", *, series: int = 1, end: bool = True) -> Da
 
 def create(scu: Association, ds: Dataset, uid: str | None = None) -> tuple[Dataset, str]:
     uid = uid or new_uid()
+    reactor_resumed(scu)  # requests back to back on one association: tests/reactor.py
     status, _ = scu.send_n_create(ds, MPPS, uid)
     return status, uid
 
 
 def n_set(scu: Association, ds: Dataset, uid: str) -> Dataset:
+    reactor_resumed(scu)
     status, _ = scu.send_n_set(ds, MPPS, uid)
     return status
 
