@@ -90,8 +90,8 @@ def main() -> int:
             rate = _send(target, files, 2)
             print(f"loaded {len(files)} instances into {target.name}: {rate:.0f} instances/s", flush=True)
         for name, pid in (("orthanc", orthanc_pid), ("facade", facade_pid)):
-            # what a server does after loading (the facade publishes the FHIR resources of what it
-            # indexed) is not what the rows measure: both start idle
+            # what a server may still do after loading (the facade publishes the FHIR resources of
+            # what it indexed) is not what the rows measure: both start idle
             waited = _wait_settled(pid, seconds=600)
             print(f"{name} settled after {waited:.0f} s", flush=True)
         web = {"facade": _dicomweb(facade), "orthanc": _dicomweb(orthanc)}
