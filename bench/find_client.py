@@ -29,6 +29,8 @@ from dicom_bridge import dimse_command as dimse
 
 _HEADER = struct.Struct(">BxI")
 _ITEM = struct.Struct(">IBB")
+_ELEMENT = struct.Struct("<HHI")
+_US = struct.Struct("<H")
 _RELEASE_RQ = b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00"
 _PENDING = (0xFF00, 0xFF01)
 MAX_PDU = 16384  # what dcmtk's tools offer by default
@@ -55,30 +57,32 @@ def timed_find(
         data = _encode(identifier, syntax)
         sock.sendall(_pdu(command, 0x03) + _pdu(data, 0x02))
         matches, status = 0, None
+        reader = _Reader(sock)
         command_bytes = bytearray()
         while status is None:
-            kind, body = _read_pdu(sock)
+            kind, body = reader.pdu()
             if kind != 0x04:
                 raise Refused(f"PDU type {kind} before the final response")
             at = 0
             while at < len(body):
                 length, _, control = _ITEM.unpack_from(body, at)
-                value = body[at + 6 : at + 4 + length]
-                at += 4 + length
+                start, at = at + 6, at + 4 + length
                 if not control & 0x01:
                     continue  # a data set fragment: the identifier of a pending response
-                command_bytes += value
-                if control & 0x02:
-                    code = dimse.read_command(command_bytes).status
+                if control & 0x02 and not command_bytes:  # a whole command in one PDV: the usual case
+                    code = _status(body, start, at)
+                else:
+                    command_bytes += body[start:at]
+                    if not control & 0x02:
+                        continue
+                    code = _status(command_bytes, 0, len(command_bytes))
                     command_bytes.clear()
-                    if code is None:
-                        raise Refused("a response without a Status")
-                    if code in _PENDING:
-                        matches += 1
-                    else:
-                        status = code
+                if code in _PENDING:
+                    matches += 1
+                else:
+                    status = code
         sock.sendall(_RELEASE_RQ)
-        kind, _ = _read_pdu(sock)
+        kind, _ = reader.pdu()
         if kind != 0x06:
             raise Refused(f"release answered with PDU type {kind}")
     return (time.perf_counter() - started) * 1000, matches, status
@@ -137,3 +141,45 @@ def _read(sock: socket.socket, n: int) -> bytes:
             raise Refused("the connection closed")
         data += chunk
     return bytes(data)
+
+
+class _Reader:
+    """PDUs from the socket, read in large chunks: the responses of a large answer arrive many
+    to a TCP segment, and a receive call for each PDU's header and body cost the client more
+    than the server's sending them."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock, self._buffer, self._at = sock, b"", 0
+
+    def pdu(self) -> tuple[int, memoryview]:
+        """The next PDU's type and body (valid until the next call)."""
+        self._fill(6)
+        kind, length = _HEADER.unpack_from(self._buffer, self._at)
+        self._fill(6 + length)
+        start = self._at + 6
+        self._at = start + length
+        return kind, memoryview(self._buffer)[start : self._at]
+
+    def _fill(self, n: int) -> None:
+        if len(self._buffer) - self._at >= n:
+            return
+        data = bytearray(self._buffer[self._at :])
+        while len(data) < n:
+            chunk = self._sock.recv(max(1 << 16, n - len(data)))
+            if not chunk:
+                raise Refused("the connection closed")
+            data += chunk
+        self._buffer, self._at = bytes(data), 0
+
+
+def _status(command: bytes | bytearray | memoryview, at: int, end: int) -> int:
+    """The Status (0000,0900) of a response command set (Implicit VR Little Endian)."""
+    while at + 8 <= end:
+        group, element, length = _ELEMENT.unpack_from(command, at)
+        at += 8
+        if group != 0 or at + length > end:
+            break
+        if element == 0x0900 and length == 2:
+            return int(_US.unpack_from(command, at)[0])
+        at += length
+    raise Refused("a response without a Status")

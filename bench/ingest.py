@@ -276,18 +276,21 @@ def _wait_for_echo(target: Target, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"{target.name} did not answer C-ECHO within 60 s")
 
 
-def _wait_settled(pid: int) -> None:
-    """Until the server and its children use under 5% of a core (up to 30 s): one child of
+def _wait_settled(pid: int, seconds: float = 30) -> float:
+    """Until the server and its children use under 5% of a core (up to `seconds`): one child of
     `facade serve --workers` answers C-ECHO while another may still be starting, whose start
-    would otherwise count in the CPU per instance and take a core from the rate."""
-    deadline = time.monotonic() + 30
+    would otherwise count in the CPU per instance and take a core from the rate. How long it
+    waited."""
+    started = time.monotonic()
+    deadline = started + seconds
     before = cpu_seconds(pid)
     while time.monotonic() < deadline:
         time.sleep(0.25)
         now = cpu_seconds(pid)
         if now - before < 0.0125:
-            return
+            break
         before = now
+    return time.monotonic() - started
 
 
 def _send(target: Target, files: list[Path], associations: int) -> float:

@@ -94,6 +94,7 @@ class FastAssociation:
     _pending: list[tuple[int, int, memoryview]] = field(default_factory=list)
     sends: int = 0  # sends so far: a `CancelWatch` looks at the socket once after each
     _deferred: bytes = b""  # to go out with the next send (`defer`)
+    _stores: bool = False  # a C-STORE request came: its instance is indexed before a release is confirmed
 
     def run(self) -> str:
         """Serve requests until the association ends; how it ended: released or aborted."""
@@ -181,6 +182,7 @@ class FastAssociation:
 
     def _c_store(self, context_id: int, request: dimse.Command) -> None:
         assert self.store is not None
+        self._stores = True
         transfer_syntax = self.accepted.contexts[context_id][1]
         uid = request.affected_sop_instance_uid
         too_long = len(uid) > 64
@@ -380,7 +382,7 @@ class FastAssociation:
                 self._pending = _items(body)
                 self._pending.reverse()
             elif kind == _RELEASE_RQ and idle:
-                if self.store is not None:  # what the peer sent is indexed before we confirm
+                if self.store is not None and self._stores:  # what the peer sent is indexed before we confirm
                     release_requested(self.store.ingest, self.accepted.peer)
                 with self._send_lock:
                     self.sock.sendall(_RELEASE_RP_PDU)

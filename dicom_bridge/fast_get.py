@@ -172,10 +172,10 @@ def _preparer(association: FastAssociation, retrieve: Retrieve) -> Callable[[Mat
         command = dimse.request(dimse.C_STORE_RQ, sop_class, message_id, sop_instance_uid=sop_instance)
         try:
             if choice.way is Way.AS_STORED:
-                with retrieve.stored_data_set(blob) as data_set:
-                    data = data_set.read(_PREFETCH + 1)
-                if len(data) > _PREFETCH or not data:  # big (or empty): from its file, as it is read
+                stored = retrieve.stored_data_set_bytes(blob, _PREFETCH)
+                if stored is None:  # big (or empty): from its file, as it is read
                     return lambda: _stream(association, retrieve, blob, context_id, command)
+                data = stored
             else:
                 data = retrieve.data_set_bytes(blob, choice.syntax)
         except (DomainError, CannotTranscode) as exc:

@@ -35,8 +35,17 @@ _IS_MAX = 2**31 - 1  # IS is a signed 32-bit integer (PS3.5 6.2)
 _LAID_OUT: dict[str, bool | None] = {}  # transfer syntax -> Implicit VR, or None: not written here
 
 
+# how a text VR's value of odd length is padded (PS3.5 6.2): a UI with NUL, the others (and a
+# PN, trimmed first) with a space; 0: not a text VR
+_SPACE, _NUL, _NAME = 1, 2, 3
+_PADS = {vr: _NUL if vr == "UI" else _SPACE for vr in _TEXT}
+
+
 class _Other(Exception):
     """This match is written from its data set."""
+
+
+_Step = tuple["_Element | None", bytes, int, bool]  # element (None: constant), header or bytes, pad, long
 
 
 @dataclass(frozen=True)
@@ -79,16 +88,17 @@ class FindIdentifiers:
         )
         self._steps = {implicit: self._layout(implicit) if self._plain else [] for implicit in (True, False)}
 
-    def _layout(self, implicit: bool) -> list[tuple[_Element | None, bytes]]:
+    def _layout(self, implicit: bool) -> list[_Step]:
         """Each element in tag order: those with a field of the record, with their header (and
-        the element as written empty); the others written whole once."""
-        steps: list[tuple[_Element | None, bytes]] = []
+        how a text value is padded); the others written whole once."""
+        steps: list[_Step] = []
         for element in self._elements:
             head = element.head(implicit)
             if element.field is None:
-                steps.append((None, _value(element, head, element.constant, implicit)))
-            else:
-                steps.append((element, head))
+                steps.append((None, _value(element, head, element.constant, implicit), 0, False))
+                continue
+            pad = _PADS.get(element.vr, 0) if element.vr != "PN" else _NAME
+            steps.append((element, head, pad, implicit or element.vr in _LONG))
         return steps
 
     def dataset(self, record: Mapping[str, object], stored_charset: str) -> Dataset:
@@ -116,12 +126,25 @@ class FindIdentifiers:
         if not self._plain:
             return None
         out = bytearray()
+        get = record.get
         try:
-            for element, written in self._steps[implicit]:
+            for element, written, pad, long in self._steps[implicit]:
                 if element is None:
                     out += written
                     continue
-                value = record.get(element.field or "")
+                value = get(element.field or "")
+                if pad and type(value) is str and value and value.isascii():
+                    # a text value (the usual case), as `_value` writes it
+                    data = (trimmed_name(value) if pad == _NAME else value).encode()
+                    if len(data) & 1:
+                        data += b"\0" if pad == _NUL else b" "
+                    if long:
+                        out += written + _LENGTH.pack(len(data)) + data
+                    elif len(data) <= 0xFFFF:
+                        out += written + _SHORT.pack(len(data)) + data
+                    else:
+                        raise _Other
+                    continue
                 text = value if type(value) is str else "" if value is None else str(value)
                 out += _value(element, written, text, implicit)
         except _Other:

@@ -22,6 +22,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -87,7 +88,11 @@ def eight_bit_grayscale(ds: Dataset, frame: NDArray[np.generic], window: Window 
         low, high = int(frame.min()), int(frame.max())
         if high - low < min(frame.size, _TABLE_MAX):
             # value - low in the frame's own width, wrapping; read unsigned, that is the offset
-            offsets = np.subtract(frame, frame.dtype.type(low)).view(f"u{frame.dtype.itemsize}")
+            offsets: NDArray[np.unsignedinteger[Any]]
+            if low == 0 and frame.dtype.kind == "u":
+                offsets = cast("NDArray[np.unsignedinteger[Any]]", frame)  # the values are the offsets
+            else:
+                offsets = np.subtract(frame, frame.dtype.type(low)).view(f"u{frame.dtype.itemsize}")
             domain = np.arange(low, high + 1, dtype=frame.dtype)
             present = None
             if window is None and _first_voi_lut(ds) is None and _stored_window(ds) is None:

@@ -83,16 +83,29 @@ _MAX_LIST = 1000  # values of one list in one IN; longer lists narrow nothing in
 _ESCAPE = "!"
 
 
-def page(conn: Connection, plan: FindPlan, *, after: int, size: int) -> list[Record]:
+def page(
+    conn: Connection,
+    plan: FindPlan,
+    *,
+    after: int,
+    size: int,
+    prepared: tuple[Select[Any], dict[str, Any]] | None = None,
+) -> list[Record]:
     """Up to `size` candidate records of `plan.level` whose primary key is above `after`, in key
-    order, with the computed fields the plan needs."""
-    stmt, params = _prepared(plan.level, plan.conditions)
+    order, with the computed fields the plan needs; `prepared`: `prepared(plan)` (the pages of
+    one query share it)."""
+    stmt, params = prepared or _prepared(plan.level, plan.conditions)
     result = conn.execute(stmt, params | {"after": after, "size": size})  # Core: no ORM work
     keys = tuple(result.keys())
     records = [dict(zip(keys, row, strict=True)) for row in result.fetchall()]
     if records:
         _add_computed(conn, plan.level, plan.fields, records)
     return records
+
+
+def prepared(plan: FindPlan) -> tuple[Select[Any], dict[str, Any]]:
+    """The page statement of `plan` and its values (`page`'s `prepared`)."""
+    return _prepared(plan.level, plan.conditions)
 
 
 Prepared = tuple[Select[Any], list[str]]  # a page's statement, the keys of its narrowing's values

@@ -34,15 +34,16 @@ def stored_instances(
 ) -> list[StoredInstance]:
     """The instances under `study_uid` (and `series_uid`, and `sop_uid` when given); empty when
     the UIDs name nothing."""
-    stmt = _statement(series_uid is not None, sop_uid is not None)
+    stmt = statement(series_uid is not None, sop_uid is not None)
     params = {"study": study_uid, "series": series_uid, "sop": sop_uid}
     return [StoredInstance(*row) for row in conn.execute(stmt, params)]
 
 
 @cache
-def _statement(by_series: bool, by_sop: bool) -> Select[*tuple[Any, ...]]:
+def statement(by_series: bool, by_sop: bool) -> Select[*tuple[Any, ...]]:
     """The lookup for a study, series or instance URL, built once (its UIDs bound at execution):
-    every WADO-RS request runs one."""
+    every WADO-RS request runs one. Parameters `study`, `series`, `sop`; the columns of a
+    `StoredInstance`, in its order."""
     stmt = (
         select(
             StudyRow.study_uid,

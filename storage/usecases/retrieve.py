@@ -53,7 +53,7 @@ from mapping.dicom.transcode import (
 )
 from storage.blobs import BlobStore
 from storage.db import Database
-from storage.dicom_index.retrieval import StoredInstance, stored_instances
+from storage.dicom_index.retrieval import StoredInstance, statement, stored_instances
 from storage.errors import NotFound
 from storage.fhir_store.visibility import Visibility
 from storage.usecases.search import Search
@@ -81,6 +81,7 @@ _META_HEAD = 1 << 16  # a file meta group is a few hundred bytes
 class Retrieve:
     def __init__(self, db: Database, blobs: BlobStore, search: Search) -> None:
         self._db, self._blobs, self._search = db, blobs, search
+        self._one_instance = db.lookup(statement(True, True))
 
     def instances(
         self,
@@ -93,6 +94,16 @@ class Retrieve:
         """The instances the URL names, in DICOM order; NotFound when there are none or the caller
         may not see the study."""
         level = "instance" if sop_uid is not None else "series" if series_uid is not None else "study"
+        if self._search.sees_whole("ImagingStudy", visibility):  # nothing to decide in a session
+            if sop_uid is not None and series_uid is not None:  # one row: the compiled lookup
+                row = self._one_instance.one(study=study_uid, series=series_uid, sop=sop_uid)
+                found = [] if row is None else [StoredInstance(*row)]
+            else:
+                with self._db.read_connection() as conn:
+                    found = stored_instances(conn, study_uid, series_uid, sop_uid)
+            if not found:
+                raise NotFound(f"no such {level}")
+            return found
         with self._db.read() as session:
             found = stored_instances(session.connection(), study_uid, series_uid, sop_uid)
             if not found or not self._search.sees(session, "ImagingStudy", study_uid, visibility):
@@ -124,6 +135,22 @@ class Retrieve:
                 raise CannotTranscode("the stored file has no readable file meta") from exc
             f.seek(meta.dataset_offset)
             yield f
+
+    def stored_data_set_bytes(self, blob_key: str, limit: int) -> bytes | None:
+        """The stored file's data set (after its file meta group), read whole when it has at most
+        `limit` bytes; None when it is bigger or empty (`stored_data_set` streams it). One open and
+        one read for a small instance. NotFound when its file is gone, CannotTranscode when it is
+        no Part 10 file."""
+        with self._blobs.open(blob_key) as f:
+            head = f.read(_META_HEAD)
+            try:
+                meta = peek_file_meta(head)
+            except InvalidDicomError as exc:
+                raise CannotTranscode("the stored file has no readable file meta") from exc
+            data = head[meta.dataset_offset :]
+            if len(head) == _META_HEAD and len(data) <= limit:  # the file may go on
+                data += f.read(limit + 1 - len(data))
+        return data if 0 < len(data) <= limit else None
 
     def dataset(self, blob_key: str, syntax: str) -> Dataset:
         """A stored instance read whole, as if stored in `syntax` (pynetdicom's C-GET and C-MOVE

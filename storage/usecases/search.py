@@ -164,13 +164,19 @@ class Search:
         transaction (DICOMweb retrieve applies the FHIR rules to the ImagingStudy of a study)."""
         return res_id in self.visible_among(session, res_type, [res_id], visibility)
 
+    @staticmethod
+    def sees_whole(res_type: str, visibility: Visibility) -> bool:
+        """Whether `visibility` shows every resource of `res_type` (then nothing is read to
+        decide: a caller may skip the session it would be decided in)."""
+        return visibility.sees_type(res_type) and visibility.alternatives(res_type) is None
+
     def visible_among(
         self, session: Session, res_type: str, res_ids: Sequence[str], visibility: Visibility
     ) -> set[str]:
         """Those of `res_ids` that `visibility` shows as a read would, inside the caller's read
         transaction (QIDO-RS filters each page of matching studies so)."""
         _supported(res_type)
-        if visibility.sees_type(res_type) and visibility.alternatives(res_type) is None:
+        if self.sees_whole(res_type, visibility):
             return set(res_ids)  # the whole type: nothing to derive or match
         derived = [d for res_id in res_ids if (d := self._derive.of(session, res_type, res_id)) is not None]
         return self._visible_ids(session, res_type, res_ids, visibility, derived)

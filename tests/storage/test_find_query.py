@@ -174,3 +174,17 @@ def test_queries_of_one_shape_each_get_their_own_answer(services: Services) -> N
         answers.append(answer)
     for first, second in zip(answers[::2], answers[1::2], strict=True):
         assert first and second and first != second
+
+
+def test_a_caller_who_sees_every_study_gets_the_whole_answer(services: Services) -> None:
+    """A token with every ImagingStudy reads on the bare connection, as C-FIND does: the same
+    records as the session path's check of each study would keep."""
+    from storage.fhir_store.visibility import Visibility
+
+    _populate(services)
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.ModalitiesInStudy = "CT"
+    plan = plan_from_identifier("study", identifier)
+    every = Visibility(rules={"ImagingStudy": ((),)})
+    assert [r["pk"] for r in services.query.find(plan, visibility=every)] == _brute_force(services, plan)

@@ -48,6 +48,11 @@ ASCII_RECORDS: list[dict[str, Any]] = [
      "instance_number": 12, "rows": 512, "columns": 64, "number_of_frames": 1},
     {"patient_name": "^^^", "patient_id": "", "study_uid": "1.22", "modalities": "US",
      "study_instances": 0, "series_number": None, "instance_number": 2**31 - 1, "rows": 0},
+    # values of odd and even lengths, at a VR's longest, and names trimmed to odd and even ones
+    {"patient_name": "Doe^Jo^^=^=", "patient_id": "P" * 64, "study_uid": "1.2.345",
+     "study_description": "D" * 63, "accession": "A" * 16, "modalities": "CT\\MR\\US",
+     "series_uid": "1." + "9" * 62, "sop_uid": "1.2", "referring_physician": "A^B^C^D^E",
+     "performing_physician": "=Yamada^Taro", "study_time": "1", "series_description": "x"},
 ]  # fmt: skip
 OTHER_RECORDS: list[dict[str, Any]] = [
     {"patient_name": "Buc^Jérôme", "study_uid": "1.2.3", "modalities": "CT"},

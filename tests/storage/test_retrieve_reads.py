@@ -1,0 +1,60 @@
+"""The retrieve use case's shortcuts give what its general paths give: a caller who sees every
+study has the instances a URL names read without an ORM session (one compiled lookup for an
+instance URL), and a small stored data set is read whole in one go, the bytes a C-GET streams."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from facade.wiring import Services
+from storage.errors import NotFound
+from storage.fhir_store.visibility import ALL, Visibility
+from storage.usecases.ingest import Source
+from tests.dicom_factory import make_instance, new_uid, write
+
+EVERY_STUDY = Visibility(rules={"ImagingStudy": ((),)})  # a token with every ImagingStudy
+
+
+def _store(services: Services, tmp_path: Path, *, rows: int = 8) -> tuple[str, str, list[str]]:
+    study, series = new_uid(), new_uid()
+    sops = []
+    for i in range(3):
+        ds = make_instance(study_uid=study, series_uid=series, instance_number=3 - i, rows=rows, columns=rows)
+        path = write(ds, tmp_path / f"{i}.dcm")
+        staged = services.ingest.staging_dir() / f"{new_uid()}.dcm"
+        shutil.copyfile(path, staged)
+        services.ingest.staged(staged, Source("import"))
+        sops.append(str(ds.SOPInstanceUID))
+    return study, series, sops
+
+
+def test_a_caller_who_sees_every_study_gets_what_the_session_path_gives(
+    services: Services, tmp_path: Path
+) -> None:
+    study, series, sops = _store(services, tmp_path)
+    retrieve = services.retrieve
+    for uids in [(study, None, None), (study, series, None), (study, series, sops[1])]:
+        assert retrieve.instances(*uids, visibility=EVERY_STUDY) == retrieve.instances(*uids, visibility=ALL)
+    assert services.search.sees_whole("ImagingStudy", EVERY_STUDY)
+    (one,) = retrieve.instances(study, series, sops[1], visibility=EVERY_STUDY)
+    assert (one.study_uid, one.series_uid, one.sop_uid) == (study, series, sops[1])
+    for unknown in [(study, series, new_uid()), (study, new_uid(), sops[1]), (new_uid(), series, sops[1])]:
+        with pytest.raises(NotFound):
+            retrieve.instances(*unknown, visibility=EVERY_STUDY)
+
+
+def test_a_small_data_set_is_read_whole_and_a_big_one_is_left_to_the_stream(
+    services: Services, tmp_path: Path
+) -> None:
+    study, _, _ = _store(services, tmp_path, rows=64)
+    retrieve = services.retrieve
+    for instance in retrieve.instances(study, visibility=ALL):
+        with retrieve.stored_data_set(instance.blob_key) as f:
+            streamed = f.read()
+        assert retrieve.stored_data_set_bytes(instance.blob_key, 1 << 20) == streamed
+        assert retrieve.stored_data_set_bytes(instance.blob_key, len(streamed)) == streamed
+        assert retrieve.stored_data_set_bytes(instance.blob_key, len(streamed) - 1) is None
+        assert retrieve.stored_data_set_bytes(instance.blob_key, 100) is None
