@@ -1,12 +1,14 @@
-"""Prepared writes: a Core statement compiled once per dialect and run on the driver's cursor of
-the caller's transaction, for the statements a hot path runs for every message.
+"""Prepared statements: a Core statement compiled once per dialect and run on the driver's cursor
+of the caller's transaction, for the statements a hot path runs for every message (inserts;
+lookups and updates by `PreparedQuery`).
 
 `Connection.execute` of a cached Core statement still costs about 0.1 ms of Python per
 statement (execution context, parameter processing, result set-up, events): on the HL7 order
 path that was a third of an order's CPU time, twelve statements for each order. Here the SQL
 text, the order of its parameters and each parameter's bind processor (SQLAlchemy's own, as
 `Connection.execute` would apply: aware UTC datetimes, JSON, booleans) are worked out once;
-running the statement is building one tuple (or dict) and one `cursor.execute`.
+running the statement is building one tuple (or dict) and one `cursor.execute`. A lookup's rows
+come back as named tuples, each column through its result processor (JSON on SQLite).
 
 What stays as with `Connection.execute`: the statement runs in the connection's transaction
 (savepoints included); a driver error is raised as SQLAlchemy's exception (`IntegrityError`,
@@ -17,6 +19,7 @@ its text; `before_cursor_execute` listeners (tests counting statements) see it.
 from __future__ import annotations
 
 import threading
+from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +27,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.dml import Insert, Update
 
 from storage.db import driver_error
 
@@ -112,6 +116,82 @@ class PreparedInsert:
             made = _Compiled(str(compiled), names, processors, bool(compiled.positional))
             self._compiled[dialect.name] = made
             return made
+
+
+class PreparedQuery:
+    """A SELECT (its rows as named tuples, by the selected columns' keys) or an UPDATE (the
+    number of rows it matched) whose parameters are named bindparams; every call names each."""
+
+    def __init__(self, statement: Select[Any] | Update) -> None:
+        self._statement = statement
+        self._compiled: dict[str, tuple[_Compiled, Any, tuple[Callable[[Any], Any] | None, ...]]] = {}
+        self._fixed: dict[str, Params] = {}  # values the statement holds (the 1 of `x + 1`), by dialect
+        self._lock = threading.Lock()
+
+    def all(self, conn: Connection, params: Params) -> list[Any]:
+        """The rows of a SELECT."""
+        compiled, row_type, results = self._prepared(conn.dialect)
+        cursor = self._run(conn, compiled, params)
+        try:
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        if any(results):
+            return [
+                row_type(*(v if p is None else p(v) for v, p in zip(row, results, strict=True)))
+                for row in rows
+            ]
+        return [row_type(*row) for row in rows]
+
+    def first(self, conn: Connection, params: Params) -> Any:
+        """The first row of a SELECT, or None."""
+        rows = self.all(conn, params)
+        return rows[0] if rows else None
+
+    def rowcount(self, conn: Connection, params: Params) -> int:
+        """Run an UPDATE: how many rows it matched."""
+        compiled, _, _ = self._prepared(conn.dialect)
+        cursor = self._run(conn, compiled, params)
+        count = int(cursor.rowcount or 0)
+        cursor.close()
+        return count
+
+    def _run(self, conn: Connection, compiled: _Compiled, params: Params) -> Any:
+        fixed = self._fixed[conn.dialect.name]
+        args = PreparedInsert.args(compiled, {**fixed, **params} if fixed else params)
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None  # a connection in a transaction
+        cursor = dbapi.cursor()
+        if conn.dispatch.before_cursor_execute:
+            conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, args, None, False)
+        with _wrapped(conn, compiled.sql, cursor):
+            cursor.execute(compiled.sql, args)
+        return cursor
+
+    def _prepared(self, dialect: Dialect) -> tuple[_Compiled, Any, tuple[Callable[[Any], Any] | None, ...]]:
+        known = self._compiled.get(dialect.name)
+        if known is not None:
+            return known
+        with self._lock:
+            compiled = self._statement.compile(dialect=dialect)
+            names = (
+                tuple(compiled.positiontup or ())
+                if compiled.positional
+                else tuple(compiled.bind_names.values())
+            )
+            binds = compiled.binds
+            processors = tuple(
+                binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+            )
+            made = _Compiled(str(compiled), names, processors, bool(compiled.positional))
+            self._fixed[dialect.name] = {
+                name: binds[name].value for name in names if binds[name].value is not None
+            }
+            columns = list(self._statement.selected_columns) if isinstance(self._statement, Select) else []
+            row_type = namedtuple("Row", [str(c.key) for c in columns], rename=True)  # type: ignore[misc]
+            results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
+            self._compiled[dialect.name] = (made, row_type, results)
+            return made, row_type, results
 
 
 def insert_all(conn: Connection, inserts: Sequence[tuple[PreparedInsert, Sequence[Params]]]) -> None:

@@ -28,7 +28,7 @@ from mapping.order.facts import (
     step_json,
 )
 from storage.orders.models import RequestedProcedureRow, ScheduledStepRow
-from storage.prepared import PreparedInsert
+from storage.prepared import PreparedInsert, PreparedQuery
 
 PROCEDURE, STEP = cast(Table, RequestedProcedureRow.__table__), cast(Table, ScheduledStepRow.__table__)
 _PROCEDURE_COLUMNS = ("fhir_id", "patient_pk", "created_at", "placer", "filler", "accession", "study_uid")
@@ -49,8 +49,8 @@ def _find_by(columns: tuple[str, ...]) -> Select[Any]:
     )
 
 
-_FIND: dict[tuple[str, ...], Select[Any]] = {
-    columns: _find_by(columns)
+_FIND: dict[tuple[str, ...], PreparedQuery] = {
+    columns: PreparedQuery(_find_by(columns))
     for columns in (
         ("placer", "filler", "accession"),
         ("placer", "filler"),
@@ -82,7 +82,7 @@ def find(session: Session, procedure: RequestedProcedure) -> StoredOrder | None:
         return None
     statement = _FIND[tuple(column for column, _ in named)]
     conn = session.connection()
-    rows = conn.execute(statement, {column: entity.value for column, entity in named}).all()
+    rows = statement.all(conn, {column: entity.value for column, entity in named})
     for column, entity in named:
         for row in rows:
             if getattr(row, column) != entity.value:
