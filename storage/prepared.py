@@ -41,6 +41,7 @@ class _Compiled:
     names: tuple[str, ...]  # parameter names, in the statement's order
     processors: tuple[Callable[[Any], Any] | None, ...]  # of each name
     positional: bool  # qmark / numeric (SQLite) rather than pyformat (psycopg)
+    dialect: str
 
 
 class PreparedInsert:
@@ -113,7 +114,7 @@ class PreparedInsert:
             processors = tuple(
                 binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
             )
-            made = _Compiled(str(compiled), names, processors, bool(compiled.positional))
+            made = _Compiled(str(compiled), names, processors, bool(compiled.positional), dialect.name)
             self._compiled[dialect.name] = made
             return made
 
@@ -156,9 +157,20 @@ class PreparedQuery:
         cursor.close()
         return count
 
+    def many(self, conn: Connection, rows: Sequence[Params]) -> None:
+        """Run an UPDATE once for each of `rows` (what `insert_all` does off PostgreSQL)."""
+        for row in rows:
+            self.rowcount(conn, row)
+
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        return self._prepared(dialect)[0]
+
+    def args(self, compiled: _Compiled, row: Params) -> Any:
+        fixed = self._fixed[compiled.dialect]
+        return PreparedInsert.args(compiled, {**fixed, **row} if fixed else row)
+
     def _run(self, conn: Connection, compiled: _Compiled, params: Params) -> Any:
-        fixed = self._fixed[conn.dialect.name]
-        args = PreparedInsert.args(compiled, {**fixed, **params} if fixed else params)
+        args = self.args(compiled, params)
         dbapi = conn.connection.dbapi_connection
         assert dbapi is not None  # a connection in a transaction
         cursor = dbapi.cursor()
@@ -183,7 +195,7 @@ class PreparedQuery:
             processors = tuple(
                 binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
             )
-            made = _Compiled(str(compiled), names, processors, bool(compiled.positional))
+            made = _Compiled(str(compiled), names, processors, bool(compiled.positional), dialect.name)
             self._fixed[dialect.name] = {
                 name: binds[name].value for name in names if binds[name].value is not None
             }
@@ -194,9 +206,17 @@ class PreparedQuery:
             return made, row_type, results
 
 
-def insert_all(conn: Connection, inserts: Sequence[tuple[PreparedInsert, Sequence[Params]]]) -> None:
-    """Several inserts whose results nobody reads (no RETURNING), in order. On PostgreSQL they go
-    in one round trip (a psycopg pipeline: sent together, one sync), not one each."""
+Writes = list[tuple[PreparedInsert | PreparedQuery, Sequence[Params]]]
+"""Writes whose results nobody reads: inserts (no RETURNING) and updates, each with its rows; a
+caller may collect them to go with the next `insert_all` (on PostgreSQL: in its round trip)."""
+
+
+def insert_all(
+    conn: Connection, inserts: Sequence[tuple[PreparedInsert | PreparedQuery, Sequence[Params]]]
+) -> None:
+    """Several writes whose results nobody reads (inserts without RETURNING, updates), in order.
+    On PostgreSQL they go in one round trip (a psycopg pipeline: sent together, one sync), not
+    one each."""
     dbapi: Any = conn.connection.dbapi_connection
     if conn.dialect.name != "postgresql" or not hasattr(dbapi, "pipeline"):
         for prepared, rows in inserts:

@@ -35,7 +35,7 @@ from storage.dicom_index.models import (
     StudyRow,
 )
 from storage.errors import Conflict
-from storage.prepared import PreparedInsert, PreparedQuery
+from storage.prepared import PreparedInsert, PreparedQuery, Writes
 from storage.schema import Stamp
 
 PATIENT, STUDY = cast(Table, PatientRow.__table__), cast(Table, StudyRow.__table__)
@@ -425,13 +425,24 @@ def patient_of(conn: Connection, facts: PatientFacts, now: datetime) -> tuple[in
 
 def touch_studies(conn: Connection, study_uids: set[str], accessions: set[str], now: datetime) -> int:
     """Mark the studies of these UIDs or accession numbers changed, so their ImagingStudy is
-    derived and published again (an order about them arrived or changed: `basedOn`)."""
+    derived and published again (an order about them arrived or changed: `basedOn`); how many."""
     uids, numbers = sorted(u for u in study_uids if u), sorted(a for a in accessions if a)
     if not uids and not numbers:
         return 0
+    return _touch(len(uids), len(numbers)).rowcount(conn, _touch_params(uids, numbers, now))
+
+
+def touch_studies_later(study_uids: set[str], accessions: set[str], now: datetime) -> Writes:
+    """`touch_studies` as a write to run with the caller's next ones (`storage.prepared.insert_all`)."""
+    uids, numbers = sorted(u for u in study_uids if u), sorted(a for a in accessions if a)
+    if not uids and not numbers:
+        return []
+    return [(_touch(len(uids), len(numbers)), [_touch_params(uids, numbers, now)])]
+
+
+def _touch_params(uids: list[str], numbers: list[str], now: datetime) -> dict[str, Any]:
     params: dict[str, Any] = {f"u{n}": uid for n, uid in enumerate(uids)}
-    params |= {f"a{n}": number for n, number in enumerate(numbers)} | {"b_now": now}
-    return _touch(len(uids), len(numbers)).rowcount(conn, params)
+    return params | {f"a{n}": number for n, number in enumerate(numbers)} | {"b_now": now}
 
 
 _TOUCHES: dict[tuple[int, int], PreparedQuery] = {}

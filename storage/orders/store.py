@@ -28,7 +28,7 @@ from mapping.order.facts import (
     step_json,
 )
 from storage.orders.models import RequestedProcedureRow, ScheduledStepRow
-from storage.prepared import PreparedInsert, PreparedQuery
+from storage.prepared import PreparedInsert, PreparedQuery, Writes
 
 PROCEDURE, STEP = cast(Table, RequestedProcedureRow.__table__), cast(Table, ScheduledStepRow.__table__)
 _PROCEDURE_COLUMNS = ("fhir_id", "patient_pk", "created_at", "placer", "filler", "accession", "study_uid")
@@ -176,14 +176,20 @@ def add(
     status: RequestStatus,
     step_status: StepStatus,
     now: datetime,
+    later: Writes | None = None,
 ) -> StoredOrder:
-    """A new order and its steps: two prepared statements (the steps in one)."""
+    """A new order and its steps: two prepared statements (the steps in one). `later`: the
+    steps' insert is added there, for the caller to run with its next writes."""
     conn = session.connection()
     pk = _INSERT_PROCEDURE.one(
         conn,
         {"fhir_id": fhir_id, "patient_pk": patient_pk, "created_at": now} | _columns(procedure, status, now),
     )
-    _INSERT_STEP.many(conn, [_step_values(pk, step, step_status, now) for step in procedure.steps])
+    steps = [_step_values(pk, step, step_status, now) for step in procedure.steps]
+    if later is not None:
+        later.append((_INSERT_STEP, steps))
+    else:
+        _INSERT_STEP.many(conn, steps)
     return StoredOrder(pk, fhir_id, patient_pk, status, procedure, (step_status,) * len(procedure.steps))
 
 
