@@ -21,9 +21,9 @@ from __future__ import annotations
 import threading
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
@@ -81,7 +81,7 @@ class PreparedInsert:
         cursor = dbapi.cursor()
         if conn.dispatch.before_cursor_execute:
             conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, args, None, many)
-        with _wrapped(conn, compiled.sql, cursor):
+        with _wrapped(conn, compiled.sql, cursor), _with_begin(dbapi, many=many):
             if many:
                 cursor.executemany(compiled.sql, args)
             else:
@@ -176,7 +176,7 @@ class PreparedQuery:
         cursor = dbapi.cursor()
         if conn.dispatch.before_cursor_execute:
             conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, args, None, False)
-        with _wrapped(conn, compiled.sql, cursor):
+        with _wrapped(conn, compiled.sql, cursor), _with_begin(dbapi):
             cursor.execute(compiled.sql, args)
         return cursor
 
@@ -238,6 +238,16 @@ def insert_all(
             else:
                 cursor.execute(compiled.sql, args[0])
     cursor.close()
+
+
+def _with_begin(dbapi: Any, *, many: bool = False) -> AbstractContextManager[Any]:
+    """The transaction's first statement on PostgreSQL: psycopg sends its BEGIN first and waits
+    for the answer, a round trip of its own; in a pipeline both go together (the results are
+    read when it ends, with the statement's)."""
+    info = getattr(dbapi, "info", None)
+    if many or info is None or not hasattr(dbapi, "pipeline") or info.transaction_status.name != "IDLE":
+        return nullcontext()
+    return cast(AbstractContextManager[Any], dbapi.pipeline())
 
 
 @contextmanager
