@@ -15,8 +15,9 @@ most of what a first query cost: ~0.26 ms each, 50 of them for a station and day
 changes afterwards (its order, status, patient) gets a new item when next asked, as before.
 
 Building ahead yields to arriving orders (`warm(yield_to_orders=True)`, as `facade serve` runs
-it): while new steps keep appearing (a RIS sending a burst of orders), runs are put off, up to
-`MAX_DEFERRAL`, and a run under way stops between pages, so that the serving processes do not
+it): while new steps keep appearing, look after look (a RIS sending a burst of orders), runs are
+put off, up to `MAX_DEFERRAL`, and a run under way stops between pages when steps appear
+meanwhile, so that the serving processes do not
 take the interpreter and the cores from the MLLP connection that writes those orders. Nothing is
 lost by waiting: a query builds what it needs, as it did before warming existed.
 """
@@ -56,6 +57,7 @@ class Worklist:
         self._answering = 0  # queries being answered (warming waits for them)
         # yielding to orders: the newest step seen at the last look, and since when runs are put off
         self._newest_seen: int | None = None
+        self._was_arriving = False  # steps were added in the interval before the last look
         self._deferred_since: float | None = None
 
     def warm(self, *, yield_to_orders: bool = False) -> int:
@@ -79,9 +81,12 @@ class Worklist:
             return built
 
     def _defer(self) -> bool:
-        """Whether to put this run off: steps were added since the last look (orders arriving),
-        and the first run put off is less than MAX_DEFERRAL ago. The first look never defers."""
-        if not self._orders_arriving():
+        """Whether to put this run off: steps were added since the last look and in the interval
+        before too (orders keep arriving; one order, or a load of many at once, is built at
+        once), and the first run put off is less than MAX_DEFERRAL ago."""
+        arriving = self._orders_arriving()
+        sustained, self._was_arriving = arriving and self._was_arriving, arriving
+        if not sustained:
             self._deferred_since = None
             return False
         now = time.monotonic()
@@ -122,7 +127,8 @@ class Worklist:
             if not more or not candidates or (asked is None and self._warmed >= self._capacity // 2):
                 return built
             if yielding and self._deferred_since is None and self._orders_arriving():
-                self._deferred_since = time.monotonic()  # the next runs are put off (MAX_DEFERRAL)
+                # arriving while this run built: the next runs are put off (up to MAX_DEFERRAL)
+                self._was_arriving, self._deferred_since = True, time.monotonic()
                 return built
 
     def _wait_for_queries(self) -> None:

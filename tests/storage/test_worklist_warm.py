@@ -70,12 +70,14 @@ def test_building_ahead_yields_while_orders_keep_arriving(services: Services) ->
     order(services, 0)
     worklist = Worklist(services.db)
     assert worklist.warm(yield_to_orders=True) == 1  # the first look never waits
-    order(services, 1)  # orders arriving: put off
+    order(services, 1)  # one order since the last look: built at once
+    assert worklist.warm(yield_to_orders=True) == 1
+    order(services, 2)  # and again: orders keep arriving, put off
     assert worklist.warm(yield_to_orders=True) == 0
-    order(services, 2)
+    order(services, 3)
     assert worklist.warm(yield_to_orders=True) == 0
-    assert [r.AccessionNumber for r in answered(worklist)] == ["A0", "A1", "A2"]  # queries build them
-    assert worklist.warm(yield_to_orders=True) == 2 + 3  # a pause: the two items, the 3 responses
+    assert [r.AccessionNumber for r in answered(worklist)] == ["A0", "A1", "A2", "A3"]  # queries build
+    assert worklist.warm(yield_to_orders=True) == 2 + 4  # a pause: the two items, the 4 responses
     assert worklist.warm() == 0
 
 
@@ -84,8 +86,9 @@ def test_building_ahead_goes_ahead_once_put_off_long_enough(
 ) -> None:
     worklist = Worklist(services.db)
     assert worklist.warm(yield_to_orders=True) == 0
-    order(services, 0)
-    assert worklist.warm(yield_to_orders=True) == 0
+    for n in range(2):
+        order(services, n)
+        assert worklist.warm(yield_to_orders=True) == 1 - n  # the second: put off
     monkeypatch.setattr(worklist_module, "MAX_DEFERRAL", 0.0)
-    order(services, 1)  # still arriving, but put off for long enough
+    order(services, 2)  # still arriving, but put off for long enough
     assert worklist.warm(yield_to_orders=True) == 2
