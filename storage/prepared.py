@@ -131,12 +131,16 @@ class PreparedQuery:
 
     def all(self, conn: Connection, params: Params) -> list[Any]:
         """The rows of a SELECT."""
-        compiled, row_type, results = self._prepared(conn.dialect)
+        compiled, _, _ = self._prepared(conn.dialect)
         cursor = self._run(conn, compiled, params)
         try:
-            rows = cursor.fetchall()
+            return self.rows(conn.dialect, cursor.fetchall())
         finally:
             cursor.close()
+
+    def rows(self, dialect: Dialect, rows: Sequence[Any]) -> list[Any]:
+        """The driver's rows as this statement's named tuples, through the result processors."""
+        _, row_type, results = self._prepared(dialect)
         if any(results):
             return [
                 row_type(*(v if p is None else p(v) for v, p in zip(row, results, strict=True)))
@@ -204,6 +208,37 @@ class PreparedQuery:
             results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
             self._compiled[dialect.name] = (made, row_type, results)
             return made, row_type, results
+
+
+Lookup = tuple[PreparedQuery, Params]  # a SELECT and its parameters
+
+
+def query_all(conn: Connection, lookups: Sequence[Lookup]) -> list[list[Any]]:
+    """The rows of several SELECTs whose parameters do not depend on each other's results, in
+    order. On PostgreSQL they go in one round trip (a psycopg pipeline), not one each."""
+    dbapi: Any = conn.connection.dbapi_connection
+    if conn.dialect.name != "postgresql" or not hasattr(dbapi, "pipeline") or len(lookups) < 2:
+        return [query.all(conn, params) for query, params in lookups]
+    cursors: list[Any] = []
+    sql = "; ".join(query.compiled(conn.dialect).sql for query, _ in lookups)  # for errors only
+    errors = dbapi.cursor()
+    try:
+        with _wrapped(conn, sql, errors), dbapi.pipeline():
+            for query, params in lookups:
+                compiled = query.compiled(conn.dialect)
+                args = query.args(compiled, params)
+                cursor = dbapi.cursor()
+                cursors.append(cursor)
+                if conn.dispatch.before_cursor_execute:
+                    conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, args, None, False)
+                cursor.execute(compiled.sql, args)
+        return [
+            query.rows(conn.dialect, cursor.fetchall())
+            for (query, _), cursor in zip(lookups, cursors, strict=True)
+        ]
+    finally:
+        for cursor in (errors, *cursors):
+            cursor.close()
 
 
 Writes = list[tuple[PreparedInsert | PreparedQuery, Sequence[Params]]]

@@ -35,7 +35,7 @@ from storage.dicom_index.models import (
     StudyRow,
 )
 from storage.errors import Conflict
-from storage.prepared import PreparedInsert, PreparedQuery, Writes
+from storage.prepared import Lookup, PreparedInsert, PreparedQuery, Writes
 from storage.schema import Stamp
 
 PATIENT, STUDY = cast(Table, PatientRow.__table__), cast(Table, StudyRow.__table__)
@@ -385,12 +385,17 @@ def _patient(conn: Connection, facts: PatientFacts, study: Row[Any] | None, now:
     return int(study.patient_pk)
 
 
-def _patient_by_identity(conn: Connection, facts: PatientFacts, now: datetime) -> tuple[int, str]:
+def _patient_by_identity(
+    conn: Connection, facts: PatientFacts, now: datetime, looked_up: list[Any] | None = None
+) -> tuple[int, str]:
     """The patient of `facts`' Patient ID + issuer (the survivor, if it was merged), created when
-    new (no Patient ID: always new), its demographics updated: (pk, FHIR id)."""
+    new (no Patient ID: always new), its demographics updated: (pk, FHIR id). `looked_up`: the
+    rows of `patient_lookup(facts)`, when the caller has read them already."""
     if facts.patient_id is None:
         return _new_patient(conn, facts, now)
-    found = _PATIENT_BY_IDENTITY.first(conn, {"system": facts.id_system, "pid": facts.patient_id})
+    if looked_up is None:
+        looked_up = _PATIENT_BY_IDENTITY.all(conn, {"system": facts.id_system, "pid": facts.patient_id})
+    found = looked_up[0] if looked_up else None
     if found is None:
         return _new_patient(conn, facts, now)
     if found.merged_into is not None:  # merged (ADT^A40): its images and orders go to the survivor
@@ -416,11 +421,21 @@ def _demographics(facts: PatientFacts) -> dict[str, Any]:
     return {"name": facts.name[:512], "birth_date": facts.birth_date[:8], "sex": facts.sex[:16]}
 
 
-def patient_of(conn: Connection, facts: PatientFacts, now: datetime) -> tuple[int, str]:
+def patient_of(
+    conn: Connection, facts: PatientFacts, now: datetime, looked_up: list[Any] | None = None
+) -> tuple[int, str]:
     """The patient an order (or an ADT message) names, created when new, its demographics
     updated (newest wins, empty values never blank stored ones): (pk, FHIR id), in one or two
-    statements. The caller has checked that `facts` has a Patient ID."""
-    return _patient_by_identity(conn, facts, now)
+    statements. The caller has checked that `facts` has a Patient ID. `looked_up`: the rows of
+    `patient_lookup(facts)`, read by the caller with its other lookups (`query_all`)."""
+    return _patient_by_identity(conn, facts, now, looked_up)
+
+
+def patient_lookup(facts: PatientFacts) -> Lookup | None:
+    """The statement `patient_of` starts with (None: there is nothing to look up)."""
+    if facts.patient_id is None:
+        return None
+    return _PATIENT_BY_IDENTITY, {"system": facts.id_system, "pid": facts.patient_id}
 
 
 def touch_studies(conn: Connection, study_uids: set[str], accessions: set[str], now: datetime) -> int:

@@ -21,12 +21,12 @@ from sqlalchemy.orm import Session
 from mapping.fhir.service_request import service_request_from_order
 from mapping.order.control import RefusedControl, change_for
 from mapping.order.facts import OrderMessage, RequestedProcedure, ScheduledStep
-from storage.dicom_index.writer import patient_of, touch_studies_later
+from storage.dicom_index.writer import patient_lookup, patient_of, touch_studies_later
 from storage.errors import Conflict
 from storage.fhir_store.store import FhirStore
 from storage.orders import store as orders
 from storage.orders.store import StoredOrder
-from storage.prepared import Writes
+from storage.prepared import Writes, query_all
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,17 @@ class Orders:
     def apply(self, session: Session, message: OrderMessage, now: datetime) -> list[str]:
         """Apply every procedure of `message`; the ServiceRequest ids touched. Raises OrderRefused
         (the caller rolls back: a message applies whole or not at all)."""
-        patient_pk, patient_fhir_id = patient_of(session.connection(), message.patient, now)
+        conn = session.connection()
+        # the patient and the first procedure's order are read together (one round trip)
+        lookups = [patient_lookup(message.patient)]
+        lookups += [orders.find_lookup(message.procedures[0])] if message.procedures else []
+        wanted = [lookup for lookup in lookups if lookup is not None]
+        read = iter(query_all(conn, wanted))
+        found = [next(read) if lookup is not None else None for lookup in lookups]
+        patient_pk, patient_fhir_id = patient_of(conn, message.patient, now, found[0])
         touched = []
         for index, procedure in enumerate(message.procedures, start=1):
-            before = orders.find(session, procedure)
+            before = orders.find(session, procedure, found[1] if index == 1 else None)
             # writes whose results nobody reads go with the ServiceRequest's (one round trip)
             later: Writes = []
             stored = self._apply_one(session, procedure, before, index, patient_pk, now, later)

@@ -18,7 +18,7 @@ from mapping.dicom.facts import PatientFacts
 from storage.dicom_index.writer import patient_of  # a patient row for the order to point at
 from storage.fhir_store.models import FhirResourceRow, SearchDate
 from storage.orders.models import RequestedProcedureRow
-from storage.prepared import PreparedInsert, PreparedQuery, insert_all
+from storage.prepared import PreparedInsert, PreparedQuery, insert_all, query_all
 
 RESOURCE = cast(Table, FhirResourceRow.__table__)
 COLUMNS = ("res_type", "res_id", "version_id", "last_updated", "deleted", "provisional", "body")
@@ -161,3 +161,14 @@ def test_a_lookup_reads_json_and_a_driver_error_is_sqlalchemys(services: Service
         INSERT.one(conn, row("c"))
         bad.rowcount(conn, {"v": None})  # NOT NULL
     assert "PHI" not in str(raised.value)
+
+
+def test_lookups_read_together_give_what_each_gives_alone(services: Services) -> None:
+    """`query_all`: on PostgreSQL one pipeline; the rows of each as its own `all` gives them."""
+    with services.db.write_connection() as conn:
+        INSERT.many(conn, [row("b"), row("a")])
+        lookups = [(BY_TYPE, {"type": "Basic"}), (BY_TYPE, {"type": "Patient"}), (BY_TYPE, {"type": "Basic"})]
+        together = query_all(conn, lookups)
+        alone = [query.all(conn, params) for query, params in lookups]
+    assert together == alone and [len(rows) for rows in together] == [2, 0, 2]
+    assert together[0][0].last_updated == AT and together[0][0].last_updated.tzinfo == UTC
