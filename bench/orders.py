@@ -59,11 +59,12 @@ def main() -> int:
     try:
         _wait(port, proc)
         wait_idle(proc.pid)  # the serving children start meanwhile: not in the first run's figures
-        _send(port, "warm-up", 0, 50)  # first statements, caches
+        run = _run_tag()
+        _send(port, f"{run}w", 0, 50)  # first statements, caches
         rows = []
         for connections in (1, 4):
             cpu = cpu_seconds(proc.pid)
-            latencies, elapsed = _run(port, connections, args.orders // connections)
+            latencies, elapsed = _run(port, f"{run}c{connections}", connections, args.orders // connections)
             cpu_ms = (cpu_seconds(proc.pid) - cpu) / len(latencies) * 1000
             rows.append((connections, len(latencies) / elapsed, _p(latencies, 50), _p(latencies, 95), cpu_ms))
     finally:
@@ -83,13 +84,20 @@ def main() -> int:
     return 0
 
 
-def _run(port: int, connections: int, each: int) -> tuple[list[float], float]:
+def _run_tag() -> str:
+    """Three characters that differ from run to run: a database kept from an earlier run (a
+    PostgreSQL one) gets new orders, not resends of that run's (answered from the inbox)."""
+    n = int(time.time() * 10) % 36**3
+    return "".join("0123456789abcdefghijklmnopqrstuvwxyz"[n // 36**k % 36] for k in (2, 1, 0))
+
+
+def _run(port: int, tag: str, connections: int, each: int) -> tuple[list[float], float]:
     """`connections` senders at once, `each` orders apiece: every ACK latency, and the seconds."""
     latencies: list[float] = []
     lock = threading.Lock()
 
     def run(n: int) -> None:
-        got = _send(port, f"c{connections}-{n}", n * each, each)
+        got = _send(port, f"{tag}-{n}", n * each, each)
         with lock:
             latencies.extend(got)
 

@@ -210,8 +210,10 @@ def background_workers(
 
 def worklist_warmer(services: Services) -> Periodic:
     """Builds the worklist items of new steps ahead of queries, in each process that answers
-    them (`Worklist.warm`)."""
-    return Periodic("worklist-warm", WORKLIST_WARM_INTERVAL, services.worklist.warm)
+    them (`Worklist.warm`), yielding to a burst of orders."""
+    return Periodic(
+        "worklist-warm", WORKLIST_WARM_INTERVAL, lambda: services.worklist.warm(yield_to_orders=True)
+    )
 
 
 def outbox_worker(settings: Settings, services: Services) -> Periodic:

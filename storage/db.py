@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.expression import Select
 
@@ -37,10 +37,13 @@ _READONLY = "facade_readonly"
 _PEEK = "facade_peek"
 _QUERY_ONLY = "facade_query_only"  # a pool record's note: PRAGMA query_only is on (unknown: may be)
 _RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock detected
+_RESTING_SINCE = "facade_resting_since"  # a pool record's note: when it was given back
+PING_AFTER = 1.0  # seconds in the pool after which a PostgreSQL connection is checked when handed out
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """An engine for `url` with the project's connection settings."""
+def make_engine(url: str, *, echo: bool = False, ping_after: float = PING_AFTER) -> Engine:
+    """An engine for `url` with the project's connection settings (`ping_after`: PostgreSQL,
+    see `_ping_after_idle`)."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -51,9 +54,35 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    engine = create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, echo=echo, pool_size=10, max_overflow=20)
     _configure_postgresql(engine)
+    _ping_after_idle(engine, ping_after)
     return engine
+
+
+def _ping_after_idle(engine: Engine, ping_after: float) -> None:
+    """A pooled PostgreSQL connection is checked (one `SELECT 1`) when it is handed out after
+    resting in the pool for `ping_after` seconds or more, and replaced when the check fails (a
+    server restarted, a connection dropped while idle): SQLAlchemy's `pool_pre_ping`, except
+    for a connection given back moments ago, as the hot paths' are (an HL7 order's transaction
+    or a token check would otherwise wait for one more round trip every time). A connection
+    that fails within that moment is replaced when its statement fails (the pool is
+    invalidated on a disconnect; the caller gets Unavailable, as during an outage)."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_RESTING_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(_RESTING_SINCE, None)
+        if since is not None and time.monotonic() - since < ping_after:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)  # what pool_pre_ping runs
+        except engine.dialect.loaded_dbapi.Error as exc:  # the pool tries another connection
+            raise DisconnectionError("connection failed its check") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:

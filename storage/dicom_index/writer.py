@@ -35,6 +35,7 @@ from storage.dicom_index.models import (
     StudyRow,
 )
 from storage.errors import Conflict
+from storage.prepared import Lookup, PreparedInsert, PreparedQuery, Writes
 from storage.schema import Stamp
 
 PATIENT, STUDY = cast(Table, PatientRow.__table__), cast(Table, StudyRow.__table__)
@@ -79,17 +80,31 @@ _FIT = select(  # one row: the series' study, the study and its patient, each NU
         )
     )
 )
-_PATIENT_BY_IDENTITY = (
+# the patient of an instance, an order or an ADT message: prepared (`storage.prepared`), every
+# HL7 order runs them
+_PATIENT_BY_IDENTITY = PreparedQuery(
     select(PATIENT.c.pk, PATIENT.c.fhir_id, PATIENT.c.merged_into, *(PATIENT.c[k] for k in _PATIENT_ATTRS))
     .where(PATIENT.c.id_system == bindparam("system"), PATIENT.c.patient_id == bindparam("pid"))
     .with_for_update()
 )
-_PATIENT_BY_PK = (
+_PATIENT_BY_PK = PreparedQuery(
     select(PATIENT.c.pk, PATIENT.c.fhir_id, PATIENT.c.merged_into, *(PATIENT.c[k] for k in _PATIENT_ATTRS))
     .where(PATIENT.c.pk == bindparam("pk"))
     .with_for_update()
 )
-_INSERT_PATIENT = insert(PATIENT).returning(PATIENT.c.pk)
+_INSERT_PATIENT = PreparedInsert(
+    insert(PATIENT).returning(PATIENT.c.pk),
+    (
+        *_PATIENT_ATTRS,
+        "fhir_id",
+        "id_system",
+        "patient_id",
+        "created_at",
+        "changed_at",
+        "change_seq",
+        "published_seq",
+    ),
+)
 _INSERT_STUDY = insert(STUDY).returning(STUDY.c.pk)
 _INSERT_SERIES = insert(SERIES).returning(SERIES.c.pk)
 _INSERT_INSTANCE = insert(INSTANCE).returning(INSTANCE.c.pk)
@@ -370,18 +385,23 @@ def _patient(conn: Connection, facts: PatientFacts, study: Row[Any] | None, now:
     return int(study.patient_pk)
 
 
-def _patient_by_identity(conn: Connection, facts: PatientFacts, now: datetime) -> tuple[int, str]:
+def _patient_by_identity(
+    conn: Connection, facts: PatientFacts, now: datetime, looked_up: list[Any] | None = None
+) -> tuple[int, str]:
     """The patient of `facts`' Patient ID + issuer (the survivor, if it was merged), created when
-    new (no Patient ID: always new), its demographics updated: (pk, FHIR id)."""
+    new (no Patient ID: always new), its demographics updated: (pk, FHIR id). `looked_up`: the
+    rows of `patient_lookup(facts)`, when the caller has read them already."""
     if facts.patient_id is None:
         return _new_patient(conn, facts, now)
-    found = conn.execute(_PATIENT_BY_IDENTITY, {"system": facts.id_system, "pid": facts.patient_id}).first()
+    if looked_up is None:
+        looked_up = _PATIENT_BY_IDENTITY.all(conn, {"system": facts.id_system, "pid": facts.patient_id})
+    found = looked_up[0] if looked_up else None
     if found is None:
         return _new_patient(conn, facts, now)
     if found.merged_into is not None:  # merged (ADT^A40): its images and orders go to the survivor
-        found = conn.execute(_PATIENT_BY_PK, {"pk": found.merged_into}).first()
+        found = _PATIENT_BY_PK.first(conn, {"pk": found.merged_into})
         assert found is not None
-    _update_demographics(conn, found.pk, found._mapping, facts, now)
+    _update_demographics(conn, found.pk, found._asdict(), facts, now)
     return int(found.pk), str(found.fhir_id)
 
 
@@ -401,39 +421,64 @@ def _demographics(facts: PatientFacts) -> dict[str, Any]:
     return {"name": facts.name[:512], "birth_date": facts.birth_date[:8], "sex": facts.sex[:16]}
 
 
-def patient_of(conn: Connection, facts: PatientFacts, now: datetime) -> tuple[int, str]:
+def patient_of(
+    conn: Connection, facts: PatientFacts, now: datetime, looked_up: list[Any] | None = None
+) -> tuple[int, str]:
     """The patient an order (or an ADT message) names, created when new, its demographics
     updated (newest wins, empty values never blank stored ones): (pk, FHIR id), in one or two
-    statements. The caller has checked that `facts` has a Patient ID."""
-    return _patient_by_identity(conn, facts, now)
+    statements. The caller has checked that `facts` has a Patient ID. `looked_up`: the rows of
+    `patient_lookup(facts)`, read by the caller with its other lookups (`query_all`)."""
+    return _patient_by_identity(conn, facts, now, looked_up)
+
+
+def patient_lookup(facts: PatientFacts) -> Lookup | None:
+    """The statement `patient_of` starts with (None: there is nothing to look up)."""
+    if facts.patient_id is None:
+        return None
+    return _PATIENT_BY_IDENTITY, {"system": facts.id_system, "pid": facts.patient_id}
 
 
 def touch_studies(conn: Connection, study_uids: set[str], accessions: set[str], now: datetime) -> int:
     """Mark the studies of these UIDs or accession numbers changed, so their ImagingStudy is
-    derived and published again (an order about them arrived or changed: `basedOn`)."""
+    derived and published again (an order about them arrived or changed: `basedOn`); how many."""
     uids, numbers = sorted(u for u in study_uids if u), sorted(a for a in accessions if a)
-    if numbers:
-        result = conn.execute(_TOUCH_BY_UID_OR_ACCESSION, {"uids": uids, "numbers": numbers, "b_now": now})
-    else:
-        result = conn.execute(_TOUCH_BY_UID, {"uids": uids, "b_now": now})
-    return int(result.rowcount or 0)
+    if not uids and not numbers:
+        return 0
+    return _touch(len(uids), len(numbers)).rowcount(conn, _touch_params(uids, numbers, now))
 
 
-def _touch(match: Any) -> Any:
-    return (
+def touch_studies_later(study_uids: set[str], accessions: set[str], now: datetime) -> Writes:
+    """`touch_studies` as a write to run with the caller's next ones (`storage.prepared.insert_all`)."""
+    uids, numbers = sorted(u for u in study_uids if u), sorted(a for a in accessions if a)
+    if not uids and not numbers:
+        return []
+    return [(_touch(len(uids), len(numbers)), [_touch_params(uids, numbers, now)])]
+
+
+def _touch_params(uids: list[str], numbers: list[str], now: datetime) -> dict[str, Any]:
+    params: dict[str, Any] = {f"u{n}": uid for n, uid in enumerate(uids)}
+    return params | {f"a{n}": number for n, number in enumerate(numbers)} | {"b_now": now}
+
+
+_TOUCHES: dict[tuple[int, int], PreparedQuery] = {}
+
+
+def _touch(uids: int, numbers: int) -> PreparedQuery:
+    """The prepared update for that many UIDs and accession numbers (an order names one or two
+    of each: a few shapes, each compiled once)."""
+    known = _TOUCHES.get((uids, numbers))
+    if known is not None:
+        return known
+    match = [STUDY.c.study_uid == bindparam(f"u{n}") for n in range(uids)]
+    match += [STUDY.c.accession == bindparam(f"a{n}") for n in range(numbers)]
+    prepared = PreparedQuery(
         update(STUDY)
-        .where(match)
+        .where(or_(*match))
         .values(change_seq=STUDY.c.change_seq + 1, changed_at=bindparam("b_now", type_=Stamp))
     )
-
-
-_TOUCH_BY_UID = _touch(STUDY.c.study_uid.in_(bindparam("uids", expanding=True)))
-_TOUCH_BY_UID_OR_ACCESSION = _touch(
-    or_(
-        STUDY.c.study_uid.in_(bindparam("uids", expanding=True)),
-        STUDY.c.accession.in_(bindparam("numbers", expanding=True)),
-    )
-)
+    if len(_TOUCHES) < 64:  # a message naming many more is rare: not remembered
+        _TOUCHES[(uids, numbers)] = prepared
+    return prepared
 
 
 def _merged_into(conn: Connection, facts: PatientFacts, patient_pk: int) -> bool:
@@ -528,8 +573,8 @@ def _cut(value: str | None, length: int) -> str | None:
 
 def _new_patient(conn: Connection, facts: PatientFacts, now: datetime) -> tuple[int, str]:
     fhir_id = str(uuid.uuid4())
-    pk = conn.execute(
-        _INSERT_PATIENT,
+    pk = _INSERT_PATIENT.one(
+        conn,
         _demographics(facts)
         | {
             "fhir_id": fhir_id,
@@ -540,7 +585,7 @@ def _new_patient(conn: Connection, facts: PatientFacts, now: datetime) -> tuple[
             "change_seq": 1,
             "published_seq": 0,
         },
-    ).scalar_one()
+    )
     return int(pk), fhir_id
 
 

@@ -32,7 +32,7 @@ from storage.fhir_store.models import (
     SearchString,
     SearchToken,
 )
-from storage.prepared import PreparedInsert, insert_all
+from storage.prepared import PreparedInsert, Writes, insert_all
 
 Json = dict[str, Any]
 IndexRows = dict[str, list[dict[str, Any]]]  # parameter type -> column values of its index rows
@@ -122,15 +122,20 @@ class FhirStore:
         version_id: int | None = None,
         new: bool = False,
         index_rows: IndexRows | None = None,
+        also: Writes | None = None,
     ) -> StoredResource:
         """Store `resource` as the new current version unless its content is unchanged; its
         version id is `version_id` when given (it must be higher), else the next one. `new`: the
         caller has just made up its id, so there is nothing to read first (were there, the
         insert would fail on the primary key and the transaction run again). `index_rows`: the
-        body's, when the caller has them already."""
+        body's, when the caller has them already. `also`: the caller's writes, run first (for a new
+        resource in the same round trip as its inserts, on PostgreSQL)."""
         body = without_version_meta(resource)
         text = _dump(body)
         res_type, res_id = body["resourceType"], body["id"]
+        if also and not new:
+            insert_all(session.connection(), also)
+            also = None
         row = None if new else session.get(FhirResourceRow, (res_type, res_id), with_for_update=True)
         if row is not None and not row.deleted and row.body == text:
             if row.provisional and not provisional:
@@ -144,6 +149,7 @@ class FhirStore:
             insert_all(
                 session.connection(),
                 [
+                    *(also or ()),
                     (_INSERT_RESOURCE, [resource_row]),
                     (_INSERT_VERSION, [values | {"body": text}]),
                     *((_INSERT_INDEX[kind], of_kind) for kind, of_kind in rows.items() if of_kind),

@@ -28,7 +28,7 @@ from mapping.order.facts import (
     step_json,
 )
 from storage.orders.models import RequestedProcedureRow, ScheduledStepRow
-from storage.prepared import PreparedInsert
+from storage.prepared import Lookup, PreparedInsert, PreparedQuery, Writes
 
 PROCEDURE, STEP = cast(Table, RequestedProcedureRow.__table__), cast(Table, ScheduledStepRow.__table__)
 _PROCEDURE_COLUMNS = ("fhir_id", "patient_pk", "created_at", "placer", "filler", "accession", "study_uid")
@@ -49,8 +49,8 @@ def _find_by(columns: tuple[str, ...]) -> Select[Any]:
     )
 
 
-_FIND: dict[tuple[str, ...], Select[Any]] = {
-    columns: _find_by(columns)
+_FIND: dict[tuple[str, ...], PreparedQuery] = {
+    columns: PreparedQuery(_find_by(columns))
     for columns in (
         ("placer", "filler", "accession"),
         ("placer", "filler"),
@@ -73,16 +73,17 @@ class StoredOrder:
     step_statuses: tuple[StepStatus, ...]  # in the order of `procedure.steps`
 
 
-def find(session: Session, procedure: RequestedProcedure) -> StoredOrder | None:
+def find(
+    session: Session, procedure: RequestedProcedure, looked_up: list[Any] | None = None
+) -> StoredOrder | None:
     """The stored order `procedure` names (placer, else filler, else accession), locked. One
-    statement fetches every candidate row of the three numbers; the precedence is decided here."""
-    keys = (("placer", procedure.placer), ("filler", procedure.filler), ("accession", procedure.accession))
-    named = [(column, entity) for column, entity in keys if entity.value]
-    if not named:
+    statement fetches every candidate row of the three numbers; the precedence is decided here.
+    `looked_up`: the rows of `find_lookup(procedure)`, when the caller has read them already."""
+    named = _named(procedure)
+    lookup = find_lookup(procedure)
+    if lookup is None:
         return None
-    statement = _FIND[tuple(column for column, _ in named)]
-    conn = session.connection()
-    rows = conn.execute(statement, {column: entity.value for column, entity in named}).all()
+    rows = looked_up if looked_up is not None else lookup[0].all(session.connection(), lookup[1])
     for column, entity in named:
         for row in rows:
             if getattr(row, column) != entity.value:
@@ -91,6 +92,19 @@ def find(session: Session, procedure: RequestedProcedure) -> StoredOrder | None:
             if _same(column, stored.procedure, entity):
                 return stored
     return None
+
+
+def find_lookup(procedure: RequestedProcedure) -> Lookup | None:
+    """The statement `find` reads the candidates with (None: the procedure names no number)."""
+    named = _named(procedure)
+    if not named:
+        return None
+    return _FIND[tuple(column for column, _ in named)], {column: entity.value for column, entity in named}
+
+
+def _named(procedure: RequestedProcedure) -> list[tuple[str, EntityId]]:
+    keys = (("placer", procedure.placer), ("filler", procedure.filler), ("accession", procedure.accession))
+    return [(column, entity) for column, entity in keys if entity.value]
 
 
 def by_fhir_id(session: Session, fhir_id: str) -> StoredOrder | None:
@@ -176,14 +190,20 @@ def add(
     status: RequestStatus,
     step_status: StepStatus,
     now: datetime,
+    later: Writes | None = None,
 ) -> StoredOrder:
-    """A new order and its steps: two prepared statements (the steps in one)."""
+    """A new order and its steps: two prepared statements (the steps in one). `later`: the
+    steps' insert is added there, for the caller to run with its next writes."""
     conn = session.connection()
     pk = _INSERT_PROCEDURE.one(
         conn,
         {"fhir_id": fhir_id, "patient_pk": patient_pk, "created_at": now} | _columns(procedure, status, now),
     )
-    _INSERT_STEP.many(conn, [_step_values(pk, step, step_status, now) for step in procedure.steps])
+    steps = [_step_values(pk, step, step_status, now) for step in procedure.steps]
+    if later is not None:
+        later.append((_INSERT_STEP, steps))
+    else:
+        _INSERT_STEP.many(conn, steps)
     return StoredOrder(pk, fhir_id, patient_pk, status, procedure, (step_status,) * len(procedure.steps))
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, column, or_, select, table, true
+from sqlalchemy import ColumnElement, and_, column, func, or_, select, table, true
 from sqlalchemy.orm import Session
 
 from mapping.dicom.matching import AnyOf, Condition, Range, Single
@@ -80,6 +80,11 @@ def open_steps(session: Session, *, after: int, size: int) -> list[Candidate]:
     """Up to `size` steps not yet completed or discontinued whose primary key is above `after`,
     in key order: what the worklist builds ahead of queries."""
     return _candidates(session, [ScheduledStepRow.status.in_(OPEN_STEP_STATES)], after=after, size=size)
+
+
+def newest_step(session: Session) -> int:
+    """The primary key of the newest scheduled step (0: none): new steps have higher keys."""
+    return int(session.scalar(select(func.max(ScheduledStepRow.pk))) or 0)
 
 
 def _candidates(

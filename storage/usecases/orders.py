@@ -21,11 +21,12 @@ from sqlalchemy.orm import Session
 from mapping.fhir.service_request import service_request_from_order
 from mapping.order.control import RefusedControl, change_for
 from mapping.order.facts import OrderMessage, RequestedProcedure, ScheduledStep
-from storage.dicom_index.writer import patient_of, touch_studies
+from storage.dicom_index.writer import patient_lookup, patient_of, touch_studies_later
 from storage.errors import Conflict
 from storage.fhir_store.store import FhirStore
 from storage.orders import store as orders
 from storage.orders.store import StoredOrder
+from storage.prepared import Writes, query_all
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +54,24 @@ class Orders:
     def apply(self, session: Session, message: OrderMessage, now: datetime) -> list[str]:
         """Apply every procedure of `message`; the ServiceRequest ids touched. Raises OrderRefused
         (the caller rolls back: a message applies whole or not at all)."""
-        patient_pk, patient_fhir_id = patient_of(session.connection(), message.patient, now)
+        conn = session.connection()
+        # the patient and the first procedure's order are read together (one round trip)
+        lookups = [patient_lookup(message.patient)]
+        lookups += [orders.find_lookup(message.procedures[0])] if message.procedures else []
+        wanted = [lookup for lookup in lookups if lookup is not None]
+        read = iter(query_all(conn, wanted))
+        found = [next(read) if lookup is not None else None for lookup in lookups]
+        patient_pk, patient_fhir_id = patient_of(conn, message.patient, now, found[0])
         touched = []
         for index, procedure in enumerate(message.procedures, start=1):
-            before = orders.find(session, procedure)
-            stored = self._apply_one(session, procedure, before, index, patient_pk, now)
+            before = orders.find(session, procedure, found[1] if index == 1 else None)
+            # writes whose results nobody reads go with the ServiceRequest's (one round trip)
+            later: Writes = []
+            stored = self._apply_one(session, procedure, before, index, patient_pk, now, later)
             keys = [stored.procedure] + ([before.procedure] if before is not None else [])
-            touch_studies(
-                session.connection(), {p.study_uid for p in keys}, {p.accession.value for p in keys}, now
-            )
-            self.publish(session, stored, patient_fhir_id, now, new=before is None or before.pk != stored.pk)
+            later += touch_studies_later({p.study_uid for p in keys}, {p.accession.value for p in keys}, now)
+            new = before is None or before.pk != stored.pk
+            self.publish(session, stored, patient_fhir_id, now, new=new, also=later)
             touched.append(stored.fhir_id)
             log.info(
                 "order.applied",
@@ -75,10 +84,17 @@ class Orders:
         return touched
 
     def publish(
-        self, session: Session, stored: StoredOrder, patient_fhir_id: str, now: datetime, *, new: bool = False
+        self,
+        session: Session,
+        stored: StoredOrder,
+        patient_fhir_id: str,
+        now: datetime,
+        *,
+        new: bool = False,
+        also: Writes | None = None,
     ) -> None:
         """Store the ServiceRequest of an order as it stands (a new version when it changed;
-        `new`: the order was just created)."""
+        `new`: the order was just created; `also`: writes to run with it)."""
         body = service_request_from_order(
             stored.procedure,
             resource_id=stored.fhir_id,
@@ -86,7 +102,7 @@ class Orders:
             subject=patient_fhir_id,
             site_zone=self._zone,
         )
-        self._fhir.put(session, body, now=now, new=new)
+        self._fhir.put(session, body, now=now, new=new, also=also)
 
     def update_details(
         self, session: Session, patient_pk: int, details: dict[str, Any], now: datetime
@@ -116,6 +132,7 @@ class Orders:
         index: int,
         patient_pk: int,
         now: datetime,
+        later: Writes,
     ) -> StoredOrder:
         try:
             change = change_for(
@@ -136,6 +153,7 @@ class Orders:
                 status=change.request_status,
                 step_status=change.step_status or "SCHEDULED",
                 now=now,
+                later=later,
             )
         if change.action == "update":
             return orders.replace(

@@ -13,6 +13,13 @@ items of the open steps added since the last run, and their responses for the re
 asked lately. A modality's first query of the day then finds them made (building an item is
 most of what a first query cost: ~0.26 ms each, 50 of them for a station and day). A step that
 changes afterwards (its order, status, patient) gets a new item when next asked, as before.
+
+Building ahead yields to arriving orders (`warm(yield_to_orders=True)`, as `facade serve` runs
+it): while new steps keep appearing, look after look (a RIS sending a burst of orders), runs are
+put off, up to `MAX_DEFERRAL`, and a run under way stops between pages when steps appear
+meanwhile, so that the serving processes do not
+take the interpreter and the cores from the MLLP connection that writes those orders. Nothing is
+lost by waiting: a query builds what it needs, as it did before warming existed.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from storage.db import Database
 from storage.orders import worklist as orders_worklist
 
 ASKED = 2  # sets of return keys whose responses are built ahead (the latest asked)
+MAX_DEFERRAL = 30.0  # seconds building ahead is put off at most while orders keep arriving
 
 
 class Worklist:
@@ -47,24 +55,53 @@ class Worklist:
         self._warmed_to, self._warmed = 0, 0
         self._asked: OrderedDict[tuple[Requested, ...], int] = OrderedDict()
         self._answering = 0  # queries being answered (warming waits for them)
+        # yielding to orders: the newest step seen at the last look, and since when runs are put off
+        self._newest_seen: int | None = None
+        self._was_arriving = False  # steps were added in the interval before the last look
+        self._deferred_since: float | None = None
 
-    def warm(self) -> int:
+    def warm(self, *, yield_to_orders: bool = False) -> int:
         """Build the items of the open steps added since the last run, and their responses for
         the return keys asked lately, no more items in all than half of what is remembered (a
         bigger worklist is built as it is asked); how many were built. Yields to queries: while
         one is being answered, building waits (a query would otherwise share the interpreter
-        with it)."""
+        with it). With `yield_to_orders`: nothing while steps keep being added (up to
+        MAX_DEFERRAL; then runs go ahead while the orders last), and a run stops between pages
+        when new steps appeared meanwhile."""
         with self._warm_lock:
+            if yield_to_orders and self._defer():
+                return 0
             built = 0
             if self._warmed < self._capacity // 2:
-                built += self._warm(self._warmed_to, asked=None)
+                built += self._warm(self._warmed_to, asked=None, yielding=yield_to_orders)
             with self._asked_lock:
                 asked = [(keys, to) for keys, to in self._asked.items() if to < self._warmed_to]
             for keys, to in asked:
-                built += self._warm(to, asked=keys)
+                built += self._warm(to, asked=keys, yielding=yield_to_orders)
             return built
 
-    def _warm(self, after: int, *, asked: tuple[Requested, ...] | None) -> int:
+    def _defer(self) -> bool:
+        """Whether to put this run off: steps were added since the last look and in the interval
+        before too (orders keep arriving; one order, or a load of many at once, is built at
+        once), and the first run put off is less than MAX_DEFERRAL ago."""
+        arriving = self._orders_arriving()
+        sustained, self._was_arriving = arriving and self._was_arriving, arriving
+        if not sustained:
+            self._deferred_since = None
+            return False
+        now = time.monotonic()
+        if self._deferred_since is None:
+            self._deferred_since = now
+        return now - self._deferred_since < MAX_DEFERRAL
+
+    def _orders_arriving(self) -> bool:
+        """Whether steps were added since the last look (one indexed read of the newest key)."""
+        with self._db.read() as session:
+            newest = orders_worklist.newest_step(session)
+        before, self._newest_seen = self._newest_seen, newest
+        return before is not None and newest > before
+
+    def _warm(self, after: int, *, asked: tuple[Requested, ...] | None, yielding: bool = False) -> int:
         """Items (or, for `asked`, responses) of the open steps above `after`."""
         built = 0
         while True:
@@ -88,6 +125,10 @@ class Worklist:
                 elif asked in self._asked:
                     self._asked[asked] = max(self._asked[asked], after if candidates else self._warmed_to)
             if not more or not candidates or (asked is None and self._warmed >= self._capacity // 2):
+                return built
+            if yielding and self._deferred_since is None and self._orders_arriving():
+                # arriving while this run built: the next runs are put off (up to MAX_DEFERRAL)
+                self._was_arriving, self._deferred_since = True, time.monotonic()
                 return built
 
     def _wait_for_queries(self) -> None:

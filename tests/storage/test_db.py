@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy import Connection, bindparam, create_engine, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from facade.wiring import Services
@@ -159,3 +161,39 @@ def test_a_lookup_on_a_database_that_cannot_be_reached_is_unavailable() -> None:
             )
     finally:
         db.dispose()
+
+
+def test_a_postgresql_connection_dropped_while_resting_in_the_pool_is_replaced(
+    backend: str, database_url: str
+) -> None:
+    """A connection the server dropped (a restart, an idle timeout) is checked when it is handed
+    out after resting, and replaced: the caller never sees the failure. One given back moments
+    ago is handed out again without that round trip: dropped, its statement fails (Unavailable,
+    as in an outage) and the pool starts afresh."""
+    if backend != "postgresql":
+        pytest.skip("SQLite connections are files: nothing drops them")
+    checked, unchecked = (Database(make_engine(database_url, ping_after=after)) for after in (0.0, 60.0))
+    try:
+        for db in (checked, unchecked):
+            with db.read_connection() as conn:
+                pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            with admin_connection(database_url) as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            if db is unchecked:
+                with pytest.raises(Unavailable), db.read_connection() as conn:
+                    conn.exec_driver_sql("SELECT 2")
+            with db.read_connection() as conn:  # checked, found dropped, replaced; or afresh
+                assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
+    finally:
+        checked.dispose()
+        unchecked.dispose()
+
+
+@contextmanager
+def admin_connection(url: str) -> Iterator[Connection]:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()

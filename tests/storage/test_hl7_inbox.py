@@ -130,6 +130,36 @@ def test_a_new_order_is_a_few_statements_in_one_transaction(services: Services) 
     assert len(kinds) <= 12, " ".join(statements)
 
 
+def test_a_new_order_waits_for_five_round_trips_on_postgresql(services: Services) -> None:
+    """On PostgreSQL the writes whose results nobody reads (the step, the touch of the studies,
+    the ServiceRequest with its version and search rows) go together in one pipeline, and so do
+    the patient's and the order's lookups; the message's claim (with the BEGIN), the patient
+    made and the order made each wait for their answer; then the commit."""
+    if services.db.dialect != "postgresql":
+        pytest.skip("SQLite runs in process: no round trips")
+    from psycopg import pq
+
+    receive(services, orm(msg_id="WARM", placer="P0", filler="F0", accession="A0", patient_id="PID0"))
+    trips: list[list[str]] = []
+
+    def count(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        kind = statement.split(None, 1)[0].upper()
+        pipelined = cursor.connection.pgconn.pipeline_status != pq.PipelineStatus.OFF
+        if pipelined and trips and trips[-1][0] == "pipeline":
+            trips[-1].append(kind)
+        else:
+            trips.append(["pipeline", kind] if pipelined else [kind])
+
+    event.listen(services.db.engine, "before_cursor_execute", count)
+    try:
+        assert receive(services, orm(msg_id="M9", placer="P9", filler="F9", accession="A9"))["code"] == "AA"
+    finally:
+        event.remove(services.db.engine, "before_cursor_execute", count)
+    assert [t[0] for t in trips] == ["INSERT", "pipeline", "INSERT", "INSERT", "pipeline"], trips
+    assert trips[1][1:] == ["SELECT", "SELECT"]  # the patient, the order
+    assert trips[-1][1:3] == ["INSERT", "UPDATE"]  # the step, the studies; then the ServiceRequest's
+
+
 def test_omi_steps_and_stat_priority(services: Services) -> None:
     assert receive(services, omi())["code"] == "AA"
     body = service_request(services, placer="PLC-2")

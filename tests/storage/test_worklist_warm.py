@@ -4,10 +4,12 @@ step that changed after it was built is answered as it is now."""
 
 from __future__ import annotations
 
+import pytest
 from pydicom import Dataset
 
 from facade.wiring import Services
 from mapping.dicom.worklist import worklist_query
+from storage.usecases import worklist as worklist_module
 from storage.usecases.worklist import Worklist
 from tests.hl7_samples import orm
 
@@ -62,3 +64,31 @@ def test_a_step_changed_after_it_was_built_is_answered_as_it_is_now(services: Se
         pass
     order(services, 0, "CA")  # cancelled: no longer an open step
     assert [r.AccessionNumber for r in answered(worklist)] == ["A1"]
+
+
+def test_building_ahead_yields_while_orders_keep_arriving(services: Services) -> None:
+    order(services, 0)
+    worklist = Worklist(services.db)
+    assert worklist.warm(yield_to_orders=True) == 1  # the first look never waits
+    order(services, 1)  # one order since the last look: built at once
+    assert worklist.warm(yield_to_orders=True) == 1
+    order(services, 2)  # and again: orders keep arriving, put off
+    assert worklist.warm(yield_to_orders=True) == 0
+    order(services, 3)
+    assert worklist.warm(yield_to_orders=True) == 0
+    assert [r.AccessionNumber for r in answered(worklist)] == ["A0", "A1", "A2", "A3"]  # queries build
+    assert worklist.warm(yield_to_orders=True) == 2 + 4  # a pause: the two items, the 4 responses
+    assert worklist.warm() == 0
+
+
+def test_building_ahead_goes_ahead_once_put_off_long_enough(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worklist = Worklist(services.db)
+    assert worklist.warm(yield_to_orders=True) == 0
+    for n in range(2):
+        order(services, n)
+        assert worklist.warm(yield_to_orders=True) == 1 - n  # the second: put off
+    monkeypatch.setattr(worklist_module, "MAX_DEFERRAL", 0.0)
+    order(services, 2)  # still arriving, but put off for long enough
+    assert worklist.warm(yield_to_orders=True) == 2
