@@ -58,7 +58,7 @@ class PreparedInsert:
         insert did nothing)."""
         compiled = self.compiled(conn.dialect)
         args = self.args(compiled, row)
-        cursor = self._cursor(conn, compiled, args, many=False)
+        cursor = _cursor(conn, compiled, args, many=False)
         try:
             if cursor.description is None:
                 return None
@@ -73,20 +73,7 @@ class PreparedInsert:
             self.one(conn, rows[0])  # psycopg's executemany is a pipeline of its own: a sync more
         elif rows:
             compiled = self.compiled(conn.dialect)
-            self._cursor(conn, compiled, [self.args(compiled, row) for row in rows], many=True).close()
-
-    def _cursor(self, conn: Connection, compiled: _Compiled, args: Any, *, many: bool) -> Any:
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None  # a connection in a transaction
-        cursor = dbapi.cursor()
-        if conn.dispatch.before_cursor_execute:
-            conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, args, None, many)
-        with _wrapped(conn, compiled.sql, cursor), _with_begin(dbapi, many=many):
-            if many:
-                cursor.executemany(compiled.sql, args)
-            else:
-                cursor.execute(compiled.sql, args)
-        return cursor
+            _cursor(conn, compiled, [self.args(compiled, row) for row in rows], many=True).close()
 
     @staticmethod
     def args(compiled: _Compiled, row: Params) -> Any:
@@ -101,20 +88,10 @@ class PreparedInsert:
         if known is not None:
             return known
         with self._lock:
-            compiled = self._statement.compile(dialect=dialect, column_keys=self._columns)
-            names = (
-                tuple(compiled.positiontup or ())
-                if compiled.positional
-                else tuple(compiled.bind_names.values())
-            )
-            missing = set(names) - set(self._columns)
+            made, _ = _compile(self._statement, dialect, self._columns)
+            missing = set(made.names) - set(self._columns)
             if missing:  # a column default the statement would fill in: name it in `columns`
                 raise ValueError(f"prepared insert: parameters not among the columns: {sorted(missing)}")
-            binds = compiled.binds
-            processors = tuple(
-                binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-            )
-            made = _Compiled(str(compiled), names, processors, bool(compiled.positional), dialect.name)
             self._compiled[dialect.name] = made
             return made
 
@@ -174,34 +151,16 @@ class PreparedQuery:
         return PreparedInsert.args(compiled, {**fixed, **row} if fixed else row)
 
     def _run(self, conn: Connection, compiled: _Compiled, params: Params) -> Any:
-        args = self.args(compiled, params)
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None  # a connection in a transaction
-        cursor = dbapi.cursor()
-        if conn.dispatch.before_cursor_execute:
-            conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, args, None, False)
-        with _wrapped(conn, compiled.sql, cursor), _with_begin(dbapi):
-            cursor.execute(compiled.sql, args)
-        return cursor
+        return _cursor(conn, compiled, self.args(compiled, params), many=False)
 
     def _prepared(self, dialect: Dialect) -> tuple[_Compiled, Any, tuple[Callable[[Any], Any] | None, ...]]:
         known = self._compiled.get(dialect.name)
         if known is not None:
             return known
         with self._lock:
-            compiled = self._statement.compile(dialect=dialect)
-            names = (
-                tuple(compiled.positiontup or ())
-                if compiled.positional
-                else tuple(compiled.bind_names.values())
-            )
-            binds = compiled.binds
-            processors = tuple(
-                binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-            )
-            made = _Compiled(str(compiled), names, processors, bool(compiled.positional), dialect.name)
+            made, binds = _compile(self._statement, dialect)
             self._fixed[dialect.name] = {
-                name: binds[name].value for name in names if binds[name].value is not None
+                name: binds[name].value for name in made.names if binds[name].value is not None
             }
             columns = list(self._statement.selected_columns) if isinstance(self._statement, Select) else []
             row_type = namedtuple("Row", [str(c.key) for c in columns], rename=True)  # type: ignore[misc]
@@ -210,10 +169,10 @@ class PreparedQuery:
             return made, row_type, results
 
 
-Lookup = tuple[PreparedQuery, Params]  # a SELECT and its parameters
+BoundQuery = tuple[PreparedQuery, Params]  # a SELECT and its parameters
 
 
-def query_all(conn: Connection, lookups: Sequence[Lookup]) -> list[list[Any]]:
+def query_all(conn: Connection, lookups: Sequence[BoundQuery]) -> list[list[Any]]:
     """The rows of several SELECTs whose parameters do not depend on each other's results, in
     order. On PostgreSQL they go in one round trip (a psycopg pipeline), not one each."""
     dbapi: Any = conn.connection.dbapi_connection
@@ -229,9 +188,7 @@ def query_all(conn: Connection, lookups: Sequence[Lookup]) -> list[list[Any]]:
                 args = query.args(compiled, params)
                 cursor = dbapi.cursor()
                 cursors.append(cursor)
-                if conn.dispatch.before_cursor_execute:
-                    conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, args, None, False)
-                cursor.execute(compiled.sql, args)
+                _execute(conn, cursor, compiled, args, many=False)
         return [
             query.rows(conn.dialect, cursor.fetchall())
             for (query, _), cursor in zip(lookups, cursors, strict=True)
@@ -265,14 +222,51 @@ def insert_all(
                 continue
             compiled = prepared.compiled(conn.dialect)
             args = [prepared.args(compiled, row) for row in rows]
-            many = len(args) > 1
-            if conn.dispatch.before_cursor_execute:
-                conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, args, None, many)
-            if many:  # within the pipeline: queued with the rest
-                cursor.executemany(compiled.sql, args)
-            else:
-                cursor.execute(compiled.sql, args[0])
+            many = len(args) > 1  # within the pipeline, executemany is queued with the rest
+            _execute(conn, cursor, compiled, args if many else args[0], many=many)
     cursor.close()
+
+
+def _compile(
+    statement: Insert | Select[Any] | Update, dialect: Dialect, columns: Sequence[str] | None = None
+) -> tuple[_Compiled, Any]:
+    """`statement`'s SQL for `dialect`, its parameter names in order and their bind processors;
+    and the compiled statement's binds (their values: what the statement itself holds)."""
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns) if columns else None)
+    names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.bind_names.values())
+    binds = compiled.binds
+    processors = tuple(binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+    return _Compiled(str(compiled), names, processors, bool(compiled.positional), dialect.name), binds
+
+
+def _cursor(conn: Connection, compiled: _Compiled, args: Any, *, many: bool) -> Any:
+    """A cursor of the caller's transaction that has run `compiled` with `args`."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None  # a connection in a transaction
+    cursor = dbapi.cursor()
+    with _wrapped(conn, compiled.sql, cursor):
+        _execute(conn, cursor, compiled, args, many=many, within=_with_begin(dbapi, many=many))
+    return cursor
+
+
+def _execute(
+    conn: Connection,
+    cursor: Any,
+    compiled: _Compiled,
+    args: Any,
+    *,
+    many: bool,
+    within: AbstractContextManager[Any] | None = None,
+) -> None:
+    """Run `compiled` on `cursor` (`within` that context: the BEGIN's pipeline), seen first by
+    the `before_cursor_execute` listeners."""
+    if conn.dispatch.before_cursor_execute:
+        conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, args, None, many)
+    with within or nullcontext():
+        if many:
+            cursor.executemany(compiled.sql, args)
+        else:
+            cursor.execute(compiled.sql, args)
 
 
 def _with_begin(dbapi: Any, *, many: bool = False) -> AbstractContextManager[Any]:

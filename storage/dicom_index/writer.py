@@ -35,7 +35,7 @@ from storage.dicom_index.models import (
     StudyRow,
 )
 from storage.errors import Conflict
-from storage.prepared import Lookup, PreparedInsert, PreparedQuery, Writes
+from storage.prepared import BoundQuery, PreparedInsert, PreparedQuery, Writes
 from storage.schema import Stamp
 
 PATIENT, STUDY = cast(Table, PatientRow.__table__), cast(Table, StudyRow.__table__)
@@ -431,7 +431,7 @@ def patient_of(
     return _patient_by_identity(conn, facts, now, looked_up)
 
 
-def patient_lookup(facts: PatientFacts) -> Lookup | None:
+def patient_lookup(facts: PatientFacts) -> BoundQuery | None:
     """The statement `patient_of` starts with (None: there is nothing to look up)."""
     if facts.patient_id is None:
         return None

@@ -28,7 +28,7 @@ from mapping.order.facts import (
     step_json,
 )
 from storage.orders.models import RequestedProcedureRow, ScheduledStepRow
-from storage.prepared import Lookup, PreparedInsert, PreparedQuery, Writes
+from storage.prepared import BoundQuery, PreparedInsert, PreparedQuery, Writes
 
 PROCEDURE, STEP = cast(Table, RequestedProcedureRow.__table__), cast(Table, ScheduledStepRow.__table__)
 _PROCEDURE_COLUMNS = ("fhir_id", "patient_pk", "created_at", "placer", "filler", "accession", "study_uid")
@@ -94,7 +94,7 @@ def find(
     return None
 
 
-def find_lookup(procedure: RequestedProcedure) -> Lookup | None:
+def find_lookup(procedure: RequestedProcedure) -> BoundQuery | None:
     """The statement `find` reads the candidates with (None: the procedure names no number)."""
     named = _named(procedure)
     if not named:
