@@ -19,6 +19,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import MRImageStorage
 from sqlalchemy import func, select
 
+from facade.processes import listening_socket
 from facade.settings import Settings
 from facade.wiring import build_services
 from storage.dicom_index.models import InstanceRow, StudyRow
@@ -201,7 +202,11 @@ def test_children_stop_when_their_parent_is_killed(settings: Settings, tmp_path:
         proc.wait(timeout=30)
         wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children))
         assert sorted(event["process"] for event in _events(log, "worker.orphaned")) == children
-        again = _start(env, log)
+        for port in (http_port, dicom_port):  # freed: bound now as `facade serve` binds them
+            listening_socket("127.0.0.1", port).close()
+        # Started again on other ports: another test may take these the moment they are free.
+        http_port = free_port()
+        again = _start(serve_env(settings, http_port, free_port()), log)
         healthz = f"http://127.0.0.1:{http_port}/healthz"
         try:
             # a second cold start (interpreter, migrations check, two children) on a loaded machine
