@@ -27,7 +27,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, insert, text
 
-from mapping.dicom.qido import json_match, qido_search
+from mapping.dicom.qido import qido_search
+from mapping.dicom.qido_json import match_json
 from mapping.dicom.query_keys import find_plan
 from storage.db import Database, make_engine
 from storage.dicom_index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
@@ -193,7 +194,7 @@ def _measure(db: Database, facts: dict[str, list[str]], repeat: int) -> list[tup
             plan = find_plan("study", search.level, search.keys)
             matches = []
             for record in query.find(plan):
-                matches.append(json_match(plan, record, "http://x"))
+                matches.append(match_json(plan, record, "http://x"))
                 if len(matches) == search.limit:
                     break
             samples.append((time.perf_counter() - started) * 1000)

@@ -15,16 +15,15 @@ matching and query as C-FIND (`mapping.dicom.qido` turns the parameters into a C
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from dicom_bridge.dicomweb.accept import DICOM_JSON, NotAcceptable, accepts_dicom_json
 from dicom_bridge.dicomweb.authorization import MayRead
-from mapping.dicom.qido import BadQidoQuery, json_match, qido_search
+from mapping.dicom.qido import BadQidoQuery, qido_search
+from mapping.dicom.qido_json import matches_json
 from mapping.dicom.query_keys import BadIdentifier, FindPlan, Level, find_plan
 from mapping.dicom.uid import valid_uid
 from storage.errors import Unavailable
@@ -83,7 +82,7 @@ def qido_router(query: Query, base_url: str, may_search: MayRead) -> APIRouter:
             page, more = _page(query.find(plan, visibility=sees), search.offset, search.limit)
         except Unavailable as exc:
             return _text(503, str(exc))
-        body = json.dumps([_json(plan, record, base_url) for record in page], ensure_ascii=False)
+        body = matches_json(plan, ((record, _retrieve_url(plan, record, base_url)) for record in page))
         headers = {"Warning": _MORE.format(host=request.url.netloc)} if more else {}
         return Response(body.encode("utf-8"), media_type=DICOM_JSON, headers=headers)
 
@@ -102,13 +101,13 @@ def _page(matches: Iterator[Match], offset: int, limit: int) -> tuple[list[Match
     return page, False
 
 
-def _json(plan: FindPlan, record: Match, base_url: str) -> dict[str, Any]:
+def _retrieve_url(plan: FindPlan, record: Match, base_url: str) -> str:
     url = f"{base_url}/studies/{record['study_uid']}"
     if plan.level in ("SERIES", "IMAGE"):
         url += f"/series/{record['series_uid']}"
     if plan.level == "IMAGE":
         url += f"/instances/{record['sop_uid']}"
-    return json_match(plan, record, url)
+    return url
 
 
 def _text(status: int, reason: str) -> Response:

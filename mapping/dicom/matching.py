@@ -266,4 +266,10 @@ def like_pattern(pattern: str, escape: str = "!") -> str:
 
 def trimmed_name(value: str) -> str:
     """A PN value without trailing empty components or groups, for comparison and output."""
+    if _TRIMMED.fullmatch(value):  # most names, as stored: nothing to take off (one C call)
+        return value
     return "=".join(_trim_name(g) for g in value.split("=")).rstrip("=")
+
+
+# no white space, no component left empty at the end of a group or of the name
+_TRIMMED = re.compile(r"(?:[^\s^=]|\^+(?=[^\s^=])|=(?=[^\s=]))*(?<![\^=])")

@@ -18,12 +18,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
-from mapping.dicom.query_keys import KEYS, LEVELS, FindPlan, Level, response_values, vr_of
+from mapping.dicom.query_keys import KEYS, LEVELS, Level
 
 MAX_LIMIT = 1000  # the most matches one response carries; `limit` above it is lowered to it
 
@@ -124,38 +122,3 @@ def _keyword(name: str) -> str:
     if not keyword:
         raise BadQidoQuery(f"{name} is not a DICOM attribute")
     return str(keyword)
-
-
-_NUMBERS = frozenset({"IS", "US", "UL", "SS", "SL", "UV", "SV"})
-_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
-_MULTI = frozenset({"ModalitiesInStudy", "SOPClassesInStudy"})
-
-
-def json_match(plan: FindPlan, record: Mapping[str, object], retrieve_url: str) -> dict[str, Any]:
-    """One QIDO-RS match in the DICOM JSON Model (PS3.18 F.2), built straight from the record:
-    numbers as numbers (F.2.3), person names as their component groups (F.2.2), an empty value
-    as the VR alone; and its RetrieveURL (0008,1190)."""
-    out: dict[str, Any] = {}
-    for keyword, text in response_values(plan, record).items():
-        tag = _tag_of(keyword)
-        if tag is None:
-            continue
-        vr = vr_of(keyword)
-        item: dict[str, Any] = {"vr": vr}
-        if text and vr != "SQ":
-            values = text.split("\\") if keyword in _MULTI else [text]
-            if vr == "PN":
-                groups = text.split("=")[:3]
-                item["Value"] = [{name: g for name, g in zip(_GROUPS, groups, strict=False) if g}]
-            elif vr in _NUMBERS:
-                item["Value"] = [int(v) for v in values]
-            else:
-                item["Value"] = values
-        out[f"{tag:08X}"] = item
-    out["00081190"] = {"vr": "UR", "Value": [retrieve_url]}
-    return dict(sorted(out.items()))
-
-
-@lru_cache(maxsize=512)
-def _tag_of(keyword: str) -> int | None:
-    return tag_for_keyword(keyword)

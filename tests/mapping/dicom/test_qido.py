@@ -4,37 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mapping.dicom.qido import BadQidoQuery, json_match, qido_search
-from mapping.dicom.query_keys import find_plan, response_identifier
-
-RECORD = {
-    "study_uid": "1.2.3",
-    "patient_name": "Yamada^Tarou=山田^太郎=やまだ^たろう",
-    "patient_id": "PID-1",
-    "study_date": "20240305",
-    "study_time": "",
-    "modalities": "CT\\SR",
-    "study_series": 2,
-    "study_instances": 11,
-    "accession": "",
-    "referring_physician": "Doe^John^^^",
-}
-
-
-def test_json_is_what_pydicom_writes_of_the_c_find_identifier() -> None:
-    search = qido_search("STUDY", [("includefield", "all")], named={})
-    plan = find_plan("study", search.level, search.keys)
-    ours = json_match(plan, RECORD, "http://x/studies/1.2.3")
-    ds = response_identifier(plan, RECORD, stored_charset="", retrieve_ae=None)
-    del ds.SpecificCharacterSet, ds.QueryRetrieveLevel
-    ds.RetrieveURL = "http://x/studies/1.2.3"
-    assert ours == dict(sorted(ds.to_json_dict().items()))
-    assert ours["00100010"]["Value"] == [
-        {"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎", "Phonetic": "やまだ^たろう"}
-    ]
-    assert ours["00080090"]["Value"] == [{"Alphabetic": "Doe^John"}]
-    assert ours["00201208"]["Value"] == [11] and ours["00080061"]["Value"] == ["CT", "SR"]
-    assert ours["00080030"] == {"vr": "TM"}
+from mapping.dicom.qido import BadQidoQuery, qido_search
 
 
 def test_defaults_named_levels_and_lists() -> None:
