@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import FastAPI, Request, Response
 from sqlalchemy import func, select, text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Mount
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
 
 from dicom_bridge.dicomweb.app import DicomwebConfig, create_dicomweb_app, create_wado_uri_app
 from facade.audit_http import AuditMiddleware
@@ -30,7 +31,9 @@ def build_http_app(services: Services) -> Starlette:
     settings = services.settings
     base = settings.resolved_base_url()
     auth = services.auth
-    app = FastAPI(title="fhir-imaging-facade", openapi_url=None, docs_url=None, redoc_url=None)
+    # one Starlette router over the mounted applications: a FastAPI application here too would put
+    # its middleware stack and router in front of every request a second time
+    mounts: list[BaseRoute] = []
     if auth.builtin is not None:
         security = discovery.security(auth.builtin.config)
         well_known = {
@@ -41,47 +44,55 @@ def build_http_app(services: Services) -> Starlette:
         assert auth.external is not None
         security = discovery.external_security(auth.external)
         well_known = {"smart-configuration": discovery.external_smart_configuration(auth.external)}
-    app.mount(
-        "/fhir",
-        create_fhir_app(
-            services.search,
-            services.writes,
-            FhirConfig(
-                fhir_base=f"{base}/fhir",
-                software_version=software_version(),
-                started=datetime.now(UTC),
-                security=security,
-                well_known=well_known,
+    mounts.append(
+        Mount(
+            "/fhir",
+            create_fhir_app(
+                services.search,
+                services.writes,
+                FhirConfig(
+                    fhir_base=f"{base}/fhir",
+                    software_version=software_version(),
+                    started=datetime.now(UTC),
+                    security=security,
+                    well_known=well_known,
+                ),
+                auth.guard,
             ),
-            auth.guard,
-        ),
+        )
     )
-    app.mount(
-        "/dicomweb",
-        create_dicomweb_app(
-            services.ingest,
-            services.retrieve,
-            services.query,
-            DicomwebConfig(
-                base_url=f"{base}/dicomweb",
-                max_upload_bytes=settings.stow_max_bytes,
-                max_parts=settings.stow_max_parts,
+    mounts.append(
+        Mount(
+            "/dicomweb",
+            create_dicomweb_app(
+                services.ingest,
+                services.retrieve,
+                services.query,
+                DicomwebConfig(
+                    base_url=f"{base}/dicomweb",
+                    max_upload_bytes=settings.stow_max_bytes,
+                    max_parts=settings.stow_max_parts,
+                ),
+                DicomwebTokens(auth.guard),
             ),
-            DicomwebTokens(auth.guard),
-        ),
+        )
     )
-    app.mount("/wado", create_wado_uri_app(services.retrieve, f"{base}/wado", DicomwebTokens(auth.guard)))
+    mounts.append(
+        Mount("/wado", create_wado_uri_app(services.retrieve, f"{base}/wado", DicomwebTokens(auth.guard)))
+    )
     if auth.builtin is not None:
         builtin = auth.builtin
-        app.mount(
-            "/auth",
-            create_auth_app(
-                config=builtin.config,
-                server=builtin.server,
-                authorization=builtin.authorization,
-                sessions=builtin.sessions,
-                search=services.search,
-            ),
+        mounts.append(
+            Mount(
+                "/auth",
+                create_auth_app(
+                    config=builtin.config,
+                    server=builtin.server,
+                    authorization=builtin.authorization,
+                    sessions=builtin.sessions,
+                    search=services.search,
+                ),
+            )
         )
         registered = builtin.registry.registered_origins
     else:
@@ -91,8 +102,7 @@ def build_http_app(services: Services) -> Starlette:
     def origins() -> set[str]:
         return registered() | configured
 
-    @app.get("/healthz")
-    def healthz() -> Response:
+    def healthz(_request: Request) -> Response:
         try:
             with services.db.read() as session:
                 session.execute(text("SELECT 1"))
@@ -103,7 +113,6 @@ def build_http_app(services: Services) -> Starlette:
             return Response('{"status":"unavailable"}', status_code=503, media_type="application/json")
         return Response('{"status":"ok"}', media_type="application/json")
 
-    @app.get("/metrics")
     def metrics(request: Request) -> Response:
         """Operational gauges for anyone; the clinical counts (patients, studies, series, instances)
         only with a bearer token that may search Patient and ImagingStudy through system/ or user/
@@ -155,7 +164,11 @@ def build_http_app(services: Services) -> Starlette:
         )
 
     return Starlette(
-        routes=[Mount("/", app)],
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            *mounts,
+        ],
         middleware=[
             Middleware(AuditMiddleware, audit=services.audit),
             Middleware(CorsMiddleware, origins=origins),
