@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 RANGE_VRS = frozenset({"DA", "TM"})
@@ -264,12 +265,7 @@ def like_pattern(pattern: str, escape: str = "!") -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=4096)  # names repeat across matches and queries (physicians, a patient's studies)
 def trimmed_name(value: str) -> str:
     """A PN value without trailing empty components or groups, for comparison and output."""
-    if _TRIMMED.fullmatch(value):  # most names, as stored: nothing to take off (one C call)
-        return value
     return "=".join(_trim_name(g) for g in value.split("=")).rstrip("=")
-
-
-# no white space, no component left empty at the end of a group or of the name
-_TRIMMED = re.compile(r"(?:[^\s^=]|\^+(?=[^\s^=])|=(?=[^\s=]))*(?<![\^=])")
