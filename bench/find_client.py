@@ -17,7 +17,7 @@ from pydicom import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
+from pynetdicom.pdu import A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
     ImplementationClassUIDNotification,
@@ -33,7 +33,11 @@ _ELEMENT = struct.Struct("<HHI")
 _US = struct.Struct("<H")
 _RELEASE_RQ = b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00"
 _PENDING = (0xFF00, 0xFF01)
-MAX_PDU = 16384  # what dcmtk's tools offer by default
+MAX_PDU = 16384
+_SYNTAXES = (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)  # proposed, in this order  # what dcmtk's tools offer by default
 
 
 class Refused(RuntimeError):
@@ -44,18 +48,20 @@ def timed_find(
     port: int, called_ae: str, sop_class: str, identifier: Dataset, *, host: str = "127.0.0.1"
 ) -> tuple[float, int, int]:
     """Milliseconds from connecting to the final response, the number of pending responses, and
-    the final status."""
+    the final status. What the client writes (the A-ASSOCIATE-RQ, the request's command and its
+    identifier in both transfer syntaxes) is made before the clock starts: it is the same for
+    every server, and made by pynetdicom and pydicom it took ~0.4 ms of each query."""
+    associate = _associate_rq(called_ae, sop_class)
+    command = _pdu(dimse.request(dimse.C_FIND_RQ, sop_class, 1, priority=0), 0x03)
+    data = {str(syntax): _pdu(_encode(identifier, UID(syntax)), 0x02) for syntax in _SYNTAXES}
     started = time.perf_counter()
     with socket.create_connection((host, port), timeout=60) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(_associate_rq(called_ae, sop_class))
-        kind, body = _read_pdu(sock)
+        sock.sendall(associate)
+        kind, accepted = _read_pdu(sock)
         if kind != 0x02:
             raise Refused(f"association answered with PDU type {kind}")
-        syntax = _accepted_syntax(body)
-        command = dimse.request(dimse.C_FIND_RQ, sop_class, 1, priority=0)
-        data = _encode(identifier, syntax)
-        sock.sendall(_pdu(command, 0x03) + _pdu(data, 0x02))
+        sock.sendall(command + data[_accepted_syntax(accepted)])
         matches, status = 0, None
         reader = _Reader(sock)
         command_bytes = bytearray()
@@ -92,7 +98,7 @@ def _associate_rq(called_ae: str, sop_class: str) -> bytes:
     context = PresentationContext()
     context.context_id = 1
     context.abstract_syntax = UID(sop_class)
-    context.transfer_syntax = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    context.transfer_syntax = [UID(syntax) for syntax in _SYNTAXES]
     length, impl = MaximumLengthNotification(), ImplementationClassUIDNotification()
     length.maximum_length_received = MAX_PDU
     impl.implementation_class_uid = UID("1.2.826.0.1.3680043.10.543.1")
@@ -107,12 +113,19 @@ def _associate_rq(called_ae: str, sop_class: str) -> bytes:
     return bytes(pdu.encode())
 
 
-def _accepted_syntax(body: bytes) -> UID:
-    pdu = A_ASSOCIATE_AC()
-    pdu.decode(_HEADER.pack(0x02, len(body)) + body)
-    for context in pdu.to_primitive().presentation_context_definition_results_list:
-        if context.result == 0x00 and context.transfer_syntax:
-            return UID(context.transfer_syntax[0])
+def _accepted_syntax(body: bytes) -> str:
+    """The transfer syntax of the first accepted presentation context of an A-ASSOCIATE-AC's
+    body (PS3.8 9.3.3: 68 bytes of fixed fields, then items; a context is item 0x21 with its
+    result, and the syntax sub-item 0x40)."""
+    at = 68
+    while at + 4 <= len(body):
+        kind, length = body[at], int.from_bytes(body[at + 2 : at + 4], "big")
+        if kind == 0x21 and body[at + 6] == 0x00 and body[at + 8] == 0x40:
+            size = int.from_bytes(body[at + 10 : at + 12], "big")
+            syntax = bytes(body[at + 12 : at + 12 + size]).rstrip(b"\0 ").decode("ascii")
+            if syntax in _SYNTAXES:
+                return syntax
+        at += 4 + length
     raise Refused("the C-FIND context was not accepted")
 
 
