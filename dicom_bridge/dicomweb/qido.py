@@ -79,7 +79,8 @@ def qido_router(query: Query, base_url: str, may_search: MayRead) -> APIRouter:
         except (BadQidoQuery, BadIdentifier) as exc:
             return _text(400, str(exc))
         try:
-            page, more = _page(query.find(plan, visibility=sees), search.offset, search.limit)
+            wanted = search.offset + search.limit + 1  # the page, and one more: whether more remain
+            page, more = _page(query.find(plan, visibility=sees, wanted=wanted), search.offset, search.limit)
         except Unavailable as exc:
             return _text(503, str(exc))
         body = matches_json(plan, ((record, _retrieve_url(plan, record, base_url)) for record in page))

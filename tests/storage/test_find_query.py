@@ -188,3 +188,40 @@ def test_a_caller_who_sees_every_study_gets_the_whole_answer(services: Services)
     plan = plan_from_identifier("study", identifier)
     every = Visibility(rules={"ImagingStudy": ((),)})
     assert [r["pk"] for r in services.query.find(plan, visibility=every)] == _brute_force(services, plan)
+
+
+def test_a_caller_who_wants_a_few_reads_small_pages_and_gets_the_same_first_matches(
+    services: Services,
+) -> None:
+    """`wanted` (QIDO-RS's offset + limit + 1) sizes the pages to what is still wanted; the matches
+    handed out are the first of the whole answer, whatever the SQL leaves for Python to drop."""
+    from sqlalchemy import Engine, event
+
+    from storage.usecases.query import Query
+
+    _populate(services)
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "SERIES"
+    identifier.PatientName = "*o*"  # the SQL keeps every name with an 'o'; Python drops none
+    identifier.ModalitiesInStudy = "?R"  # LIKE '%R%' keeps studies that Python drops (no 'xR' series)
+    plan = plan_from_identifier("study", identifier)
+    whole = [r["pk"] for r in services.query.find(plan)]
+    assert len(whole) > 5
+    sizes: list[int] = []
+
+    def size(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            values = list(params.values() if isinstance(params, dict) else params)
+            # LIMIT's is the statement's last parameter, or the one before OFFSET's (SQLite)
+            sizes.append(values[-2] if "OFFSET ?" in statement else values[-1])
+
+    small = Query(services.db, services.search, min_page=2)
+    event.listen(Engine, "before_cursor_execute", size)  # the read engine is a copy of services.db's
+    try:
+        for wanted in range(1, len(whole) + 2):
+            sizes.clear()
+            found = [r["pk"] for r in small.find(plan, wanted=wanted)][:wanted]
+            assert found == whole[:wanted]
+            assert sizes[0] == max(wanted, 2), sizes
+    finally:
+        event.remove(Engine, "before_cursor_execute", size)
