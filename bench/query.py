@@ -13,7 +13,7 @@ of a core), then answer the same requests, interleaved:
 - C-FIND (`bench.find_client`, a fresh association per query, as a workstation sends them): STUDY by
   PatientID, by a 30-day StudyDate range, by ModalitiesInStudy=CT (200 matches), IMAGE level of
   one series;
-- QIDO-RS (httpx, one keep-alive connection; ours with a system token): the same three study
+- QIDO-RS (`bench.http_client`, one keep-alive connection; ours with a system token): the same three study
   searches, and ModalitiesInStudy=CT with limit=100;
 - WADO-RS of one instance, and `/rendered` (JPEG) of a 512x512 CT;
 - C-GET of the 100-instance study (dcmtk's getscu, storing nothing), in instances per second (the
@@ -39,10 +39,10 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from pydicom import Dataset
 
 from bench import find_client
+from bench.http_client import KeepAlive
 from bench.ingest import (
     NETNS_FLAG,
     ROOT,
@@ -189,24 +189,24 @@ def _profiling(output: Path, pid: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*command, "--pid", str(pid)], **quiet)
 
 
-def _dicomweb(target: Target) -> httpx.Client:
+def _dicomweb(target: Target) -> KeepAlive:
     """A keep-alive client of the target's DICOMweb root (ours with a system token)."""
     if target.name == "orthanc":
-        return httpx.Client(base_url=f"http://127.0.0.1:{target.http_port}/dicom-web", timeout=60)
+        return KeepAlive(f"http://127.0.0.1:{target.http_port}/dicom-web")
     run = WORK / "run" / target.name
     token = subprocess.run(
         [sys.executable, "-m", "facade.cli", "token", "create", "--scope", "system/*.rs", "--seconds", "900"],
         cwd=ROOT, env=facade_env(run, target), capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     headers = {"Authorization": f"Bearer {token}"}
-    return httpx.Client(base_url=f"http://127.0.0.1:{target.http_port}/dicomweb", timeout=60, headers=headers)
+    return KeepAlive(f"http://127.0.0.1:{target.http_port}/dicomweb", headers=headers)
 
 
 def _finding(identifier: Dataset) -> Callable[[Target], tuple[float, int]]:
     return lambda target: timed_find(target, identifier)
 
 
-def _searching(web: dict[str, httpx.Client], params: dict[str, str]) -> Callable[[Target], tuple[float, int]]:
+def _searching(web: dict[str, KeepAlive], params: dict[str, str]) -> Callable[[Target], tuple[float, int]]:
     def run(target: Target) -> tuple[float, int]:
         started = time.perf_counter()
         r = web[target.name].get("/studies", params=params, headers={"Accept": "application/dicom+json"})
@@ -219,7 +219,7 @@ def _searching(web: dict[str, httpx.Client], params: dict[str, str]) -> Callable
 
 
 def _retrieving(
-    web: dict[str, httpx.Client], uids: tuple[str, str, str], *, rendered: bool = False
+    web: dict[str, KeepAlive], uids: tuple[str, str, str], *, rendered: bool = False
 ) -> Callable[[Target], tuple[float, int]]:
     study, series, instance = uids
     path = f"/studies/{study}/series/{series}/instances/{instance}" + ("/rendered" if rendered else "")
