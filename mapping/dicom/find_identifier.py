@@ -24,7 +24,7 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from mapping.dicom.frozen import encode
 from mapping.dicom.matching import trimmed_name
-from mapping.dicom.query_keys import LEVELS, FindPlan, key_of, response_identifier, vr_of
+from mapping.dicom.query_keys import FindPlan, held_field, response_identifier, vr_of
 
 _TEXT = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"})
 _BINARY = {vr: struct.Struct(f"<{code}") for vr, code in (("US", "H"), ("UL", "I"), ("SS", "h"), ("SL", "i"))}
@@ -68,7 +68,6 @@ class FindIdentifiers:
 
     def __init__(self, plan: FindPlan, *, retrieve_ae: str | None) -> None:
         self._plan, self._retrieve_ae = plan, retrieve_ae
-        depth = LEVELS.index(plan.level)
         elements = [_Element(0x00080052, "CS", None, plan.level)]  # QueryRetrieveLevel
         if retrieve_ae is not None:
             elements.append(_Element(0x00080054, "AE", None, retrieve_ae))  # RetrieveAETitle
@@ -76,9 +75,7 @@ class FindIdentifiers:
             tag = tag_for_keyword(keyword)
             if tag is None:
                 continue
-            key = key_of(keyword)
-            held = key is not None and LEVELS.index(key.level) <= depth
-            elements.append(_Element(tag, vr_of(keyword), key.field if held and key else None))
+            elements.append(_Element(tag, vr_of(keyword), held_field(keyword, plan.level)))
         elements.sort(key=lambda e: e.tag)
         self._elements = tuple(elements)
         self._plain = all(

@@ -19,12 +19,11 @@ from json.encoder import encode_basestring  # C; not ASCII-only, as json.dumps(e
 from pydicom.datadict import tag_for_keyword
 
 from mapping.dicom.matching import trimmed_name
-from mapping.dicom.query_keys import LEVELS, FindPlan, Level, key_of, vr_of
+from mapping.dicom.query_keys import MULTI_VALUED, FindPlan, Level, held_field, vr_of
 
 RETRIEVE_URL = "00081190"
 _NUMBERS = frozenset({"IS", "US", "UL", "SS", "SL", "UV", "SV"})
 _GROUPS = ('"Alphabetic":', '"Ideographic":', '"Phonetic":')
-_MULTI = frozenset({"ModalitiesInStudy", "SOPClassesInStudy"})
 _TEXT, _NAME, _NUMBER, _LIST, _URL = range(5)
 
 
@@ -77,23 +76,20 @@ def _object(slots: tuple[_Slot, ...], record: Mapping[str, object], url: str) ->
 @lru_cache(maxsize=256)
 def _layout(level: Level, returned: tuple[str, ...]) -> tuple[_Slot, ...]:
     """Each attribute of a match of `returned` at `level`, in tag order, with the RetrieveURL."""
-    depth = LEVELS.index(level)
     slots = {RETRIEVE_URL: _Slot(f'"{RETRIEVE_URL}":{{"vr":"UR"', None, _URL)}
     for keyword in returned:
         tag = tag_for_keyword(keyword)
         if tag is None or f"{tag:08X}" == RETRIEVE_URL:
             continue
         vr = vr_of(keyword)
-        key = key_of(keyword)
-        held = key is not None and LEVELS.index(key.level) <= depth and vr != "SQ"
-        kind = (
-            _NAME
-            if vr == "PN"
-            else _NUMBER
-            if vr in _NUMBERS and keyword not in _MULTI
-            else _LIST
-            if keyword in _MULTI
-            else _TEXT
-        )
-        slots[f"{tag:08X}"] = _Slot(f'"{tag:08X}":{{"vr":"{vr}"', key.field if held and key else None, kind)
+        field = held_field(keyword, level) if vr != "SQ" else None
+        slots[f"{tag:08X}"] = _Slot(f'"{tag:08X}":{{"vr":"{vr}"', field, _kind(vr, field))
     return tuple(slot for _, slot in sorted(slots.items()))
+
+
+def _kind(vr: str, field: str | None) -> int:
+    if field in MULTI_VALUED:
+        return _LIST
+    if vr == "PN":
+        return _NAME
+    return _NUMBER if vr in _NUMBERS else _TEXT

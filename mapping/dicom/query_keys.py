@@ -106,6 +106,13 @@ def key_of(keyword: str) -> Key | None:
     return _BY_KEYWORD.get(keyword)
 
 
+def held_field(keyword: str, level: Level) -> str | None:
+    """The match record's field that holds `keyword` in an answer at `level`; None for keys we do
+    not hold and keys of the levels below (returned empty, PS3.4 C.2.2.1.1)."""
+    key = _BY_KEYWORD.get(keyword)
+    return key.field if key is not None and LEVELS.index(key.level) <= LEVELS.index(level) else None
+
+
 class BadIdentifier(ValueError):
     """A C-FIND identifier this SCP cannot answer (PS3.4 C.4.1.1.4: 0xA900 or 0xC000)."""
 
@@ -155,7 +162,7 @@ def find_plan(model: Model, level: str, keys: Sequence[tuple[str, Sequence[str]]
     for lv in MODEL_LEVELS[model][: MODEL_LEVELS[model].index(level) + 1]:
         if UNIQUE[lv] not in returned:  # the unique keys of this level and above (C.4.1.2.2)
             returned.append(UNIQUE[lv])
-    fields = {k.field for kw in returned if (k := _BY_KEYWORD.get(kw)) and LEVELS.index(k.level) <= depth}
+    fields = {field for kw in returned if (field := held_field(kw, level)) is not None}
     return FindPlan(model, level, conditions, tuple(returned), frozenset(fields | set(conditions)))
 
 
@@ -212,13 +219,12 @@ def response_identifier(
 def response_values(plan: FindPlan, record: Mapping[str, object]) -> dict[str, str]:
     """Each returned keyword's value as text: what we hold at the plan's level or above, else ''
     (multi-valued ones '\\'-joined, person names without trailing empty components)."""
-    depth = LEVELS.index(plan.level)
     values: dict[str, str] = {}
     for keyword in plan.returned:
-        key = _BY_KEYWORD.get(keyword)
-        value = record.get(key.field) if key and LEVELS.index(key.level) <= depth else None
+        field = held_field(keyword, plan.level)
+        value = None if field is None else record.get(field)
         text = "" if value is None else str(value)
-        values[keyword] = trimmed_name(text) if key and key.vr == "PN" else text
+        values[keyword] = trimmed_name(text) if field is not None and vr_of(keyword) == "PN" else text
     return values
 
 
