@@ -33,11 +33,8 @@ _ELEMENT = struct.Struct("<HHI")
 _US = struct.Struct("<H")
 _RELEASE_RQ = b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00"
 _PENDING = (0xFF00, 0xFF01)
-MAX_PDU = 16384
-_SYNTAXES = (
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-)  # proposed, in this order  # what dcmtk's tools offer by default
+MAX_PDU = 16384  # what dcmtk's tools offer by default
+_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)  # proposed, in this order
 
 
 class Refused(RuntimeError):

@@ -60,8 +60,3 @@ class KeepAlive:
                 self._conn = None
             return Reply(response.status, body)
         raise AssertionError("not reached")
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None

@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import Dataset
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
 
 from bench import find_client
 from bench.http_client import KeepAlive
@@ -55,6 +57,8 @@ from bench.ingest import (
     _wait_settled,
     facade_env,
 )
+from storage.dicom_index.reader import anything_pending
+from storage.fhir_store.models import FhirResourceRow
 
 STUDY_ROOT = "1.2.840.10008.5.1.4.1.2.2.1"
 MODALITIES = ["CT", "MR", "US", "CR", "DX"]
@@ -69,12 +73,6 @@ def _wait_published(index: Path, seconds: float = 600) -> float:
     """Until the facade has published the FHIR resources of every study and patient it indexed
     and none is provisional any more (its settle worker, `STABLE_AGE` after the last instance);
     how long it waited. Read in its SQLite index."""
-    from sqlalchemy import create_engine, select
-    from sqlalchemy.orm import Session
-
-    from storage.dicom_index.reader import anything_pending
-    from storage.fhir_store.models import FhirResourceRow
-
     started = time.monotonic()
     engine = create_engine(f"sqlite:///{index}")
     try:
