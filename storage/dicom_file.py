@@ -31,7 +31,6 @@ from storage.errors import Invalid
 _DEFER = 64 * 1024
 _HEAD = 1 << 20
 _READ_BUFFER = 1 << 13
-_WANTED = frozenset(int(tag) for tag in (tag_for_keyword(k) for k in HEADER_KEYWORDS) if tag is not None)
 
 
 @dataclass(frozen=True)
@@ -77,19 +76,52 @@ def _walked(head: bytes, meta: FileMeta, size: int) -> RawHeader | None:
     if implicit is None:
         return None
     try:
-        found = scan(head, meta.dataset_offset, size, implicit=implicit, wanted=_WANTED)
+        found = scan(head, meta.dataset_offset, size, implicit=implicit, wanted=_tags(HEADER_KEYWORDS))
         return RawHeader(HEADER_KEYWORDS, found, implicit=implicit, transfer_syntax=syntax)
     except (Unsupported, ValueError):
         return None
 
 
+def walked_with_pixels(data: bytes, keywords: tuple[str, ...]) -> tuple[RawHeader, bytes] | None:
+    """The top-level elements of `keywords` of the whole Part 10 file `data` and its Pixel Data
+    value, found by `element_scan`, for a native (uncompressed) little endian data set; None
+    for pydicom to read: any other syntax, no Pixel Data, a data set the walk declines."""
+    try:
+        meta = peek_file_meta(data)
+    except InvalidDicomError:
+        return None
+    syntax = meta.transfer_syntax_uid or ""
+    implicit = _walkable(syntax, native=True)
+    if implicit is None:
+        return None
+    try:
+        found = scan(
+            data, meta.dataset_offset, len(data), implicit=implicit, wanted=_tags((*keywords, "PixelData"))
+        )
+        pixels = found.pop(_PIXEL_DATA, None)
+        if pixels is None or pixels.undefined:
+            return None
+        return RawHeader(keywords, found, implicit=implicit, transfer_syntax=syntax), pixels.value
+    except (Unsupported, ValueError):
+        return None
+
+
+_PIXEL_DATA = 0x7FE00010
+
+
+@lru_cache(maxsize=8)
+def _tags(keywords: tuple[str, ...]) -> frozenset[int]:
+    return frozenset(int(tag) for tag in (tag_for_keyword(k) for k in keywords) if tag is not None)
+
+
 @lru_cache(maxsize=64)
-def _walkable(transfer_syntax_uid: str) -> bool | None:
+def _walkable(transfer_syntax_uid: str, *, native: bool = False) -> bool | None:
     """Whether a data set in this syntax is in implicit VR, for a syntax the walk reads (little
-    endian, not deflated); None for any other, or an unknown one (pydicom says what it makes of it)."""
+    endian, not deflated; `native`: not compressed either); None for any other, or an unknown one
+    (pydicom says what it makes of it)."""
     try:
         syntax = UID(transfer_syntax_uid)
-        if not syntax.is_little_endian or syntax.is_deflated:
+        if not syntax.is_little_endian or syntax.is_deflated or (native and syntax.is_compressed):
             return None
         return syntax.is_implicit_VR
     except ValueError:

@@ -8,6 +8,9 @@ refuses the request instead of failing. Pure: the caller reads the data set.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Protocol
+
 import numpy as np
 from numpy.typing import NDArray
 from pydicom import Dataset
@@ -55,42 +58,71 @@ def decoded_frame(ds: Dataset, frame: int, *, raw: bool) -> tuple[NDArray[np.gen
 
 
 def _native_grayscale(ds: Dataset, frame: int) -> NDArray[np.generic] | None:
-    """Frame `frame` of uncompressed little endian grayscale samples of 8 or 16 bits, read
-    straight from the Pixel Data's bytes (no copy; one pass when there are unused high bits):
-    the array pydicom's native decoder gives (its `_correct_unused_bits`: masked when unsigned,
-    sign-extended when signed), a fifth of its time on a 512 x 512 frame. None for any other
-    layout (pydicom decodes those)."""
+    """Frame `frame` of uncompressed little endian grayscale samples (`GrayLayout`), read straight
+    from the Pixel Data's bytes; None for any other layout (pydicom decodes those)."""
     ts = ds.file_meta.TransferSyntaxUID
     if ts.is_compressed or not ts.is_little_endian or "PixelData" not in ds:
         return None
-    try:
-        rows, columns = int(ds.Rows), int(ds.Columns)
-        allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
-        signed, samples = int(ds.PixelRepresentation), int(ds.get("SamplesPerPixel") or 1)
-    except (AttributeError, TypeError, ValueError):
-        return None
+    layout = GrayLayout.of(ds)
     data = ds.PixelData
-    size = rows * columns * allocated // 8
-    if (
-        samples != 1
-        or allocated not in (8, 16)
-        or not 1 <= stored <= allocated
-        or signed not in (0, 1)
-        or rows < 1
-        or columns < 1
-        or not isinstance(data, bytes)
-        or len(data) < frame * size
-    ):
+    if layout is None or not isinstance(data, bytes):
         return None
-    dtype = np.dtype(f"<{'i' if signed else 'u'}{allocated // 8}")
-    array = np.frombuffer(data, dtype=dtype, count=rows * columns, offset=(frame - 1) * size)
-    array = array.reshape(rows, columns)
-    if stored == allocated:
-        return array  # read-only (a view of the data set's bytes): nothing here writes to a frame
-    shift = allocated - stored
-    corrected: NDArray[np.generic] = np.left_shift(array, shift)
-    np.right_shift(corrected, shift, out=corrected)
-    return corrected
+    return layout.frame(data, frame)
+
+
+class HasKeywords(Protocol):
+    """A pydicom `Dataset`, or a `RawHeader` of the keywords asked for."""
+
+    def get(self, keyword: str, default: Any = None, /) -> Any: ...
+
+
+@dataclass(frozen=True)
+class GrayLayout:
+    """Uncompressed little endian grayscale samples of 8 or 16 bits (PS3.5 8.1.1, PS3.3 C.7.6.3)."""
+
+    rows: int
+    columns: int
+    allocated: int
+    stored: int
+    signed: bool
+
+    @classmethod
+    def of(cls, header: HasKeywords) -> GrayLayout | None:
+        """The layout `header` describes; None when it is another (colour, 1 or 32 bits, odd)."""
+        try:
+            rows, columns = int(header.get("Rows")), int(header.get("Columns"))
+            allocated, stored = int(header.get("BitsAllocated")), int(header.get("BitsStored"))
+            signed, samples = int(header.get("PixelRepresentation")), int(header.get("SamplesPerPixel") or 1)
+        except (TypeError, ValueError):
+            return None
+        if (
+            samples != 1
+            or allocated not in (8, 16)
+            or not 1 <= stored <= allocated
+            or signed not in (0, 1)
+            or rows < 1
+            or columns < 1
+        ):
+            return None
+        return cls(rows, columns, allocated, stored, bool(signed))
+
+    def frame(self, data: bytes, frame: int) -> NDArray[np.generic] | None:
+        """Frame `frame` (1-based) of the Pixel Data value `data` (no copy; one pass when there
+        are unused high bits): the array pydicom's native decoder gives (its
+        `_correct_unused_bits`: masked when unsigned, sign-extended when signed), a fifth of its
+        time on a 512 x 512 frame. None when `data` is too short to hold it."""
+        size = self.rows * self.columns * self.allocated // 8
+        if len(data) < frame * size:
+            return None
+        dtype = np.dtype(f"<{'i' if self.signed else 'u'}{self.allocated // 8}")
+        array = np.frombuffer(data, dtype=dtype, count=self.rows * self.columns, offset=(frame - 1) * size)
+        array = array.reshape(self.rows, self.columns)
+        if self.stored == self.allocated:
+            return array  # read-only (a view of the data set's bytes): nothing here writes to a frame
+        shift = self.allocated - self.stored
+        corrected: NDArray[np.generic] = np.left_shift(array, shift)
+        np.right_shift(corrected, shift, out=corrected)
+        return corrected
 
 
 def uncompressed_frame(ds: Dataset, frame: int) -> bytes:

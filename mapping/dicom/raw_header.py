@@ -66,6 +66,9 @@ class RawHeader:
             return default
         return self._value(tag)
 
+    def __contains__(self, keyword: str) -> bool:
+        return self._tags[keyword] in self._elements
+
     def _value(self, tag: int) -> Any:
         if tag in self._values:
             return self._values[tag]

@@ -30,7 +30,8 @@ from PIL import Image
 from pydicom import Dataset
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, convert_color_space
 
-from mapping.dicom.pixels import CannotDecode, decoded_frame, number_of_frames
+from mapping.dicom.pixels import CannotDecode, GrayLayout, decoded_frame, number_of_frames
+from mapping.dicom.raw_header import RawHeader
 
 JPEG = "image/jpeg"
 PNG = "image/png"
@@ -39,7 +40,15 @@ FUNCTIONS = {"linear": "LINEAR", "linear-exact": "LINEAR_EXACT", "sigmoid": "SIG
 MAX_SIDE = 8192  # of a viewport: a bigger one is refused, not allocated
 THUMBNAIL = (128, 128)
 
-__all__ = ["CannotDecode", "RenderOptions", "Window", "render"]
+__all__ = [
+    "NATIVE_KEYWORDS",
+    "CannotDecode",
+    "Grayscale",
+    "RenderOptions",
+    "Window",
+    "render",
+    "render_native",
+]
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,55 @@ def render(ds: Dataset, frame: int, options: RenderOptions) -> bytes:
     if not 1 <= frame <= number_of_frames(ds):
         raise IndexError(frame)
     array, photometric = decoded_frame(ds, frame, raw=True)
-    picture = _picture(ds, array, photometric, options.window)
+    return _encoded(_picture(ds, array, photometric, options.window), options)
+
+
+def render_native(header: RawHeader, pixel_data: bytes, frame: int, options: RenderOptions) -> bytes | None:
+    """What `render` gives of the data set whose elements of `NATIVE_KEYWORDS` are `header` and
+    whose Pixel Data value is `pixel_data`, for the common case, without building a pydicom data
+    set: uncompressed little endian MONOCHROME1 or MONOCHROME2 samples of 8 or 16 bits with no
+    Modality or VOI LUT Sequence. None for any other data set (read it with pydicom: `render`);
+    IndexError when there is no such frame."""
+    if "ModalityLUTSequence" in header or "VOILUTSequence" in header:
+        return None
+    if str(header.get("PhotometricInterpretation", "")).strip() not in ("MONOCHROME1", "MONOCHROME2"):
+        return None
+    layout = GrayLayout.of(header)
+    if layout is None:
+        return None
+    try:
+        frames = max(1, int(header.get("NumberOfFrames") or 1))
+    except (TypeError, ValueError):
+        frames = 1
+    if not 1 <= frame <= frames:
+        raise IndexError(frame)
+    array = layout.frame(pixel_data, frame)
+    if array is None:
+        return None
+    return _encoded(eight_bit_grayscale(Grayscale.of(header), array, options.window), options)
+
+
+NATIVE_KEYWORDS = (
+    "PhotometricInterpretation",
+    "SamplesPerPixel",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+    "NumberOfFrames",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "WindowCenter",
+    "WindowWidth",
+    "VOILUTFunction",
+    "ModalityLUTSequence",
+    "VOILUTSequence",
+)
+"""The elements `render_native` reads (and the two whose presence sends a data set to pydicom)."""
+
+
+def _encoded(picture: NDArray[np.uint8], options: RenderOptions) -> bytes:
     image = Image.fromarray(picture, mode="L" if picture.ndim == 2 else "RGB")
     image = _fitted(image, options)
     out = io.BytesIO()
@@ -77,7 +134,33 @@ def render(ds: Dataset, frame: int, options: RenderOptions) -> bytes:
     return out.getvalue()
 
 
-def eight_bit_grayscale(ds: Dataset, frame: NDArray[np.generic], window: Window | None) -> NDArray[np.uint8]:
+@dataclass(frozen=True)
+class Grayscale:
+    """What the grayscale pipeline (PS3.3 C.11) takes from a header."""
+
+    rescale: tuple[float, float] | None  # Rescale Slope and Intercept, when both are there
+    window: Window | None  # the first Window Center / Width, with the VOI LUT Function
+    voi_lut: tuple[int, int, NDArray[np.float64]] | None  # the VOI LUT Sequence's first LUT
+    monochrome1: bool
+    modality_lut: Dataset | None = None  # a data set with a Modality LUT Sequence (pydicom applies it)
+
+    @classmethod
+    def of(cls, header: Dataset | RawHeader) -> Grayscale:
+        """A `RawHeader` is read for Rescale, window and photometric only: `render_native` gives
+        one with a LUT Sequence to pydicom."""
+        dataset = header if isinstance(header, Dataset) else None
+        return cls(
+            _rescale(header),
+            _stored_window(header),
+            _first_voi_lut(dataset) if dataset is not None else None,
+            str(header.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1",
+            dataset if dataset is not None and dataset.get("ModalityLUTSequence") else None,
+        )
+
+
+def eight_bit_grayscale(
+    gray: Grayscale, frame: NDArray[np.generic], window: Window | None
+) -> NDArray[np.uint8]:
     """A decoded grayscale frame through the Modality LUT, the VOI and MONOCHROME1's inversion.
 
     Each output pixel depends on its stored value alone, so integer frames with fewer distinct
@@ -95,13 +178,13 @@ def eight_bit_grayscale(ds: Dataset, frame: NDArray[np.generic], window: Window 
                 offsets = np.subtract(frame, frame.dtype.type(low)).view(f"u{frame.dtype.itemsize}")
             domain = np.arange(low, high + 1, dtype=frame.dtype)
             present = None
-            if window is None and _first_voi_lut(ds) is None and _stored_window(ds) is None:
+            if window is None and gray.voi_lut is None and gray.window is None:
                 present = np.zeros(domain.size, dtype=bool)  # the min/max window: values that occur
                 present[offsets] = True
-            table = _eight_bits(ds, domain, window, present)
+            table = _eight_bits(gray, domain, window, present)
             looked_up: NDArray[np.uint8] = np.take(table, offsets)
             return looked_up
-    return _eight_bits(ds, frame, window, None)
+    return _eight_bits(gray, frame, window, None)
 
 
 _TABLE_MIN_PIXELS = 4096
@@ -109,21 +192,43 @@ _TABLE_MAX = 1 << 16
 
 
 def _eight_bits(
-    ds: Dataset, frame: NDArray[np.generic], window: Window | None, present: NDArray[np.bool_] | None
+    gray: Grayscale, frame: NDArray[np.generic], window: Window | None, present: NDArray[np.bool_] | None
 ) -> NDArray[np.uint8]:
     """The pipeline on each element of `frame`; the min/max window (when no other applies) over
     the elements `present` marks (all when None)."""
-    values = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
-    voi_lut = _first_voi_lut(ds) if window is None else None
+    values = _modality(gray, frame)
+    voi_lut = gray.voi_lut if window is None else None
     if voi_lut is not None:
         out = _through_lut(values, *voi_lut)
     else:
         occurring = values if present is None else values[present]
-        window = window or _stored_window(ds) or _min_max_window(occurring)
+        window = window or gray.window or _min_max_window(occurring)
         out = windowed(values, window)
-    if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
+    if gray.monochrome1:
         out = 255.0 - out
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _modality(gray: Grayscale, frame: NDArray[np.generic]) -> NDArray[np.float64]:
+    """The Modality LUT (PS3.3 C.11.1), as pydicom's `apply_modality_lut` computes it."""
+    if gray.modality_lut is not None:
+        return np.asarray(apply_modality_lut(frame, gray.modality_lut), dtype=np.float64)
+    values = frame.astype(np.float64)
+    if gray.rescale is not None:
+        slope, intercept = gray.rescale
+        values *= slope
+        values += intercept
+    return values
+
+
+def _rescale(header: Dataset | RawHeader) -> tuple[float, float] | None:
+    slope, intercept = header.get("RescaleSlope"), header.get("RescaleIntercept")
+    if slope is None or intercept is None:
+        return None
+    try:
+        return float(slope), float(intercept)
+    except (TypeError, ValueError):
+        return None
 
 
 def windowed(values: NDArray[np.float64], window: Window) -> NDArray[np.float64]:
@@ -145,7 +250,7 @@ def _picture(
         colour: NDArray[np.generic] = apply_color_lut(array, ds)
         return _to_eight_bits(colour, 8 * colour.dtype.itemsize)
     if array.ndim == 2:
-        return eight_bit_grayscale(ds, array, window)
+        return eight_bit_grayscale(Grayscale.of(ds), array, window)
     if photometric in ("YBR_FULL", "YBR_FULL_422"):  # decoded: no longer subsampled
         array = np.asarray(convert_color_space(array, "YBR_FULL", "RGB"))
     return _to_eight_bits(array, int(ds.get("BitsStored") or 8))
@@ -187,7 +292,7 @@ def _through_lut(
     return out
 
 
-def _stored_window(ds: Dataset) -> Window | None:
+def _stored_window(ds: Dataset | RawHeader) -> Window | None:
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is None or width is None:
         return None

@@ -38,7 +38,7 @@ from mapping.dicom.json_model import (
 )
 from mapping.dicom.part10 import peek_file_meta
 from mapping.dicom.pixels import CannotDecode, number_of_frames, stored_frame, uncompressed_frame
-from mapping.dicom.rendering import RenderOptions, render
+from mapping.dicom.rendering import NATIVE_KEYWORDS, RenderOptions, render, render_native
 from mapping.dicom.transcode import (
     EXPLICIT_VR_LE,
     LOSSLESS,
@@ -53,6 +53,7 @@ from mapping.dicom.transcode import (
 )
 from storage.blobs import BlobStore
 from storage.db import Database
+from storage.dicom_file import walked_with_pixels
 from storage.dicom_index.retrieval import StoredInstance, statement, stored_instances
 from storage.errors import NotFound
 from storage.fhir_store.visibility import Visibility
@@ -76,6 +77,7 @@ __all__ = [
 _DEFER = 1024  # metadata: values over this stay on disk (bulk data never read)
 _CHUNK = 1 << 20
 _META_HEAD = 1 << 16  # a file meta group is a few hundred bytes
+_WALKED_RENDER = 64 << 20  # a file rendered is read whole up to this size (pydicom reads it whole anyway)
 
 
 class Retrieve:
@@ -190,15 +192,22 @@ class Retrieve:
 
     def rendered(self, instance: StoredInstance, frame: int, options: RenderOptions) -> bytes:
         """Frame `frame` (1-based) rendered (`mapping.dicom.rendering`); NotFound when the instance
-        has no such frame, CannotDecode when its pixel data cannot be decoded."""
+        has no such frame, CannotDecode when its pixel data cannot be decoded. An instance of at
+        most `_WALKED_RENDER` bytes is read whole and, when native grayscale, rendered from its
+        walked header (`render_native`: no pydicom data set); any other is read by pydicom."""
         with self._blobs.open(instance.blob_key) as f:
-            ds = dcmread(f)
-        frames = number_of_frames(ds)
-        if frames == 0:
-            raise CannotDecode("the instance has no pixel data to render")
-        if not 1 <= frame <= frames:
-            raise NotFound("no such frame")
-        return render(ds, frame, options)
+            if instance.size > _WALKED_RENDER:
+                return _rendered(dcmread(f), frame, options)
+            data = f.read()  # whole: read(n) would allocate n bytes before reading
+        walked = walked_with_pixels(data, NATIVE_KEYWORDS)
+        if walked is not None:
+            try:
+                image = render_native(*walked, frame, options)
+            except IndexError as exc:
+                raise NotFound("no such frame") from exc
+            if image is not None:
+                return image
+        return _rendered(dcmread(io.BytesIO(data)), frame, options)
 
     def rendered_frames(self, instance: StoredInstance, options: RenderOptions) -> list[bytes]:
         """Every frame of `instance` rendered, in order; [] when it has no pixel data (an SR, a
@@ -304,3 +313,12 @@ class BulkValue:
     @property
     def encapsulated(self) -> bool:
         return self.length == UNDEFINED_LENGTH and self.inline is None
+
+
+def _rendered(ds: Dataset, frame: int, options: RenderOptions) -> bytes:
+    frames = number_of_frames(ds)
+    if frames == 0:
+        raise CannotDecode("the instance has no pixel data to render")
+    if not 1 <= frame <= frames:
+        raise NotFound("no such frame")
+    return render(ds, frame, options)

@@ -10,7 +10,7 @@ import pytest
 from numpy.typing import NDArray
 from pydicom import Dataset
 
-from mapping.dicom.rendering import Window, eight_bit_grayscale
+from mapping.dicom.rendering import Grayscale, Window, eight_bit_grayscale
 
 RNG = np.random.default_rng(7)
 
@@ -56,7 +56,7 @@ def test_an_explicit_window_through_the_table_is_the_per_pixel_formula(name: str
     frame = FRAMES[name]
     ds = dataset(RescaleSlope=0.5, RescaleIntercept=-100)
     values = frame.astype(np.float64) * 0.5 - 100
-    assert np.array_equal(eight_bit_grayscale(ds, frame, window), expected(values, window))
+    assert np.array_equal(eight_bit_grayscale(Grayscale.of(ds), frame, window), expected(values, window))
 
 
 @pytest.mark.parametrize("name", FRAMES)
@@ -64,7 +64,7 @@ def test_the_stored_window_and_monochrome1(name: str) -> None:
     frame = FRAMES[name]
     ds = dataset(WindowCenter=[300, 50], WindowWidth=[800, 100], PhotometricInterpretation="MONOCHROME1")
     assert np.array_equal(
-        eight_bit_grayscale(ds, frame, None),
+        eight_bit_grayscale(Grayscale.of(ds), frame, None),
         expected(frame.astype(np.float64), Window(300, 800), inverted=True),
     )
 
@@ -78,7 +78,7 @@ def test_the_min_max_window_is_of_the_values_that_occur(name: str) -> None:
     values = frame.astype(np.float64) * 2 - 7
     low, high = float(values.min()), float(values.max())
     window = Window((low + high) / 2, max(high - low, 1e-9), "LINEAR_EXACT")
-    assert np.array_equal(eight_bit_grayscale(ds, frame, None), expected(values, window))
+    assert np.array_equal(eight_bit_grayscale(Grayscale.of(ds), frame, None), expected(values, window))
 
 
 def test_the_voi_lut_sequence() -> None:
@@ -90,7 +90,7 @@ def test_the_voi_lut_sequence() -> None:
     ds = dataset(VOILUTSequence=[item])
     index = np.clip(frame.astype(np.int64) - 1024, 0, 2047)
     want = np.clip(np.rint(entries[index].astype(np.float64) * 255.0 / 4095), 0, 255).astype(np.uint8)
-    assert np.array_equal(eight_bit_grayscale(ds, frame, None), want)
+    assert np.array_equal(eight_bit_grayscale(Grayscale.of(ds), frame, None), want)
 
 
 def test_a_small_frame_and_a_wide_one_take_the_per_pixel_path_with_the_same_result() -> None:
@@ -99,4 +99,6 @@ def test_a_small_frame_and_a_wide_one_take_the_per_pixel_path_with_the_same_resu
     wide = RNG.integers(-30000, 30000, (100, 100)).astype(np.int16)  # more values than pixels
     for frame in (small, wide):
         values = frame.astype(np.float64)
-        assert np.array_equal(eight_bit_grayscale(dataset(), frame, window), expected(values, window))
+        assert np.array_equal(
+            eight_bit_grayscale(Grayscale.of(dataset()), frame, window), expected(values, window)
+        )
