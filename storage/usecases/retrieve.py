@@ -150,8 +150,12 @@ class Retrieve:
             except InvalidDicomError as exc:
                 raise CannotTranscode("the stored file has no readable file meta") from exc
             data = head[meta.dataset_offset :]
-            if len(head) == _META_HEAD and len(data) <= limit:  # the file may go on
-                data += f.read(limit + 1 - len(data))
+            if len(head) == _META_HEAD:  # the file may go on: its size says whether to read on
+                rest = f.seek(0, io.SEEK_END) - len(head)
+                if len(data) + rest > limit:
+                    return None
+                f.seek(len(head))
+                data += f.read(rest)  # read(n) allocates n bytes first: n is what is there
         return data if 0 < len(data) <= limit else None
 
     def dataset(self, blob_key: str, syntax: str) -> Dataset:

@@ -46,10 +46,11 @@ def test_a_caller_who_sees_every_study_gets_what_the_session_path_gives(
             retrieve.instances(*unknown, visibility=EVERY_STUDY)
 
 
+@pytest.mark.parametrize("rows", [64, 256], ids=["within the first read", "past the first read"])
 def test_a_small_data_set_is_read_whole_and_a_big_one_is_left_to_the_stream(
-    services: Services, tmp_path: Path
+    services: Services, tmp_path: Path, rows: int
 ) -> None:
-    study, _, _ = _store(services, tmp_path, rows=64)
+    study, _, _ = _store(services, tmp_path, rows=rows)
     retrieve = services.retrieve
     for instance in retrieve.instances(study, visibility=ALL):
         with retrieve.stored_data_set(instance.blob_key) as f:
