@@ -107,8 +107,8 @@ class GrayLayout:
         return cls(rows, columns, allocated, stored, bool(signed))
 
     def frame(self, data: bytes, frame: int) -> NDArray[np.generic] | None:
-        """Frame `frame` (1-based) of the Pixel Data value `data` (no copy; one pass when there
-        are unused high bits): the array pydicom's native decoder gives (its
+        """Frame `frame` (1-based) of the Pixel Data value `data` (no copy, unless unused high bits
+        hold something else than the value's: then two passes): the array pydicom's native decoder gives (its
         `_correct_unused_bits`: masked when unsigned, sign-extended when signed), a fifth of its
         time on a 512 x 512 frame. None when `data` is too short to hold it."""
         size = self.rows * self.columns * self.allocated // 8
@@ -117,12 +117,21 @@ class GrayLayout:
         dtype = np.dtype(f"<{'i' if self.signed else 'u'}{self.allocated // 8}")
         array = np.frombuffer(data, dtype=dtype, count=self.rows * self.columns, offset=(frame - 1) * size)
         array = array.reshape(self.rows, self.columns)
-        if self.stored == self.allocated:
+        if self.stored == self.allocated or self._within_stored_bits(array):
             return array  # read-only (a view of the data set's bytes): nothing here writes to a frame
         shift = self.allocated - self.stored
         corrected: NDArray[np.generic] = np.left_shift(array, shift)
         np.right_shift(corrected, shift, out=corrected)
         return corrected
+
+    def _within_stored_bits(self, array: NDArray[np.generic]) -> bool:
+        """Whether every sample is already its value: the unused high bits clear (unsigned) or
+        copies of the sign bit (signed), as most files write them. A pass or two that read,
+        against two that write a new frame."""
+        if self.signed:
+            half = 1 << (self.stored - 1)
+            return bool(-half <= array.min() and array.max() < half)
+        return bool(array.max() < 1 << self.stored)
 
 
 def uncompressed_frame(ds: Dataset, frame: int) -> bytes:

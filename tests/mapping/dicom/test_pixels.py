@@ -23,7 +23,13 @@ def pydicoms(ds: Dataset, frame: int) -> np.ndarray:
 
 
 def image(
-    allocated: int, stored: int, signed: int, frames: int = 1, *, syntax: str = ExplicitVRLittleEndian
+    allocated: int,
+    stored: int,
+    signed: int,
+    frames: int = 1,
+    *,
+    syntax: str = ExplicitVRLittleEndian,
+    junk: bool = True,
 ) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -39,15 +45,19 @@ def image(
     if frames > 1:
         ds.NumberOfFrames = frames
     raw = RNG.integers(0, 256, size=7 * 5 * frames * allocated // 8, dtype=np.uint8)  # junk high bits too
+    if not junk:  # the high bits clear, or copies of the sign bit
+        low, high = (-(1 << (stored - 1)), 1 << (stored - 1)) if signed else (0, 1 << stored)
+        raw = RNG.integers(low, high, size=7 * 5 * frames, dtype=f"<{'i' if signed else 'u'}{allocated // 8}")
     ds.PixelData = raw.tobytes()
     return ds
 
 
 @pytest.mark.parametrize("allocated, stored", [(8, 8), (8, 6), (16, 16), (16, 12), (16, 1)])
 @pytest.mark.parametrize("signed", [0, 1])
-def test_native_frames_are_pydicoms_arrays(allocated: int, stored: int, signed: int) -> None:
+@pytest.mark.parametrize("junk", [True, False], ids=["junk high bits", "clean high bits"])
+def test_native_frames_are_pydicoms_arrays(allocated: int, stored: int, signed: int, junk: bool) -> None:
     for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
-        ds = image(allocated, stored, signed, frames=3, syntax=syntax)
+        ds = image(allocated, stored, signed, frames=3, syntax=syntax, junk=junk)
         for frame in (1, 2, 3):
             ours = _native_grayscale(ds, frame)
             assert ours is not None
@@ -85,3 +95,16 @@ def test_other_layouts_go_to_pydicom() -> None:
     short = image(16, 12, 0)
     short.PixelData = short.PixelData[:-2]
     assert _native_grayscale(short, 1) is None
+
+
+@pytest.mark.parametrize(
+    "signed, samples",
+    [(0, [0, 4095, 4096]), (1, [-2048, 2047, 2048]), (1, [-2049, -2048, 2047])],
+    ids=["unsigned", "signed, above", "signed, below"],
+)
+def test_the_first_value_past_the_stored_bits_is_corrected(signed: int, samples: list[int]) -> None:
+    ds = image(16, 12, signed)
+    dtype = f"<{'i' if signed else 'u'}2"
+    ds.PixelData = np.resize(np.asarray(samples, dtype="<i4"), 7 * 5).astype(dtype).tobytes()
+    ours = _native_grayscale(ds, 1)
+    assert ours is not None and np.array_equal(ours, pydicoms(ds, 1))
