@@ -17,6 +17,7 @@ import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, BinaryIO
 
 from pydicom import Dataset, dcmread
@@ -77,6 +78,7 @@ __all__ = [
 _DEFER = 1024  # metadata: values over this stay on disk (bulk data never read)
 _CHUNK = 1 << 20
 _META_HEAD = 1 << 16  # a file meta group is a few hundred bytes
+QUICK_RENDER = 1 << 20  # bytes of an uncompressed instance whose frame renders in about a millisecond
 _WALKED_RENDER = 64 << 20  # a file rendered is read whole up to this size (pydicom reads it whole anyway)
 
 
@@ -111,6 +113,23 @@ class Retrieve:
             if not found or not self._search.sees(session, "ImagingStudy", study_uid, visibility):
                 raise NotFound(f"no such {level}")
         return found
+
+    @property
+    def reads_in_process(self) -> bool:
+        """Whether the index is read in this process (SQLite): a lookup is local reads of
+        microseconds, not a round trip to a database server."""
+        return self._db.dialect == "sqlite"
+
+    @staticmethod
+    def quick_to_render(instance: StoredInstance) -> bool:
+        """Whether rendering a frame of `instance` takes about a millisecond: stored uncompressed
+        (not deflated), in a file of at most `QUICK_RENDER` bytes (a 512 x 512 CT is 0.5 MiB)."""
+        syntax = _syntax(instance.transfer_syntax_uid)
+        return (
+            instance.size <= QUICK_RENDER
+            and syntax is not None
+            and not (syntax.is_compressed or syntax.is_deflated)
+        )
 
     @contextmanager
     def open(self, instance: StoredInstance) -> Iterator[BinaryIO]:
@@ -326,3 +345,10 @@ def _rendered(ds: Dataset, frame: int, options: RenderOptions) -> bytes:
     if not 1 <= frame <= frames:
         raise NotFound("no such frame")
     return render(ds, frame, options)
+
+
+@lru_cache(maxsize=64)
+def _syntax(uid: str) -> UID | None:
+    """A known transfer syntax (compression, deflate known); None for an unknown one."""
+    syntax = UID(uid)
+    return syntax if syntax.is_transfer_syntax else None

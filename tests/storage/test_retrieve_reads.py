@@ -1,18 +1,22 @@
 """The retrieve use case's shortcuts give what its general paths give: a caller who sees every
 study has the instances a URL names read without an ORM session (one compiled lookup for an
-instance URL), and a small stored data set is read whole in one go, the bytes a C-GET streams."""
+instance URL), and a small stored data set is read whole in one go, the bytes a C-GET streams.
+What a rendering may do on the event loop is told by the index and the instance's row."""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless
 
 from facade.wiring import Services
 from storage.errors import NotFound
 from storage.fhir_store.visibility import ALL, Visibility
 from storage.usecases.ingest import Source
+from storage.usecases.retrieve import QUICK_RENDER, Retrieve
 from tests.dicom_factory import make_instance, new_uid, write
 
 EVERY_STUDY = Visibility(rules={"ImagingStudy": ((),)})  # a token with every ImagingStudy
@@ -59,3 +63,15 @@ def test_a_small_data_set_is_read_whole_and_a_big_one_is_left_to_the_stream(
         assert retrieve.stored_data_set_bytes(instance.blob_key, len(streamed)) == streamed
         assert retrieve.stored_data_set_bytes(instance.blob_key, len(streamed) - 1) is None
         assert retrieve.stored_data_set_bytes(instance.blob_key, 100) is None
+
+
+def test_what_renders_on_the_event_loop(services: Services, tmp_path: Path) -> None:
+    retrieve = services.retrieve
+    assert retrieve.reads_in_process is (services.db.dialect == "sqlite")
+    study, _, _ = _store(services, tmp_path, rows=64)
+    one = retrieve.instances(study, visibility=ALL)[0]
+    assert Retrieve.quick_to_render(one)
+    assert Retrieve.quick_to_render(replace(one, size=QUICK_RENDER))
+    assert not Retrieve.quick_to_render(replace(one, size=QUICK_RENDER + 1))
+    for syntax in (JPEG2000Lossless, DeflatedExplicitVRLittleEndian, "1.2.3.4"):
+        assert not Retrieve.quick_to_render(replace(one, transfer_syntax_uid=syntax)), syntax
