@@ -109,6 +109,11 @@ def walked_with_pixels(data: bytes, keywords: tuple[str, ...]) -> tuple[RawHeade
 _PIXEL_DATA = 0x7FE00010
 
 
+def walks_natively(transfer_syntax_uid: str) -> bool:
+    """Whether `walked_with_pixels` reads a data set in this syntax (native little endian)."""
+    return _walkable(transfer_syntax_uid, native=True) is not None
+
+
 @lru_cache(maxsize=8)
 def _tags(keywords: tuple[str, ...]) -> frozenset[int]:
     return frozenset(int(tag) for tag in (tag_for_keyword(k) for k in keywords) if tag is not None)

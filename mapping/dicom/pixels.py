@@ -9,7 +9,6 @@ refuses the request instead of failing. Pure: the caller reads the data set.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,6 +16,8 @@ from pydicom import Dataset
 from pydicom.encaps import get_frame
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import pack_bits
+
+from mapping.dicom.raw_header import RawHeader
 
 
 class CannotDecode(Exception):
@@ -70,12 +71,6 @@ def _native_grayscale(ds: Dataset, frame: int) -> NDArray[np.generic] | None:
     return layout.frame(data, frame)
 
 
-class HasKeywords(Protocol):
-    """A pydicom `Dataset`, or a `RawHeader` of the keywords asked for."""
-
-    def get(self, keyword: str, default: Any = None, /) -> Any: ...
-
-
 @dataclass(frozen=True)
 class GrayLayout:
     """Uncompressed little endian grayscale samples of 8 or 16 bits (PS3.5 8.1.1, PS3.3 C.7.6.3)."""
@@ -87,7 +82,7 @@ class GrayLayout:
     signed: bool
 
     @classmethod
-    def of(cls, header: HasKeywords) -> GrayLayout | None:
+    def of(cls, header: Dataset | RawHeader) -> GrayLayout | None:
         """The layout `header` describes; None when it is another (colour, 1 or 32 bits, odd)."""
         try:
             rows, columns = int(header.get("Rows")), int(header.get("Columns"))
@@ -107,10 +102,10 @@ class GrayLayout:
         return cls(rows, columns, allocated, stored, bool(signed))
 
     def frame(self, data: bytes, frame: int) -> NDArray[np.generic] | None:
-        """Frame `frame` (1-based) of the Pixel Data value `data` (no copy, unless unused high bits
-        hold something else than the value's: then two passes): the array pydicom's native decoder gives (its
-        `_correct_unused_bits`: masked when unsigned, sign-extended when signed), a fifth of its
-        time on a 512 x 512 frame. None when `data` is too short to hold it."""
+        """Frame `frame` (1-based) of the Pixel Data value `data`: the array pydicom's native
+        decoder gives (its `_correct_unused_bits`: masked when unsigned, sign-extended when
+        signed), a fifth of its time on a 512 x 512 frame. No copy, unless unused high bits hold
+        something other than the value's (then two passes). None when `data` is too short."""
         size = self.rows * self.columns * self.allocated // 8
         if len(data) < frame * size:
             return None

@@ -10,7 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+)
 
 from facade.wiring import Services
 from storage.errors import NotFound
@@ -73,5 +78,6 @@ def test_what_renders_on_the_event_loop(services: Services, tmp_path: Path) -> N
     assert Retrieve.quick_to_render(one)
     assert Retrieve.quick_to_render(replace(one, size=QUICK_RENDER))
     assert not Retrieve.quick_to_render(replace(one, size=QUICK_RENDER + 1))
-    for syntax in (JPEG2000Lossless, DeflatedExplicitVRLittleEndian, "1.2.3.4"):
+    assert Retrieve.quick_to_render(replace(one, transfer_syntax_uid=ImplicitVRLittleEndian))
+    for syntax in (JPEG2000Lossless, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, "1.2.3.4"):
         assert not Retrieve.quick_to_render(replace(one, transfer_syntax_uid=syntax)), syntax
